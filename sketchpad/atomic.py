@@ -1,0 +1,95 @@
+"""Atomic file writes (DESIGN §7): the target is always the old or the new file.
+
+Write to a temporary file in the same folder, flush, fsync, ``os.replace`` over the
+target, then fsync the folder so the rename itself survives a power cut. On any
+failure the temporary file is removed, the target is untouched, and a
+:class:`SaveError` names the path and the reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+
+class SaveError(OSError):
+    """Writing ``path`` failed; ``reason`` is a readable explanation."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"Could not save {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _reason(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "the disk is full"
+    if e.errno == errno.EDQUOT:
+        return "the disk quota is exceeded"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (the file or its folder is read-only)"
+    if e.errno == errno.EROFS:
+        return "the file system is read-only"
+    if e.errno == errno.ENOENT:
+        return "the folder does not exist"
+    return e.strerror or str(e)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the data itself is synced
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically.
+
+    Raises:
+        SaveError: the write failed; the previous file (if any) is intact.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise SaveError(target, _reason(e)) from e
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if target.exists():
+            # Keep the permission bits of the file we replace.
+            try:
+                os.chmod(tmp, target.stat().st_mode & 0o7777)
+            except OSError:
+                pass
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SaveError(target, _reason(e)) from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
