@@ -1,0 +1,7 @@
+"""``python -m sketchpad``: the same as the ``sketchpad`` command."""
+
+import sys
+
+from sketchpad.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""Command line: ``sketchpad`` opens the window; subcommands run headless.
+
+Heavy modules (Qt, torch) are imported inside the commands that need them, so
+``sketchpad --help`` and the headless commands start fast and the window paints quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sketchpad import __version__
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from sketchpad.sketch.io import SketchFileError, count_drawings, read_sketch, write_sketch
+    from sketchpad.atomic import SaveError
+
+    src, dst = Path(args.input), Path(args.output)
+    try:
+        sketch = read_sketch(src, index=args.index)
+        write_sketch(sketch, dst)
+    except (SketchFileError, SaveError) as e:
+        print(f"sketchpad convert: error: {e}", file=sys.stderr)
+        return 1
+    total = count_drawings(src)
+    which = f" (drawing {args.index + 1} of {total})" if total > 1 else ""
+    kind = "raster" if sketch.is_raster else f"{len(sketch.strokes)} strokes, {sketch.num_points} points"
+    print(f"{src} → {dst}{which}: {kind}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "startup":
+        from sketchpad.ui.startup_bench import run
+
+        return run(runs=args.runs)
+    raise AssertionError(args.what)  # argparse restricts the choices
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sketchpad",
+        description="Sketchpad: draw what you want to find.",
+        epilog="Without a command, `sketchpad [FILE]` opens the window (and FILE, a sketch).",
+    )
+    parser.add_argument("--version", action="version", version=f"sketchpad {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="headless commands")
+
+    p = sub.add_parser(
+        "convert",
+        help="convert a sketch between formats (by file extension)",
+        description="Convert a sketch between formats, chosen by extension: .json (Sketchpad), "
+        ".ndjson (Quick, Draw!, incl. SPG part labels), .npz (Sketch-RNN stroke-3), "
+        ".npy (FS-COCO vector), .svg, .png/.jpg (bitmap, read only as a raster sketch; "
+        ".png can be written).",
+    )
+    p.add_argument("input", help="the file to read")
+    p.add_argument("output", help="the file to write (format from its extension)")
+    p.add_argument("--index", type=int, default=0, metavar="N",
+                   help="which drawing of a multi-drawing file (0-based, default 0)")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("bench", help="measure performance targets",
+                       description="Benchmarks that print measured figures and targets.")
+    p.add_argument("what", choices=["startup"],
+                   help="startup: time from launch to the first painted window")
+    p.add_argument("--runs", type=int, default=5, help="repetitions (default 5)")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sketchpad", add_help=False)
+    p.add_argument("--startup-probe", action="store_true")
+    p.add_argument("file", nargs="?")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    if argv and (argv[0] in commands or argv[0] in ("-h", "--help", "--version")):
+        args = parser.parse_args(argv)
+        return int(args.func(args))
+    # The window. Qt accepts its own options (-platform, -style ...): pass unknown ones on.
+    args, rest = _gui_parser().parse_known_args(argv)
+    from sketchpad.ui.app import run_app
+
+    qt_argv = list(rest)
+    if args.startup_probe:
+        qt_argv.insert(0, "--startup-probe")
+    if args.file:
+        qt_argv.append(args.file)
+    return run_app(qt_argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Layer contract (DESIGN §2): the headless layers never import Qt, and the CLI's help
+does not pull in Qt or torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "sketchpad"
+HEADLESS = ["sketch", "vision", "gallery", "train"]
+FORBIDDEN = ("PySide6", "shiboken6", "qasync")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
+            if node.args and isinstance(node.args[0], ast.Constant):
+                found.append((node.lineno, str(node.args[0].value)))
+    return found
+
+
+def _headless_files() -> list[Path]:
+    files = [p for layer in HEADLESS if (PKG / layer).is_dir() for p in (PKG / layer).rglob("*.py")]
+    return files + [PKG / "atomic.py", PKG / "paths.py", PKG / "logs.py", PKG / "cli.py"]
+
+
+@pytest.mark.parametrize("path", _headless_files(), ids=lambda p: str(p.relative_to(PKG)))
+def test_headless_modules_do_not_import_qt(path: Path) -> None:
+    if not path.exists():
+        pytest.skip(f"{path.name} not present")
+    bad = [(ln, m) for ln, m in _imports(path) if m.split(".")[0] in FORBIDDEN]
+    assert not bad, f"{path} imports Qt at line(s) {bad}: move that code to engine/ or ui/"
+
+
+def test_contract_detects_a_violation(tmp_path: Path) -> None:
+    f = tmp_path / "bad.py"
+    f.write_text("import os\nfrom PySide6.QtCore import QObject\n")
+    assert (2, "PySide6.QtCore") in _imports(f)
+
+
+def _headless_modules() -> list[str]:
+    return [
+        "sketchpad." + ".".join(p.relative_to(PKG).with_suffix("").parts).removesuffix(".__init__")
+        for p in _headless_files()
+        if p.exists()
+    ]
+
+
+def test_headless_packages_import_without_qt_loaded() -> None:
+    code = (
+        "import sys, importlib\n"
+        f"for m in {_headless_modules()!r}:\n"
+        "    importlib.import_module(m)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'torch')]\n"
+        "print(sorted(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_help_lists_headless_commands() -> None:
+    out = subprocess.run([sys.executable, "-m", "sketchpad", "--help"], capture_output=True,
+                         text=True, check=True)
+    assert "convert" in out.stdout and "bench" in out.stdout
