@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="startup: time from launch to the first painted window")
     p.add_argument("--runs", type=int, default=5, help="repetitions (default 5)")
     p.set_defaults(func=_cmd_bench)
+    parser.set_defaults(commands=tuple(sub.choices))
     return parser
 
 
@@ -82,8 +83,7 @@ def _gui_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    if argv and (argv[0] in commands or argv[0] in ("-h", "--help", "--version")):
+    if argv and (argv[0] in parser.get_default("commands") or argv[0] in ("-h", "--help", "--version")):
         args = parser.parse_args(argv)
         return int(args.func(args))
     # The window. Qt accepts its own options (-platform, -style ...): pass unknown ones on.
