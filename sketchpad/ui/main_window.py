@@ -1,0 +1,514 @@
+"""The main window: canvas, menus, status bar, files, autosave and restore.
+
+The window owns one :class:`~sketchpad.ui.document.Document` for its whole life;
+New, Open, Import and Restore replace its contents with ``Document.reset``.
+
+File semantics:
+    Open: a single-drawing ``.json`` of ours becomes the document's file.
+    Import (and Open of any other format, or of one drawing out of several): a new
+        untitled document, marked modified, so Save asks where to put it.
+    Save: to the document's file; without one, Save As (``.json``).
+    Export: any writable format; the document's file and saved state are unchanged.
+
+Every question and message goes through a ``_ask_*`` / ``_show_error`` method so
+tests can answer it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QUndoView,
+    QWidget,
+)
+
+import sketchpad
+from sketchpad.atomic import SaveError
+from sketchpad.sketch.io import (
+    SUPPORTED_READ,
+    SUPPORTED_WRITE,
+    SketchFileError,
+    count_drawings,
+    file_dialog_filter,
+    read_sketch,
+    write_sketch,
+)
+from sketchpad.sketch.model import Sketch
+from sketchpad.ui import dialogs
+from sketchpad.ui.autosave import (
+    DEFAULT_DELAY_MS,
+    Autosaver,
+    OrphanedSession,
+    claim_orphaned_sessions,
+)
+from sketchpad.ui.canvas import Canvas
+from sketchpad.ui.document import Document
+from sketchpad.ui.errors import show_error
+from sketchpad.ui.recent_files import RecentFiles
+from sketchpad.ui.toolbar import CanvasToolBar
+
+log = logging.getLogger(__name__)
+
+NATIVE_SUFFIX = ".json"
+UNTITLED = "Untitled"
+_SETTINGS_GEOMETRY = "main_window/geometry"
+_SETTINGS_STATE = "main_window/state"
+
+
+class MainWindow(QMainWindow):
+    """Sketchpad's main window.
+
+    Args:
+        autosave_delay_ms: quiet time after an edit before the autosave is written.
+        autosave_dir: where autosaves live (default: the standard one).
+    """
+
+    def __init__(
+        self,
+        *,
+        autosave_delay_ms: int = DEFAULT_DELAY_MS,
+        autosave_dir: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("MainWindow")
+        self.document = Document(parent=self)
+        self.canvas = Canvas(self.document)
+        # The photo gallery goes to the right of the canvas (a later issue).
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("central_splitter")
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.canvas)
+        self.setCentralWidget(self.splitter)
+
+        self.toolbar = CanvasToolBar(self.canvas, self)
+        self.toolbar.setObjectName("canvas_toolbar")
+        self.addToolBar(self.toolbar)
+
+        self.undo_dock = QDockWidget("Undo History", self)
+        self.undo_dock.setObjectName("undo_history_dock")
+        self.undo_dock.setWidget(QUndoView(self.document.undo_stack))
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.undo_dock)
+        self.undo_dock.hide()
+
+        self.recent_files = RecentFiles()
+        self.autosaver = Autosaver(
+            self.document, delay_ms=autosave_delay_ms, directory=autosave_dir, parent=self
+        )
+        self.autosaver.failed.connect(self._on_autosave_failed)
+        self._suggested_name: str | None = None  # Save As name for imported drawings
+        self._last_folder = str(Path.home())
+
+        self.file_actions = self._build_file_actions()
+        self._build_menus()
+        self._build_status_bar()
+
+        self.document.path_changed.connect(self._update_title)
+        self.document.undo_stack.cleanChanged.connect(self._update_title)
+        self.document.sketch_changed.connect(self._update_counts)
+        self.canvas.cursor_moved.connect(self._update_cursor)
+        self.canvas.zoom_changed.connect(self._update_zoom)
+        self.canvas.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.setAcceptDrops(True)
+        self._update_title()
+        self._update_counts()
+        self._update_zoom(self.canvas.zoom)
+        self.resize(1200, 800)
+        self._restore_geometry()
+
+    # -- building ----------------------------------------------------------------------------
+    def _action(
+        self, text: str, slot: Callable[[], object], shortcut: QKeySequence | str | None = None
+    ) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_file_actions(self) -> dict[str, QAction]:
+        Key = QKeySequence.StandardKey
+        actions = {
+            "new": self._action("&New", self.new_document, Key.New),
+            "open": self._action("&Open…", self.open_dialog, Key.Open),
+            "import": self._action("&Import…", self.import_dialog, "Ctrl+I"),
+            "save": self._action("&Save", self.save, Key.Save),
+            "save_as": self._action("Save &As…", self.save_as, "Ctrl+Shift+S"),
+            "export": self._action("&Export…", self.export_dialog, "Ctrl+E"),
+            "quit": self._action("&Quit", self.close, "Ctrl+Q"),
+        }
+        actions["quit"].setMenuRole(QAction.MenuRole.QuitRole)
+        return actions
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        fa = self.file_actions
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([fa["new"], fa["open"]])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addAction(fa["import"])
+        file_menu.addSeparator()
+        file_menu.addActions([fa["save"], fa["save_as"], fa["export"]])
+        file_menu.addSeparator()
+        file_menu.addAction(fa["quit"])
+
+        edit = self.canvas.edit_actions()
+        edit_menu = bar.addMenu("&Edit")
+        groups = (("undo", "redo"), ("cut", "copy", "paste", "delete"), ("select_all", "deselect"))
+        for group in groups:
+            edit_menu.addActions([edit[k] for k in group if k in edit])
+            edit_menu.addSeparator()
+
+        tools_menu = bar.addMenu("&Tools")
+        tools_menu.addActions(list(self.canvas.tool_actions().values()))
+
+        view_menu = bar.addMenu("&View")
+        view_menu.addActions([edit[k] for k in ("zoom_in", "zoom_out", "fit") if k in edit])
+        view_menu.addSeparator()
+        history = self.undo_dock.toggleViewAction()
+        history.setText("&Undo History")
+        view_menu.addAction(history)
+        view_menu.addAction(self.toolbar.toggleViewAction())
+
+        help_menu = bar.addMenu("&Help")
+        about = self._action("&About Sketchpad", self._show_about)
+        about.setMenuRole(QAction.MenuRole.AboutRole)
+        help_menu.addAction(about)
+
+    def _build_status_bar(self) -> None:
+        self.cursor_label = QLabel()
+        self.count_label = QLabel()
+        self.zoom_label = QLabel("100%")
+        for label in (self.cursor_label, self.count_label, self.zoom_label):
+            label.setContentsMargins(8, 0, 8, 0)
+            self.statusBar().addPermanentWidget(label)
+
+    def _fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        paths = self.recent_files.paths
+        for i, path in enumerate(paths, start=1):
+            action = menu.addAction(f"&{i % 10}  {path.name}")
+            action.setToolTip(str(path))
+            action.setStatusTip(str(path))
+            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if paths:
+            menu.addSeparator()
+        clear = menu.addAction("Clear Menu")
+        clear.setEnabled(bool(paths))
+        clear.triggered.connect(self.recent_files.clear)
+
+    # -- status and title --------------------------------------------------------------------
+    def display_name(self) -> str:
+        path = self.document.path
+        return path.name if path is not None else UNTITLED
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"{self.display_name()}[*] — Sketchpad")
+        self.setWindowModified(self.document.is_modified)
+
+    def _update_counts(self) -> None:
+        sketch = self.document.sketch
+        if sketch.is_raster:
+            self.count_label.setText(f"raster {sketch.width:g}×{sketch.height:g}")
+            return
+        n = len(sketch.strokes)
+        self.count_label.setText(
+            f"{n} stroke{'s' if n != 1 else ''} · {sketch.num_points} points"
+        )
+
+    def _update_cursor(self, x: float, y: float) -> None:
+        self.cursor_label.setText(f"x {x:.0f}  y {y:.0f}")
+
+    def _update_zoom(self, scale: float) -> None:
+        self.zoom_label.setText(f"{scale * 100:.0f}%")
+
+    def _on_autosave_failed(self, reason: str) -> None:
+        self.statusBar().showMessage(f"Autosave failed: {reason}", 10_000)
+
+    # -- questions (replaced in tests) -------------------------------------------------------
+    def _ask_save_changes(self) -> dialogs.SaveChoice:
+        return dialogs.ask_save_changes(self, self.display_name())
+
+    def _ask_open_path(self, title: str) -> Path | None:
+        return dialogs.ask_open_path(self, title, file_dialog_filter(False), self._last_folder)
+
+    def _ask_save_path(
+        self, title: str, suggested: Path, name_filter: str, suffix: str
+    ) -> Path | None:
+        return dialogs.ask_save_path(self, title, suggested, name_filter, suffix)
+
+    def _ask_drawing_index(self, path: Path, count: int) -> int | None:
+        return dialogs.ask_drawing_index(self, path, count)
+
+    def _ask_restore(self, orphan: OrphanedSession) -> dialogs.RestoreChoice:
+        saved_at = orphan.contents.saved_at.strftime("%Y-%m-%d %H:%M")
+        return dialogs.ask_restore(self, orphan.contents.file_name, saved_at)
+
+    def _show_error(self, title: str, text: str) -> None:
+        show_error(self, title, text)
+
+    def _show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Sketchpad",
+            f"<b>Sketchpad {sketchpad.__version__}</b><p>Draw what you want to find: "
+            "sketch-driven segmentation of photo folders and labelling of scene sketches.</p>",
+        )
+
+    # -- unsaved changes ---------------------------------------------------------------------
+    def maybe_save(self) -> bool:
+        """Before the document is replaced or the window closes: True to go on.
+
+        Asks Save / Discard / Cancel when there are unsaved changes. Discard removes
+        the autosave; a failed or cancelled save answers False.
+        """
+        if not self.document.is_modified:
+            return True
+        choice = self._ask_save_changes()
+        if choice == "save":
+            return self.save()
+        if choice == "discard":
+            self.autosaver.discard()
+            return True
+        return False
+
+    # -- file commands -----------------------------------------------------------------------
+    def new_document(self) -> bool:
+        if not self.maybe_save():
+            return False
+        self._suggested_name = None
+        self.document.reset(Sketch(), None)  # the canvas refits on reset
+        return True
+
+    def open_dialog(self) -> bool:
+        path = self._ask_open_path("Open Drawing")
+        return self.open_path(path) if path is not None else False
+
+    def import_dialog(self) -> bool:
+        path = self._ask_open_path("Import Drawing")
+        return self.open_path(path, as_import=True) if path is not None else False
+
+    def open_path(self, path: Path, index: int | None = None, *, as_import: bool = False) -> bool:
+        """Open (or import) ``path``; on any problem the open document is left as it was.
+
+        Args:
+            path: a sketch file in one of ``SUPPORTED_READ``.
+            index: which drawing of a multi-drawing file; asked when None.
+            as_import: always make an untitled copy, even of our own ``.json``.
+
+        Returns:
+            True if the document now shows the file's drawing.
+        """
+        path = Path(path)
+        try:
+            count = count_drawings(path)
+            if index is None:
+                index = 0
+                if count > 1:
+                    chosen = self._ask_drawing_index(path, count)
+                    if chosen is None:
+                        return False
+                    index = chosen
+            sketch = read_sketch(path, index)
+        except SketchFileError as e:
+            log.warning("cannot open %s: %s", path, e.reason)
+            self._show_error(
+                "Cannot open drawing",
+                f"“{path.name}” could not be opened.\n\n{e.reason}\n\nFile: {path}",
+            )
+            if not path.exists():
+                self.recent_files.remove(path)
+            return False
+        if not self.maybe_save():
+            return False
+        keeps_file = (
+            not as_import and path.suffix.lower() == NATIVE_SUFFIX and count == 1
+        )
+        if keeps_file:
+            self._suggested_name = None
+            self.document.reset(sketch, path.absolute())
+        else:
+            self._suggested_name = f"{path.stem}{NATIVE_SUFFIX}"
+            self.document.reset(sketch, None, modified=True)
+        self._last_folder = str(path.absolute().parent)
+        self.recent_files.add(path)
+        log.info("%s %s (drawing %d of %d)", "opened" if keeps_file else "imported",
+                 path, index + 1, count)
+        return True
+
+    def save(self) -> bool:
+        """Save to the document's file (Save As if it has none); True on success."""
+        path = self.document.path
+        if path is None or path.suffix.lower() != NATIVE_SUFFIX:
+            return self.save_as()
+        return self.save_to(path)
+
+    def save_as(self) -> bool:
+        name = self._suggested_name or f"{Path(self.display_name()).stem}{NATIVE_SUFFIX}"
+        folder = self.document.path.parent if self.document.path else Path(self._last_folder)
+        path = self._ask_save_path(
+            "Save Drawing As", folder / name, dialogs.JSON_FILTER, NATIVE_SUFFIX
+        )
+        if path is None:
+            return False
+        if path.suffix.lower() != NATIVE_SUFFIX:
+            path = path.with_name(path.name + NATIVE_SUFFIX)
+        return self.save_to(path)
+
+    def save_to(self, path: Path) -> bool:
+        """Write the drawing as our JSON to ``path`` and make it the document's file.
+
+        On failure the document stays modified, the old file is intact (atomic write)
+        and a dialog names the path and the reason.
+        """
+        path = Path(path).absolute()
+        try:
+            write_sketch(self.document.sketch, path)
+        except SaveError as e:
+            self._report_save_error("Cannot save drawing", e)
+            return False
+        self.document.mark_saved(path)
+        self.autosaver.discard()
+        self._suggested_name = None
+        self._last_folder = str(path.parent)
+        self.recent_files.add(path)
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        log.info("saved %s", path)
+        return True
+
+    def export_dialog(self) -> bool:
+        stem = Path(self._suggested_name or self.display_name()).stem
+        folder = self.document.path.parent if self.document.path else Path(self._last_folder)
+        path = self._ask_save_path(
+            "Export Drawing", folder / f"{stem}.svg", file_dialog_filter(True), ".svg"
+        )
+        return self.export_to(path) if path is not None else False
+
+    def export_to(self, path: Path) -> bool:
+        """Write the drawing in the format of ``path``'s extension; the document's own
+        file and saved state do not change."""
+        path = Path(path).absolute()
+        if path.suffix.lower() not in SUPPORTED_WRITE:
+            self._show_error(
+                "Cannot export drawing",
+                f"“{path.name}” has an extension Sketchpad cannot write.\n\n"
+                f"Use one of: {', '.join(sorted(SUPPORTED_WRITE))}",
+            )
+            return False
+        try:
+            write_sketch(self.document.sketch, path)
+        except SaveError as e:
+            self._report_save_error("Cannot export drawing", e)
+            return False
+        except SketchFileError as e:  # e.g. a raster drawing to a vector format
+            self._show_error("Cannot export drawing", f"{e.reason}\n\nFile: {path}")
+            return False
+        self.statusBar().showMessage(f"Exported {path}", 5000)
+        log.info("exported %s", path)
+        return True
+
+    def _report_save_error(self, title: str, e: SaveError) -> None:
+        log.warning("%s: %s", title, e)
+        self._show_error(
+            title,
+            f"The drawing could not be written to\n{e.path}\n\nReason: {e.reason}.\n\n"
+            "It is still open with its changes; any earlier version of the file is unchanged.",
+        )
+
+    # -- restore after a crash ---------------------------------------------------------------
+    def offer_restore(self) -> bool:
+        """Offer autosaves of sessions that did not close properly; True if one was restored.
+
+        Restoring makes the drawing this session's (modified) document; the old autosave
+        is deleted only once this session's autosave of it is on disk.
+        """
+        orphans = claim_orphaned_sessions(self.autosaver.file.parent)
+        restored = False
+        for orphan in orphans:
+            if restored:
+                orphan.release()  # one drawing per window; offer the rest next time
+                continue
+            choice = self._ask_restore(orphan)
+            if choice == "restore":
+                restored = self._adopt(orphan)
+            elif choice == "discard":
+                orphan.discard()
+            else:
+                orphan.release()
+        return restored
+
+    def _adopt(self, orphan: OrphanedSession) -> bool:
+        if not self.maybe_save():
+            orphan.release()
+            return False
+        contents = orphan.contents
+        self._suggested_name = None
+        self.document.reset(contents.sketch, contents.original_path, modified=True)
+        if self.autosaver.save_now():
+            orphan.discard()
+        else:
+            orphan.release()  # keep the old copy until ours exists
+        log.info("restored the autosave %s", orphan.file)
+        return True
+
+    # -- drag and drop -----------------------------------------------------------------------
+    @staticmethod
+    def _dropped_file(event: QDragEnterEvent | QDropEvent) -> Path | None:
+        mime = event.mimeData()
+        if not mime.hasUrls():
+            return None
+        for url in mime.urls():
+            if url.isLocalFile():
+                path = Path(url.toLocalFile())
+                if path.suffix.lower() in SUPPORTED_READ:
+                    return path
+        return None
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
+        if self._dropped_file(event) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt API)
+        path = self._dropped_file(event)
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_path(path)
+
+    # -- window state ------------------------------------------------------------------------
+    def _restore_geometry(self) -> None:
+        settings = QSettings()
+        geometry = settings.value(_SETTINGS_GEOMETRY)
+        state = settings.value(_SETTINGS_STATE)
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def _store_geometry(self) -> None:
+        settings = QSettings()
+        settings.setValue(_SETTINGS_GEOMETRY, self.saveGeometry())
+        settings.setValue(_SETTINGS_STATE, self.saveState())
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        if not self.maybe_save():
+            event.ignore()
+            return
+        self._store_geometry()
+        self.autosaver.close()
+        event.accept()
