@@ -64,11 +64,12 @@ class EditCommand(QUndoCommand):
 class Document(QObject):
     """Signals: ``sketch_changed()`` after any change of the strokes or canvas,
     ``selection_changed()``, ``path_changed()``; ``undo_stack.cleanChanged`` tells the
-    modified state."""
+    modified state; ``document_reset()`` after :meth:`reset` (a new drawing: views refit)."""
 
     sketch_changed = Signal()
     selection_changed = Signal()
     path_changed = Signal()
+    document_reset = Signal()
 
     def __init__(self, sketch: Sketch | None = None, path: Path | None = None,
                  parent: QObject | None = None) -> None:
@@ -112,6 +113,7 @@ class Document(QObject):
         self.sketch_changed.emit()
         self.selection_changed.emit()
         self.path_changed.emit()
+        self.document_reset.emit()
 
     def _set_sketch(self, sketch: Sketch) -> None:
         self._sketch = sketch
