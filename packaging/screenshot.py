@@ -39,7 +39,7 @@ _hand = random.Random(7)  # a steady hand, but not a ruler
 def polyline(*pts: Point, step: float = 6.0, jitter: float = 0.8) -> list[Point]:
     """The corner points with samples every ``step`` canvas pixels, slightly wobbly."""
     out: list[Point] = [pts[0]]
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
         n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
         for k in range(1, n + 1):
             dx, dy = (_hand.uniform(-jitter, jitter) for _ in range(2)) if k < n else (0.0, 0.0)

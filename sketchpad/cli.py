@@ -15,8 +15,8 @@ from sketchpad import __version__
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from sketchpad.sketch.io import SketchFileError, count_drawings, read_sketch, write_sketch
     from sketchpad.atomic import SaveError
+    from sketchpad.sketch.io import SketchFileError, count_drawings, read_sketch, write_sketch
 
     src, dst = Path(args.input), Path(args.output)
     try:
@@ -27,7 +27,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return 1
     total = count_drawings(src)
     which = f" (drawing {args.index + 1} of {total})" if total > 1 else ""
-    kind = "raster" if sketch.is_raster else f"{len(sketch.strokes)} strokes, {sketch.num_points} points"
+    kind = (
+        "raster"
+        if sketch.is_raster
+        else f"{len(sketch.strokes)} strokes, {sketch.num_points} points"
+    )
     print(f"{src} → {dst}{which}: {kind}")
     return 0
 
@@ -36,7 +40,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "startup":
         from sketchpad.ui.startup_bench import run
 
-        return run(runs=args.runs)
+        return run(runs=args.runs, report=print)
     raise AssertionError(args.what)  # argparse restricts the choices
 
 
@@ -59,14 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="the file to read")
     p.add_argument("output", help="the file to write (format from its extension)")
-    p.add_argument("--index", type=int, default=0, metavar="N",
-                   help="which drawing of a multi-drawing file (0-based, default 0)")
+    p.add_argument(
+        "--index",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which drawing of a multi-drawing file (0-based, default 0)",
+    )
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("bench", help="measure performance targets",
-                       description="Benchmarks that print measured figures and targets.")
-    p.add_argument("what", choices=["startup"],
-                   help="startup: time from launch to the first painted window")
+    p = sub.add_parser(
+        "bench",
+        help="measure performance targets",
+        description="Benchmarks that print measured figures and targets.",
+    )
+    p.add_argument(
+        "what", choices=["startup"], help="startup: time from launch to the first painted window"
+    )
     p.add_argument("--runs", type=int, default=5, help="repetitions (default 5)")
     p.set_defaults(func=_cmd_bench)
     parser.set_defaults(commands=tuple(sub.choices))
@@ -83,7 +96,9 @@ def _gui_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and (argv[0] in parser.get_default("commands") or argv[0] in ("-h", "--help", "--version")):
+    if argv and (
+        argv[0] in parser.get_default("commands") or argv[0] in ("-h", "--help", "--version")
+    ):
         args = parser.parse_args(argv)
         return int(args.func(args))
     # The window. Qt accepts its own options (-platform, -style ...): pass unknown ones on.

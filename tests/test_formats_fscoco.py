@@ -45,7 +45,7 @@ def test_round_trip_is_exact_float64(tmp_path: Path) -> None:
     assert a[:, 2].tolist().count(1.0) == 3 and a[-1, 2] == 1
     back = read_sketch(path)
     assert [len(s) for s in back.strokes] == [5, 1, 17]
-    for s, t in zip(sketch.strokes, back.strokes):
+    for s, t in zip(sketch.strokes, back.strokes, strict=False):
         np.testing.assert_array_equal(s.points, t.points)
 
 

@@ -57,7 +57,7 @@ def test_spg_all_drawings_import_with_labels_on_the_right_points() -> None:
             assert "import_warnings" not in md, md.get("import_warnings")
             assert (s.width, s.height) == (256, 256)
             assert len(s.strokes) == len(rec["drawing"])
-            for stroke, (xs, ys, labels) in zip(s.strokes, rec["drawing"]):
+            for stroke, (xs, ys, labels) in zip(s.strokes, rec["drawing"], strict=False):
                 assert stroke.points[:, 0].tolist() == xs and stroke.points[:, 1].tolist() == ys
                 assert stroke.point_labels.tolist() == labels
                 assert stroke.times is None

@@ -26,8 +26,11 @@ SQUARE = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], dtype=float)
 
 
 def _sketch(*polylines: list, **kw) -> Sketch:
-    return Sketch(strokes=tuple(Stroke(points=p, id=f"s{i}", **kw) for i, p in enumerate(polylines)),
-                  width=100, height=100)
+    return Sketch(
+        strokes=tuple(Stroke(points=p, id=f"s{i}", **kw) for i, p in enumerate(polylines)),
+        width=100,
+        height=100,
+    )
 
 
 def test_points_in_polygon_even_odd() -> None:
@@ -50,16 +53,30 @@ def test_lasso_cut_splits_at_the_polygon() -> None:
     sk = _sketch([[-5, 5], [15, 5]], times=None)
     r = lasso_select(sk, SQUARE, "cut")
     pieces = r.replacements["s0"]
-    assert [p.points.tolist() for p in pieces] == [[[-5, 5], [0, 5]], [[0, 5], [10, 5]],
-                                                   [[10, 5], [15, 5]]]
+    assert [p.points.tolist() for p in pieces] == [
+        [[-5, 5], [0, 5]],
+        [[0, 5], [10, 5]],
+        [[10, 5], [15, 5]],
+    ]
     assert r.selected_ids == (pieces[1].id,)
     after = SketchEdit.replace(sk, r.replacements).apply(sk)
     assert len(after) == 3
 
 
 def test_cut_interpolates_per_point_data() -> None:
-    sk = Sketch(strokes=(Stroke(points=[[-10, 5], [10, 5]], times=[0, 100], pressure=[0, 1],
-                                point_labels=[3, 4], id="a"),), width=50, height=50)
+    sk = Sketch(
+        strokes=(
+            Stroke(
+                points=[[-10, 5], [10, 5]],
+                times=[0, 100],
+                pressure=[0, 1],
+                point_labels=[3, 4],
+                id="a",
+            ),
+        ),
+        width=50,
+        height=50,
+    )
     pieces = lasso_select(sk, SQUARE, "cut").replacements["a"]
     assert pieces[0].times.tolist() == [0, 50] and pieces[1].pressure.tolist() == [0.5, 1.0]
     assert pieces[1].point_labels.tolist() == [3, 4]
@@ -80,7 +97,9 @@ def test_partition_two_sectors_of_a_horizontal_line() -> None:
     # half (ray at 3π/2) belongs to sector 1 and the lower half (ray at π/2) to sector 0.
     vertical = [p for p in part.pieces if p.source_id == "s1"]
     assert [(p.sector, p.stroke.points.tolist()) for p in vertical] == [
-        (1, [[0, -3], [0, 0]]), (0, [[0, 0], [0, 3]])]
+        (1, [[0, -3], [0, 0]]),
+        (0, [[0, 0], [0, 3]]),
+    ]
 
 
 def test_partition_sector_sketch_keeps_canvas() -> None:

@@ -50,15 +50,23 @@ def strokes(draw: st.DrawFn, with_extras: bool = False) -> Stroke:
 @st.composite
 def sketches(draw: st.DrawFn, with_extras: bool = False) -> Sketch:
     ss = draw(st.lists(strokes(with_extras), min_size=0, max_size=6))
-    meta = draw(
-        st.dictionaries(
-            st.text(max_size=8),
-            st.one_of(st.integers(-(2**53), 2**53), st.text(max_size=10), st.booleans(),
-                      st.floats(allow_nan=False, allow_infinity=False),
-                      st.lists(st.text(max_size=5), max_size=4)),
-            max_size=4,
+    meta = (
+        draw(
+            st.dictionaries(
+                st.text(max_size=8),
+                st.one_of(
+                    st.integers(-(2**53), 2**53),
+                    st.text(max_size=10),
+                    st.booleans(),
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.lists(st.text(max_size=5), max_size=4),
+                ),
+                max_size=4,
+            )
         )
-    ) if with_extras else {}
+        if with_extras
+        else {}
+    )
     w = draw(st.floats(1, 5000))
     h = draw(st.floats(1, 5000))
     return Sketch(strokes=tuple(ss), width=w, height=h, metadata=meta)
@@ -69,7 +77,7 @@ def sketches(draw: st.DrawFn, with_extras: bool = False) -> Sketch:
 def test_json_round_trip_is_lossless(sketch: Sketch) -> None:
     again = sketch_from_json_bytes(sketch_to_json_bytes(sketch))
     assert again == sketch
-    for a, b in zip(again.strokes, sketch.strokes):
+    for a, b in zip(again.strokes, sketch.strokes, strict=False):
         assert a.points.tobytes() == b.points.tobytes()  # bit-exact, not merely close
 
 
@@ -87,7 +95,9 @@ def _on_a_boundary(p: np.ndarray, center: np.ndarray, angles: np.ndarray, tol: f
     rel = p - center
     r = np.hypot(rel[:, 0], rel[:, 1])
     ang = np.arctan2(rel[:, 1], rel[:, 0])
-    off = np.min([r * np.sin(np.minimum(_angle_distance(ang, a), math.pi / 2)) for a in angles], axis=0)
+    off = np.min(
+        [r * np.sin(np.minimum(_angle_distance(ang, a), math.pi / 2)) for a in angles], axis=0
+    )
     return (r <= tol) | (off <= tol)
 
 
@@ -113,7 +123,7 @@ def test_partition_pieces(sketch: Sketch, n: int, theta1: float, center: tuple |
             keep = p.origin >= 0
             assert np.array_equal(p.stroke.points[keep], stroke.points[p.origin[keep]])
         # Consecutive pieces meet on a sector boundary.
-        for a, b in zip(pieces, pieces[1:]):
+        for a, b in zip(pieces, pieces[1:], strict=False):
             assert np.array_equal(a.stroke.points[-1], b.stroke.points[0])
             assert _on_a_boundary(b.stroke.points[:1], c, angles, tol).all()
         # Every piece lies in one sector (points on its boundary rays count as in it).

@@ -44,7 +44,9 @@ class SketchEdit:
             del strokes[index]
         for index, stroke in self.added:
             if index > len(strokes):
-                raise EditConflict(f"edit inserts at position {index} past the end ({len(strokes)})")
+                raise EditConflict(
+                    f"edit inserts at position {index} past the end ({len(strokes)})"
+                )
             strokes.insert(index, stroke)
         return sketch.with_strokes(strokes)
 
@@ -58,7 +60,9 @@ class SketchEdit:
     @staticmethod
     def remove(sketch: Sketch, stroke_ids: Iterable[str]) -> SketchEdit:
         ids = set(stroke_ids)
-        return SketchEdit(removed=tuple((i, s) for i, s in enumerate(sketch.strokes) if s.id in ids))
+        return SketchEdit(
+            removed=tuple((i, s) for i, s in enumerate(sketch.strokes) if s.id in ids)
+        )
 
     @staticmethod
     def replace(sketch: Sketch, replacements: Mapping[str, Sequence[Stroke]]) -> SketchEdit:

@@ -377,7 +377,12 @@ def selection_bbox(sketch: Sketch, ids: Iterable[str]) -> tuple[float, float, fl
     if not boxes:
         return None
     arr = np.array(boxes)
-    return (float(arr[:, 0].min()), float(arr[:, 1].min()), float(arr[:, 2].max()), float(arr[:, 3].max()))
+    return (
+        float(arr[:, 0].min()),
+        float(arr[:, 1].min()),
+        float(arr[:, 2].max()),
+        float(arr[:, 3].max()),
+    )
 
 
 __all__ = [

@@ -28,9 +28,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _optional_per_point(
-    name: str, values: Any, n: int, dtype: type
-) -> np.ndarray | None:
+def _optional_per_point(name: str, values: Any, n: int, dtype: type) -> np.ndarray | None:
     if values is None:
         return None
     a = np.array(values, dtype=dtype, copy=True)
@@ -95,7 +93,9 @@ class Stroke:
             raise ValueError("Stroke.pressure must lie in [0, 1]")
         object.__setattr__(self, "pressure", pressure)
         object.__setattr__(
-            self, "point_labels", _optional_per_point("point_labels", self.point_labels, n, np.int64)
+            self,
+            "point_labels",
+            _optional_per_point("point_labels", self.point_labels, n, np.int64),
         )
         width = float(self.width)
         if not np.isfinite(width) or width <= 0:
@@ -193,7 +193,9 @@ class Sketch:
         for name in ("width", "height"):
             v = float(getattr(self, name))
             if not np.isfinite(v) or v <= 0:
-                raise ValueError(f"Sketch.{name} must be a positive number, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"Sketch.{name} must be a positive number, got {getattr(self, name)!r}"
+                )
             object.__setattr__(self, name, v)
         object.__setattr__(self, "metadata", dict(self.metadata))
         if self.raster is not None:
@@ -201,7 +203,9 @@ class Sketch:
             if r.ndim != 2:
                 raise ValueError(f"Sketch.raster must have shape (H, W), got {r.shape}")
             if strokes:
-                raise ValueError("Sketch.raster is for raster-only sketches: it cannot have strokes")
+                raise ValueError(
+                    "Sketch.raster is for raster-only sketches: it cannot have strokes"
+                )
             if (r.shape[0], r.shape[1]) != (round(self.height), round(self.width)):
                 raise ValueError(
                     f"Sketch.raster shape {r.shape} does not match the canvas "
@@ -258,7 +262,7 @@ class Sketch:
         return np.concatenate([s.points for s in self.strokes], axis=0)
 
     def bbox(self) -> tuple[float, float, float, float] | None:
-        """(x0, y0, x1, y1) of all stroke points, or of the ink of a raster sketch; None if empty."""
+        """(x0, y0, x1, y1) of all stroke points, or of a raster sketch's ink; None if empty."""
         if self.raster is not None:
             ys, xs = np.nonzero(self.raster)
             if xs.size == 0:

@@ -104,7 +104,7 @@ def cut_stroke(stroke: Stroke, crossings: CrossingFn, classify: ClassifyFn) -> l
 
     pieces: list[Piece] = []
     run_ends = np.concatenate([run_starts[1:], [len(cls)]])  # exclusive interval index
-    for r, (a, b) in enumerate(zip(run_starts, run_ends)):
+    for r, (a, b) in enumerate(zip(run_starts, run_ends, strict=False)):
         # Interval a..b-1 spans vertices a..b. The shared vertex at a run boundary is an
         # original point (the earlier piece keeps it; the later one gets a copy) or a cut point.
         # Crossing points inside a run (the boundary touched, not crossed) are dropped.

@@ -145,7 +145,13 @@ def _draw_segments(ink: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> N
         u = np.clip(u, 0.0, 1.0)
         d = ap - u[..., None] * ce[:, None, :]
         cover = np.clip(r + 0.5 - np.sqrt(np.einsum("spd,spd->sp", d, d)), 0.0, 1.0)
-        inside = (cover > 0) & (pix[..., 0] >= 0) & (pix[..., 0] < w) & (pix[..., 1] >= 0) & (pix[..., 1] < h)
+        inside = (
+            (cover > 0)
+            & (pix[..., 0] >= 0)
+            & (pix[..., 0] < w)
+            & (pix[..., 1] >= 0)
+            & (pix[..., 1] < h)
+        )
         flat = pix[..., 1][inside] * w + pix[..., 0][inside]
         np.maximum.at(ink.reshape(-1), flat, cover[inside])
 
@@ -173,7 +179,11 @@ def _resample_ink(raster: np.ndarray, frame: Frame, out_hw: tuple[int, int]) -> 
 
 
 def render_query(
-    part: Sketch, whole: Sketch | None = None, size: int = 224, *, line_width: float = 3.0,
+    part: Sketch,
+    whole: Sketch | None = None,
+    size: int = 224,
+    *,
+    line_width: float = 3.0,
     margin: float = 0.1,
 ) -> np.ndarray:
     """The model's input view of a (part of a) sketch: (size, size) uint8.

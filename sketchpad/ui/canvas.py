@@ -43,6 +43,7 @@ from sketchpad.ui.canvas_actions import (
 )
 from sketchpad.ui.clipboard import PASTE_OFFSET, copy_selection, paste_strokes
 from sketchpad.ui.document import Document
+from sketchpad.ui.sketch_painter import SURROUND, SketchPainter
 from sketchpad.ui.tools import (
     TOOL_NAMES,
     PanTool,
@@ -53,7 +54,6 @@ from sketchpad.ui.tools import (
     ToolSettings,
     create_tool,
 )
-from sketchpad.ui.sketch_painter import SURROUND, SketchPainter
 from sketchpad.ui.view_transform import ViewTransform, wheel_scroll, wheel_zoom_factor
 
 ZOOM_SETTLE_MS = 150  # while zooming, show the old image scaled; repaint after this pause

@@ -11,6 +11,7 @@ Qt is not imported here, so the benchmark runs in a headless environment.
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import subprocess
@@ -18,8 +19,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 TARGET_S = 2.0
 PROBE_TIMEOUT_S = 60.0
@@ -99,28 +102,35 @@ def probe_once(command: Sequence[str] = DEFAULT_COMMAND) -> ProbeResult:
     return ProbeResult(wall_s=wall_s, reported_ms=reported, torch_imported=torch_imported)
 
 
-def run(runs: int = 5, command: Sequence[str] = DEFAULT_COMMAND) -> int:
-    """Time ``runs`` starts and print each, the median, the maximum and PASS/FAIL.
+def run(
+    runs: int = 5,
+    command: Sequence[str] = DEFAULT_COMMAND,
+    report: Callable[[str], None] = log.info,
+) -> int:
+    """Time ``runs`` starts and report each, the median, the maximum and PASS/FAIL.
+
+    Args:
+        report: receives each line of the report (the CLI passes ``print``).
 
     Returns:
-        0 (the verdict is in the output; a probe that fails to start returns 1).
+        0 (the verdict is in the report); 1 when a probe fails to start.
     """
     results: list[ProbeResult] = []
-    print(f"Start-up to first paint of the main window ({runs} runs)")
+    report(f"Start-up to first paint of the main window ({runs} runs)")
     for i in range(1, runs + 1):
         try:
             r = probe_once(command)
         except RuntimeError as e:
-            print(f"run {i}: FAILED: {e}", file=sys.stderr)
+            report(f"run {i}: FAILED: {e}")
             return 1
         results.append(r)
         own = f" (process reports {r.reported_ms:.0f} ms)" if r.reported_ms is not None else ""
-        print(f"  run {i}: {r.wall_s * 1000:7.0f} ms{own}")
+        report(f"  run {i}: {r.wall_s * 1000:7.0f} ms{own}")
     walls = [r.wall_s for r in results]
     median, worst = statistics.median(walls), max(walls)
     verdict = "PASS" if worst < TARGET_S else "FAIL"
-    print(f"median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms, "
+    report(f"median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms, "
           f"target < {TARGET_S * 1000:.0f} ms: {verdict}")
     torch = "yes" if any(r.torch_imported for r in results) else "no"
-    print(f"torch imported at startup: {torch}")
+    report(f"torch imported at startup: {torch}")
     return 0

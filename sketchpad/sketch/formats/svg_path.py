@@ -356,7 +356,7 @@ def flatten_path(
                     if rel:  # summed one step at a time, as the current point moves
                         xs = list(accumulate(xs, initial=cur[0]))[1:]
                         ys = list(accumulate(ys, initial=cur[1]))[1:]
-                    current.extend(zip(xs, ys))
+                    current.extend(zip(xs, ys, strict=False))
                     cur = (xs[-1], ys[-1])
                     if len(nums) % 2:
                         raise ValueError(f"odd number of coordinates before position {sc.i}")
