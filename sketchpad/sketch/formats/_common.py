@@ -8,12 +8,13 @@ it to :func:`sketchpad.atomic.atomic_write_bytes` (DESIGN §7).
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
@@ -106,6 +107,29 @@ def iter_lines(path: Path, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
             if len(line) > limit:
                 raise SketchFileError(path, f"line {lineno} is longer than {_mib(limit)}")
             yield line
+
+
+def loads_strict(path: Path, data: bytes, where: str = "", bom: bool = True) -> Any:
+    """Decode UTF-8 JSON, refusing NaN/Infinity; every failure is a SketchFileError.
+
+    Args:
+        where: prefix for messages about part of a file, e.g. "line 3 ".
+        bom: accept a UTF-8 byte-order mark (only at the very start of a file).
+    """
+    try:
+        text = data.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as e:
+        raise SketchFileError(path, f"{where}is not UTF-8 text (byte {e.start})") from e
+
+    def refuse_constant(name: str) -> NoReturn:
+        raise SketchFileError(path, f"{where}contains {name}, which is not a valid number")
+
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except json.JSONDecodeError as e:
+        raise SketchFileError(path, f"{where}is not valid JSON (damaged or truncated?): {e}") from e
+    except RecursionError as e:
+        raise SketchFileError(path, f"{where}has JSON nested too deeply") from e
 
 
 def _mib(n: int) -> str:

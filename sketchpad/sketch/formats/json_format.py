@@ -25,7 +25,7 @@ import binascii
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from ._common import (
     check_point_count,
     json_number,
     json_numbers,
+    loads_strict,
     make_sketch,
     make_stroke,
     read_file_bytes,
@@ -149,22 +150,7 @@ def sketch_from_json_bytes(data: bytes, path: Path | None = None) -> Sketch:
 
 
 def _parse(data: bytes, path: Path) -> Any:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SketchFileError(path, f"is not UTF-8 text (byte {e.start}); not a sketch file") from e
-
-    def refuse_constant(name: str) -> NoReturn:
-        raise SketchFileError(
-            path, f"contains {name}, which is not a valid number in a sketch file"
-        )
-
-    try:
-        return json.loads(text, parse_constant=refuse_constant)
-    except json.JSONDecodeError as e:
-        raise SketchFileError(path, f"is not valid JSON (damaged or truncated?): {e}") from e
-    except RecursionError as e:
-        raise SketchFileError(path, "is not a sketch: its JSON is nested too deeply") from e
+    return loads_strict(path, data)
 
 
 def _migrate(doc: Any, path: Path) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from ._common import (
     check_point_count,
     iter_lines,
     json_numbers,
+    loads_strict,
     make_sketch,
     make_stroke,
     plural,
@@ -81,24 +82,7 @@ def read_ndjson(path: Path, index: int = 0) -> Sketch:
 
 
 def _parse_line(path: Path, line: bytes, lineno: int) -> dict[str, Any]:
-    try:
-        text = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
-    except UnicodeDecodeError as e:
-        raise SketchFileError(path, f"line {lineno} is not UTF-8 text (byte {e.start})") from e
-
-    def refuse_constant(name: str) -> NoReturn:
-        raise SketchFileError(
-            path, f"line {lineno} contains {name}, which is not a valid coordinate"
-        )
-
-    try:
-        rec = json.loads(text, parse_constant=refuse_constant)
-    except json.JSONDecodeError as e:
-        raise SketchFileError(
-            path, f"line {lineno} is not valid JSON (damaged or truncated?): {e}"
-        ) from e
-    except RecursionError as e:
-        raise SketchFileError(path, f"line {lineno}: JSON nested too deeply") from e
+    rec = loads_strict(path, line, where=f"line {lineno} ", bom=lineno == 1)
     if not isinstance(rec, dict):
         raise SketchFileError(path, f"line {lineno} is not a JSON object")
     if not isinstance(rec.get("drawing"), list):
