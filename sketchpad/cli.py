@@ -106,11 +106,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sketchpad.ui.app import run_app
 
     qt_argv = list(rest)
-    if args.startup_probe:
-        qt_argv.insert(0, "--startup-probe")
     if args.file:
         qt_argv.append(args.file)
-    return run_app(qt_argv)
+    if not args.startup_probe:
+        return run_app(qt_argv)
+    from sketchpad.ui.startup_bench import probe_report_lines
+
+    def report() -> None:
+        print("\n".join(probe_report_lines()), flush=True)
+
+    return run_app(qt_argv, on_first_paint=report)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
 """Start the desktop app: logging, QApplication, exception hook, main window.
 
 Nothing on this path imports torch, open_clip or cv2 (STYLE habit 14): the window
-must paint within two seconds. ``--startup-probe`` (used by ``sketchpad bench
-startup``, see :mod:`sketchpad.ui.startup_bench`) prints when the window first
-painted and quits.
+must paint within two seconds. In probe mode (``sketchpad --startup-probe``, used by
+``sketchpad bench startup``, see :mod:`sketchpad.ui.startup_bench`) a callback reports the
+first paint and the window closes.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
@@ -23,24 +22,7 @@ from sketchpad.logs import setup_logging
 log = logging.getLogger(__name__)
 
 APP_NAME = "Sketchpad"
-PROBE_FLAG = "--startup-probe"
-PROBE_PAINT_TAG = "SKETCHPAD_FIRST_PAINT"
-PROBE_TORCH_TAG = "SKETCHPAD_TORCH_IMPORTED"
 ICON_PATH = Path(__file__).resolve().parents[2] / "resources" / "icons" / "sketchpad.svg"
-
-
-def process_age_ms() -> float | None:
-    """Milliseconds since this process started (Linux, 10 ms resolution); None elsewhere."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as f:
-            stat = f.read()
-        # Fields after the parenthesised command name; starttime is field 22 overall.
-        start_ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
-        ticks_per_s = os.sysconf("SC_CLK_TCK")
-        now_s = time.clock_gettime(time.CLOCK_BOOTTIME)
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-    return (now_s - start_ticks / ticks_per_s) * 1000.0
 
 
 def set_application_names() -> None:
@@ -54,11 +36,12 @@ def app_icon() -> QIcon:
 
 
 class _FirstPaintProbe(QObject):
-    """Prints the probe lines after the first paint of ``window`` and quits the app."""
+    """Calls ``on_first_paint`` after the first paint of ``window``, then closes it."""
 
-    def __init__(self, window: QWidget) -> None:
+    def __init__(self, window: QWidget, on_first_paint: Callable[[], None]) -> None:
         super().__init__(window)
         self._window = window
+        self._on_first_paint = on_first_paint
         self._done = False
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
@@ -74,25 +57,22 @@ class _FirstPaintProbe(QObject):
         return False
 
     def _report(self) -> None:
-        age = process_age_ms()
-        print(f"{PROBE_PAINT_TAG} {age:.1f}" if age is not None else f"{PROBE_PAINT_TAG} ?",
-              flush=True)
-        print(f"{PROBE_TORCH_TAG} {'yes' if 'torch' in sys.modules else 'no'}", flush=True)
+        self._on_first_paint()
         QTimer.singleShot(0, self._window.close)
 
 
-def run_app(argv: list[str]) -> int:
+def run_app(argv: list[str], on_first_paint: Callable[[], None] | None = None) -> int:
     """Run the GUI until the last window closes.
 
     Args:
-        argv: arguments after the program name: Qt options, files to open, or
-            ``--startup-probe``.
+        argv: arguments after the program name: Qt options and files to open.
+        on_first_paint: start-up probe mode: called once the window has first painted,
+            after which the window closes (``sketchpad bench startup``).
 
     Returns:
         The process exit status.
     """
-    probe = PROBE_FLAG in argv
-    args = [a for a in argv if a != PROBE_FLAG]
+    args = list(argv)
     log_path = setup_logging()
     set_application_names()
     app = QApplication.instance()
@@ -114,10 +94,10 @@ def run_app(argv: list[str]) -> int:
         show_error(None, "Sketchpad cannot start", f"{type(e).__name__}: {e}\n\nLog: {log_path}")
         hook.uninstall()
         return 1
-    if probe:
-        app.installEventFilter(_FirstPaintProbe(window))
+    if on_first_paint is not None:
+        app.installEventFilter(_FirstPaintProbe(window, on_first_paint))
     window.show()
-    if not probe:
+    if on_first_paint is None:
         files = [Path(a) for a in args if not a.startswith("-")]
 
         def after_show() -> None:

@@ -26,9 +26,32 @@ log = logging.getLogger(__name__)
 
 TARGET_S = 2.0
 PROBE_TIMEOUT_S = 60.0
-_PAINT_TAG = "SKETCHPAD_FIRST_PAINT"  # the same strings as sketchpad.ui.app (Qt-free copy)
+_PAINT_TAG = "SKETCHPAD_FIRST_PAINT"  # the probe's report lines (see probe_report_lines)
 _TORCH_TAG = "SKETCHPAD_TORCH_IMPORTED"
 DEFAULT_COMMAND = (sys.executable, "-m", "sketchpad", "--startup-probe")
+
+
+def process_age_ms() -> float | None:
+    """Milliseconds since this process started (Linux, 10 ms resolution); None elsewhere."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            stat = f.read()
+        # Fields after the parenthesised command name; starttime is field 22 overall.
+        start_ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+        now_s = time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return (now_s - start_ticks / ticks_per_s) * 1000.0
+
+
+def probe_report_lines() -> list[str]:
+    """What a probe process reports at its first paint: its age and whether torch is loaded."""
+    age = process_age_ms()
+    return [
+        f"{_PAINT_TAG} {age:.1f}" if age is not None else f"{_PAINT_TAG} ?",
+        f"{_TORCH_TAG} {'yes' if 'torch' in sys.modules else 'no'}",
+    ]
 
 
 @dataclass(frozen=True)

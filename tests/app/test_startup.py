@@ -12,7 +12,7 @@ import pytest
 from sketchpad import cli
 from sketchpad.ui import startup_bench
 
-_PROBE = "import sys; from sketchpad.ui.app import run_app; sys.exit(run_app(['--startup-probe']))"
+_PROBE = "import sys; from sketchpad.cli import main; sys.exit(main(['--startup-probe']))"
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -21,8 +21,7 @@ def _env(home: Path) -> dict[str, str]:
 
 def test_probe_reports_first_paint_without_heavy_imports(sketchpad_home: Path) -> None:
     check = (
-        _PROBE.replace("sys.exit(run_app(['--startup-probe']))",
-                       "rc = run_app(['--startup-probe'])")
+        _PROBE.replace("sys.exit(main(['--startup-probe']))", "rc = main(['--startup-probe'])")
         + "; print('HEAVY', sorted(m for m in ('torch', 'open_clip', 'cv2') if m in sys.modules))"
         + "; sys.exit(rc)"
     )
