@@ -1,0 +1,1 @@
+"""Vision: backbones, weights, features, correlation maps → masks (headless, no Qt)."""

@@ -1,0 +1,311 @@
+"""Backbone registry: each entry is data (library, weights, preprocessing, token layout).
+
+The registry says *what* a backbone is; ``sketchpad.vision.backbone.create_backbone`` builds
+it, and ``sketchpad.vision.weights`` finds its weights. Tiny ``test-*`` variants (2 blocks,
+narrow) are registered on purpose, as timm does, so tests run every family offline in seconds;
+``list_backbones()`` hides them unless asked.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Family = Literal["open_clip", "timm"]
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: open_clip's file names in a Hugging Face repo, safest first.
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+#: timm's file names in a Hugging Face repo, safest first.
+TIMM_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registered backbone.
+
+    Attributes:
+        id: our name, e.g. ``clip-vit-b16``; also the folder name of imported weights.
+        family: which library builds it.
+        arch: the library's architecture name (open_clip model name, or timm model name).
+        description: one line for ``sketchpad models list`` and the model manager.
+        use: what it is for (category-level, fine-grained, fast preview, tests).
+        pretrained_tag: the open_clip pretrained tag the weights come from, or the timm tag.
+        hf_repo: Hugging Face repo id that holds the weights.
+        hf_files: candidate file names in that repo, safest first.
+        hf_revision: a pinned revision, or None for the repo's main branch.
+        input_size: default square model input side (pixels).
+        patch_size: patch side (pixels); the grid is ``input_size // patch_size``.
+        width: token width inside the transformer.
+        embed_dim: dimension of the features we compare (CLIP joint space, or DINOv2 width).
+        depth: number of transformer blocks.
+        mean: per-channel normalisation mean (RGB, 0–1 scale).
+        std: per-channel normalisation std.
+        num_prefix_tokens: tokens before the patch tokens (CLS, registers).
+        has_text: whether the backbone has a text tower (CLIP yes, DINOv2 no).
+        quick_gelu: open_clip only: the activation the weights were trained with.
+        arch_overrides: passed to the builder (tiny variants override width/depth/size).
+        download_mb: approximate size of the weights file, for the user.
+        testing: a tiny variant for tests, hidden from users.
+    """
+
+    id: str
+    family: Family
+    arch: str
+    description: str
+    use: str
+    pretrained_tag: str
+    hf_repo: str
+    hf_files: tuple[str, ...]
+    input_size: int
+    patch_size: int
+    width: int
+    embed_dim: int
+    depth: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    num_prefix_tokens: int = 1
+    has_text: bool = False
+    quick_gelu: bool = False
+    hf_revision: str | None = None
+    arch_overrides: dict[str, Any] = field(default_factory=dict)
+    download_mb: int = 0
+    testing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input_size % self.patch_size:
+            raise ValueError(
+                f"{self.id}: input_size {self.input_size} is not a multiple of "
+                f"patch_size {self.patch_size}"
+            )
+        if not self.hf_files:
+            raise ValueError(f"{self.id}: hf_files is empty")
+
+    @property
+    def grid(self) -> int:
+        """Patch grid side at the default input size."""
+        return self.input_size // self.patch_size
+
+    def preprocess_key(self, input_size: int | None = None) -> str:
+        """A string naming everything that changes the photo features apart from the weights:
+        part of every feature-cache key."""
+        size = input_size or self.input_size
+        mean = ",".join(f"{m:.6g}" for m in self.mean)
+        std = ",".join(f"{s:.6g}" for s in self.std)
+        return f"{self.id}|{self.arch}|{size}|letterbox-centre|bicubic|mean={mean}|std={std}"
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+DEFAULT_BACKBONE = "clip-vit-b16"
+
+
+def register_backbone(spec: BackboneSpec, *, replace: bool = False) -> BackboneSpec:
+    """Add ``spec`` to the registry (``replace=True`` to redefine an id)."""
+    if spec.id in _REGISTRY and not replace:
+        raise ValueError(f"backbone {spec.id!r} is already registered")
+    _REGISTRY[spec.id] = spec
+    return spec
+
+
+def get_spec(backbone_id: str) -> BackboneSpec:
+    """The registered spec, or a ``KeyError`` that lists the known ids."""
+    try:
+        return _REGISTRY[backbone_id]
+    except KeyError:
+        known = ", ".join(s.id for s in list_backbones())
+        raise KeyError(f"unknown backbone {backbone_id!r}; known: {known}") from None
+
+
+def list_backbones(*, include_testing: bool = False) -> list[BackboneSpec]:
+    """Registered backbones in registration order (tiny test variants only when asked)."""
+    return [s for s in _REGISTRY.values() if include_testing or not s.testing]
+
+
+def open_clip_config(spec: BackboneSpec) -> dict[str, Any]:
+    """The open_clip model config for ``spec``: the library's preset, with the spec's
+    overrides merged into ``vision_cfg``/``text_cfg``/top level."""
+    if spec.family != "open_clip":
+        raise ValueError(f"{spec.id} is not an open_clip backbone")
+    import open_clip
+
+    cfg = open_clip.get_model_config(spec.arch)
+    if cfg is None:
+        raise ValueError(f"open_clip has no model config {spec.arch!r}")
+    cfg = copy.deepcopy(cfg)
+    for key, value in spec.arch_overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    cfg["quick_gelu"] = spec.quick_gelu
+    return cfg
+
+
+def build_model(spec: BackboneSpec) -> Any:  # noqa: ANN401 (an nn.Module of either library)
+    """A randomly initialised model of ``spec``'s architecture, in eval mode, on the CPU.
+
+    open_clip: a ``CLIP`` built from the preset config (no download, no weights).
+    timm: ``create_model(arch, pretrained=False, dynamic_img_size=True)`` at the checkpoint's
+    native size, so real checkpoints load strictly and any multiple of the patch size works.
+    """
+    if spec.family == "open_clip":
+        from open_clip.model import CLIP
+
+        model = CLIP(**open_clip_config(spec))
+    elif spec.family == "timm":
+        import timm
+
+        kwargs: dict[str, Any] = {"dynamic_img_size": True, "num_classes": 0}
+        kwargs.update(spec.arch_overrides)
+        model = timm.create_model(spec.arch, pretrained=False, **kwargs)
+    else:  # pragma: no cover - Literal guards it
+        raise ValueError(f"unknown family {spec.family!r}")
+    return model.eval()
+
+
+def _clip(
+    id: str, arch: str, repo: str, *, patch: int, width: int, embed: int, depth: int, **kw: Any
+) -> BackboneSpec:
+    return BackboneSpec(
+        id=id,
+        family="open_clip",
+        arch=arch,
+        pretrained_tag="openai",
+        hf_repo=repo,
+        hf_files=OPEN_CLIP_FILES,
+        input_size=224,
+        patch_size=patch,
+        width=width,
+        embed_dim=embed,
+        depth=depth,
+        mean=OPENAI_MEAN,
+        std=OPENAI_STD,
+        has_text=True,
+        quick_gelu=True,
+        **kw,
+    )
+
+
+def _dino(id: str, size: str, *, width: int, depth: int, **kw: Any) -> BackboneSpec:
+    arch = f"vit_{size}_patch14_dinov2.lvd142m"
+    return BackboneSpec(
+        id=id,
+        family="timm",
+        arch=arch,
+        pretrained_tag="lvd142m",
+        hf_repo=f"timm/{arch}",
+        hf_files=TIMM_FILES,
+        input_size=224,
+        patch_size=14,
+        width=width,
+        embed_dim=width,
+        depth=depth,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        **kw,
+    )
+
+
+# The openai weights were trained with QuickGELU: the "-quickgelu" names build that activation
+# (the plain names build nn.GELU and open_clip only warns).
+register_backbone(
+    _clip(
+        "clip-vit-b16", "ViT-B-16-quickgelu", "timm/vit_base_patch16_clip_224.openai",
+        patch=16, width=768, embed=512, depth=12,
+        description="CLIP ViT-B/16 (OpenAI), 14×14 grid at 224",
+        use="default: category-level segmentation and scene labelling", download_mb=599,
+    )
+)
+register_backbone(
+    _clip(
+        "clip-vit-b32", "ViT-B-32-quickgelu", "timm/vit_base_patch32_clip_224.openai",
+        patch=32, width=768, embed=512, depth=12,
+        description="CLIP ViT-B/32 (OpenAI), 7×7 grid at 224",
+        use="fast preview on CPU", download_mb=605,
+    )
+)
+register_backbone(
+    _clip(
+        "clip-vit-l14", "ViT-L-14-quickgelu", "timm/vit_large_patch14_clip_224.openai",
+        patch=14, width=1024, embed=768, depth=24,
+        description="CLIP ViT-L/14 (OpenAI), 16×16 grid at 224",
+        use="the paper's category-level model (GPU)", download_mb=1710,
+    )
+)
+register_backbone(
+    _dino(
+        "dinov2-vits14", "small", width=384, depth=12,
+        description="DINOv2 ViT-S/14 (timm), 16×16 grid at 224",
+        use="fine-grained, fast", download_mb=88,
+    )
+)
+register_backbone(
+    _dino(
+        "dinov2-vitb14", "base", width=768, depth=12,
+        description="DINOv2 ViT-B/14 (timm), 16×16 grid at 224",
+        use="fine-grained", download_mb=346,
+    )
+)
+register_backbone(
+    _dino(
+        "dinov2-vitl14", "large", width=1024, depth=24,
+        description="DINOv2 ViT-L/14 (timm), 16×16 grid at 224",
+        use="the paper's fine-grained model (GPU)", download_mb=1220,
+    )
+)
+
+# Tiny variants of each family for tests: the real builders and file layouts, 2 blocks, narrow.
+register_backbone(
+    BackboneSpec(
+        id="test-clip-tiny",
+        family="open_clip",
+        arch="ViT-B-16-quickgelu",
+        description="tiny CLIP for tests (2 blocks, width 64, 64 px)",
+        use="tests",
+        pretrained_tag="openai",
+        hf_repo="sketchpad-test/tiny-clip-vit",
+        hf_files=OPEN_CLIP_FILES,
+        input_size=64,
+        patch_size=16,
+        width=64,
+        embed_dim=32,
+        depth=2,
+        mean=OPENAI_MEAN,
+        std=OPENAI_STD,
+        has_text=True,
+        quick_gelu=True,
+        arch_overrides={
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16,
+                           "head_width": 32},
+            "text_cfg": {"width": 32, "heads": 2, "layers": 2},
+        },
+        testing=True,
+    )
+)
+register_backbone(
+    BackboneSpec(
+        id="test-dinov2-tiny",
+        family="timm",
+        arch="vit_small_patch14_dinov2.lvd142m",
+        description="tiny DINOv2 for tests (2 blocks, width 64, 56 px)",
+        use="tests",
+        pretrained_tag="lvd142m",
+        hf_repo="sketchpad-test/tiny-dinov2-vit",
+        hf_files=TIMM_FILES,
+        input_size=56,
+        patch_size=14,
+        width=64,
+        embed_dim=64,
+        depth=2,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        arch_overrides={"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 70},
+        testing=True,
+    )
+)
