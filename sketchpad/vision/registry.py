@@ -215,47 +215,77 @@ def _dino(id: str, size: str, *, width: int, depth: int, **kw: Any) -> BackboneS
 # (the plain names build nn.GELU and open_clip only warns).
 register_backbone(
     _clip(
-        "clip-vit-b16", "ViT-B-16-quickgelu", "timm/vit_base_patch16_clip_224.openai",
-        patch=16, width=768, embed=512, depth=12,
+        "clip-vit-b16",
+        "ViT-B-16-quickgelu",
+        "timm/vit_base_patch16_clip_224.openai",
+        patch=16,
+        width=768,
+        embed=512,
+        depth=12,
         description="CLIP ViT-B/16 (OpenAI), 14×14 grid at 224",
-        use="default: category-level segmentation and scene labelling", download_mb=599,
+        use="default: category-level segmentation and scene labelling",
+        download_mb=599,
     )
 )
 register_backbone(
     _clip(
-        "clip-vit-b32", "ViT-B-32-quickgelu", "timm/vit_base_patch32_clip_224.openai",
-        patch=32, width=768, embed=512, depth=12,
+        "clip-vit-b32",
+        "ViT-B-32-quickgelu",
+        "timm/vit_base_patch32_clip_224.openai",
+        patch=32,
+        width=768,
+        embed=512,
+        depth=12,
         description="CLIP ViT-B/32 (OpenAI), 7×7 grid at 224",
-        use="fast preview on CPU", download_mb=605,
+        use="fast preview on CPU",
+        download_mb=605,
     )
 )
 register_backbone(
     _clip(
-        "clip-vit-l14", "ViT-L-14-quickgelu", "timm/vit_large_patch14_clip_224.openai",
-        patch=14, width=1024, embed=768, depth=24,
+        "clip-vit-l14",
+        "ViT-L-14-quickgelu",
+        "timm/vit_large_patch14_clip_224.openai",
+        patch=14,
+        width=1024,
+        embed=768,
+        depth=24,
         description="CLIP ViT-L/14 (OpenAI), 16×16 grid at 224",
-        use="the paper's category-level model (GPU)", download_mb=1710,
+        use="the paper's category-level model (GPU)",
+        download_mb=1710,
     )
 )
 register_backbone(
     _dino(
-        "dinov2-vits14", "small", width=384, depth=12,
+        "dinov2-vits14",
+        "small",
+        width=384,
+        depth=12,
         description="DINOv2 ViT-S/14 (timm), 16×16 grid at 224",
-        use="fine-grained, fast", download_mb=88,
+        use="fine-grained, fast",
+        download_mb=88,
     )
 )
 register_backbone(
     _dino(
-        "dinov2-vitb14", "base", width=768, depth=12,
+        "dinov2-vitb14",
+        "base",
+        width=768,
+        depth=12,
         description="DINOv2 ViT-B/14 (timm), 16×16 grid at 224",
-        use="fine-grained", download_mb=346,
+        use="fine-grained",
+        download_mb=346,
     )
 )
 register_backbone(
     _dino(
-        "dinov2-vitl14", "large", width=1024, depth=24,
+        "dinov2-vitl14",
+        "large",
+        width=1024,
+        depth=24,
         description="DINOv2 ViT-L/14 (timm), 16×16 grid at 224",
-        use="the paper's fine-grained model (GPU)", download_mb=1220,
+        use="the paper's fine-grained model (GPU)",
+        download_mb=1220,
     )
 )
 
@@ -281,8 +311,13 @@ register_backbone(
         quick_gelu=True,
         arch_overrides={
             "embed_dim": 32,
-            "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16,
-                           "head_width": 32},
+            "vision_cfg": {
+                "image_size": 64,
+                "layers": 2,
+                "width": 64,
+                "patch_size": 16,
+                "head_width": 32,
+            },
             "text_cfg": {"width": 32, "heads": 2, "layers": 2},
         },
         testing=True,
