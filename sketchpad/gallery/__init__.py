@@ -1,0 +1,1 @@
+"""Gallery: photo folders, safe image loading, feature cache, queries (headless, no Qt)."""
