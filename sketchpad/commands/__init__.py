@@ -1,0 +1,1 @@
+"""The command line's subcommands: thin fronts over the headless library."""

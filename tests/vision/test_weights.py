@@ -1,0 +1,569 @@
+"""Weights: resolution order, the real HF cache layout, safe loading, strict matching, import,
+download with progress (from a local stand-in Hub), and the ``sketchpad models`` command.
+
+Random weights of the tiny registered variants are saved in the real file formats and placed
+as huggingface_hub lays out its cache, so the real lookup and loading code runs offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import io
+import os
+import socket
+import threading
+import time
+import urllib.parse
+import warnings
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import huggingface_hub.constants as hf_constants
+import pytest
+import safetensors.torch
+import torch
+
+from sketchpad.commands.models import add_parser
+from sketchpad.vision import hub as H
+from sketchpad.vision import weights as W
+from sketchpad.vision.registry import build_model, get_spec
+from sketchpad.vision.weights import (
+    WeightsError,
+    WeightsNotFoundError,
+    file_sha256,
+    import_weights,
+    load_weights,
+    read_state_dict,
+    resolve_weights,
+)
+
+SPEC_IDS = ["test-clip-tiny", "test-dinov2-tiny"]
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Our folders and the HF cache under tmp, offline; huggingface_hub's import-time copies
+    of its env vars agree, so nothing can reach the network or the user's cache."""
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("SKETCHPAD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("SKETCHPAD_OFFLINE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@functools.cache
+def saved_state(spec_id: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights of a tiny variant (contiguous copies: safetensors refuses shared memory)."""
+    torch.manual_seed(seed)
+    model = build_model(get_spec(spec_id))
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def safetensors_bytes(spec_id: str, seed: int = 0) -> bytes:
+    return safetensors.torch.save(saved_state(spec_id, seed))
+
+
+def write_safetensors(path: Path, spec_id: str, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(safetensors_bytes(spec_id, seed))
+    return path
+
+
+def put_in_hf_cache(cache: Path, repo: str, filename: str, data: bytes) -> Path:
+    """As huggingface_hub stores a download: ``blobs/<sha256>`` (an LFS file's ETag),
+    ``snapshots/<commit>/<file>`` a relative symlink to it, ``refs/main`` the commit (no
+    newline: huggingface_hub reads it verbatim)."""
+    folder = cache / ("models--" + repo.replace("/", "--"))
+    blob = folder / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(data)
+    pointer = folder / "snapshots" / COMMIT / filename
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(COMMIT)
+    return pointer
+
+
+def cache_real_file(cache: Path, spec_id: str, seed: int = 0) -> Path:
+    spec = get_spec(spec_id)
+    return put_in_hf_cache(cache, spec.hf_repo, spec.hf_files[0], safetensors_bytes(spec_id, seed))
+
+
+def assert_state_equal(model: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    got = model.state_dict()
+    assert got.keys() == expected.keys()
+    for k, v in expected.items():
+        assert torch.equal(got[k], v), k
+
+
+def forward(model: torch.nn.Module, spec_id: str) -> torch.Tensor:
+    spec = get_spec(spec_id)
+    x = torch.linspace(-1, 1, 3 * spec.input_size**2).reshape(1, 3, spec.input_size, -1)
+    with torch.no_grad():
+        return model.encode_image(x) if spec.family == "open_clip" else model.forward_features(x)
+
+
+def no_network(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the network was asked")
+
+
+# --- resolution -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec_id", SPEC_IDS)
+def test_resolved_from_the_hf_cache_offline_and_loaded(isolated: Path, spec_id: str) -> None:
+    spec = get_spec(spec_id)
+    pointer = cache_real_file(isolated, spec_id)
+    resolved = resolve_weights(spec)
+    assert resolved.source == "hf-cache"
+    assert resolved.path == pointer
+    assert resolved.sha256 == hashlib.sha256(pointer.read_bytes()).hexdigest()
+    torch.manual_seed(99)
+    model = build_model(spec)
+    load_weights(model, spec, resolved.path)
+    assert_state_equal(model, saved_state(spec_id))
+
+
+@pytest.mark.parametrize("spec_id", SPEC_IDS)
+@pytest.mark.parametrize("fmt", ["safetensors", "pth-wrapped"])
+def test_imported_weights_are_found_later(tmp_path: Path, spec_id: str, fmt: str) -> None:
+    spec = get_spec(spec_id)
+    sd = saved_state(spec_id, seed=1)
+    if fmt == "safetensors":
+        src = write_safetensors(tmp_path / "mine" / "weights.safetensors", spec_id, seed=1)
+    else:  # a training checkpoint: wrapped, DataParallel prefixes; DINOv2 in Meta's layout
+        raw = dict(sd)
+        if spec.family == "timm":
+            raw["mask_token"] = torch.zeros(1, spec.width)
+        src = tmp_path / "mine" / "ckpt.pth"
+        src.parent.mkdir()
+        torch.save({"state_dict": {f"module.{k}": v for k, v in raw.items()}, "epoch": 3}, src)
+    imported = import_weights(spec, src)
+    assert imported.source == "imported"
+    assert imported.path.parent == W.imported_dir(spec)
+    assert imported.path.name == src.name
+    assert imported.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+
+    resolved = resolve_weights(spec)
+    assert (resolved.source, resolved.path, resolved.sha256) == (
+        "imported",
+        imported.path,
+        imported.sha256,
+    )
+    model = build_model(spec)
+    load_weights(model, spec, resolved.path)
+    assert_state_equal(model, sd)
+
+
+def test_a_new_import_replaces_the_old_one(tmp_path: Path) -> None:
+    spec = get_spec("test-clip-tiny")
+    first = import_weights(spec, write_safetensors(tmp_path / "a.safetensors", spec.id))
+    second = import_weights(spec, write_safetensors(tmp_path / "b.safetensors", spec.id, 1))
+    assert not first.path.exists()
+    assert resolve_weights(spec).path == second.path
+
+
+@pytest.mark.parametrize("spec_id", SPEC_IDS)
+def test_a_given_path_wins_over_the_cache(isolated: Path, tmp_path: Path, spec_id: str) -> None:
+    spec = get_spec(spec_id)
+    cache_real_file(isolated, spec_id)
+    given = write_safetensors(tmp_path / "given" / spec.hf_files[0], spec_id, seed=2)
+    assert resolve_weights(spec, given).path == given
+    folder = resolve_weights(spec, given.parent)  # a folder holding one of spec.hf_files
+    assert (folder.source, folder.path) == ("given", given)
+    with pytest.raises(WeightsError, match="does not exist") as e:
+        resolve_weights(spec, tmp_path / "nope.safetensors")
+    assert "nope.safetensors" in str(e.value)
+
+
+@pytest.mark.parametrize("spec_id", SPEC_IDS)
+def test_offline_with_nothing_cached_fails_at_once(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, spec_id: str
+) -> None:
+    spec = get_spec(spec_id)
+    monkeypatch.setattr(H, "_probe", no_network)
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError) as e:
+        resolve_weights(spec)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    message = str(e.value)
+    assert spec.id in message
+    assert str(W.imported_dir(spec)) in message
+    assert str(isolated / ("models--" + spec.hf_repo.replace("/", "--"))) in message
+    assert "offline" in message
+    assert f"sketchpad models import {spec.id}" in message
+
+
+def test_sketchpad_offline_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("SKETCHPAD_OFFLINE", "yes")
+    monkeypatch.setattr(H, "_probe", no_network)
+    with pytest.raises(WeightsNotFoundError, match="offline"):
+        resolve_weights(get_spec("test-clip-tiny"))
+
+
+def test_file_sha256_is_memoised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_safetensors(tmp_path / "w.safetensors", "test-clip-tiny")
+    digest = file_sha256(path)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    with monkeypatch.context() as m:
+        m.setattr(W.hashlib, "sha256", no_network)  # a second call must not hash
+        assert file_sha256(path) == digest
+    path.write_bytes(b"changed")
+    assert file_sha256(path) == hashlib.sha256(b"changed").hexdigest()
+
+
+# --- refusing bad files ---------------------------------------------------------------------
+
+
+class Payload:
+    """Unpickling this runs code: it writes ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def test_a_malicious_pickle_is_refused(tmp_path: Path) -> None:
+    spec = get_spec("test-clip-tiny")
+    sd = saved_state(spec.id)
+    armed = tmp_path / "armed.pth"
+    proof = tmp_path / "proof"
+    torch.save({"state_dict": {**sd, "x": Payload(proof)}}, armed)
+    torch.load(armed, weights_only=False)  # the payload is live: plain unpickling runs it
+    assert proof.exists()
+
+    evil = tmp_path / "evil.pth"
+    marker = tmp_path / "marker"
+    torch.save({"state_dict": {**sd, "x": Payload(marker)}}, evil)
+    for attempt in (
+        lambda: read_state_dict(evil),
+        lambda: load_weights(build_model(spec), spec, evil),
+        lambda: import_weights(spec, evil),
+    ):
+        with pytest.raises(WeightsError, match="refused.*possibly malicious") as e:
+            attempt()
+        assert str(evil) in str(e.value)
+    assert not marker.exists()
+    assert W._imported_file(spec) is None
+
+
+def test_a_truncated_safetensors_file_is_refused(isolated: Path, tmp_path: Path) -> None:
+    data = safetensors_bytes("test-clip-tiny")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="truncated or corrupt safetensors") as e:
+        read_state_dict(cut)
+    assert str(cut) in str(e.value)
+
+
+def _torchscript(path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+
+
+def _truncated_pth(path: Path) -> None:
+    torch.save({"a": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("missing.safetensors", None, "does not exist"),
+        ("weights.ckpt", lambda p: p.write_bytes(b"x"), "unknown extension '.ckpt'"),
+        ("model.pt", _torchscript, "TorchScript archive"),
+        ("tensor.pt", lambda p: torch.save(torch.zeros(3), p), "holds a Tensor, not a state dict"),
+        ("mixed.pt", lambda p: torch.save({"a": torch.zeros(1), "b": 2}, p), "not tensors"),
+        ("cut.pth", _truncated_pth, "truncated or corrupt PyTorch checkpoint"),
+        ("junk.bin", lambda p: p.write_bytes(b"hello"), "not a checkpoint"),
+        ("st.bin", lambda p: p.write_bytes(safetensors_bytes("test-clip-tiny")), "rename it to"),
+    ],
+)
+def test_unreadable_files_say_why(
+    tmp_path: Path, name: str, make: Callable[[Path], None] | None, reason: str
+) -> None:
+    path = tmp_path / name
+    if make is not None:
+        make(path)
+    with pytest.raises(WeightsError) as e:
+        read_state_dict(path)
+    assert reason in str(e.value)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("spec_id", SPEC_IDS)
+def test_wrong_weights_are_refused_and_leave_the_model_as_it_was(
+    tmp_path: Path, spec_id: str
+) -> None:
+    spec = get_spec(spec_id)
+    other = next(s for s in SPEC_IDS if s != spec_id)
+    good = write_safetensors(tmp_path / "good.safetensors", spec_id)
+    model = build_model(spec)
+    load_weights(model, spec, good)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = forward(model, spec_id)
+
+    foreign = write_safetensors(tmp_path / "foreign.safetensors", other, seed=5)
+    with pytest.raises(WeightsError) as e:
+        load_weights(model, spec, foreign)
+    message = str(e.value)
+    assert f"does not fit {spec.id} ({spec.arch})" in message
+    assert "missing keys" in message and "unexpected" in message
+    assert "another model" in message and str(foreign) in message
+
+    sd = {k: v + 1 for k, v in saved_state(spec_id).items()}
+    key = next(k for k, v in sd.items() if v.ndim == 2)
+    sd[key] = sd[key].reshape(-1, 1).contiguous()
+    reshaped = tmp_path / "reshaped.safetensors"
+    safetensors.torch.save_file(sd, reshaped)
+    with pytest.raises(WeightsError, match="1 shape mismatches") as e:
+        load_weights(model, spec, reshaped)
+    assert f"{key}: file {list(sd[key].shape)}" in str(e.value)
+    assert "0 missing keys" in str(e.value)
+
+    assert_state_equal(model, before)
+    assert torch.equal(forward(model, spec_id), out)
+    with pytest.raises(WeightsError, match="does not fit"):
+        import_weights(spec, reshaped)
+    assert W._imported_file(spec) is None
+
+
+# --- download ---------------------------------------------------------------------------------
+
+
+class _Hub(ThreadingHTTPServer):
+    daemon_threads = True
+    files: dict[str, bytes]
+    requests: list[tuple[str, str]]
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    """Answers ``/<repo>/resolve/<revision>/<file>`` as the Hub does for an LFS file: HEAD gives
+    ``X-Repo-Commit``, the ETag (the file's SHA-256, which names the blob) and the size."""
+
+    server: _Hub
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        path = urllib.parse.unquote(self.path)
+        self.server.requests.append((self.command, path))
+        data = self.server.files.get(path)
+        self.send_response(404 if data is None else 200)
+        self.send_header("X-Repo-Commit", COMMIT)
+        if data is None:
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Hub]:
+    """A local stand-in for huggingface.co; online mode pointed at it, small download chunks
+    so the progress callback sees many steps."""
+    server = _Hub(("127.0.0.1", 0), _HubHandler)
+    server.files, server.requests = {}, []
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("spec_id", SPEC_IDS)
+def test_download_with_progress(isolated: Path, hub: _Hub, spec_id: str) -> None:
+    spec = get_spec(spec_id)
+    if spec.family == "open_clip":  # only the second candidate exists: the first gives a 404
+        name = spec.hf_files[1]
+        data = _torch_bytes(saved_state(spec_id))
+    else:
+        name = spec.hf_files[0]
+        data = safetensors_bytes(spec_id)
+    hub.files[f"/{spec.hf_repo}/resolve/main/{name}"] = data
+    calls: list[tuple[int, int | None]] = []
+    resolved = resolve_weights(spec, progress=lambda done, total: calls.append((done, total)))
+
+    assert resolved.source == "download"
+    assert resolved.path == isolated / ("models--" + spec.hf_repo.replace("/", "--")) / (
+        f"snapshots/{COMMIT}/{name}"
+    )
+    assert resolved.sha256 == hashlib.sha256(data).hexdigest()
+    assert len(calls) > 3
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert calls[-1] == (len(data), len(data))
+    assert {t for _, t in calls} == {len(data)}
+    model = build_model(spec)
+    load_weights(model, spec, resolved.path)
+    assert_state_equal(model, saved_state(spec_id))
+
+    served = len(hub.requests)
+    again = resolve_weights(spec, offline=True)
+    assert (again.source, again.path) == ("hf-cache", resolved.path)
+    assert len(hub.requests) == served
+
+
+class Cancelled(Exception):
+    pass
+
+
+def test_a_progress_callback_can_cancel_the_download(isolated: Path, hub: _Hub) -> None:
+    spec = get_spec("test-dinov2-tiny")
+    hub.files[f"/{spec.hf_repo}/resolve/main/{spec.hf_files[0]}"] = safetensors_bytes(spec.id)
+
+    def cancel(done: int, total: int | None) -> None:
+        if done:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        resolve_weights(spec, progress=cancel)
+    blobs = isolated / ("models--" + spec.hf_repo.replace("/", "--")) / "blobs"
+    assert not any(blobs.iterdir())  # no partial file left behind
+    with pytest.raises(WeightsNotFoundError):
+        resolve_weights(spec, offline=True)
+
+
+def _torch_bytes(sd: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(sd, buffer)
+    return buffer.getvalue()
+
+
+def test_an_unreachable_hub_fails_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError) as e:
+        resolve_weights(get_spec("test-dinov2-tiny"), offline=False)
+    assert time.perf_counter() - start < 2.0
+    assert f"cannot reach http://127.0.0.1:{port}" in str(e.value)
+    assert "ConnectError" in str(e.value)
+
+
+def test_progress_bridge_counts_bytes_written_once(capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[tuple[int, int | None]] = []
+    bar_class = H._progress_bridge(lambda d, t: calls.append((d, t)))
+    # As huggingface_hub's Xet reporter drives it: one bar, network bytes via update_transfer.
+    bar = bar_class(total=100, desc="f", unit="B", unit_scale=True, position=1, leave=True)
+    bar.update(30)
+    bar.update_transfer(45)
+    bar.set_transfer_postfix_str("1 MB/s", refresh=False)
+    bar.total = 120
+    bar.update(90)
+    bar.close()
+    assert calls == [(0, 100), (30, 100), (120, 120)]
+    assert capsys.readouterr() == ("", "")
+
+
+# --- the `models` command ---------------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    args = parser.parse_args(["models", *argv])
+    return int(args.func(args))
+
+
+def test_cli_list(isolated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("list") == 0
+    out = capsys.readouterr().out
+    assert "clip-vit-b16" in out and "dinov2-vits14" in out and "not downloaded" in out
+    assert "test-clip-tiny" not in out
+
+    cache_real_file(isolated, "test-clip-tiny")
+    import_weights(
+        get_spec("test-dinov2-tiny"),
+        write_safetensors(tmp_path / "d.safetensors", "test-dinov2-tiny"),
+    )
+    assert run_cli("list", "--all") == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert " cached " in lines["test-clip-tiny"]
+    assert " imported " in lines["test-dinov2-tiny"]
+
+
+def test_cli_where(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pointer = cache_real_file(isolated, "test-clip-tiny")
+    assert run_cli("where", "test-clip-tiny") == 0
+    out = capsys.readouterr().out
+    assert f"Hugging Face cache  {pointer}  [weights here]" in out
+    assert str(W.imported_dir(get_spec("test-clip-tiny"))) in out
+    assert f"In use: {pointer}" in out
+
+    assert run_cli("where", "no-such-model") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sketchpad models: error: unknown backbone 'no-such-model'")
+
+
+def test_cli_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_safetensors(tmp_path / "w.safetensors", "test-clip-tiny")
+    assert run_cli("import", "test-clip-tiny", str(src)) == 0
+    out = capsys.readouterr().out
+    target = W.imported_dir(get_spec("test-clip-tiny")) / "w.safetensors"
+    assert f"imported to {target}" in out
+    assert f"sha256 {hashlib.sha256(src.read_bytes()).hexdigest()}" in out
+
+    assert run_cli("import", "test-dinov2-tiny", str(src)) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith("checking ")
+    assert err.splitlines()[1].startswith("sketchpad models: error: ")
+    assert "does not fit" in err
+    assert "Traceback" not in err
+
+
+def test_cli_download_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("download", "test-clip-tiny") == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("sketchpad models: error: No weights found for test-clip-tiny")
+    assert "sketchpad models import test-clip-tiny" in captured.err
+
+
+def test_cli_download(hub: _Hub, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = get_spec("test-dinov2-tiny")
+    data = safetensors_bytes(spec.id)
+    hub.files[f"/{spec.hf_repo}/resolve/main/{spec.hf_files[0]}"] = data
+    assert run_cli("download", spec.id) == 0
+    captured = capsys.readouterr()
+    assert "] 100% " in captured.err
+    assert "downloaded to" in captured.out
+    assert f"sha256 {hashlib.sha256(data).hexdigest()}" in captured.out
+    assert run_cli("download", spec.id) == 0
+    assert "already here (hf-cache)" in capsys.readouterr().out
