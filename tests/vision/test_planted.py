@@ -1,0 +1,237 @@
+"""Planted features: a stand-in backbone whose patch features the test chooses.
+
+Patches that are mostly pure red in the model input get the sketch's embedding e0; every
+other patch gets an orthogonal e1. Masks must land exactly on the red regions, in photo pixels,
+for any aspect ratio; photos without red must stay empty.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sketchpad.sketch.model import Sketch, Stroke
+from sketchpad.vision.backbone import Backbone, WeightsInfo
+from sketchpad.vision.features import embed_photos
+from sketchpad.vision.registry import OPENAI_MEAN, OPENAI_STD, BackboneSpec
+from sketchpad.vision.segmenter import FeatureBank, Segmenter
+
+D = 8
+E0, E1 = np.eye(D, dtype=np.float32)[0], np.eye(D, dtype=np.float32)[1]
+SPEC = BackboneSpec(
+    id="planted",
+    family="open_clip",
+    arch="stand-in",
+    description="planted features",
+    use="tests",
+    pretrained_tag="none",
+    hf_repo="none/none",
+    hf_files=("none.safetensors",),
+    input_size=64,
+    patch_size=16,
+    width=D,
+    embed_dim=D,
+    depth=1,
+    mean=OPENAI_MEAN,
+    std=OPENAI_STD,
+    testing=True,
+)
+
+
+class PlantedBackbone(Backbone):
+    """Sketch → e0. Photo patch → e0 if at least half its pixels are pure red, else e1."""
+
+    def __init__(self, fine_tuned: bool = False) -> None:
+        super().__init__(
+            SPEC,
+            nn.Identity(),
+            WeightsInfo("planted", None, "random", fine_tuned),
+            torch.device("cpu"),
+        )
+        self.photo_batches: list[int] = []
+
+    def _rgb(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(SPEC.mean).view(1, 3, 1, 1)
+        std = torch.tensor(SPEC.std).view(1, 3, 1, 1)
+        return x * std + mean  # (B, 3, H, W) in [0, 1]
+
+    def encode_global(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.tile(E0, (x.shape[0], 1)))
+
+    def encode_patches(self, x: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+        self.photo_batches.append(x.shape[0])
+        rgb = self._rgb(x)
+        red = ((rgb[:, 0] > 0.8) & (rgb[:, 1] < 0.2) & (rgb[:, 2] < 0.2)).float()
+        p = SPEC.patch_size
+        frac = nn.functional.avg_pool2d(red[:, None], p)[:, 0]  # (B, gh, gw)
+        obj = (frac >= 0.5)[..., None].float()
+        patches = obj * torch.from_numpy(E0) + (1 - obj) * torch.from_numpy(E1)
+        return torch.from_numpy(np.tile(E1, (x.shape[0], 1))), patches
+
+
+def photo(hw: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """A grey photo with pure red rectangles (x0, y0, x1, y1), x1/y1 exclusive."""
+    im = np.full((*hw, 3), 90, dtype=np.uint8)
+    im[..., 1] = 140
+    for x0, y0, x1, y1 in boxes:
+        im[y0:y1, x0:x1] = (255, 0, 0)
+    return im
+
+
+def box_mask(hw: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    m = np.zeros(hw, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        m[y0:y1, x0:x1] = True
+    return m
+
+
+SKETCH = Sketch(strokes=(Stroke(np.array([[0.0, 0.0], [10.0, 10.0]])),), width=100, height=100)
+
+# (photo size, red boxes): boxes sit on the photo's patch grid (the photo maps onto the 4×4
+# grid of the 64 px input: 32 px photo patches for 128 px photos).
+GALLERY = [
+    ((128, 128), [(32, 32, 96, 96)]),  # one square object
+    ((128, 128), []),  # nothing
+    ((128, 128), [(0, 0, 32, 32), (64, 64, 128, 128)]),  # two instances
+    ((64, 128), [(32, 0, 64, 32)]),  # landscape: content rows 1–2 of the grid
+    ((128, 64), [(0, 64, 32, 128)]),  # portrait
+    ((128, 128), []),
+    ((128, 128), []),
+]
+
+
+@pytest.fixture(params=["fixed", "gallery-relative"])
+def setup(request: pytest.FixtureRequest) -> tuple[Segmenter, FeatureBank, list[np.ndarray]]:
+    bb = PlantedBackbone(fine_tuned=request.param == "fixed")
+    seg = Segmenter(bb)
+    assert seg.calibration == request.param
+    photos = [photo(hw, boxes) for hw, boxes in GALLERY]
+    bank = FeatureBank(seg.embed_photos(photos, batch_size=3))
+    assert bb.photo_batches == [3, 3, 1]
+    return seg, bank, photos
+
+
+def corner_zones(hw: tuple[int, int], boxes: list[tuple[int, int, int, int]], r: int) -> np.ndarray:
+    """Pixels within ``r`` (in x and in y) of a box corner: bilinear upsampling rounds a
+    rectangle's corners off (the map there is a product of two ramps), nothing else."""
+    z = np.zeros(hw, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        for cx in (x0, x1):
+            for cy in (y0, y1):
+                z[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r] = True
+    return z
+
+
+def test_masks_land_exactly_on_the_planted_regions(setup: tuple) -> None:
+    """Along every edge the mask boundary is exact to the pixel, for every aspect ratio;
+    nothing outside the planted boxes is marked; only the rounded corners (within half a
+    patch of a corner, as bilinear upsampling makes them) may be missing."""
+    seg, bank, _ = setup
+    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    for i, (hw, boxes) in enumerate(GALLERY):
+        m = seg.mask(scores, bank, i)
+        assert m.mask.shape == hw
+        expect = box_mask(hw, boxes)
+        half_patch = 16 * max(hw) // 64 // 2  # photo pixels per patch / 2
+        outside = m.mask & ~expect
+        assert not outside.any(), f"photo {i} {hw}: {outside.sum()} pixels outside the region"
+        missed = expect & ~m.mask & ~corner_zones(hw, boxes, half_patch)
+        assert not missed.any(), f"photo {i} {hw}: {missed.sum()} pixels missed"
+        if boxes:  # one-patch objects come out as rounded blobs: IoU ≈ 0.8
+            iou = (m.mask & expect).sum() / (m.mask | expect).sum()
+            assert iou > 0.75
+
+
+def test_photos_without_the_concept_stay_empty_and_rank_last(setup: tuple) -> None:
+    seg, bank, _ = setup
+    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    empty = [i for i, (_, boxes) in enumerate(GALLERY) if not boxes]
+    for i in empty:
+        m = seg.mask(scores, bank, i)
+        assert not m.mask.any() and m.instances == () and m.score == 0.0
+        assert scores.photo_scores[i] == 0.0
+    ranking = list(scores.ranking())
+    assert set(ranking[-len(empty) :]) == set(empty)
+    assert all(scores.photo_scores[i] > 0.9 for i in range(len(GALLERY)) if i not in empty)
+
+
+def test_two_instances_get_their_own_boxes(setup: tuple) -> None:
+    seg, bank, _ = setup
+    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    m = seg.mask(scores, bank, 2)
+    boxes = sorted(inst.box_xyxy for inst in m.instances)
+    assert boxes == [(0, 0, 32, 32), (64, 64, 128, 128)]
+    assert all(inst.score > 0.7 for inst in m.instances)
+    assert {int(v) for v in np.unique(m.label_map)} == {0, 1, 2}
+
+
+def test_masks_at_another_output_size_stay_aligned(setup: tuple) -> None:
+    """Thumbnails: the same map at a quarter of the photo's size."""
+    seg, bank, _ = setup
+    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    m = seg.mask(scores, bank, 3, out_hw=(16, 32))
+    expect = box_mask((16, 32), [(8, 0, 16, 8)])
+    assert not (m.mask & ~expect).any()
+    assert not (expect & ~m.mask & ~corner_zones((16, 32), [(8, 0, 16, 8)], 4)).any()
+    x0, y0, x1, y1 = m.instances[0].box_xyxy
+    assert (x0, y0) == (8, 0) and 15 <= x1 <= 16 and 7 <= y1 <= 8
+
+
+def test_one_matrix_product_per_query_and_no_photo_forward(setup: tuple) -> None:
+    seg, bank, _ = setup
+    bb: PlantedBackbone = seg.backbone  # type: ignore[assignment]
+    before = list(bb.photo_batches)
+    for _ in range(3):
+        seg.score(seg.sketch_query(SKETCH), bank)
+    assert bb.photo_batches == before  # queries never re-run the photo encoder
+    assert bank.matrix.shape == (len(GALLERY) * 16, D)
+
+
+def test_letterbox_padding_never_becomes_mask() -> None:
+    """A landscape photo entirely red: the padding rows above and below are not object, but
+    the mask must cover exactly the whole photo (and nothing of the padding leaks in)."""
+    seg = Segmenter(PlantedBackbone(fine_tuned=True))
+    im = photo((64, 128), [(0, 0, 128, 64)])
+    bank = FeatureBank(seg.embed_photos([im, photo((128, 128), [])]))
+    m = seg.mask(seg.score(seg.sketch_query(SKETCH), bank), bank, 0)
+    assert m.mask.all()
+    assert bank.features[0].valid_patches().sum() == 8
+
+
+def test_composed_queries_unite_masks_per_group() -> None:
+    seg = Segmenter(PlantedBackbone(fine_tuned=True))
+    bank = FeatureBank(seg.embed_photos([photo((128, 128), [(32, 32, 96, 96)])]))
+    left = Stroke(np.array([[0.0, 0.0], [10.0, 10.0]]))
+    right = Stroke(np.array([[80.0, 80.0], [90.0, 95.0]]))
+    sketch = Sketch(strokes=(left, right), width=100, height=100)
+    queries = seg.group_queries(sketch)
+    assert [q.label for q in queries] == ["sketch", "group 1", "group 2"]
+    assert queries[1].stroke_ids == (left.id,) and queries[2].stroke_ids == (right.id,)
+    scores = [seg.score(q, bank) for q in queries]
+    m = seg.composed_mask(scores, bank, 0)
+    single = seg.mask(scores[0], bank, 0)
+    np.testing.assert_array_equal(m.mask, single.mask)  # every group finds the same object
+    assert m.group_map is not None and set(np.unique(m.group_map)) <= {0, 1, 2, 3}
+    assert (m.group_map[m.mask] > 0).all() and (m.group_map[~m.mask] == 0).all()
+
+
+def test_crf_needs_the_photo() -> None:
+    seg = Segmenter(PlantedBackbone(fine_tuned=True))
+    bank = FeatureBank(seg.embed_photos([photo((128, 128), [(32, 32, 96, 96)])]))
+    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    with pytest.raises(ValueError, match="needs the photo"):
+        seg.mask(scores, bank, 0, crf=True)
+    im = photo((128, 128), [(32, 32, 96, 96)])
+    m = seg.mask(scores, bank, 0, photo=im, crf=True)
+    assert m.refined
+    # The photo's own edges agree with the planted map: CRF keeps it (up to a pixel's rim).
+    assert (m.mask != box_mask((128, 128), [(32, 32, 96, 96)])).mean() < 0.02
+
+
+def test_store_dtype_is_half_by_default() -> None:
+    bb = PlantedBackbone()
+    f = embed_photos(bb, [photo((64, 64), [])])[0]
+    assert f.patches.dtype == np.float16 and f.grid_hw == (4, 4)
+    np.testing.assert_allclose(np.linalg.norm(f.patches.astype(np.float32), axis=1), 1, atol=1e-3)
