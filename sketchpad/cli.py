@@ -41,6 +41,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from sketchpad.ui.startup_bench import run
 
         return run(runs=args.runs, report=print)
+    if args.what == "vision":
+        from sketchpad.vision import bench
+        from sketchpad.vision.registry import get_spec, list_backbones
+
+        ids = args.backbones or [s.id for s in list_backbones()]
+        try:
+            for i in ids:
+                get_spec(i)
+        except KeyError as e:
+            print(f"sketchpad bench: error: {e.args[0]}", file=sys.stderr)
+            return 1
+        return bench.run(ids, report=print, device=args.device, repeats=args.repeats)
     raise AssertionError(args.what)  # argparse restricts the choices
 
 
@@ -78,10 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmarks that print measured figures and targets.",
     )
     p.add_argument(
-        "what", choices=["startup"], help="startup: time from launch to the first painted window"
+        "what",
+        choices=["startup", "vision"],
+        help="startup: time from launch to the first painted window; vision: encoder and "
+        "mask timings per backbone (random weights)",
     )
-    p.add_argument("--runs", type=int, default=5, help="repetitions (default 5)")
+    p.add_argument("--runs", type=int, default=5, help="startup: repetitions (default 5)")
+    p.add_argument("--backbones", nargs="+", metavar="ID", help="vision: which (default all)")
+    p.add_argument("--device", help="vision: auto (default), cpu, cuda, mps")
+    p.add_argument("--repeats", type=int, default=3, help="vision: timed repetitions (default 3)")
     p.set_defaults(func=_cmd_bench)
+    from sketchpad.commands import models, segment
+
+    segment.add_parser(sub)
+    models.add_parser(sub)
     parser.set_defaults(commands=tuple(sub.choices))
     return parser
 

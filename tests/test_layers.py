@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "sketchpad"
-HEADLESS = ["sketch", "vision", "gallery", "train"]
+HEADLESS = ["sketch", "vision", "gallery", "train", "commands"]
 FORBIDDEN = ("PySide6", "shiboken6", "qasync")
 
 
@@ -53,19 +53,36 @@ def _headless_modules() -> list[str]:
     ]
 
 
-def test_headless_packages_import_without_qt_loaded() -> None:
+def _loaded_after_import(modules: list[str], roots: tuple[str, ...]) -> str:
     code = (
         "import sys, importlib\n"
-        f"for m in {_headless_modules()!r}:\n"
+        f"for m in {modules!r}:\n"
         "    importlib.import_module(m)\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'torch')]\n"
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {roots!r}]\n"
         "print(sorted(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
+    return out.stdout.strip()
+
+
+def test_headless_packages_import_without_qt_loaded() -> None:
+    assert _loaded_after_import(_headless_modules(), ("PySide6", "shiboken6")) == "[]"
+
+
+def test_sketch_layer_and_command_fronts_do_not_load_torch() -> None:
+    """Reading sketches and parsing the command line stay light: torch loads only when a
+    command needs a model."""
+    light = [
+        m
+        for m in _headless_modules()
+        if m.split(".")[1] in ("sketch", "commands", "atomic", "paths", "logs", "cli")
+    ]
+    assert any(m.startswith("sketchpad.commands.") for m in light)
+    assert _loaded_after_import(light, ("PySide6", "torch")) == "[]"
 
 
 def test_help_lists_headless_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "sketchpad", "--help"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sketchpad", "--help"], capture_output=True, text=True, check=True
+    )
     assert "convert" in out.stdout and "bench" in out.stdout

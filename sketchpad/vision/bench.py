@@ -1,0 +1,149 @@
+"""``sketchpad bench vision``: encoder and mask timings per backbone, side by side in one run.
+
+Random weights are fine for timing (the arithmetic is the same). Reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sketchpad.sketch.model import Sketch, Stroke
+
+
+@dataclass(frozen=True)
+class VisionTimings:
+    """Milliseconds (medians) for one backbone at its default input size."""
+
+    backbone: str
+    device: str
+    grid: str
+    sketch_ms: float
+    photo_b1_ms: float
+    photo_b8_ms: float
+    plain_ms: float
+    vv_ms: float
+    mask_ms: float
+    mask_crf_ms: float
+
+    @property
+    def vv_ratio(self) -> float | None:
+        """v-v path time / plain forward time (None for DINOv2: no v-v path)."""
+        return self.vv_ms / self.plain_ms if self.plain_ms > 0 else None
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (allocations, kernels, lazy imports)
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1000.0)
+    return statistics.median(times)
+
+
+def bench_sketch() -> Sketch:
+    """A deterministic test drawing (a cow-ish outline and some detail strokes)."""
+    t = np.linspace(0, 2 * np.pi, 120)
+    body = np.stack([300 + 160 * np.cos(t), 250 + 90 * np.sin(t)], axis=1)
+    head = np.stack([470 + 50 * np.cos(t), 170 + 40 * np.sin(t)], axis=1)
+    legs = [np.array([[x, 320.0], [x + 5, 420.0]]) for x in (200, 250, 350, 400)]
+    strokes = [Stroke(body), Stroke(head), *(Stroke(leg) for leg in legs)]
+    return Sketch(strokes=tuple(strokes), width=640, height=480)
+
+
+def bench_photo(hw: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A deterministic smooth photo-like image (H, W, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(hw[0] // 16 + 1, hw[1] // 16 + 1, 3), dtype=np.uint8)
+    import cv2
+
+    return cv2.resize(small, (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def time_backbone(
+    backbone_id: str, *, device: str | None = None, repeats: int = 3
+) -> VisionTimings:
+    """Time one backbone (random weights) end to end."""
+    from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.features import embed_photos, embed_sketches
+    from sketchpad.vision.segmenter import FeatureBank, Segmenter
+
+    bb = create_backbone(backbone_id, pretrained=False, device=device)
+    spec = bb.spec
+    sketch = bench_sketch()
+    photos = [bench_photo((384, 512), seed=i) for i in range(8)]
+    sketch_ms = _median_ms(lambda: embed_sketches(bb, [sketch]), repeats)
+    b1 = _median_ms(lambda: embed_photos(bb, photos[:1]), repeats)
+    b8 = _median_ms(lambda: embed_photos(bb, photos), max(1, repeats - 1))
+    x = torch.randn(1, 3, spec.input_size, spec.input_size)
+    plain = _median_ms(lambda: bb.encode_patches(x, path="plain"), repeats)
+    vv = _median_ms(lambda: bb.encode_patches(x, path="vv"), repeats)
+    seg = Segmenter(bb, calibration="gallery-relative", z_offset=1.0)
+    feats = embed_photos(bb, photos)
+    bank = FeatureBank(feats)
+    scores = seg.score(seg.sketch_query(sketch), bank)
+    mask_ms = _median_ms(lambda: seg.mask(scores, bank, 0), repeats)
+    crf_ms = _median_ms(lambda: seg.mask(scores, bank, 0, photo=photos[0], crf=True), repeats)
+    return VisionTimings(
+        backbone=backbone_id,
+        device=str(bb.device),
+        grid=f"{spec.grid}×{spec.grid}",
+        sketch_ms=sketch_ms,
+        photo_b1_ms=b1,
+        photo_b8_ms=b8,
+        plain_ms=plain if spec.family == "open_clip" else 0.0,
+        vv_ms=vv if spec.family == "open_clip" else 0.0,
+        mask_ms=mask_ms,
+        mask_crf_ms=crf_ms,
+    )
+
+
+def format_table(rows: Sequence[VisionTimings]) -> list[str]:
+    """The table the CLI prints."""
+    head = (
+        f"{'backbone':<16} {'device':<6} {'grid':<6} {'sketch':>8} {'photo b1':>9} "
+        f"{'photo b8':>9} {'per photo':>9} {'v-v/plain':>9} {'mask':>7} {'mask+CRF':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ratio = f"{r.vv_ratio:.2f}×" if r.vv_ratio is not None else "n/a"
+        lines.append(
+            f"{r.backbone:<16} {r.device:<6} {r.grid:<6} {r.sketch_ms:>6.1f}ms "
+            f"{r.photo_b1_ms:>7.1f}ms {r.photo_b8_ms:>7.1f}ms {r.photo_b8_ms / 8:>7.1f}ms "
+            f"{ratio:>9} {r.mask_ms:>5.1f}ms {r.mask_crf_ms:>7.1f}ms"
+        )
+    lines.append(
+        "sketch: render + encode one sketch; photo b1/b8: letterbox + v-v encode of 1/8 photos "
+        "(384×512); v-v/plain: v-v forward time over the plain forward; mask: one photo's map "
+        "→ mask at long side 512 (upsample, threshold, instances), +CRF: with dense-CRF."
+    )
+    return lines
+
+
+def run(
+    backbones: Sequence[str],
+    report: Callable[[str], None],
+    *,
+    device: str | None = None,
+    repeats: int = 3,
+) -> int:
+    """Time each backbone and report the table line by line; returns an exit code."""
+    rows = []
+    torch.set_grad_enabled(False)
+    report(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    for bid in backbones:
+        report(f"timing {bid} …")
+        rows.append(time_backbone(bid, device=device, repeats=repeats))
+    for line in format_table(rows):
+        report(line)
+    return 0

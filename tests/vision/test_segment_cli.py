@@ -1,0 +1,163 @@
+"""`sketchpad segment` end to end on the tiny CLIP, with weights in the real file format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+
+from sketchpad.cli import main
+from sketchpad.sketch.io import write_sketch
+from sketchpad.sketch.model import Sketch, Stroke
+from sketchpad.vision.registry import build_model, get_spec
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.setenv("SKETCHPAD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    model = build_model(get_spec("test-clip-tiny"))
+    weights = tmp_path / "tiny.safetensors"
+    safetensors.torch.save_file(
+        {k: v.contiguous().clone() for k, v in model.state_dict().items()}, str(weights)
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name, hw in [("b10.png", (60, 90)), ("b2.jpg", (80, 40)), ("a.png", (50, 50))]:
+        Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(photos / name)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (photos / "folder.jpg").mkdir()  # a directory named like a photo is not a photo
+    (photos / "notes.txt").write_text("not a photo")
+    t = np.linspace(0, 2 * np.pi, 40)
+    ring = np.stack([50 + 30 * np.cos(t), 50 + 30 * np.sin(t)], axis=1)
+    sketch = Sketch(
+        strokes=(Stroke(ring), Stroke(np.array([[150.0, 50.0], [190.0, 90.0]]))),
+        width=200,
+        height=120,
+    )
+    write_sketch(sketch, tmp_path / "cow.json")
+    return {"root": tmp_path, "weights": weights, "photos": photos, "sketch": tmp_path / "cow.json"}
+
+
+def run(env: dict[str, Path], out: Path, *extra: str) -> int:
+    return main(
+        [
+            "segment",
+            "--sketch",
+            str(env["sketch"]),
+            "--photos",
+            str(env["photos"]),
+            "--out",
+            str(out),
+            "--backbone",
+            "test-clip-tiny",
+            "--weights",
+            str(env["weights"]),
+            *extra,
+        ]
+    )
+
+
+def test_segment_writes_masks_overlays_and_results(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = env["root"] / "out"
+    assert run(env, out, "--crf", "--threshold", "0.4") == 0
+    cap = capsys.readouterr()
+    assert "3 photos segmented" in cap.out and "1 skipped" in cap.out
+    assert "broken.jpg" in cap.err
+    res = json.loads((out / "results.json").read_text())
+    assert [Path(r["photo"]).name for r in res["photos"]] == ["a.png", "b2.jpg", "b10.png"]
+    assert res["skipped"][0]["path"].endswith("broken.jpg") and res["skipped"][0]["reason"]
+    opts = res["options"]
+    assert opts["backbone"] == "test-clip-tiny" and opts["crf"] is True
+    assert opts["threshold"] == 0.4 and opts["calibration"] == "gallery-relative"
+    assert len(opts["weights_sha256"]) == 64
+    for r in res["photos"]:
+        mask = np.asarray(Image.open(out / r["mask"]))
+        assert mask.shape == (r["height"], r["width"]) and set(np.unique(mask)) <= {0, 255}
+        assert Image.open(out / r["overlay"]).size == (r["width"], r["height"])
+        for inst in r["instances"]:
+            x0, y0, x1, y1 = inst["box_xyxy"]
+            assert 0 <= x0 < x1 <= r["width"] and 0 <= y0 < y1 <= r["height"]
+    # The photo folder is untouched.
+    assert sorted(p.name for p in env["photos"].iterdir()) == [
+        "a.png",
+        "b10.png",
+        "b2.jpg",
+        "broken.jpg",
+        "folder.jpg",
+        "notes.txt",
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--partition", "2:1", "--theta", "90"),
+        ("--lasso", "0,0,100,0,100,120,0,120"),
+        ("--text", "a cow", "--alpha", "0.3"),
+        ("--compose",),
+        ("--plain", "--input-size", "96", "--calibration", "fixed"),
+    ],
+)
+def test_segment_query_options(env: dict[str, Path], extra: tuple[str, ...]) -> None:
+    out = env["root"] / "out"
+    assert run(env, out, *extra) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["photos"]) == 3
+    if "--compose" in extra:
+        assert res["options"]["queries"] == ["sketch", "group 1", "group 2"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--partition", "2:5"), "sector 5 does not exist"),
+        (("--lasso", "1,2,3"), "at least 3 points"),
+        (("--lasso", "500,500,510,500,510,510"), "selects no stroke"),
+        (("--threshold", "1.5"), "--threshold"),
+        (("--backbone", "no-such-model"), "unknown backbone"),
+    ],
+)
+def test_segment_bad_options_are_named(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str], extra: tuple, message: str
+) -> None:
+    assert run(env, env["root"] / "out", *extra) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_segment_refuses_to_write_into_the_photo_folder(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(env, env["photos"] / "masks") == 1
+    assert "never writes into photo folders" in capsys.readouterr().err
+    assert not (env["photos"] / "masks").exists()
+
+
+def test_segment_without_weights_offline_says_how_to_import(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "segment",
+            "--sketch",
+            str(env["sketch"]),
+            "--photos",
+            str(env["photos"]),
+            "--out",
+            str(env["root"] / "out"),
+            "--backbone",
+            "test-clip-tiny",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1 and "test-clip-tiny" in err and "sketchpad models import" in err
