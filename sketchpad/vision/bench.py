@@ -62,12 +62,23 @@ def bench_sketch() -> Sketch:
 
 
 def bench_photo(hw: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """A deterministic smooth photo-like image (H, W, 3) uint8."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, size=(hw[0] // 16 + 1, hw[1] // 16 + 1, 3), dtype=np.uint8)
+    """A deterministic photo-like image (H, W, 3) uint8: a smooth sky-to-ground gradient, a few
+    solid shapes and sensor-like noise. (The dense CRF's cost grows with the number of distinct
+    colours, so pure noise would overstate it.)"""
     import cv2
 
-    return cv2.resize(small, (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    top, bottom = rng.uniform(60, 220, 3), rng.uniform(30, 160, 3)
+    im = np.broadcast_to((1 - t) * top + t * bottom, (h, w, 3)).copy()
+    for _ in range(4):
+        centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        axes = (int(rng.integers(w // 10, w // 4)), int(rng.integers(h // 10, h // 4)))
+        colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        cv2.ellipse(im, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    im += rng.normal(0.0, 6.0, im.shape)
+    return np.clip(np.round(im), 0, 255).astype(np.uint8)
 
 
 def time_backbone(
