@@ -1,180 +1,410 @@
 """Photo folders, read safely (DESIGN §5): which files are photos, and how one is decoded.
 
-- ``scan_photos``: regular files only (a FIFO or a directory named ``x.jpg`` is skipped), no
-  symlink loops (device + inode tracked), an extension allow-list, natural sort.
+- ``scan_folder`` / ``scan_photos``: regular files only (a FIFO or a folder named ``x.jpg`` is
+  skipped, and never opened), no symlink loops (device + inode tracked), each file listed once
+  however many links lead to it, an extension allow-list, natural sort.
 - ``load_photo``: Pillow only (mixing decoders disagrees about EXIF), formats restricted, the
-  decompression-bomb warning made an error, EXIF orientation applied, 16-bit and float images
-  scaled (not clipped), palette/alpha composited on white, first frame only. Every documented
-  failure becomes a ``PhotoError`` naming the file and the reason.
+  declared size checked before decoding (the decompression-bomb warning made an error), EXIF
+  orientation applied, 16-bit and float images scaled (not clipped), palette/alpha composited
+  on white, first frame only. Truncated files stay errors (``LOAD_TRUNCATED_IMAGES`` is never
+  set). Pillow's documented failures (``OSError, SyntaxError, MemoryError, ValueError,
+  NotImplementedError, OverflowError``, the bomb error) become a ``PhotoError``; anything else
+  is a bug of ours and propagates. OpenCV is not used here, so there is no ``cv2.error``.
+
+Every file skipped is a ``PhotoError`` with a reason ``code`` (one of ``REASON_CODES``) and a
+message naming the file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import re
 import stat
-import warnings
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-#: Extensions we open (lower case), and the Pillow formats they may contain.
+from sketchpad.gallery import decode
+from sketchpad.gallery.decode import (
+    BACKGROUND_RGB,
+    BOMB,
+    CORRUPT,
+    DUPLICATE,
+    EMPTY,
+    IO_ERROR,
+    LOOP,
+    MAX_PIXELS,
+    MEMORY,
+    NOT_A_FOLDER,
+    NOT_FOUND,
+    NOT_REGULAR,
+    PERMISSION,
+    PILLOW_FORMATS,
+    REASON_CODES,
+    TRUNCATED,
+    UNSUPPORTED,
+    VANISHED,
+    kind,
+    natural_key,
+)
+
+__all__ = [
+    "BACKGROUND_RGB",
+    "BOMB",
+    "CORRUPT",
+    "DUPLICATE",
+    "EMPTY",
+    "IO_ERROR",
+    "LOOP",
+    "MAX_PIXELS",
+    "MEMORY",
+    "NOT_A_FOLDER",
+    "NOT_FOUND",
+    "NOT_REGULAR",
+    "PERMISSION",
+    "TRUNCATED",
+    "UNSUPPORTED",
+    "VANISHED",
+    "PHOTO_EXTENSIONS",
+    "PILLOW_FORMATS",
+    "REASON_CODES",
+    "PhotoError",
+    "ScanResult",
+    "expand_photo_args",
+    "is_photo_name",
+    "load_photo",
+    "natural_key",
+    "scan_folder",
+    "scan_photos",
+]
+
+#: Extensions we open (lower case).
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-PILLOW_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP")
-#: Background for transparent photos.
-BACKGROUND_RGB = (255, 255, 255)
-#: Pillow's own limit (pixels) is kept; beyond it the bomb *warning* becomes an error here.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+_O_FLAGS |= getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _shown(path: Path | str) -> str:
+    """A path as text that can always be printed (undecodable bytes become U+FFFD)."""
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 class PhotoError(Exception):
-    """A photo that cannot be read: ``path`` and a readable ``reason``."""
+    """A photo (or folder) that cannot be read.
 
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
+    Attributes:
+        path: The file or folder, as given or found.
+        reason: What is wrong, in words.
+        code: One of ``REASON_CODES`` (e.g. ``"truncated"``), for programs.
+    """
+
+    def __init__(self, path: Path | str, reason: str, code: str = CORRUPT) -> None:
+        if code not in REASON_CODES:
+            raise ValueError(f"unknown PhotoError code {code!r}")
+        super().__init__(f"{_shown(path)}: {reason}")
+        self.path = Path(path)
         self.reason = reason
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[PhotoError], tuple[Path, str, str]]:
+        return (type(self), (self.path, self.reason, self.code))
 
 
-def natural_key(name: str) -> list[object]:
-    """Sort key: digits compare as numbers ("img2" < "img10"), case-insensitive."""
-    return [int(t) if t.isdigit() else t.casefold() for t in re.split(r"(\d+)", name)]
+@dataclass(frozen=True)
+class ScanResult:
+    """What a folder scan found.
+
+    Attributes:
+        photos: Photo files, naturally sorted by their path below the folder, each file once.
+        skipped: Files (and folders) with a photo's name that were left out, with the reason;
+            naturally sorted by path.
+    """
+
+    photos: tuple[Path, ...]
+    skipped: tuple[PhotoError, ...]
 
 
-def is_photo_name(path: Path) -> bool:
-    return path.suffix.lower() in PHOTO_EXTENSIONS
+def is_photo_name(path: Path | str) -> bool:
+    """Whether a file name has one of ``PHOTO_EXTENSIONS`` (any case)."""
+    return Path(path).suffix.lower() in PHOTO_EXTENSIONS
 
 
-def scan_photos(folder: Path, *, recursive: bool = False) -> list[Path]:
-    """Photo files in ``folder`` (and below when ``recursive``), naturally sorted by their
-    path relative to ``folder``. Symlinked files count once; symlink loops are not followed.
+def _os_problem(path: Path, e: OSError, *, listed: bool = False, link: bool = False) -> PhotoError:
+    """An OSError from stat/open/scandir → a PhotoError with its code.
+
+    Args:
+        listed: ``path`` was just listed by its folder (so "no such file" means it vanished).
+        link: ``path`` is a symbolic link (so "no such file" may mean its target is missing).
+    """
+    why = e.strerror or str(e)
+    if isinstance(e, FileNotFoundError):
+        if link or (not listed and os.path.islink(path)):
+            try:
+                return PhotoError(
+                    path, f"a broken symbolic link (to {os.readlink(path)})", NOT_FOUND
+                )
+            except OSError:
+                pass
+        if listed:
+            return PhotoError(path, "vanished while the folder was being scanned", VANISHED)
+        return PhotoError(path, "no such file or folder", NOT_FOUND)
+    if isinstance(e, PermissionError):
+        return PhotoError(path, f"cannot read it: permission denied ({why})", PERMISSION)
+    if e.errno == errno.ELOOP:
+        return PhotoError(path, "a loop of symbolic links", LOOP)
+    if isinstance(e, NotADirectoryError) and listed:
+        return PhotoError(path, "changed while the folder was being scanned", VANISHED)
+    return PhotoError(path, f"cannot read it ({why})", IO_ERROR)
+
+
+def _folder_key(folder: Path) -> tuple[int, int]:
+    """Device and inode of the folder to scan.
 
     Raises:
-        PhotoError: the folder does not exist or cannot be listed.
+        PhotoError: it does not exist, cannot be looked at, or is not a folder.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PhotoError(folder, "not a folder")
-    seen: set[tuple[int, int]] = set()
-    found: list[Path] = []
+    try:
+        st = os.stat(folder)
+    except OSError as e:
+        raise _os_problem(folder, e) from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise PhotoError(folder, f"not a folder ({kind(st.st_mode)})", NOT_A_FOLDER)
+    return st.st_dev, st.st_ino
 
-    def walk(d: Path) -> None:
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: Path
+    key: tuple[int, int]  # device, inode
+    via_link: bool
+
+
+class _Scan:
+    """One folder scan. Real folders are walked before symlinked ones, so a file or folder
+    reachable both ways is listed under its real path; each (device, inode) is visited once."""
+
+    def __init__(self, root: Path, recursive: bool) -> None:
+        self.root = root
+        self.recursive = recursive
+        self.folders: dict[tuple[int, int], Path] = {}
+        self.candidates: list[_Candidate] = []
+        self.skipped: list[PhotoError] = []
+
+    def run(self) -> list[_Candidate]:
+        """Walk; the photos found (each file once, natural order), problems in ``skipped``."""
+        real: deque[tuple[Path, tuple[int, int], bool]] = deque()
+        linked: deque[tuple[Path, tuple[int, int], bool]] = deque()
+        real.append((self.root, _folder_key(self.root), False))
+        while real or linked:
+            folder, key, via_link = real.popleft() if real else linked.popleft()
+            seen = self.folders.get(key)
+            if seen is not None:
+                if folder.is_relative_to(seen):
+                    why = f"a symbolic link back to {_shown(seen)} (a loop): not followed"
+                    self.skipped.append(PhotoError(folder, why, LOOP))
+                else:
+                    why = f"the same folder as {_shown(seen)}: scanned once"
+                    self.skipped.append(PhotoError(folder, why, DUPLICATE))
+                continue
+            self.folders[key] = folder
+            for sub in self._list(folder, via_link):
+                (linked if sub[2] else real).append(sub)
+        return self._unique()
+
+    def _list(self, folder: Path, via_link: bool) -> list[tuple[Path, tuple[int, int], bool]]:
+        """Look at one folder's entries; returns the subfolders to walk."""
         try:
-            st = d.stat()
-        except OSError:
-            return
-        if (st.st_dev, st.st_ino) in seen:
-            return  # a loop, or a folder reached twice
-        seen.add((st.st_dev, st.st_ino))
-        try:
-            entries = list(os.scandir(d))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: natural_key(e.name))
         except OSError as e:
-            if d == folder:
-                raise PhotoError(folder, f"cannot list the folder ({e.strerror})") from e
-            return
+            if folder == self.root:
+                raise _os_problem(folder, e) from e
+            self.skipped.append(_os_problem(folder, e, listed=True))
+            return []
+        subfolders = []
         for entry in entries:
-            p = Path(entry.path)
+            photo = is_photo_name(entry.name)
+            if not photo and not (self.recursive and _is_dir(entry)):
+                continue  # only photo names, and folders to recurse into, are looked at
+            path = Path(entry.path)
+            link = _is_link(entry)
             try:
-                st = entry.stat()  # follows symlinks
-            except OSError:
-                continue  # a dangling link
+                st = entry.stat()  # follows links; stat never opens the file
+            except OSError as e:
+                self.skipped.append(_os_problem(path, e, listed=True, link=link))
+                continue
+            key = (st.st_dev, st.st_ino)
             if stat.S_ISDIR(st.st_mode):
-                if recursive:
-                    walk(p)
-            elif stat.S_ISREG(st.st_mode) and is_photo_name(p):
-                key = (st.st_dev, st.st_ino)
-                if key not in seen:
-                    seen.add(key)
-                    found.append(p)
+                if self.recursive:
+                    subfolders.append((path, key, via_link or link))
+                else:
+                    self.skipped.append(PhotoError(path, "a folder, not a photo", NOT_REGULAR))
+            elif not stat.S_ISREG(st.st_mode):
+                why = f"{kind(st.st_mode)}, not a photo file: not opened"
+                self.skipped.append(PhotoError(path, why, NOT_REGULAR))
+            elif st.st_size == 0:
+                self.skipped.append(PhotoError(path, "an empty file (0 bytes)", EMPTY))
+            else:
+                self.candidates.append(_Candidate(path, key, via_link or link))
+        return subfolders
 
-    walk(folder)
-    return sorted(found, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+    def _unique(self) -> list[_Candidate]:
+        """Each file once: a real path wins over a symlinked one, then the natural order."""
+        kept: dict[tuple[int, int], Path] = {}
+        photos: list[_Candidate] = []
+        for c in sorted(self.candidates, key=lambda c: (c.via_link, self._order(c.path))):
+            if c.key in kept:
+                why = f"the same file as {_shown(kept[c.key])}: listed once"
+                self.skipped.append(PhotoError(c.path, why, DUPLICATE))
+            else:
+                kept[c.key] = c.path
+                photos.append(c)
+        photos.sort(key=lambda c: self._order(c.path))
+        return photos
+
+    def _order(self, path: Path) -> tuple[object, ...]:
+        """Natural order of the path below the root, component by component."""
+        return tuple(natural_key(p) for p in path.relative_to(self.root).parts)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # pragma: no cover (DirEntry.is_dir swallows most errors itself)
+        return False
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:  # pragma: no cover (only where the file system gives no file types)
+        return False
+
+
+def _scan(folder: Path | str, recursive: bool) -> tuple[list[_Candidate], list[PhotoError]]:
+    scan = _Scan(Path(folder), recursive)
+    photos = scan.run()
+    skipped = sorted(scan.skipped, key=lambda e: scan._order(e.path))
+    return photos, skipped
+
+
+def scan_folder(folder: Path | str, recursive: bool = False) -> ScanResult:
+    """Photo files in ``folder`` (and below it when ``recursive``), and what was skipped.
+
+    Only names with one of ``PHOTO_EXTENSIONS`` are considered (other files are ignored
+    silently). Files are never opened: a FIFO named ``x.jpg`` cannot block the scan. Symbolic
+    links are followed, but each folder and each file is visited once (device + inode), so
+    loops end and two links to one photo list it once.
+
+    Raises:
+        PhotoError: ``folder`` itself does not exist, is not a folder, or cannot be listed.
+    """
+    photos, skipped = _scan(folder, recursive)
+    return ScanResult(tuple(c.path for c in photos), tuple(skipped))
+
+
+def scan_photos(folder: Path | str, recursive: bool = False) -> list[Path]:
+    """The photo files of ``scan_folder`` (naturally sorted, each once), without the report.
+
+    Raises:
+        PhotoError: ``folder`` itself does not exist, is not a folder, or cannot be listed.
+    """
+    return list(scan_folder(folder, recursive).photos)
 
 
 def expand_photo_args(items: Iterable[str | Path]) -> tuple[list[Path], list[PhotoError]]:
-    """Command-line photo arguments (folders and files) → photo files, plus the problems."""
+    """Command-line photo arguments (folders and files) → photo files, plus the problems.
+
+    Folders are scanned (not recursively); files are taken whatever their extension (the
+    decoder decides). A file reached twice (named twice, or named and inside a named folder)
+    is listed once; the repeat is reported as ``"duplicate"``.
+    """
     photos: list[Path] = []
     problems: list[PhotoError] = []
+    kept: dict[tuple[int, int], Path] = {}
+
+    def add(path: Path, key: tuple[int, int]) -> None:
+        if key in kept:
+            why = f"the same file as {_shown(kept[key])}: listed once"
+            problems.append(PhotoError(path, why, DUPLICATE))
+        else:
+            kept[key] = path
+            photos.append(path)
+
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            problems.append(_os_problem(p, e))
+            continue
+        if stat.S_ISDIR(st.st_mode):
             try:
-                photos += scan_photos(p)
+                found, skipped = _scan(p, recursive=False)
             except PhotoError as e:
                 problems.append(e)
-        elif p.is_file():
-            photos.append(p)
+                continue
+            problems += skipped
+            for c in found:
+                add(c.path, c.key)
+        elif not stat.S_ISREG(st.st_mode):
+            problems.append(PhotoError(p, f"{kind(st.st_mode)}, not a photo file", NOT_REGULAR))
+        elif st.st_size == 0:
+            problems.append(PhotoError(p, "an empty file (0 bytes)", EMPTY))
         else:
-            problems.append(PhotoError(p, "no such file or folder"))
+            add(p, (st.st_dev, st.st_ino))
     return photos, problems
 
 
-def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
-    """Any Pillow mode → (H, W, 3) uint8 RGB; deep images are scaled, not clipped."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        a = np.asarray(im, dtype=np.float64) / 65535.0
-        return _grey_to_rgb(a)
-    if im.mode in ("I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-        if im.mode == "I" and lo >= 0 and hi <= 65535:
-            a = a / (65535.0 if hi > 255 else 255.0)
-        elif im.mode == "F" and lo >= 0 and hi <= 1.0:
-            pass
-        else:
-            a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-        return _grey_to_rgb(np.nan_to_num(a))
-    if im.mode == "P":
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode in ("RGB", "L") and "transparency" in im.info):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (*BACKGROUND_RGB, 255))
-        im = Image.alpha_composite(bg, im)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+def load_photo(path: Path | str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a photo as a new (H, W, 3) uint8 RGB array, upright (EXIF orientation applied).
 
-
-def _grey_to_rgb(a: np.ndarray) -> np.ndarray:
-    g = np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
-    return np.repeat(g[:, :, None], 3, axis=2)
-
-
-def _formats() -> tuple[str, ...]:
-    """The allowed formats this Pillow knows (MPO is part of JPEG in recent versions)."""
-    Image.init()
-    return tuple(f for f in PILLOW_FORMATS if f in Image.OPEN)
-
-
-def load_photo(path: Path) -> np.ndarray:
-    """Decode a photo as (H, W, 3) uint8 RGB, upright (EXIF orientation applied).
+    Args:
+        path: The file. Only JPEG, PNG, BMP, GIF, TIFF and WebP are decoded, whatever the
+            extension says; of an animation or multi-page file, the first frame.
+        max_pixels: Refuse images declaring more pixels (default ``MAX_PIXELS``). Above
+            Pillow's ``MAX_IMAGE_PIXELS``, Pillow's own hard limit (twice that) still applies.
 
     Raises:
-        PhotoError: not a readable image of an allowed format, too large, truncated …
+        PhotoError: with ``code`` one of ``REASON_CODES``: missing, not a regular file, empty,
+            not an allowed format, truncated, corrupt, too many pixels, out of memory …
     """
     path = Path(path)
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=_formats()) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise PhotoError(path, f"too large ({w}×{h} pixels)")
-                im.seek(0)
-                im = ImageOps.exif_transpose(im)
-                im.load()
-                return _to_uint8_rgb(im)
-    except PhotoError:
-        raise
-    except FileNotFoundError as e:
-        raise PhotoError(path, "no such file") from e
-    except PermissionError as e:
-        raise PhotoError(path, "permission denied") from e
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise PhotoError(path, f"refused: decompression bomb ({e})") from e
-    except Image.UnidentifiedImageError as e:
-        raise PhotoError(path, "not an image of a supported format") from e
-    except (OSError, SyntaxError, ValueError, NotImplementedError, OverflowError) as e:
-        raise PhotoError(path, f"cannot decode ({e})") from e
-    except MemoryError as e:
-        raise PhotoError(path, "not enough memory to decode it") from e
+        st = os.stat(path)  # look before opening: never open a FIFO or a device
+        if not stat.S_ISREG(st.st_mode):
+            raise PhotoError(path, f"{kind(st.st_mode)}, not a photo file", NOT_REGULAR)
+        fd = os.open(path, _O_FLAGS)
+    except OSError as e:
+        raise _os_problem(path, e) from e
+    with open(fd, "rb", closefd=True) as fp:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # replaced between stat and open
+                raise PhotoError(path, f"{kind(st.st_mode)}, not a photo file", NOT_REGULAR)
+            if st.st_size == 0:
+                raise PhotoError(path, "an empty file (0 bytes)", EMPTY)
+            header = fp.read(32)
+            fp.seek(0)
+        except OSError as e:
+            raise _os_problem(path, e) from e
+        try:
+            return decode.decode_rgb(fp, limit)
+        except Image.UnidentifiedImageError as e:
+            raise PhotoError(path, *decode.unidentified_reason(header)) from e
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise PhotoError(path, f"refused as a possible decompression bomb ({e})", BOMB) from e
+        except MemoryError as e:
+            raise PhotoError(path, "not enough memory to decode it", MEMORY) from e
+        except OSError as e:
+            raise PhotoError(path, *decode.decoder_error_reason(e, header, st.st_size)) from e
+        except (SyntaxError, ValueError, OverflowError) as e:
+            raise PhotoError(path, f"damaged or not a valid image ({e})", CORRUPT) from e
+        except NotImplementedError as e:
+            raise PhotoError(path, f"a variant Pillow cannot decode ({e})", UNSUPPORTED) from e
