@@ -100,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="vision: auto (default), cpu, cuda, mps")
     p.add_argument("--repeats", type=int, default=3, help="vision: timed repetitions (default 3)")
     p.set_defaults(func=_cmd_bench)
-    from sketchpad.commands import models, segment
+    from sketchpad.commands import index, models, segment
 
     segment.add_parser(sub)
+    index.add_parser(sub)
     models.add_parser(sub)
     parser.set_defaults(commands=tuple(sub.choices))
     return parser

@@ -1,0 +1,87 @@
+"""``sketchpad index DIR``: compute and cache a photo folder's features (incremental,
+resumable), with a progress bar, an ETA and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+NAME = "sketchpad index"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="cache a photo folder's features for fast queries",
+        description="Compute the features of every photo in DIR once and keep them in the user "
+        "cache folder (never in DIR). Only new or changed photos are encoded; an interrupted "
+        "run resumes where it stopped.",
+    )
+    p.add_argument("folder", metavar="DIR", help="the photo folder")
+    p.add_argument("--backbone", default="clip-vit-b16", metavar="ID", help="backbone id")
+    p.add_argument("--weights", metavar="PATH", help="a weights file or folder to use")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--recursive", action="store_true", help="include subfolders")
+    p.add_argument("--rebuild", action="store_true", help="re-encode every photo")
+    p.add_argument("--batch-size", type=int, default=8, help="photos per forward (default 8)")
+    p.add_argument("--input-size", type=int, help="model input side (finer maps when larger)")
+    p.add_argument("--plain", action="store_true", help="plain CLIP patch tokens, not v-v")
+    p.set_defaults(func=run)
+
+
+def _err(msg: str) -> int:
+    print(f"{NAME}: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from sketchpad.commands.progress import TextProgress
+    from sketchpad.gallery.images import PhotoError
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        return _err(f"{folder}: not a folder")
+    from sketchpad.gallery.cache import CacheError
+    from sketchpad.gallery.index import index_folder
+    from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.errors import WeightsError
+    from sketchpad.vision.segmenter import Segmenter
+
+    try:
+        backbone = create_backbone(args.backbone, weights=args.weights, device=args.device)
+        seg = Segmenter(
+            backbone, input_size=args.input_size, patch_path="plain" if args.plain else "vv"
+        )
+    except (KeyError, ValueError, WeightsError) as e:
+        return _err(str(e).strip("'\""))
+    bar = TextProgress("photos", None)
+    start = time.perf_counter()
+    state = {"done": 0}
+
+    def progress(done: int, total: int) -> None:
+        state["done"] = done
+        elapsed = time.perf_counter() - start
+        eta = f" ETA {elapsed / done * (total - done):.0f} s" if done else ""
+        bar.label = f"photos encoded{eta}"
+        bar.update(done, total)
+
+    try:
+        summary = index_folder(
+            folder, seg, recursive=args.recursive, rebuild=args.rebuild,
+            batch_size=max(1, args.batch_size), progress=progress,
+        )
+    except (CacheError, PhotoError) as e:
+        return _err(str(e))
+    bar.label = "photos encoded"
+    bar.close(state["done"])
+    for path, code, reason in summary.skipped:
+        print(f"{NAME}: skipped {path}: {reason} [{code}]", file=sys.stderr)
+    by_code = ", ".join(f"{n} {c}" for c, n in sorted(summary.skipped_by_code().items()))
+    print(
+        f"{summary.indexed} indexed, {summary.up_to_date} already current, "
+        f"{len(summary.skipped)} skipped{f' ({by_code})' if by_code else ''}, "
+        f"{summary.removed} removed → {summary.cache_path} ({summary.seconds:.1f} s)"
+    )
+    return 0

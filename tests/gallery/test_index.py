@@ -1,0 +1,162 @@
+"""Indexing a folder into the feature cache: incremental, resumable, never writing the folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sketchpad.cli import main
+from sketchpad.gallery.cache import FeatureCache
+from sketchpad.gallery.index import index_folder, model_key
+from sketchpad.vision.backbone import create_backbone
+from sketchpad.vision.segmenter import Segmenter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SKETCHPAD_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="module")
+def seg() -> Segmenter:
+    return Segmenter(create_backbone("test-clip-tiny", pretrained=False, device="cpu"))
+
+
+def make_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        hw = (int(rng.integers(20, 80)), int(rng.integers(20, 80)))
+        Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(p)
+        out.append(p)
+    return out
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_index_is_incremental_and_leaves_the_folder_alone(tmp_path: Path, seg: Segmenter) -> None:
+    folder = tmp_path / "photos"
+    paths = make_photos(folder, 5)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    before = listing(folder)
+
+    s1 = index_folder(folder, seg, batch_size=2)
+    assert (s1.indexed, s1.up_to_date, s1.removed) == (5, 0, 0)
+    assert [p.name for p, _, _ in s1.skipped] == ["broken.jpg"]
+    assert folder not in s1.cache_path.parents
+
+    s2 = index_folder(folder, seg)
+    assert (s2.indexed, s2.up_to_date) == (0, 5)
+
+    st = paths[1].stat()
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "changed"
+    paths[3].unlink()
+    before = listing(folder)
+    s3 = index_folder(folder, seg)
+    assert (s3.indexed, s3.up_to_date, s3.removed) == (1, 3, 1)
+
+    s4 = index_folder(folder, seg, rebuild=True)
+    assert (s4.indexed, s4.up_to_date) == (4, 0)
+    assert listing(folder) == before  # the photo folder is only read
+
+    with FeatureCache.open(folder, model_key(seg), writer=False) as cache:
+        assert len(cache) == 4
+        direct = seg.embed_photos([np.asarray(Image.open(paths[0]).convert("RGB"))])[0]
+        cached = cache.get("img0.png")
+        assert cached is not None and cached.grid_hw == direct.grid_hw
+        np.testing.assert_array_equal(cached.patches, direct.patches)
+        assert cached.letterbox == direct.letterbox
+
+
+def test_a_different_model_gets_its_own_cache(tmp_path: Path, seg: Segmenter) -> None:
+    folder = tmp_path / "photos"
+    make_photos(folder, 2)
+    a = index_folder(folder, seg)
+    other = Segmenter(seg.backbone, patch_path="plain")
+    b = index_folder(folder, other)
+    assert a.cache_path != b.cache_path and b.indexed == 2
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from sketchpad.gallery.index import index_folder
+from sketchpad.vision.backbone import create_backbone
+from sketchpad.vision.segmenter import Segmenter
+seg = Segmenter(create_backbone("test-clip-tiny", pretrained=False, device="cpu"))
+def progress(done, total):
+    print(done, flush=True)
+index_folder(Path(sys.argv[1]), seg, batch_size=2, progress=progress)
+"""
+
+
+def test_kill_9_during_indexing_resumes_without_duplicates(
+    tmp_path: Path, seg: Segmenter, home: Path
+) -> None:
+    folder = tmp_path / "photos"
+    make_photos(folder, 40)
+    env = {**os.environ, "SKETCHPAD_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(folder)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert child.stdout is not None
+    seen = 0
+    deadline = time.monotonic() + 120
+    while seen < 6 and time.monotonic() < deadline:  # a few batches committed, then kill -9
+        line = child.stdout.readline()
+        if not line:
+            break
+        seen = int(line)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert seen >= 6, "the child never got going"
+
+    summary = index_folder(folder, seg)
+    assert summary.up_to_date >= seen - 2 and summary.indexed + summary.up_to_date == 40
+    with FeatureCache.open(folder, model_key(seg), writer=False) as cache:
+        assert len(cache) == 40
+        db = sqlite3.connect(summary.cache_path)
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            db.close()
+
+
+def test_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import safetensors.torch
+    import torch
+
+    from sketchpad.vision.registry import build_model, get_spec
+
+    torch.manual_seed(0)
+    model = build_model(get_spec("test-clip-tiny"))
+    weights = tmp_path / "tiny.safetensors"
+    safetensors.torch.save_file(
+        {k: v.contiguous().clone() for k, v in model.state_dict().items()}, str(weights)
+    )
+    folder = tmp_path / "photos"
+    make_photos(folder, 3)
+    (folder / "empty.png").write_bytes(b"")
+    args = ["index", str(folder), "--backbone", "test-clip-tiny", "--weights", str(weights)]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "3 indexed, 0 already current, 1 skipped" in out.out and "empty.png" in out.err
+    assert main(args) == 0
+    assert "0 indexed, 3 already current" in capsys.readouterr().out
+    assert main(["index", str(tmp_path / "nope"), "--backbone", "test-clip-tiny"]) == 1
