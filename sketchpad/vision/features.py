@@ -97,7 +97,9 @@ def _fill(backbone: Backbone) -> tuple[int, int, int]:
     return (r, g, b)
 
 
-def photo_input(image: np.ndarray, backbone: Backbone, input_size: int) -> tuple:
+def photo_input(
+    image: np.ndarray, backbone: Backbone, input_size: int
+) -> tuple[np.ndarray, Letterbox]:
     """(H, W, 3) uint8 RGB → ((S, S, 3) uint8 letterboxed input, Letterbox)."""
     return letterbox_image(image, input_size, _fill(backbone))
 
