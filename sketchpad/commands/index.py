@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 NAME = "sketchpad index"
@@ -37,7 +36,7 @@ def _err(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sketchpad.commands.progress import TextProgress
+    from sketchpad.commands.progress import EtaProgress
     from sketchpad.gallery.images import PhotoError
 
     folder = Path(args.folder)
@@ -56,26 +55,19 @@ def run(args: argparse.Namespace) -> int:
         )
     except (KeyError, ValueError, WeightsError) as e:
         return _err(str(e).strip("'\""))
-    bar = TextProgress("photos", None)
-    start = time.perf_counter()
-    state = {"done": 0}
-
-    def progress(done: int, total: int) -> None:
-        state["done"] = done
-        elapsed = time.perf_counter() - start
-        eta = f" ETA {elapsed / done * (total - done):.0f} s" if done else ""
-        bar.label = f"photos encoded{eta}"
-        bar.update(done, total)
-
+    progress = EtaProgress("photos encoded")
     try:
         summary = index_folder(
-            folder, seg, recursive=args.recursive, rebuild=args.rebuild,
-            batch_size=max(1, args.batch_size), progress=progress,
+            folder,
+            seg,
+            recursive=args.recursive,
+            rebuild=args.rebuild,
+            batch_size=max(1, args.batch_size),
+            progress=progress,
         )
     except (CacheError, PhotoError) as e:
         return _err(str(e))
-    bar.label = "photos encoded"
-    bar.close(state["done"])
+    progress.finish()
     for path, code, reason in summary.skipped:
         print(f"{NAME}: skipped {path}: {reason} [{code}]", file=sys.stderr)
     by_code = ", ".join(f"{n} {c}" for c, n in sorted(summary.skipped_by_code().items()))

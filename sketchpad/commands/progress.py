@@ -44,3 +44,25 @@ class TextProgress:
         prefix = "\r" if self._tty and self._shown else ""
         self.stream.write(prefix + self._line(done, unit) + ("\033[K" if self._tty else "") + "\n")
         self.stream.flush()
+
+
+class EtaProgress(TextProgress):
+    """A bar that is also a ``progress(done, total)`` callback, with an ETA in its label."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        super().__init__(label, None, stream)
+        self.base = label
+        self.done = 0
+        self._start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done = done
+        elapsed = time.perf_counter() - self._start
+        left = total - done
+        eta = f" ETA {elapsed / done * left:.0f} s" if done and left else ""
+        self.label = self.base + eta
+        self.update(done, total)
+
+    def finish(self) -> None:
+        self.label = self.base
+        self.close(self.done)

@@ -99,6 +99,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--plain", action="store_true", help="plain CLIP patch tokens instead of the v-v path"
     )
     p.add_argument("--batch-size", type=int, default=8, help="photos per forward (default 8)")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not use or fill the folders' feature caches (encode every photo now)",
+    )
+    p.add_argument(
+        "--memory-budget",
+        metavar="SIZE",
+        help="cached features kept in memory, e.g. 512M, 4G (default 2G or "
+        "$SKETCHPAD_QUERY_MEMORY); beyond it they are streamed from the cache",
+    )
     p.set_defaults(func=run)
 
 
@@ -176,7 +187,8 @@ def _jpg_bytes(array: np.ndarray) -> bytes:
 def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of steps)
     from sketchpad.atomic import SaveError, atomic_write_bytes, atomic_write_text
     from sketchpad.commands.progress import TextProgress
-    from sketchpad.gallery.images import PhotoError, expand_photo_args, load_photo
+    from sketchpad.gallery.images import PhotoError, expand_photo_args
+    from sketchpad.gallery.query import memory_budget
     from sketchpad.sketch.io import SketchFileError, read_sketch
 
     t0 = time.perf_counter()
@@ -191,11 +203,15 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
             raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
     except (SketchFileError, ValueError) as e:
         return _err(str(e))
-    photos, problems = expand_photo_args(args.photos)
+    folders, files, problems = _split_photo_args(args.photos, args.no_cache)
     for pr in problems:
         print(f"{NAME}: warning: {pr}", file=sys.stderr)
-    if not photos:
+    if not folders and not files:
         return _err("no photos found in " + ", ".join(args.photos))
+    try:
+        budget = memory_budget(args.memory_budget)
+    except ValueError as e:
+        return _err(f"--memory-budget: {e}")
 
     # Heavy imports only now: `sketchpad segment --help` stays fast.
     from sketchpad.vision.backbone import create_backbone
@@ -230,35 +246,31 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     except (KeyError, ValueError, WeightsError) as e:
         return _err(str(e).strip("'\""))
 
-    # Embed once: photos are decoded in batches and dropped after their features are taken.
+    # Features: folders from their caches (indexed first: only new or changed photos are
+    # encoded), single files encoded now. One bank, one product per query.
+    banks, photos, skipped = [], [], []
+    for folder in folders:
+        got = _cached_folder(folder, seg, args.batch_size, budget)
+        if got is None:  # the cache is unusable: encode this folder's photos now
+            found, probs = expand_photo_args([folder])
+            for pr in probs:
+                print(f"{NAME}: warning: {pr}", file=sys.stderr)
+            files = list(dict.fromkeys([*files, *found]))
+            continue
+        bank, folder_skipped = got
+        banks.append(bank)
+        photos += bank.paths()
+        skipped += folder_skipped
+    if files:
+        bank, ok_files, file_skipped = _encode_files(seg, files, args.batch_size)
+        banks.append(bank)
+        photos += ok_files
+        skipped += file_skipped
+    bank = FeatureBank.concat(banks)
+    if not len(bank):
+        return _err("no readable photos in " + ", ".join(args.photos))
+    ok = list(range(len(photos)))
     names = _unique_names(photos)
-    ok: list[int] = []
-    features = []
-    skipped: list[dict[str, str]] = []
-    bar = TextProgress("photos embedded", len(photos))
-    batch_imgs: list[np.ndarray] = []
-    batch_idx: list[int] = []
-
-    def flush() -> None:
-        features.extend(seg.embed_photos(batch_imgs, batch_size=len(batch_imgs) or 1))
-        ok.extend(batch_idx)
-        batch_imgs.clear()
-        batch_idx.clear()
-
-    for i, path in enumerate(photos):
-        try:
-            batch_imgs.append(load_photo(path))
-            batch_idx.append(i)
-        except PhotoError as e:
-            print(f"\n{NAME}: warning: skipped {e}", file=sys.stderr)
-            skipped.append({"path": str(path), "reason": e.reason})
-        if len(batch_imgs) >= max(1, args.batch_size):
-            flush()
-        bar.update(i + 1)
-    if batch_imgs:
-        flush()
-    bar.close(len(photos))
-    bank = FeatureBank(features)
     scores = [seg.score(q, bank) for q in queries]
 
     # Masks only now, one photo at a time (CRF needs the photo again).
@@ -271,7 +283,12 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     found = 0
     try:
         for j, i in enumerate(ok):
-            image = load_photo(photos[i])
+            try:
+                image = _load_for_mask(photos[i], bank.layouts[j].photo_hw)
+            except PhotoError as e:
+                print(f"\n{NAME}: warning: skipped {e}", file=sys.stderr)
+                skipped.append({"path": str(e.path), "reason": e.reason, "code": e.code})
+                continue
             m = seg.composed_mask(scores, bank, j, photo=image, crf=args.crf)
             mask_name, overlay_name = f"{names[i]}.mask.png", f"{names[i]}.overlay.jpg"
             atomic_write_bytes(out / mask_name, _png_bytes(m.mask.astype(np.uint8) * 255))
@@ -331,9 +348,106 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     except (SaveError, PhotoError) as e:
         return _err(str(e))
+    finally:
+        for b in banks:
+            if hasattr(b, "close"):
+                b.close()
     dt = time.perf_counter() - t0
     print(
         f"{len(ok)} photos segmented, {found} with the concept, {len(skipped)} skipped "
         f"→ {out} ({dt:.1f} s)"
     )
     return 0
+
+
+def _split_photo_args(
+    items: list[str], no_cache: bool
+) -> tuple[list[Path], list[Path], list[object]]:
+    """Folders (served from their caches) and single files (encoded now), plus problems.
+    A file inside a folder also named is taken from the folder."""
+    from sketchpad.gallery.images import expand_photo_args
+
+    folders = [] if no_cache else [Path(a) for a in items if Path(a).is_dir()]
+    seen = {f.resolve() for f in folders}
+    rest = [a for a in items if no_cache or not Path(a).is_dir()]
+    files, problems = expand_photo_args(rest) if rest else ([], [])
+    files = [f for f in files if f.resolve().parent not in seen]
+    return list(dict.fromkeys(folders)), files, list(problems)
+
+
+def _cached_folder(
+    folder: Path, seg: object, batch_size: int, budget: int
+) -> tuple[object, list[dict[str, str]]] | None:
+    """Index ``folder`` (incrementally) and load its cache; None when the cache cannot be
+    used (locked by another indexer, unwritable), after saying why."""
+    from sketchpad.commands.progress import EtaProgress
+    from sketchpad.gallery.cache import CacheError, CacheLockedError
+    from sketchpad.gallery.images import PhotoError
+    from sketchpad.gallery.index import index_folder, model_key
+    from sketchpad.gallery.query import load_bank
+
+    bar = EtaProgress(f"photos of {folder} indexed")
+    try:
+        summary = index_folder(folder, seg, batch_size=max(1, batch_size), progress=bar)
+        bar.finish()
+        bank = load_bank(folder, model_key(seg), budget_bytes=budget, cache_path=None)
+    except CacheLockedError as e:
+        print(f"{NAME}: warning: {e}; encoding its photos without the cache", file=sys.stderr)
+        return None
+    except (CacheError, PhotoError) as e:
+        print(f"{NAME}: warning: {e}; encoding its photos without the cache", file=sys.stderr)
+        return None
+    skipped = []
+    for path, code, reason in summary.skipped:
+        print(f"{NAME}: warning: skipped {path}: {reason} [{code}]", file=sys.stderr)
+        skipped.append({"path": str(path), "reason": reason, "code": code})
+    if summary.up_to_date:
+        print(f"{folder}: {summary.up_to_date} photos' features from the cache", file=sys.stderr)
+    return bank, skipped
+
+
+def _encode_files(
+    seg: object, files: list[Path], batch_size: int
+) -> tuple[object, list[Path], list[dict[str, str]]]:
+    """Photos given one by one, encoded now in batches (decoded photos are dropped after)."""
+    from sketchpad.commands.progress import TextProgress
+    from sketchpad.gallery.images import PhotoError, load_photo
+    from sketchpad.vision.segmenter import FeatureBank
+
+    bank = FeatureBank()
+    ok: list[Path] = []
+    skipped: list[dict[str, str]] = []
+    bar = TextProgress("photos embedded", len(files))
+    imgs: list[np.ndarray] = []
+    paths: list[Path] = []
+
+    def flush() -> None:
+        bank.extend(seg.embed_photos(imgs, batch_size=len(imgs)), names=[str(p) for p in paths])
+        ok.extend(paths)
+        imgs.clear()
+        paths.clear()
+
+    for i, path in enumerate(files):
+        try:
+            imgs.append(load_photo(path))
+            paths.append(path)
+        except PhotoError as e:
+            print(f"\n{NAME}: warning: skipped {e}", file=sys.stderr)
+            skipped.append({"path": str(path), "reason": e.reason, "code": e.code})
+        if len(imgs) >= max(1, batch_size):
+            flush()
+        bar.update(i + 1)
+    if imgs:
+        flush()
+    bar.close(len(files))
+    return bank, ok, skipped
+
+
+def _load_for_mask(path: Path, photo_hw: tuple[int, int]) -> np.ndarray:
+    """The photo again for its mask; it must be the one that was indexed."""
+    from sketchpad.gallery.images import PhotoError, load_photo
+
+    image = load_photo(path)
+    if image.shape[:2] != tuple(photo_hw):
+        raise PhotoError(path, "changed while segmenting (its size is not the indexed size)")
+    return image

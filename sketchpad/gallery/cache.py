@@ -131,6 +131,27 @@ class ModelKey:
 _KEY_FIELDS = tuple(f.name for f in fields(ModelKey))
 
 
+@dataclass(frozen=True)
+class RowLayout:
+    """A cached photo's layout without its patches (see :meth:`FeatureCache.layouts`).
+
+    Attributes:
+        rel_path: the photo's path relative to the folder ("/"-separated).
+        grid_hw: (gh, gw).
+        dim: feature dimension d.
+        patch_size: patch side in model-input pixels.
+        letterbox: where the photo sat in the model input.
+        global_embedding: (d,) float32 (read-only view).
+    """
+
+    rel_path: str
+    grid_hw: tuple[int, int]
+    dim: int
+    patch_size: int
+    letterbox: Letterbox
+    global_embedding: np.ndarray
+
+
 class CacheError(Exception):
     """A feature-cache failure: ``path`` (the cache file) and a readable ``reason``."""
 
@@ -265,6 +286,39 @@ class FeatureCache:
             for name in chunk:
                 if name in by_name and (f := self._decode_or_drop(by_name[name])) is not None:
                     yield name, f
+
+    def layouts(self) -> list[RowLayout]:
+        """Every valid row's layout and global embedding, in natural order, without reading
+        the patch blobs (what a query keeps in memory for each photo)."""
+        sql = (
+            "SELECT rel_path, gh, gw, d, patch_size, photo_h, photo_w, input_size, "
+            f"x0, y0, x1, y1, global_emb FROM features WHERE {_VALID}"
+        )
+        out = []
+        for r in self._query("list layouts", sql):
+            rel, gh, gw, d, ps, h, w, size, x0, y0, x1, y1, eb = r
+            if min(gh, gw, d, ps, h, w, size) <= 0:
+                log.warning("Feature cache %s: skipping the bad row of %r", self._path, rel)
+                continue
+            box = Letterbox((h, w), size, (x0, y0, x1, y1))
+            out.append(RowLayout(rel, (gh, gw), d, ps, box, np.frombuffer(eb, dtype="<f4")))
+        out.sort(key=lambda row: _path_order(row.rel_path))
+        return out
+
+    def patch_rows(self, rel_paths: Sequence[str]) -> Iterator[tuple[str, np.ndarray | None]]:
+        """(rel_path, (T, d) float16 patches) for these rows in this order, read in chunks;
+        None for a row that is gone or malformed."""
+        for i in range(0, len(rel_paths), _CHUNK):
+            chunk = list(rel_paths[i : i + _CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT rel_path, gh, gw, d, patches FROM features WHERE rel_path IN ({marks})"
+            by_name = {r[0]: r for r in self._query("read patches", sql, chunk)}
+            for name in chunk:
+                row = by_name.get(name)
+                if row is None or len(row[4]) != row[1] * row[2] * row[3] * 2:
+                    yield name, None
+                else:
+                    yield name, np.frombuffer(row[4], dtype="<f2").reshape(-1, row[3])
 
     def paths(self) -> dict[str, tuple[int, int]]:
         """rel_path → (size, mtime_ns) of every valid row."""

@@ -80,9 +80,19 @@ def gallery_stats(scores: np.ndarray) -> GalleryStats:
     a = a.astype(np.float64, copy=False)
     if not np.all(np.isfinite(a)):
         raise ValueError("scores contains NaN or infinite values")
-    center = float(np.median(a))
-    mad = float(np.median(np.abs(a - center)))
+    center = _median(a)
+    mad = _median(np.abs(a - center))
     return GalleryStats(center=center, scale=max(MAD_TO_SIGMA * mad, MIN_GALLERY_SCALE))
+
+
+def _median(a: np.ndarray) -> float:
+    """np.median by partial sort only (np.median is several times slower on millions)."""
+    n = a.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(a, k)[k])
+    part = np.partition(a, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2.0)
 
 
 def calibrate(

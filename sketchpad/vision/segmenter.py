@@ -13,11 +13,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from sketchpad.sketch.model import Sketch
 from sketchpad.vision import maps
 from sketchpad.vision.backbone import Backbone, PatchPath
+from sketchpad.vision.bank import FeatureBank, PhotoLayout
 from sketchpad.vision.features import (
     PhotoFeatures,
     embed_photos,
@@ -27,6 +29,8 @@ from sketchpad.vision.features import (
 )
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FeatureBank", "GalleryScores", "PhotoLayout", "PhotoMask", "Query", "Segmenter"]
 
 #: Templates for free text added to a sketch ("a dog on the desk"): phrases as well as words.
 CAPTION_TEMPLATES = ("{}.", "a photo of {}.", "a picture of {}.", "an image of {}.")
@@ -45,47 +49,6 @@ class Query:
     embedding: np.ndarray
     label: str
     stroke_ids: tuple[str, ...] = ()
-
-
-class FeatureBank:
-    """Many photos' patch features as one (ΣT, d) float32 matrix: one product per query."""
-
-    def __init__(self, features: Sequence[PhotoFeatures]) -> None:
-        self.features = list(features)
-        dims = {f.patches.shape[1] for f in self.features}
-        if len(dims) > 1:
-            raise ValueError(f"photos have features of different dimensions {sorted(dims)}")
-        sizes = [f.patches.shape[0] for f in self.features]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        d = dims.pop() if dims else 0
-        self.matrix = (
-            np.concatenate([f.patches for f in self.features]).astype(np.float32, copy=False)
-            if self.features
-            else np.zeros((0, d), dtype=np.float32)
-        )
-        self.valid = (
-            np.concatenate([f.valid_patches().ravel() for f in self.features])
-            if self.features
-            else np.zeros(0, dtype=bool)
-        )
-        self.globals = (
-            np.stack([f.global_embedding for f in self.features]).astype(np.float32)
-            if self.features
-            else np.zeros((0, d), dtype=np.float32)
-        )
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def correlate(self, query: np.ndarray) -> np.ndarray:
-        """(ΣT,) float32 cosines of every patch with ``query`` (d,), seed 000 Eq. 2."""
-        q = normalize(np.asarray(query, dtype=np.float32))
-        return self.matrix @ q
-
-    def grid(self, flat: np.ndarray, i: int) -> np.ndarray:
-        """Photo i's slice of a per-patch array as its (gh, gw) grid."""
-        gh, gw = self.features[i].grid_hw
-        return flat[self.offsets[i] : self.offsets[i + 1]].reshape(gh, gw)
 
 
 @dataclass(frozen=True)
@@ -271,7 +234,8 @@ class Segmenter:
 
     # -- scoring -----------------------------------------------------------------------------
     def score(self, query: Query, bank: FeatureBank) -> GalleryScores:
-        """Score every photo of ``bank``: one matrix product, then grid-level ranking."""
+        """Score every photo of ``bank``: one matrix product, then grid-level ranking of all
+        photos at once (vectorised; no per-photo Python loop)."""
         cos = bank.correlate(query.embedding)
         global_cos = bank.globals @ query.embedding if len(bank) else np.zeros(0, np.float32)
         if self.calibration == "gallery-relative":
@@ -288,10 +252,9 @@ class Segmenter:
             stats = None
             logits = maps.calibrate(cos, "fixed", tau=self.tau)
         g_prob = self._global_prob(global_cos)
-        scores = np.zeros(len(bank), dtype=np.float32)
-        for i in range(len(bank)):
-            scores[i] = self._grid_score(bank, logits, i, float(g_prob[i]))
-        logits = logits.astype(np.float32)
+        best = grid_scores(bank, logits, self.threshold)
+        w = self.global_weight
+        scores = ((1.0 - w) * best + w * g_prob).astype(np.float32) if w else best
         return GalleryScores(query, cos, logits, stats, scores, global_cos, g_prob)
 
     def _global_prob(self, global_cos: np.ndarray) -> np.ndarray:
@@ -310,17 +273,6 @@ class Segmenter:
         )
         return maps.sigmoid(logits)
 
-    def _grid_score(
-        self, bank: FeatureBank, logits: np.ndarray, i: int, global_prob: float
-    ) -> float:
-        """Ranking score from the patch grid alone (cheap for every photo): the best
-        connected region's mean probability, as ``mask`` does at pixel level."""
-        f = bank.features[i]
-        prob = maps.sigmoid(bank.grid(logits, i)) * f.valid_patches()
-        inst, _ = maps.find_instances(prob, prob > self.threshold, min_area=1)
-        w = self.global_weight
-        return maps.photo_score(inst, global_score=global_prob if w else None, global_weight=w)
-
     # -- masks -------------------------------------------------------------------------------
     def prob_hw(
         self, scores: GalleryScores, bank: FeatureBank, i: int, out_hw: tuple[int, int]
@@ -329,7 +281,7 @@ class Segmenter:
 
         As the paper does: sigmoid on the patch grid, then bilinear upsampling. Letterbox
         padding takes the value of the nearest photo patch before upsampling."""
-        f = bank.features[i]
+        f = bank.layouts[i]
         grid = maps.sigmoid(bank.grid(scores.logits, i))
         valid = f.valid_patches()
         rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
@@ -379,7 +331,7 @@ class Segmenter:
         t = self.threshold if threshold is None else float(threshold)
         if not 0.0 < t < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {t}")
-        hw = tuple(out_hw or bank.features[i].photo_hw)
+        hw = tuple(out_hw or bank.layouts[i].photo_hw)
         probs = np.stack([self.prob_hw(s, bank, i, hw) for s in scores])
         if crf:
             if photo is None:
@@ -411,3 +363,48 @@ def _resize_rgb(photo: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return cv2.resize(photo, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+
+
+def grid_scores(bank: FeatureBank, logits: np.ndarray, threshold: float) -> np.ndarray:
+    """(N,) float32: each photo's best connected region of patches above ``threshold`` (its
+    mean probability; 0 when none), as ``maps.find_instances`` scores instances at pixel level.
+
+    All photos at once: photos whose best valid patch passes the threshold are stacked into one
+    tall image with an empty row between grids, and labelled by one connected-components call.
+    """
+    n = len(bank)
+    best = np.zeros(n, dtype=np.float32)
+    if n == 0:
+        return best
+    t_logit = float(np.log(threshold / (1.0 - threshold)))
+    grids: dict[tuple[int, int], list[int]] = {}
+    for i, lay in enumerate(bank.layouts):
+        grids.setdefault(lay.grid_hw, []).append(i)
+    offsets, valid = bank.offsets, bank.valid
+    for (gh, gw), members in grids.items():
+        idx = np.asarray(members)
+        t = gh * gw
+        if len(idx) == n:  # the usual case: one grid, photos back to back
+            lg = logits.reshape(n, t)
+            ok = valid.reshape(n, t)
+        else:
+            rows = offsets[idx][:, None] + np.arange(t)[None, :]
+            lg, ok = logits[rows], valid[rows]
+        masked = np.where(ok, lg, -np.inf)
+        cand = np.flatnonzero(masked.max(axis=1) > t_logit)
+        if cand.size == 0:
+            continue
+        prob = maps.sigmoid(masked[cand]).reshape(-1, gh, gw)  # invalid → exactly 0
+        tall = np.zeros((len(cand), gh + 1, gw), dtype=np.float32)
+        tall[:, :gh] = prob
+        tall = tall.reshape(-1, gw)
+        k, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (tall > threshold).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+        )
+        sums = np.bincount(labels.ravel(), weights=tall.ravel(), minlength=k)[1:]
+        mean = sums / stats[1:, cv2.CC_STAT_AREA]
+        owner = stats[1:, cv2.CC_STAT_TOP] // (gh + 1)
+        per = np.zeros(len(cand), dtype=np.float64)
+        np.maximum.at(per, owner, mean)
+        best[idx[cand]] = per
+    return best

@@ -72,11 +72,12 @@ def test_segment_writes_masks_overlays_and_results(
     out = env["root"] / "out"
     assert run(env, out, "--crf", "--threshold", "0.4") == 0
     cap = capsys.readouterr()
-    assert "3 photos segmented" in cap.out and "1 skipped" in cap.out
-    assert "broken.jpg" in cap.err
+    assert "3 photos segmented" in cap.out and "2 skipped" in cap.out
+    assert "broken.jpg" in cap.err and "folder.jpg" in cap.err
     res = json.loads((out / "results.json").read_text())
     assert [Path(r["photo"]).name for r in res["photos"]] == ["a.png", "b2.jpg", "b10.png"]
-    assert res["skipped"][0]["path"].endswith("broken.jpg") and res["skipped"][0]["reason"]
+    why = {Path(r["path"]).name: r["code"] for r in res["skipped"] if r["reason"]}
+    assert why == {"broken.jpg": "corrupt", "folder.jpg": "not-regular"}
     opts = res["options"]
     assert opts["backbone"] == "test-clip-tiny" and opts["crf"] is True
     assert opts["threshold"] == 0.4 and opts["calibration"] == "gallery-relative"
@@ -161,3 +162,44 @@ def test_segment_without_weights_offline_says_how_to_import(
     )
     err = capsys.readouterr().err
     assert rc == 1 and "test-clip-tiny" in err and "sketchpad models import" in err
+
+
+def test_segment_uses_and_fills_the_folder_cache(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = env["root"]
+    caches = root / "home"
+
+    def cache_files() -> list[Path]:
+        return sorted(caches.rglob("*.sqlite"))
+
+    assert run(env, root / "nocache", "--no-cache") == 0
+    assert cache_files() == []  # --no-cache neither reads nor writes a cache
+    capsys.readouterr()
+
+    assert run(env, root / "first") == 0  # fills the cache
+    assert len(cache_files()) == 1
+    first = capsys.readouterr()
+    assert "from the cache" not in first.err
+    assert run(env, root / "second") == 0  # served from it: nothing encoded again
+    second = capsys.readouterr()
+    assert "3 photos' features from the cache" in second.err
+    assert run(env, root / "streamed", "--memory-budget", "1k") == 0  # beyond the budget
+    capsys.readouterr()
+
+    def scores(out: str) -> list[tuple[str, float]]:
+        res = json.loads((root / out / "results.json").read_text())
+        return [(Path(r["photo"]).name, r["score"]) for r in res["photos"]]
+
+    assert scores("first") == scores("second") == scores("streamed")
+    fresh = dict(scores("nocache"))
+    for name, score in scores("first"):
+        assert abs(fresh[name] - score) < 1e-3  # float16 rows: the same answers
+    for out in ("first", "second", "streamed"):
+        for r in json.loads((root / out / "results.json").read_text())["photos"]:
+            assert (root / out / r["mask"]).read_bytes() == (
+                root / "first" / r["mask"]
+            ).read_bytes()
+
+    assert run(env, root / "bad", "--memory-budget", "lots") == 1
+    assert "--memory-budget" in capsys.readouterr().err

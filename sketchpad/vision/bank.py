@@ -1,0 +1,249 @@
+"""Many photos' patch features as one matrix: one matrix-vector product per query.
+
+The matrix is kept in float16 (what the cache stores; half the memory of float32) as a list of
+*blocks* of rows. A block is either resident (:class:`TensorBlock`, a torch tensor) or a source
+that streams its rows from somewhere else each time (the gallery layer streams from the
+feature cache when a folder exceeds the memory budget). ``correlate`` runs every block's
+product into one (ΣT,) float32 vector, so a query over 10,000 photos is one pass over memory.
+
+Layouts (grid, letterbox, patch size) and global embeddings stay in memory for every photo;
+they are small (≈ 2 kB per photo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from sketchpad.vision.features import PhotoFeatures, normalize
+from sketchpad.vision.letterbox import Letterbox
+
+#: Rows per resident block (16 MiB of float16 at d = 512): small enough to append cheaply.
+BLOCK_ROWS = 16384
+
+
+@dataclass(frozen=True)
+class PhotoLayout:
+    """Where a photo's patches came from, without the patches (enough to map and mask).
+
+    Attributes:
+        grid_hw: (gh, gw) patch grid.
+        letterbox: where the photo sat in the model input.
+        patch_size: the backbone's patch side (pixels).
+    """
+
+    grid_hw: tuple[int, int]
+    letterbox: Letterbox
+    patch_size: int
+
+    @property
+    def photo_hw(self) -> tuple[int, int]:
+        return self.letterbox.photo_hw
+
+    def valid_patches(self) -> np.ndarray:
+        """(gh, gw) bool: patches that overlap the photo (not letterbox padding)."""
+        return self.letterbox.valid_patches(self.patch_size)
+
+    @classmethod
+    def of(cls, f: PhotoFeatures) -> PhotoLayout:
+        return cls(tuple(f.grid_hw), f.letterbox, int(f.patch_size))  # type: ignore[arg-type]
+
+
+class PatchBlock(Protocol):
+    """Consecutive rows of the bank's matrix."""
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes this block keeps in memory."""
+        ...
+
+    def matvec(self, q16: torch.Tensor, out: torch.Tensor) -> None:
+        """Write this block's rows · ``q16`` ((d,) float16) into ``out`` ((rows,) float32)."""
+        ...
+
+
+class TensorBlock:
+    """A resident block: a (rows, d) float16 CPU tensor."""
+
+    def __init__(self, matrix: np.ndarray | torch.Tensor) -> None:
+        if isinstance(matrix, np.ndarray):  # own a writable copy (cache rows are read-only)
+            matrix = np.asarray(matrix, dtype=np.float16)
+            if not matrix.flags.writeable:
+                matrix = matrix.copy()
+        t = torch.as_tensor(matrix)
+        if t.ndim != 2:
+            raise ValueError(f"a block must be (rows, d), got {tuple(t.shape)}")
+        self.tensor = t.to(torch.float16).contiguous()
+
+    @property
+    def rows(self) -> int:
+        return int(self.tensor.shape[0])
+
+    @property
+    def resident_bytes(self) -> int:
+        return self.tensor.numel() * 2
+
+    def matvec(self, q16: torch.Tensor, out: torch.Tensor) -> None:
+        if self.rows:
+            out.copy_(torch.mv(self.tensor, q16))
+
+
+class FeatureBank:
+    """Photos' patch features as one (ΣT, d) float16 matrix in blocks, with their layouts.
+
+    Args:
+        features: photos' features (their patches are copied into resident blocks).
+        names: an identifier per photo (e.g. its path relative to the folder); default
+            "0", "1", …
+    """
+
+    def __init__(
+        self, features: Sequence[PhotoFeatures] = (), *, names: Sequence[str] | None = None
+    ) -> None:
+        self.layouts: list[PhotoLayout] = []
+        self.names: list[str] = []
+        self.blocks: list[PatchBlock] = []
+        self.dim: int | None = None
+        self._sizes: list[int] = []
+        self._globals: list[np.ndarray] = []
+        self._valid: list[np.ndarray] = []
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.extend(features, names=names)
+
+    # -- building ----------------------------------------------------------------------------
+    def extend(
+        self, features: Sequence[PhotoFeatures], *, names: Sequence[str] | None = None
+    ) -> None:
+        """Append photos (resident). ``names`` default to their running index."""
+        if not features:
+            return
+        mats = [np.asarray(f.patches) for f in features]
+        self._check_dim({m.shape[1] for m in mats})
+        matrix = np.concatenate(mats) if len(mats) > 1 else mats[0]
+        blocks = [
+            TensorBlock(matrix[s : s + BLOCK_ROWS]) for s in range(0, len(matrix), BLOCK_ROWS)
+        ]
+        self.add_block_rows(
+            [PhotoLayout.of(f) for f in features],
+            np.stack([f.global_embedding for f in features]),
+            blocks,
+            names=names,
+        )
+
+    def add_block_rows(
+        self,
+        layouts: Sequence[PhotoLayout],
+        globals_: np.ndarray,
+        blocks: Sequence[PatchBlock],
+        *,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        """Append photos whose patches are the rows of ``blocks`` (in order; any block
+        implementation, e.g. one that streams from disk)."""
+        globals_ = np.asarray(globals_, dtype=np.float32)
+        if globals_.ndim != 2 or len(globals_) != len(layouts):
+            raise ValueError(f"{len(layouts)} layouts but globals of shape {globals_.shape}")
+        self._check_dim({globals_.shape[1]})
+        sizes = [lay.grid_hw[0] * lay.grid_hw[1] for lay in layouts]
+        if sum(sizes) != sum(b.rows for b in blocks):
+            raise ValueError(
+                f"the layouts have {sum(sizes)} patches, the blocks {sum(b.rows for b in blocks)}"
+            )
+        if names is None:
+            names = [str(len(self.names) + k) for k in range(len(layouts))]
+        if len(names) != len(layouts):
+            raise ValueError(f"{len(names)} names for {len(layouts)} photos")
+        self.layouts += list(layouts)
+        self.names += [str(n) for n in names]
+        self.blocks += list(blocks)
+        self._sizes += sizes
+        self._globals.append(globals_)
+        self._valid += [lay.valid_patches().ravel() for lay in layouts]
+        self._cache = None
+
+    def _check_dim(self, dims: set[int]) -> None:
+        if self.dim is not None:
+            dims = dims | {self.dim}
+        if len(dims) > 1:
+            raise ValueError(f"photos have features of different dimensions {sorted(dims)}")
+        if dims:
+            self.dim = dims.pop()
+
+    @classmethod
+    def concat(cls, banks: Sequence[FeatureBank]) -> FeatureBank:
+        """One bank over several (blocks are shared, not copied)."""
+        out = cls()
+        for b in banks:
+            if len(b):
+                out.add_block_rows(b.layouts, b.globals, b.blocks, names=b.names)
+        return out
+
+    # -- views -------------------------------------------------------------------------------
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._cache is None:
+            d = self.dim or 0
+            offsets = np.concatenate([[0], np.cumsum(self._sizes, dtype=np.int64)])
+            valid = np.concatenate(self._valid) if self._valid else np.zeros(0, dtype=bool)
+            globs = np.concatenate(self._globals) if self._globals else np.zeros((0, d), np.float32)
+            self._cache = (offsets.astype(np.int64), valid, globs)
+        return self._cache
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(N + 1,) int64: photo i's patches are rows offsets[i]:offsets[i + 1]."""
+        return self._arrays()[0]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(ΣT,) bool: patches that overlap their photo."""
+        return self._arrays()[1]
+
+    @property
+    def globals(self) -> np.ndarray:
+        """(N, d) float32 global embeddings."""
+        return self._arrays()[2]
+
+    def __len__(self) -> int:
+        return len(self.layouts)
+
+    @property
+    def rows(self) -> int:
+        return int(sum(self._sizes))
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of patch features held in memory (streamed blocks hold none)."""
+        return int(sum(b.resident_bytes for b in self.blocks))
+
+    def uniform_grid(self) -> tuple[int, int] | None:
+        """The grid every photo shares, or None when they differ (or the bank is empty)."""
+        grids = {lay.grid_hw for lay in self.layouts}
+        return grids.pop() if len(grids) == 1 else None
+
+    def correlate(self, query: np.ndarray) -> np.ndarray:
+        """(ΣT,) float32 cosines of every patch with ``query`` (d,), seed 000 Eq. 2: one
+        float16 matrix-vector product per block into one output vector."""
+        q = normalize(np.asarray(query, dtype=np.float32))
+        if self.dim is not None and q.shape != (self.dim,):
+            raise ValueError(f"query of shape {q.shape}, features of dimension {self.dim}")
+        q16 = torch.from_numpy(q).to(torch.float16)
+        out = torch.empty(self.rows, dtype=torch.float32)
+        start = 0
+        with torch.inference_mode():
+            for b in self.blocks:
+                b.matvec(q16, out[start : start + b.rows])
+                start += b.rows
+        return out.numpy()
+
+    def grid(self, flat: np.ndarray, i: int) -> np.ndarray:
+        """Photo i's slice of a per-patch array as its (gh, gw) grid."""
+        gh, gw = self.layouts[i].grid_hw
+        o = self.offsets
+        return flat[o[i] : o[i + 1]].reshape(gh, gw)
