@@ -53,7 +53,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"sketchpad bench: error: {e.args[0]}", file=sys.stderr)
             return 1
         return bench.run(ids, report=print, device=args.device, repeats=args.repeats)
+    if args.what == "gallery":
+        return _bench_gallery(args)
     raise AssertionError(args.what)  # argparse restricts the choices
+
+
+def _bench_gallery(args: argparse.Namespace) -> int:
+    from sketchpad.gallery import bench
+    from sketchpad.gallery.query import memory_budget
+    from sketchpad.vision.registry import get_spec
+
+    bid = (args.backbones or ["clip-vit-b16"])[0]
+    try:
+        get_spec(bid)
+        budget = memory_budget(args.memory_budget)
+        if min(args.sizes) < 1 or args.index_photos < 1 or args.naive_photos < 1:
+            raise ValueError("--sizes, --index-photos and --naive-photos must be ≥ 1")
+        if args.queries < 2:
+            raise ValueError("--queries must be ≥ 2")
+    except (KeyError, ValueError) as e:
+        print(f"sketchpad bench: error: {str(e).strip(chr(39))}", file=sys.stderr)
+        return 1
+    return bench.run(
+        bid,
+        report=print,
+        device=args.device,
+        sizes=args.sizes,
+        index_photos=args.index_photos,
+        naive_photos=args.naive_photos,
+        queries=args.queries,
+        budget=budget,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,14 +121,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "what",
-        choices=["startup", "vision"],
+        choices=["startup", "vision", "gallery"],
         help="startup: time from launch to the first painted window; vision: encoder and "
-        "mask timings per backbone (random weights)",
+        "mask timings per backbone (random weights); gallery: indexing throughput, query "
+        "latency over cached photos, speed-up over re-encoding, cache size and memory",
     )
     p.add_argument("--runs", type=int, default=5, help="startup: repetitions (default 5)")
-    p.add_argument("--backbones", nargs="+", metavar="ID", help="vision: which (default all)")
+    p.add_argument(
+        "--backbones",
+        nargs="+",
+        metavar="ID",
+        help="vision: which (default all); gallery: the first (default clip-vit-b16)",
+    )
     p.add_argument("--device", help="vision: auto (default), cpu, cuda, mps")
     p.add_argument("--repeats", type=int, default=3, help="vision: timed repetitions (default 3)")
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1000, 10000],
+        metavar="N",
+        help="gallery: cached photos per latency run (default 1000 10000)",
+    )
+    p.add_argument(
+        "--index-photos", type=int, default=64, help="gallery: photos indexed (default 64)"
+    )
+    p.add_argument(
+        "--naive-photos",
+        type=int,
+        default=32,
+        help="gallery: photos re-encoded to time the naive approach (default 32)",
+    )
+    p.add_argument("--queries", type=int, default=20, help="gallery: queries per size (default 20)")
+    p.add_argument("--memory-budget", metavar="SIZE", help="gallery: query memory budget")
     p.set_defaults(func=_cmd_bench)
     from sketchpad.commands import index, models, segment
 

@@ -1,0 +1,36 @@
+"""``sketchpad bench gallery`` runs end to end on a tiny model and reports every figure."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sketchpad.cli import main
+
+
+def test_bench_gallery_reports_every_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SKETCHPAD_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = ["bench", "gallery", "--backbones", "test-clip-tiny", "--sizes", "30", "60"]
+    args += ["--index-photos", "8", "--naive-photos", "8", "--queries", "3"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "test-clip-tiny (random weights)" in out
+    assert "throughput ratio" in out and "cache bytes per photo" in out
+    assert "ms per photo per query" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("30 ", "60 "))]
+    assert [r[0] for r in rows] == ["30", "60"] and all(len(r) == 10 for r in rows)
+    assert out.count("speed-up over re-encoding") == 2 and "p95/ref" in out
+    assert not list(tmp_path.glob("sketchpad-bench-*"))  # the work folder is removed
+    assert not list((tmp_path / "home").rglob("*.sqlite"))  # no cache left in the user's
+
+
+def test_bench_gallery_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "gallery", "--backbones", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+    assert main(["bench", "gallery", "--sizes", "0"]) == 1
+    assert main(["bench", "gallery", "--memory-budget", "lots"]) == 1
