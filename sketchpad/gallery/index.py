@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,10 +23,15 @@ from sketchpad.gallery.cache import FeatureCache, ModelKey
 from sketchpad.gallery.cache import cache_path as default_cache_path
 from sketchpad.gallery.images import PhotoError, load_photo, scan_folder
 
+if TYPE_CHECKING:
+    from sketchpad.vision.features import PhotoFeatures
+
 log = logging.getLogger(__name__)
 
 #: (photos done, photos to do) → None. May raise to cancel (after the batch in flight).
 ProgressFn = Callable[[int, int], None]
+#: [(rel_path, features), …] of one committed batch → None.
+BatchFn = Callable[[list[tuple[str, "PhotoFeatures"]]], None]
 
 
 def model_key(segmenter: object) -> ModelKey:
@@ -125,6 +131,7 @@ def index_folder(
     workers: int = 2,
     progress: ProgressFn | None = None,
     cache_path: Path | None = None,
+    on_batch: BatchFn | None = None,
 ) -> IndexSummary:
     """Bring ``folder``'s feature cache up to date for ``segmenter``'s model.
 
@@ -138,6 +145,8 @@ def index_folder(
         workers: decoding threads.
         progress: called after each committed batch with (done, to do).
         cache_path: override the cache file (tests); default in the user cache folder.
+        on_batch: called with each committed batch's ``[(rel_path, features), …]`` (e.g. to
+            grow a live gallery's bank while indexing goes on).
 
     Raises:
         sketchpad.gallery.images.PhotoError: the folder cannot be listed.
@@ -183,11 +192,20 @@ def index_folder(
                 rows = [(d.rel, d.size, d.mtime_ns, f) for d, f in zip(good, feats, strict=True)]
                 cache.put(rows)
                 indexed += len(rows)
+                if on_batch is not None:
+                    on_batch([(d.rel, f) for d, f in zip(good, feats, strict=True)])
             done += len(batch)
             if progress is not None:
                 progress(done, len(todo))
         path = cache_path or default_cache_path(folder, key)
-    log.info("indexed %s: %d new, %d current, %d removed, %d skipped", folder, indexed,
-             up_to_date, removed, len(skipped))
-    return IndexSummary(folder, path, indexed, up_to_date, removed, tuple(skipped),
-                        time.perf_counter() - t0)
+    log.info(
+        "indexed %s: %d new, %d current, %d removed, %d skipped",
+        folder,
+        indexed,
+        up_to_date,
+        removed,
+        len(skipped),
+    )
+    return IndexSummary(
+        folder, path, indexed, up_to_date, removed, tuple(skipped), time.perf_counter() - t0
+    )

@@ -231,3 +231,19 @@ def test_a_folder_of_bad_input_indexes_each_photo_once(tmp_path: Path, seg: Segm
     assert s.indexed == len(indexed)
     assert index_folder(folder, seg, recursive=True).indexed == 0
     assert listing(folder) == before
+
+
+def test_on_batch_sees_each_committed_batch(tmp_path: Path, seg: Segmenter) -> None:
+    folder = tmp_path / "photos"
+    make_photos(folder, 5)
+    seen: list[list[str]] = []
+    cache_rows: list[int] = []
+
+    def on_batch(rows: list) -> None:
+        seen.append([rel for rel, _ in rows])
+        with FeatureCache.open(folder, model_key(seg), writer=False) as c:
+            cache_rows.append(len(c))  # already committed when announced
+
+    index_folder(folder, seg, batch_size=2, on_batch=on_batch)
+    assert seen == [["img0.png", "img1.png"], ["img2.png", "img3.png"], ["img4.png"]]
+    assert cache_rows == [2, 4, 5]
