@@ -59,3 +59,19 @@ def test_raster_only_sketch_resamples() -> None:
     assert np.array_equal(same, 255 - ink)
     model = render_query(sk, size=64)
     assert model.min() == 0 and model[0, 0] == 255
+
+
+def test_a_part_of_a_raster_sketch_keeps_the_whole_framing() -> None:
+    """A raster-only whole has no strokes (len 0) but must still frame its part."""
+    ink = np.zeros((100, 200), dtype=np.uint8)
+    ink[10:30, 20:60] = 255  # the part: top-left
+    ink[70:90, 150:190] = 255  # elsewhere
+    whole = Sketch(width=200, height=100, raster=ink)
+    part_ink = ink.copy()
+    part_ink[70:90, 150:190] = 0
+    part = Sketch(width=200, height=100, raster=part_ink)
+    framed = render_query(part, whole, 64)
+    alone = render_query(part, None, 64)
+    ys, xs = np.nonzero(framed < 128)
+    assert xs.max() < 32 and ys.max() < 32  # stays in the top-left, where it is in the whole
+    assert not np.array_equal(framed, alone)

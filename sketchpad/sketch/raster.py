@@ -191,5 +191,5 @@ def render_query(
     ``whole`` gives the framing (default: ``part`` itself), so a lasso or sector selection is
     drawn where it sits in the full sketch.
     """
-    frame = fit_frame((whole or part).bbox(), (size, size), margin)
+    frame = fit_frame((whole if whole is not None else part).bbox(), (size, size), margin)
     return rasterize(part, (size, size), frame=frame, line_width=line_width)
