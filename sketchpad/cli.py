@@ -155,11 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=20, help="gallery: queries per size (default 20)")
     p.add_argument("--memory-budget", metavar="SIZE", help="gallery: query memory budget")
     p.set_defaults(func=_cmd_bench)
-    from sketchpad.commands import index, models, segment
+    from sketchpad.commands import eval as eval_cmd
+    from sketchpad.commands import index, label, models, segment
 
     segment.add_parser(sub)
+    label.add_parser(sub)
     index.add_parser(sub)
     models.add_parser(sub)
+    eval_cmd.add_parser(sub)
     parser.set_defaults(commands=tuple(sub.choices))
     return parser
 

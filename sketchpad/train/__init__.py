@@ -1,0 +1,1 @@
+"""Training and evaluation: datasets, metrics, evaluation loops (headless, no Qt)."""
