@@ -24,6 +24,9 @@ from sketchpad.vision.letterbox import Letterbox
 
 #: Rows per resident block (16 MiB of float16 at d = 512): small enough to append cheaply.
 BLOCK_ROWS = 16384
+#: Valid patches the gallery statistics are estimated from, at most (a fixed random sample):
+#: the median and MAD of 2^18 values are within ~0.003 σ of the full gallery's.
+STATS_SAMPLE = 2**18
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class FeatureBank:
         self._globals: list[np.ndarray] = []
         self._valid: list[np.ndarray] = []
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._sample: np.ndarray | None = None
         self.extend(features, names=names)
 
     # -- building ----------------------------------------------------------------------------
@@ -167,6 +171,7 @@ class FeatureBank:
         self._globals.append(globals_)
         self._valid += [lay.valid_patches().ravel() for lay in layouts]
         self._cache = None
+        self._sample = None
 
     def _check_dim(self, dims: set[int]) -> None:
         if self.dim is not None:
@@ -209,6 +214,21 @@ class FeatureBank:
     def globals(self) -> np.ndarray:
         """(N, d) float32 global embeddings."""
         return self._arrays()[2]
+
+    def stats_rows(self) -> np.ndarray:
+        """Row indices the gallery statistics are computed over: every valid patch, or a fixed
+        (seeded, sorted) random sample of :data:`STATS_SAMPLE` of them in a large gallery —
+        the median of 2 million cosines costs tens of milliseconds per query, the sample's
+        one. All patches when none is valid."""
+        if self._sample is None:
+            rows = np.flatnonzero(self.valid)
+            if rows.size == 0:
+                rows = np.arange(self.rows)
+            if rows.size > STATS_SAMPLE:
+                pick = np.random.default_rng(0).choice(rows.size, STATS_SAMPLE, replace=False)
+                rows = rows[np.sort(pick)]
+            self._sample = rows
+        return self._sample
 
     def __len__(self) -> int:
         return len(self.layouts)

@@ -77,11 +77,10 @@ def gallery_stats(scores: np.ndarray) -> GalleryStats:
         raise ValueError("scores is empty: gallery statistics need at least one patch score")
     if a.dtype.kind not in "fiu":
         raise ValueError(f"scores must be numeric, got dtype {a.dtype}")
-    a = a.astype(np.float64, copy=False)
     if not np.all(np.isfinite(a)):
         raise ValueError("scores contains NaN or infinite values")
     center = _median(a)
-    mad = _median(np.abs(a - center))
+    mad = _median(np.abs(a.astype(np.float64, copy=False) - center))
     return GalleryStats(center=center, scale=max(MAD_TO_SIGMA * mad, MIN_GALLERY_SCALE))
 
 
@@ -92,7 +91,7 @@ def _median(a: np.ndarray) -> float:
     if n % 2:
         return float(np.partition(a, k)[k])
     part = np.partition(a, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2.0)
+    return (float(part[k - 1]) + float(part[k])) / 2.0
 
 
 def calibrate(
@@ -135,11 +134,14 @@ def calibrate(
     c = np.asarray(cos_grid)
     if c.dtype.kind not in "fiu":
         raise ValueError(f"cos_grid must be numeric, got dtype {c.dtype}")
-    c = c.astype(np.float64, copy=False)
+    # float32 in, float32 arithmetic: a gallery has millions of patches (float64 would double
+    # the memory traffic for digits the float16 features never had).
+    work = np.float32 if c.dtype in (np.float16, np.float32) else np.float64
+    c = c.astype(work, copy=False)
     if calibration == "fixed":
         if not (math.isfinite(tau) and tau > 0):
             raise ValueError(f"tau must be a positive number, got {tau!r}")
-        logits = (c - 0.5) / tau
+        logits = (c - work(0.5)) * work(1.0 / tau)
     elif calibration == "gallery-relative":
         if stats is None:
             raise ValueError("stats is required for calibration='gallery-relative'")
@@ -149,8 +151,10 @@ def calibrate(
             raise ValueError(f"z_offset must be finite, got {z_offset!r}")
         if not (math.isfinite(z_temperature) and z_temperature > 0):
             raise ValueError(f"z_temperature must be a positive number, got {z_temperature!r}")
-        z = (c - stats.center) / stats.scale
-        logits = (z - z_offset) / z_temperature
+        # (C − center)/scale − offset, over the temperature, folded into one multiply-add
+        gain = work(1.0 / (stats.scale * z_temperature))
+        shift = work(stats.center + z_offset * stats.scale)
+        logits = (c - shift) * gain
     else:
         raise ValueError(f"calibration must be 'fixed' or 'gallery-relative', got {calibration!r}")
     return np.asarray(logits, dtype=np.float32)

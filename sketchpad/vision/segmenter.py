@@ -239,8 +239,8 @@ class Segmenter:
         cos = bank.correlate(query.embedding)
         global_cos = bank.globals @ query.embedding if len(bank) else np.zeros(0, np.float32)
         if self.calibration == "gallery-relative":
-            valid = cos[bank.valid] if bank.valid.any() else cos
-            stats = maps.gallery_stats(valid) if valid.size else maps.GalleryStats(0.0, 1.0)
+            sample = cos[bank.stats_rows()]
+            stats = maps.gallery_stats(sample) if sample.size else maps.GalleryStats(0.0, 1.0)
             logits = maps.calibrate(
                 cos,
                 "gallery-relative",

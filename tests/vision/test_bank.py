@@ -128,3 +128,26 @@ def test_empty_bank_scores_nothing() -> None:
     bank = FeatureBank()
     s = segmenter("gallery-relative").score(Query(np.eye(D, dtype=np.float32)[0], "q"), bank)
     assert s.photo_scores.shape == (0,) and s.cos.shape == (0,)
+
+
+def test_gallery_statistics_come_from_a_fixed_sample_of_valid_patches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sketchpad.vision.bank as bank_module
+
+    rng = np.random.default_rng(7)
+    feats = random_features(rng, 60)
+    bank = FeatureBank(feats)
+    every = np.flatnonzero(bank.valid)
+    assert np.array_equal(bank.stats_rows(), every)  # small gallery: every valid patch
+    monkeypatch.setattr(bank_module, "STATS_SAMPLE", 400)
+    bank = FeatureBank(feats)
+    rows = bank.stats_rows()
+    assert rows.size == 400 and np.all(np.diff(rows) > 0) and np.all(bank.valid[rows])
+    assert np.array_equal(FeatureBank(feats).stats_rows(), rows)  # deterministic
+    cos = bank.correlate(normalize(rng.standard_normal(D)))
+    full, sample = maps.gallery_stats(cos[every]), maps.gallery_stats(cos[rows])
+    assert abs(full.center - sample.center) < 0.1 * full.scale
+    assert abs(full.scale - sample.scale) < 0.15 * full.scale
+    bank.extend(feats[:1])
+    assert bank.stats_rows().size == 400 and bank.stats_rows() is not rows  # recomputed
