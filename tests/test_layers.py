@@ -1,5 +1,6 @@
-"""Layer contract (DESIGN §2): the headless layers never import Qt, and the CLI's help
-does not pull in Qt or torch."""
+"""Layer contract (DESIGN §2): the headless layers never import Qt, imports point down the
+layers (the engine may import Qt but never the UI), and the CLI's help does not pull in Qt or
+torch."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
+            if node.module == "sketchpad":  # from sketchpad import ui
+                found += [(node.lineno, f"sketchpad.{a.name}") for a in node.names]
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
             if node.args and isinstance(node.args[0], ast.Constant):
                 found.append((node.lineno, str(node.args[0].value)))
@@ -38,6 +41,61 @@ def _headless_files() -> list[Path]:
 def test_headless_modules_do_not_import_qt(path: Path) -> None:
     bad = [(ln, m) for ln, m in _imports(path) if m.split(".")[0] in FORBIDDEN]
     assert not bad, f"{path} imports Qt at line(s) {bad}: move that code to engine/ or ui/"
+
+
+#: Layer → the sketchpad layers it must not import (DESIGN §2: sketch ← vision ← gallery ←
+#: train ← engine ← ui; commands are headless fronts). ``cli.py`` may import any layer.
+UPWARD = {
+    "sketch": ("vision", "gallery", "train", "engine", "ui", "commands"),
+    "vision": ("gallery", "train", "engine", "ui", "commands"),
+    "gallery": ("train", "engine", "ui", "commands"),
+    "train": ("engine", "ui", "commands"),
+    "commands": ("engine", "ui"),
+    "engine": ("ui", "commands"),
+}
+
+
+def _layer_files() -> list[tuple[str, Path]]:
+    return [
+        (layer, p)
+        for layer in UPWARD
+        if (PKG / layer).is_dir()
+        for p in sorted((PKG / layer).rglob("*.py"))
+    ]
+
+
+def _layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "sketchpad" else None
+
+
+@pytest.mark.parametrize(
+    ("layer", "path"),
+    _layer_files(),
+    ids=lambda v: str(v.relative_to(PKG)) if isinstance(v, Path) else v,
+)
+def test_imports_point_down_the_layers(layer: str, path: Path) -> None:
+    bad = [(ln, m) for ln, m in _imports(path) if _layer_of(m) in UPWARD[layer]]
+    assert not bad, f"{path} ({layer}) imports a higher layer at line(s) {bad}"
+
+
+def test_the_engine_layer_is_checked() -> None:
+    """The engine is Qt's first layer: it may import PySide6 (it does), never ``ui``."""
+    engine = [p for layer, p in _layer_files() if layer == "engine"]
+    assert engine, "sketchpad/engine is missing"
+    assert any(m.startswith("PySide6") for p in engine for _, m in _imports(p))
+    assert not any(p in _headless_files() for p in engine)
+
+
+def test_layer_contract_detects_an_upward_import(tmp_path: Path) -> None:
+    f = tmp_path / "bad.py"
+    f.write_text(
+        "from sketchpad.ui.canvas import Canvas\nimport sketchpad.engine.client\n"
+        "from sketchpad import ui\n"
+    )
+    found = [layer for _, m in _imports(f) if (layer := _layer_of(m))]
+    assert found == ["ui", "engine", "ui"]
+    assert all(layer in UPWARD["gallery"] for layer in found)
 
 
 def test_contract_detects_a_violation(tmp_path: Path) -> None:

@@ -1,0 +1,308 @@
+"""The GUI's handle on the inference worker: :class:`Engine`.
+
+An ``Engine`` (created and used on the GUI thread) owns a QThread with one
+:class:`~sketchpad.engine.worker.InferenceWorker` on it, numbers every request (its
+*generation*, increasing), and re-emits the worker's signals on the GUI thread, dropping any
+result that is no longer the newest of its kind (the worker drops stale results too; this is
+the second check, for a result that was emitted just before a newer request was made):
+
+- a query result whose generation is not the latest query's;
+- masks not of the latest query, or not the latest request on their channel;
+- index progress, bank changes and index summaries of a folder that is no longer the open one.
+
+Loading a model while a folder is open opens that folder again under the new model.
+
+``shutdown()`` stops the worker (indexing ends after the batch in flight, which is committed),
+quits and joins the thread; it is connected to ``QCoreApplication.aboutToQuit`` so that a
+running QThread is never destroyed ("QThread: Destroyed while thread is still running" aborts
+the process). A thread that does not finish in time is kept referenced and joined at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+
+from sketchpad.engine.inbox import Inbox
+from sketchpad.engine.requests import (
+    DEFAULT_MASK_SIDE,
+    FolderSummary,
+    LoadModel,
+    MaskRequest,
+    MaskResult,
+    ModelInfo,
+    OpenFolder,
+    QueryRequest,
+    QueryResult,
+    Request,
+)
+from sketchpad.engine.worker import InferenceWorker, Loader
+from sketchpad.sketch.model import Sketch
+
+log = logging.getLogger(__name__)
+
+#: Threads not joined yet: kept referenced so that Python never destroys a running QThread.
+_LIVE: dict[int, tuple[QThread, InferenceWorker, Inbox]] = {}
+#: How long the exit hook waits for each leftover worker.
+EXIT_JOIN_S = 60.0
+
+
+@atexit.register
+def _join_leftover_workers() -> None:
+    for thread, _, inbox in list(_LIVE.values()):
+        inbox.stop()
+        thread.quit()
+        if not thread.wait(int(EXIT_JOIN_S * 1000)):
+            log.error("the inference thread did not stop within %.0f s at exit", EXIT_JOIN_S)
+    _LIVE.clear()
+
+
+class Engine(QObject):
+    """Runs models, indexing and queries off the GUI thread. Use it from the GUI thread.
+
+    Args:
+        loader: builds the segmenter of a LoadModel (default: the backbone registry).
+        parent: Qt parent (the thread is never a child: see :meth:`shutdown`).
+
+    Signals (on the GUI thread; argument types as in :class:`InferenceWorker`):
+        modelLoaded(ModelInfo), downloadProgress(int, int | None), bankChanged(int, int),
+        indexProgress(int, int, int, float), indexFinished(FolderSummary),
+        queryFinished(QueryResult), masksFinished(MaskResult), failed(int, str), notice(str),
+        busyChanged(bool).
+    """
+
+    modelLoaded = Signal(object)
+    downloadProgress = Signal(object, object)
+    bankChanged = Signal(int, int)
+    indexProgress = Signal(int, int, int, float)
+    indexFinished = Signal(object)
+    queryFinished = Signal(object)
+    masksFinished = Signal(object)
+    failed = Signal(int, str)
+    notice = Signal(str)
+    busyChanged = Signal(bool)
+
+    def __init__(self, *, loader: Loader | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.inbox = Inbox()
+        self._lock = threading.Lock()
+        self._next_generation = 0
+        self._latest_query = -1
+        self._latest_folder = -1
+        self._latest_masks: dict[str, int] = {}
+        self._recent_queries: deque[int] = deque(maxlen=1024)
+        self._folder_request: OpenFolder | None = None
+        self._shut_down = False
+        self._joined = False
+
+        self._thread = QThread()  # no parent: a parent's destructor would destroy it running
+        self._thread.setObjectName("sketchpad-inference")
+        self.worker = InferenceWorker(self.inbox, loader)
+        self.worker.moveToThread(self._thread)
+        self._thread.started.connect(self.worker.run)
+        w = self.worker
+        w.modelLoaded.connect(self._on_model_loaded)
+        w.downloadProgress.connect(self.downloadProgress)
+        w.bankChanged.connect(self._on_bank_changed)
+        w.indexProgress.connect(self._on_index_progress)
+        w.indexFinished.connect(self._on_index_finished)
+        w.queryFinished.connect(self._on_query_finished)
+        w.masksFinished.connect(self._on_masks_finished)
+        w.failed.connect(self._on_failed)
+        w.notice.connect(self.notice)
+        w.busyChanged.connect(self.busyChanged)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self._on_about_to_quit)
+        _LIVE[id(self)] = (self._thread, self.worker, self.inbox)
+        self._thread.start()
+
+    # -- requests ----------------------------------------------------------------------------
+    def submit(self, request: Request) -> int:
+        """Send a request (its generation is replaced by a new one); returns the generation."""
+        if self._shut_down:
+            raise RuntimeError("the engine has been shut down")
+        with self._lock:
+            gen = self._next_generation
+            self._next_generation += 1
+        request = dataclasses.replace(request, generation=gen)
+        if isinstance(request, QueryRequest):
+            self._latest_query = gen
+            self._recent_queries.append(gen)
+        elif isinstance(request, MaskRequest):
+            self._latest_masks[request.channel] = gen
+        elif isinstance(request, OpenFolder):
+            self._latest_folder = gen
+            self._folder_request = request
+        self.inbox.put(request)
+        if isinstance(request, LoadModel) and self._folder_request is not None:
+            self.submit(self._folder_request)  # the open folder, under the new model
+        return gen
+
+    def load_model(
+        self,
+        backbone_id: str,
+        *,
+        weights: Path | None = None,
+        device: str | None = None,
+        pretrained: bool = True,
+        offline: bool | None = None,
+        input_size: int | None = None,
+    ) -> int:
+        """Load a backbone (see :class:`LoadModel`); returns the request's generation."""
+        return self.submit(
+            LoadModel(0, backbone_id, weights, device, pretrained, offline, input_size)
+        )
+
+    def open_folder(
+        self,
+        folder: Path,
+        *,
+        recursive: bool = False,
+        budget: int | str | None = None,
+        batch_size: int = 8,
+        rebuild: bool = False,
+    ) -> int:
+        """Open a photo folder and index it (see :class:`OpenFolder`)."""
+        return self.submit(OpenFolder(0, Path(folder), recursive, budget, batch_size, rebuild))
+
+    def query(
+        self,
+        sketch: Sketch | None,
+        *,
+        part: Sketch | None = None,
+        text: str | None = None,
+        alpha: float = 0.5,
+        compose: bool = False,
+        groups: tuple[tuple[str, ...], ...] | None = None,
+        threshold: float | None = None,
+        top_k: int = 0,
+        mask_names: tuple[str, ...] = (),
+        mask_side: int = DEFAULT_MASK_SIDE,
+    ) -> int:
+        """Query the open folder (see :class:`QueryRequest`); the newest query wins."""
+        return self.submit(
+            QueryRequest(
+                0,
+                sketch,
+                part,
+                text,
+                alpha,
+                compose,
+                groups,
+                threshold,
+                top_k,
+                tuple(mask_names),
+                mask_side,
+            )
+        )
+
+    def request_masks(
+        self,
+        names: tuple[str, ...],
+        *,
+        side: int | None = DEFAULT_MASK_SIDE,
+        crf: bool = False,
+        channel: str = "gallery",
+    ) -> int:
+        """Masks of more photos under the latest query (see :class:`MaskRequest`)."""
+        return self.submit(MaskRequest(0, self._latest_query, tuple(names), side, crf, channel))
+
+    def cancel_indexing(self) -> None:
+        """Stop indexing the open folder after the batch in flight (what is cached stays)."""
+        self.inbox.cancel_indexing(self._latest_folder)
+
+    @property
+    def latest_query_generation(self) -> int:
+        return self._latest_query
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the worker thread is running."""
+        return self._thread.isRunning()
+
+    # -- test hooks and shutdown -------------------------------------------------------------
+    def wait_until_idle(self, timeout_s: float = 10.0) -> bool:
+        """Process events until the worker has nothing to do and its signals are delivered;
+        returns False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            QCoreApplication.processEvents()
+            if self.inbox.idle() or not self.is_running:
+                QCoreApplication.processEvents()  # what the worker emitted before going idle
+                QCoreApplication.processEvents()
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self.inbox.wait_idle(0.01)
+
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
+        """Stop the worker and join its thread; returns whether it ended within ``timeout_s``
+        (if not, it is joined at exit). Idempotent."""
+        if not self._shut_down:
+            self._shut_down = True
+            self.inbox.stop()
+            self._thread.quit()
+        if not self._joined:
+            self._joined = bool(self._thread.wait(max(0, int(timeout_s * 1000))))
+            if self._joined:
+                _LIVE.pop(id(self), None)
+                log.debug("inference thread joined")
+            else:
+                log.error("the inference thread did not stop within %.1f s", timeout_s)
+        return self._joined
+
+    @Slot()
+    def _on_about_to_quit(self) -> None:
+        self.shutdown()
+
+    # -- the worker's signals, filtered ------------------------------------------------------
+    @Slot(object)
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self.modelLoaded.emit(info)
+
+    @Slot(int, int)
+    def _on_bank_changed(self, generation: int, photos: int) -> None:
+        if generation == self._latest_folder:
+            self.bankChanged.emit(generation, photos)
+
+    @Slot(int, int, int, float)
+    def _on_index_progress(self, generation: int, done: int, total: int, eta_s: float) -> None:
+        if generation == self._latest_folder:
+            self.indexProgress.emit(generation, done, total, eta_s)
+
+    @Slot(object)
+    def _on_index_finished(self, summary: FolderSummary) -> None:
+        if summary.generation == self._latest_folder:
+            self.indexFinished.emit(summary)
+
+    @Slot(object)
+    def _on_query_finished(self, result: QueryResult) -> None:
+        if result.generation != self._latest_query:
+            log.debug("dropping stale query result %d", result.generation)
+            return
+        self.queryFinished.emit(result)
+
+    @Slot(object)
+    def _on_masks_finished(self, result: MaskResult) -> None:
+        if (
+            result.query_generation != self._latest_query
+            or result.generation != self._latest_masks.get(result.channel)
+        ):
+            log.debug("dropping stale masks %d", result.generation)
+            return
+        self.masksFinished.emit(result)
+
+    @Slot(int, str)
+    def _on_failed(self, generation: int, message: str) -> None:
+        if generation in self._recent_queries and generation != self._latest_query:
+            log.debug("dropping the failure of superseded query %d: %s", generation, message)
+            return
+        self.failed.emit(generation, message)

@@ -1,0 +1,132 @@
+"""The worker's inbox on its own (no Qt): newest-wins slots, order by generation, stop,
+cancellation, staleness and idleness."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from standins import sketch_at
+
+from sketchpad.engine.inbox import Inbox
+from sketchpad.engine.requests import LoadModel, MaskRequest, OpenFolder, QueryRequest
+
+
+def q(gen: int) -> QueryRequest:
+    return QueryRequest(gen, sketch_at(float(gen)))
+
+
+def test_a_newer_query_replaces_the_pending_one() -> None:
+    box = Inbox()
+    for g in range(5):
+        box.put(q(g))
+    got = box.take(timeout_s=0)
+    assert isinstance(got, QueryRequest) and got.generation == 4
+    box.done()
+    assert box.take(timeout_s=0) is None
+    assert box.idle()
+
+
+def test_requests_are_taken_in_generation_order_and_jobs_all_run() -> None:
+    box = Inbox()
+    box.put(LoadModel(0, "planted"))
+    box.put(OpenFolder(1, Path("a")))
+    box.put(q(2))
+    box.put(OpenFolder(3, Path("b")))
+    box.put(MaskRequest(4, 2, ("x",)))
+    box.put(q(5))  # replaces 2: taken after OpenFolder 3 (order of asking), before masks 4
+    order = []
+    while (r := box.take(timeout_s=0)) is not None:
+        order.append((type(r).__name__, r.generation))
+        box.done()
+    assert order == [
+        ("LoadModel", 0),
+        ("OpenFolder", 1),
+        ("OpenFolder", 3),
+        ("MaskRequest", 4),
+        ("QueryRequest", 5),
+    ]
+
+
+def test_take_urgent_hands_out_only_queries_and_masks() -> None:
+    box = Inbox()
+    box.put(OpenFolder(0, Path("a")))
+    assert box.take_urgent() is None
+    box.put(q(1))
+    box.put(MaskRequest(2, 1, ("x",), channel="viewer"))
+    box.put(MaskRequest(3, 1, ("y",), channel="viewer"))  # replaces 2 (same channel)
+    got = [box.take_urgent(), box.take_urgent(), box.take_urgent()]
+    assert [type(r).__name__ for r in got[:2]] == ["QueryRequest", "MaskRequest"]
+    assert got[1].generation == 3 and got[2] is None
+    assert box.has_queued_job()
+
+
+def test_stale_checks() -> None:
+    box = Inbox()
+    box.put(q(3))
+    assert not box.is_stale_query(3)
+    box.put(q(7))
+    assert box.is_stale_query(3) and not box.is_stale_query(7)
+    m = MaskRequest(8, 7, ("x",))
+    box.put(m)
+    assert not box.is_stale_mask(m)
+    box.put(MaskRequest(9, 7, ("y",)))
+    assert box.is_stale_mask(m)  # a newer request on its channel
+    box.put(MaskRequest(10, 7, ("z",), channel="viewer"))
+    m11 = MaskRequest(11, 7, ("x",), channel="other")
+    box.put(m11)
+    assert not box.is_stale_mask(m11)
+    box.put(q(12))
+    assert box.is_stale_mask(m11)  # a newer query
+
+
+def test_cancel_applies_to_the_folders_asked_for_up_to_then() -> None:
+    box = Inbox()
+    assert not box.indexing_cancelled(4)
+    box.cancel_indexing(4)
+    assert box.indexing_cancelled(3) and box.indexing_cancelled(4)
+    assert not box.indexing_cancelled(5)
+    box.stop()
+    assert box.indexing_cancelled(5)
+
+
+def test_stop_wakes_a_blocked_worker_and_ends_taking() -> None:
+    box = Inbox()
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(box.take()))
+    t.start()
+    time.sleep(0.05)
+    assert t.is_alive()
+    box.stop()
+    t.join(2.0)
+    assert not t.is_alive() and got == [None]
+    box.put(q(1))
+    assert box.take(timeout_s=0) is None and box.take_urgent() is None
+
+
+def test_idle_waits_for_the_request_in_hand() -> None:
+    box = Inbox()
+    box.put(OpenFolder(0, Path("a")))
+    assert not box.idle()
+    box.take()
+    assert not box.pending()  # nothing waiting, one request in hand
+    assert not box.idle() and not box.wait_idle(0.01)
+    threading.Timer(0.05, box.done).start()
+    assert box.wait_idle(2.0)
+
+
+def test_requests_are_validated() -> None:
+    with pytest.raises(ValueError, match="sketch or some text"):
+        QueryRequest(0, None)
+    with pytest.raises(ValueError, match="alpha"):
+        QueryRequest(0, sketch_at(0), alpha=1.5)
+    with pytest.raises(ValueError, match="threshold"):
+        QueryRequest(0, sketch_at(0), threshold=1.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        OpenFolder(0, Path("a"), batch_size=0)
+    with pytest.raises(ValueError, match="generation"):
+        LoadModel(-1, "x")
+    with pytest.raises(TypeError):
+        Inbox().put("not a request")  # type: ignore[arg-type]
