@@ -9,6 +9,10 @@ strokes live in an image that :class:`~sketchpad.ui.sketch_painter.SketchPainter
 only where strokes changed (or shifts, after a pan); on top, each paint draws the
 selection highlight and the current tool's overlay. While the pen draws, only the new
 segment's rectangle is repainted.
+
+Scene labels: :meth:`Canvas.set_label_style` paints strokes in their label's colour (and dims
+all but an isolated label); :meth:`Canvas.set_overlay` lays an image over the page (a bitmap
+sketch's label map).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from PySide6.QtGui import (
     QColor,
     QFocusEvent,
     QGuiApplication,
+    QImage,
     QKeyEvent,
     QMouseEvent,
     QNativeGestureEvent,
@@ -43,7 +48,7 @@ from sketchpad.ui.canvas_actions import (
 )
 from sketchpad.ui.clipboard import PASTE_OFFSET, copy_selection, paste_strokes
 from sketchpad.ui.document import Document
-from sketchpad.ui.sketch_painter import SURROUND, SketchPainter
+from sketchpad.ui.sketch_painter import SURROUND, SketchPainter, view_qtransform
 from sketchpad.ui.tools import (
     TOOL_NAMES,
     PanTool,
@@ -94,6 +99,7 @@ class Canvas(QWidget):
         self._zoom_settle = QTimer(self, singleShot=True, interval=ZOOM_SETTLE_MS)
         self._zoom_settle.timeout.connect(self.update)
         self._paste_count = 0
+        self._overlay: tuple[QImage, QRectF] | None = None  # image, canvas rectangle
         self._edit_actions: dict[str, QAction] | None = None
         self._tool_actions: dict[str, QAction] | None = None
         document.sketch_changed.connect(self._on_sketch_changed)
@@ -222,6 +228,24 @@ class Canvas(QWidget):
     def partition_theta1(self, theta1: float) -> None:
         self._set_option("partition_theta1", theta1, self.partition_theta1_changed)
 
+    # -- scene labels --------------------------------------------------------------------
+    @property
+    def painter(self) -> SketchPainter:
+        """The stroke painter (its label style decides stroke colours)."""
+        return self._painter
+
+    def set_label_style(self, colors: dict[str, str] | None, isolated: str | None) -> None:
+        """Paint labelled strokes in ``colors[label]`` (None: their own colour); with an
+        ``isolated`` label, every other stroke faint."""
+        if self._painter.set_label_style(colors, isolated):
+            self.update()
+
+    def set_overlay(self, image: QImage | None, canvas_rect: QRectF | None = None) -> None:
+        """Show ``image`` over the page, stretched over ``canvas_rect`` (canvas coordinates),
+        under the selection and the tools' feedback; None removes it."""
+        self._overlay = None if image is None or canvas_rect is None else (image, canvas_rect)
+        self.update()
+
     # -- view ----------------------------------------------------------------------------
     @property
     def zoom(self) -> float:
@@ -331,6 +355,12 @@ class Canvas(QWidget):
         p.setTransform(transform)
         p.drawImage(0, 0, layer)
         p.resetTransform()
+        if self._overlay is not None:
+            p.save()
+            p.setTransform(view_qtransform(self._view))
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawImage(self._overlay[1], self._overlay[0])
+            p.restore()
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         self._painter.paint_selection(p, doc.sketch, doc.selection, self._view, event.rect())
         self._tool.paint_overlay(p, self._view)

@@ -1,8 +1,9 @@
 """The open drawing: a Sketch, its file, its undo stack and the current selection.
 
 Views subscribe to :class:`Document` signals; every change of the sketch goes
-through an undo command (:class:`EditCommand`) on ``undo_stack``. The selection
-(a set of stroke ids) is view state: it is not on the undo stack.
+through an undo command on ``undo_stack``: :class:`EditCommand` for strokes,
+:class:`MetadataCommand` for one entry of ``Sketch.metadata`` (the scene-label table). The
+selection (a set of stroke ids) is view state: it is not on the undo stack.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
@@ -59,6 +61,36 @@ class EditCommand(QUndoCommand):
         for e in reversed(self._edits):
             sketch = e.inverse().apply(sketch)
         self._document._set_sketch(sketch)
+
+
+_MISSING = object()  # a metadata key that was not there
+
+
+class MetadataCommand(QUndoCommand):
+    """One undoable change of ``Sketch.metadata[key]`` (``_MISSING`` removes the key); the
+    strokes are untouched."""
+
+    def __init__(self, document: Document, key: str, value: Any, text: str) -> None:
+        super().__init__(text)
+        self._document = document
+        self._key = key
+        self._new = value
+        self._old = document.sketch.metadata.get(key, _MISSING)
+
+    def _put(self, value: Any) -> None:
+        sketch = self._document.sketch
+        metadata = dict(sketch.metadata)
+        if value is _MISSING:
+            metadata.pop(self._key, None)
+        else:
+            metadata[self._key] = value
+        self._document._set_sketch(sketch.replace(metadata=metadata))
+
+    def redo(self) -> None:
+        self._put(self._new)
+
+    def undo(self) -> None:
+        self._put(self._old)
 
 
 class Document(QObject):
@@ -145,3 +177,13 @@ class Document(QObject):
         if edit.is_empty:
             return
         self.undo_stack.push(EditCommand(self, edit, text, merge_key))
+
+    def set_metadata(self, key: str, value: Any, text: str) -> None:
+        """Push ``metadata[key] = value`` as an undoable command (``value`` None removes the
+        key); nothing happens when the value is already that. ``value`` must be
+        JSON-serialisable (it is saved with the drawing) and is not copied: never mutate it."""
+        old = self._sketch.metadata.get(key, _MISSING)
+        new = _MISSING if value is None else value
+        if old is new or (old is not _MISSING and new is not _MISSING and old == new):
+            return
+        self.undo_stack.push(MetadataCommand(self, key, new, text))

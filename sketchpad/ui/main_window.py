@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 import sketchpad
 from sketchpad.atomic import SaveError
+from sketchpad.engine.labelling import BackboneFactory, LabellingService
 from sketchpad.sketch.io import (
     SUPPORTED_READ,
     SUPPORTED_WRITE,
@@ -55,6 +56,8 @@ from sketchpad.ui.canvas import Canvas
 from sketchpad.ui.document import Document
 from sketchpad.ui.errors import show_error
 from sketchpad.ui.recent_files import RecentFiles
+from sketchpad.ui.scene_labelling import SceneLabelling
+from sketchpad.ui.scene_panel import ScenePanel
 from sketchpad.ui.toolbar import CanvasToolBar
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ class MainWindow(QMainWindow):
     Args:
         autosave_delay_ms: quiet time after an edit before the autosave is written.
         autosave_dir: where autosaves live (default: the standard one).
+        labelling_backbone: builds the scene labeller's backbone on first use (default:
+            ``clip-vit-b16``; tests and the screenshot pass a stand-in).
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class MainWindow(QMainWindow):
         *,
         autosave_delay_ms: int = DEFAULT_DELAY_MS,
         autosave_dir: Path | None = None,
+        labelling_backbone: BackboneFactory | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -100,6 +106,14 @@ class MainWindow(QMainWindow):
         self.undo_dock.setWidget(QUndoView(self.document.undo_stack))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.undo_dock)
         self.undo_dock.hide()
+
+        self.scene = SceneLabelling(
+            self.document, self.canvas, LabellingService(labelling_backbone, self), self
+        )
+        self.scene_panel = ScenePanel(self.scene, self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.scene_panel)
+        self.scene.error.connect(lambda title, text: self._show_error(title, text))
+        self.scene.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.recent_files = RecentFiles()
         self.autosaver = Autosaver(
@@ -160,6 +174,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(fa["import"])
         file_menu.addSeparator()
         file_menu.addActions([fa["save"], fa["save_as"], fa["export"]])
+        file_menu.addAction(self.scene_panel.actions["export"])
         file_menu.addSeparator()
         file_menu.addAction(fa["quit"])
 
@@ -180,6 +195,17 @@ class MainWindow(QMainWindow):
         history.setText("&Undo History")
         view_menu.addAction(history)
         view_menu.addAction(self.toolbar.toggleViewAction())
+
+        sa = self.scene_panel.actions
+        labels_menu = bar.addMenu("&Labels")
+        labels_menu.addActions([sa["label"], sa["auto"]])
+        labels_menu.addSeparator()
+        labels_menu.addActions([self.canvas.tool_actions()["relabel"], sa["show_all"]])
+        labels_menu.addSeparator()
+        labels_menu.addAction(sa["export"])
+        panel = self.scene_panel.toggleViewAction()
+        panel.setText("Scene &Labels Panel")
+        labels_menu.addAction(panel)
 
         help_menu = bar.addMenu("&Help")
         about = self._action("&About Sketchpad", self._show_about)
@@ -511,4 +537,5 @@ class MainWindow(QMainWindow):
             return
         self._store_geometry()
         self.autosaver.close()
+        self.scene.shutdown()  # joins the labelling thread
         event.accept()

@@ -12,11 +12,15 @@ the layer image and the selection's dashed box are in view coordinates.
   repainted (strokes outside them are culled with one numpy test); after a pan the old
   image is shifted and only the uncovered strips are painted; during a zoom gesture the
   old image may be shown scaled until the zoom settles.
+
+Scene labels (:meth:`SketchPainter.set_label_style`): with a label → colour table, a labelled
+stroke is painted in its label's colour instead of its own ``Stroke.color`` (which is never
+rewritten); with an isolated label, every stroke of another label (or none) is painted faint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +43,7 @@ SELECTION_COLOR = QColor(0, 120, 215)
 SELECTION_HALO_VIEW = 6.0  # extra pen width of the selection highlight, view pixels
 AA_PAD_VIEW = 2.0  # view pixels added around a dirty stroke for antialiasing
 MAX_DIRTY_RECTS = 64  # more changed strokes than this: repaint the whole layer
+DIM_ALPHA = 40  # opacity (of 255) of the strokes outside an isolated label
 
 
 def view_qtransform(view: ViewTransform) -> QTransform:
@@ -102,6 +107,8 @@ class SketchPainter:
         self._raster: tuple[np.ndarray, QImage] | None = None
         self._layer: QImage | None = None
         self._state: _LayerState | None = None
+        self._label_colors: dict[str, str] | None = None
+        self._isolated: str | None = None
 
     # -- per-stroke cache ----------------------------------------------------------------
     def _entry(self, stroke: Stroke) -> _Entry:
@@ -150,6 +157,28 @@ class SketchPainter:
             painter.setPen(pen)
             painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawPath(path)
+
+    # -- label colours -------------------------------------------------------------------
+    def set_label_style(self, colors: Mapping[str, str] | None, isolated: str | None) -> bool:
+        """Paint labelled strokes in ``colors[label]`` (``#rrggbb``; None: their own colour)
+        and, when ``isolated`` is a label, every other stroke faint. True when this changed
+        anything (the whole layer is then repainted)."""
+        new = dict(colors) if colors is not None else None
+        if new == self._label_colors and isolated == self._isolated:
+            return False
+        self._label_colors, self._isolated = new, isolated
+        self.invalidate()
+        return True
+
+    def stroke_color(self, stroke: Stroke) -> QColor:
+        """The colour ``stroke`` is painted in under the current label style."""
+        name = stroke.color
+        if self._label_colors is not None and stroke.label is not None:
+            name = self._label_colors.get(stroke.label, name)
+        color = QColor(name)
+        if self._isolated is not None and stroke.label != self._isolated:
+            color.setAlpha(DIM_ALPHA)
+        return color
 
     # -- the layer -----------------------------------------------------------------------
     def layer(
@@ -263,7 +292,7 @@ class SketchPainter:
         )
         for i in np.flatnonzero(intersecting(self.boxes(sketch), canvas_rects)):
             stroke = sketch.strokes[i]
-            self.draw_stroke(p, stroke, QColor(stroke.color))
+            self.draw_stroke(p, stroke, self.stroke_color(stroke))
         p.end()
 
     # -- selection -----------------------------------------------------------------------

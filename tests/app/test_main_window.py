@@ -47,10 +47,10 @@ def test_layout_title_and_modified_mark(window: Any, draw: Any) -> None:
 
 def test_menus_hold_the_commands(window: Any) -> None:
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
-    assert list(menus) == ["File", "Edit", "Tools", "View", "Help"]
+    assert list(menus) == ["File", "Edit", "Tools", "View", "Labels", "Help"]
     file_texts = [a.text().replace("&", "") for a in menus["File"].actions() if a.text()]
     assert file_texts == ["New", "Open…", "Open Recent", "Import…", "Save", "Save As…",
-                          "Export…", "Quit"]
+                          "Export…", "Export Labels…", "Quit"]
     shortcuts = {k: a.shortcut().toString() for k, a in window.file_actions.items()}
     assert shortcuts["import"] == "Ctrl+I" and shortcuts["export"] == "Ctrl+E"
     assert shortcuts["save_as"] == "Ctrl+Shift+S" and shortcuts["quit"] == "Ctrl+Q"

@@ -222,10 +222,11 @@ def test_pan_tool(canvas, driver):
 # -- tools and actions --------------------------------------------------------------------
 def test_tool_actions_switch_tools(canvas, qtbot):
     actions = canvas.tool_actions()
-    assert set(actions) == {"pen", "eraser", "partial_eraser", "lasso", "partition", "pan"}
+    assert set(actions) == {"pen", "eraser", "partial_eraser", "lasso", "partition", "relabel",
+                            "pan"}
     keys = {k: a.shortcut().toString() for k, a in actions.items()}
     assert keys == {"pen": "B", "eraser": "E", "partial_eraser": "Shift+E", "lasso": "L",
-                    "partition": "P", "pan": "H"}
+                    "partition": "P", "relabel": "R", "pan": "H"}
     assert actions["pen"].isChecked()
     with qtbot.waitSignal(canvas.tool_changed) as sig:
         actions["lasso"].trigger()

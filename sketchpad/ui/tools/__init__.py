@@ -21,6 +21,7 @@ from sketchpad.ui.tools.lasso import LassoTool
 from sketchpad.ui.tools.pan import PanTool
 from sketchpad.ui.tools.partition import PartitionTool
 from sketchpad.ui.tools.pen import PenTool
+from sketchpad.ui.tools.relabel import RelabelTool
 
 TOOL_CLASSES: dict[ToolName, type[Tool]] = {
     "pen": PenTool,
@@ -28,6 +29,7 @@ TOOL_CLASSES: dict[ToolName, type[Tool]] = {
     "partial_eraser": PartialEraserTool,
     "lasso": LassoTool,
     "partition": PartitionTool,
+    "relabel": RelabelTool,
     "pan": PanTool,
 }
 
@@ -53,6 +55,7 @@ __all__ = [
     "PartitionTool",
     "PenTool",
     "PointerInput",
+    "RelabelTool",
     "StrokeEraserTool",
     "Tool",
     "ToolHost",

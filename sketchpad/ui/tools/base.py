@@ -22,7 +22,7 @@ from sketchpad.sketch.model import DEFAULT_COLOR, DEFAULT_PEN_WIDTH
 from sketchpad.ui.document import Document
 from sketchpad.ui.view_transform import ViewTransform
 
-ToolName = Literal["pen", "eraser", "partial_eraser", "lasso", "partition", "pan"]
+ToolName = Literal["pen", "eraser", "partial_eraser", "lasso", "partition", "relabel", "pan"]
 TOOL_NAMES: tuple[ToolName, ...] = get_args(ToolName)
 LASSO_MODES: tuple[LassoMode, ...] = get_args(LassoMode)
 TOOL_TEXT: dict[ToolName, tuple[str, str]] = {  # menu text, shortcut
@@ -31,6 +31,7 @@ TOOL_TEXT: dict[ToolName, tuple[str, str]] = {  # menu text, shortcut
     "partial_eraser": ("P&artial Eraser", "Shift+E"),
     "lasso": ("&Lasso", "L"),
     "partition": ("Pa&rtition", "P"),
+    "relabel": ("Rela&bel", "R"),
     "pan": ("&Hand", "H"),
 }
 
