@@ -7,7 +7,7 @@ export follows the drawing: each stroke's label is its current one and the pixel
 relabelled by hand take its label (the model's per-pixel labels stay elsewhere, and the isolation
 masks stay the model's). ``metadata["scene_labels"]`` of the JSON records the window's colours,
 the model and the hand-labelled strokes. (The SVG and the label map colour labels with the
-default palette by position: ``export_scene`` takes no colours.)
+colours the user chose for the labels.)
 """
 
 from __future__ import annotations
@@ -69,12 +69,17 @@ def write_label_export(
 
     colors = T.color_map(entries)
     labels = result.labels
+    chosen = [colors.get(n, T.DEFAULT_PALETTE[0]) for n in labels.labels]
     info = {
-        "colors": [colors.get(n, T.DEFAULT_PALETTE[0]) for n in labels.labels],
         "backbone": result.backbone_id,
         "weights_sha256": result.weights_sha256,
         "hand_labelled": sorted(T.hand_labelled(sketch)),
     }
     return export_scene(
-        folder, sketch, with_current_labels(labels, sketch), threshold=threshold, info=info
+        folder,
+        sketch,
+        with_current_labels(labels, sketch),
+        threshold=threshold,
+        info=info,
+        colors=chosen,
     )

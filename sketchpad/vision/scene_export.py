@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -64,6 +64,18 @@ CSV_COLUMNS = (
 def label_color(k: int) -> str:
     """``#rrggbb`` of label index ``k`` (the palette repeats after 20 labels)."""
     return LABEL_PALETTE[k % len(LABEL_PALETTE)]
+
+
+def label_colors(n: int, colors: Sequence[str] | None = None) -> list[str]:
+    """The ``#rrggbb`` of each of ``n`` labels: ``colors`` (the user's choice) where given and
+    valid, else the default palette by position."""
+    given = list(colors or ())
+    return [
+        given[k].lower()
+        if k < len(given) and re.fullmatch(r"#[0-9a-fA-F]{6}", str(given[k]))
+        else label_color(k)
+        for k in range(n)
+    ]
 
 
 def label_slug(label: str) -> str:
@@ -130,12 +142,16 @@ def _threshold_rule(result: SceneLabels, threshold: float | None) -> str:
 
 
 def scene_metadata(
-    result: SceneLabels, *, threshold: float | None = None, info: Mapping[str, Any] | None = None
+    result: SceneLabels,
+    *,
+    threshold: float | None = None,
+    info: Mapping[str, Any] | None = None,
+    colors: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The ``scene_labels`` metadata entry (JSON-serialisable)."""
     meta: dict[str, Any] = {
         "labels": list(result.labels),
-        "colors": [label_color(k) for k in range(len(result.labels))],
+        "colors": label_colors(len(result.labels), colors),
         "thresholds": {lab: _finite(result.threshold_for(lab, threshold)) for lab in result.labels},
         "threshold_rule": _threshold_rule(result, threshold),
         "raster_hw": list(result.raster_hw),
@@ -165,16 +181,20 @@ def scene_json_bytes(
     *,
     threshold: float | None = None,
     info: Mapping[str, Any] | None = None,
+    colors: Sequence[str] | None = None,
 ) -> bytes:
     """Sketchpad JSON of the labelled sketch (see the module notes)."""
     labelled = result.labelled_sketch(sketch)
     metadata = dict(labelled.metadata)
-    metadata["scene_labels"] = scene_metadata(result, threshold=threshold, info=info)
+    metadata["scene_labels"] = scene_metadata(result, threshold=threshold, info=info, colors=colors)
     return sketch_to_json_bytes(labelled.replace(metadata=metadata))
 
 
-def scene_svg_bytes(sketch: Sketch, result: SceneLabels) -> bytes:
-    """SVG of the labelled strokes, coloured and classed by label.
+def scene_svg_bytes(
+    sketch: Sketch, result: SceneLabels, colors: Sequence[str] | None = None
+) -> bytes:
+    """SVG of the labelled strokes, coloured (``colors``, else the default palette) and
+    classed by label.
 
     Raises:
         ValueError: a raster-only sketch (it has no strokes to write as paths).
@@ -183,12 +203,13 @@ def scene_svg_bytes(sketch: Sketch, result: SceneLabels) -> bytes:
         raise ValueError("a raster-only sketch has no strokes to write as SVG paths")
     labelled = result.labelled_sketch(sketch)
     slugs = _unique_slugs(result.labels)
+    palette = label_colors(len(result.labels), colors)
     w, h = _num(sketch.width), _num(sketch.height)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}">',
         "<style>",
-        *(f"  .label-{s} {{ stroke: {label_color(k)}; }}" for k, s in enumerate(slugs)),
+        *(f"  .label-{s} {{ stroke: {palette[k]}; }}" for k, s in enumerate(slugs)),
         f"  .unlabelled {{ stroke: {UNLABELLED_COLOR}; }}",
         "</style>",
     ]
@@ -202,7 +223,7 @@ def scene_svg_bytes(sketch: Sketch, result: SceneLabels) -> bytes:
         attrs.update(
             {
                 "d": d,
-                "stroke": label_color(k) if k >= 0 else UNLABELLED_COLOR,
+                "stroke": palette[k] if k >= 0 else UNLABELLED_COLOR,
                 "stroke-width": _num(s.width),
                 "fill": "none",
                 "stroke-linecap": "round",
@@ -215,8 +236,9 @@ def scene_svg_bytes(sketch: Sketch, result: SceneLabels) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
-def label_map_png_bytes(result: SceneLabels) -> bytes:
-    """Palette PNG on the label raster: 0 = paper (white), k + 1 = label k (its colour).
+def label_map_png_bytes(result: SceneLabels, colors: Sequence[str] | None = None) -> bytes:
+    """Palette PNG on the label raster: 0 = paper (white), k + 1 = label k (its colour:
+    ``colors``, else the default palette).
 
     Raises:
         ValueError: more than 255 labels (one byte per pixel).
@@ -226,8 +248,7 @@ def label_map_png_bytes(result: SceneLabels) -> bytes:
         raise ValueError(f"a label-map PNG holds at most 255 labels, got {k}")
     index = (result.pixel_labels + 1).astype(np.uint8)
     palette = [255, 255, 255]
-    for i in range(k):
-        c = label_color(i)
+    for c in label_colors(k, colors):
         palette += [int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)]
     h, w = index.shape
     im = Image.frombytes("P", (w, h), np.ascontiguousarray(index).tobytes())
@@ -272,8 +293,10 @@ def export_scene(
     *,
     threshold: float | None = None,
     info: Mapping[str, Any] | None = None,
+    colors: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Write every export of a labelled sketch into ``out_dir`` (created if needed).
+    """Write every export of a labelled sketch into ``out_dir`` (created if needed), each
+    label in ``colors[k]`` (the user's colours; default palette otherwise).
 
     Files: :data:`JSON_NAME`, :data:`SVG_NAME` (vector sketches only), :data:`MAP_NAME`,
     :data:`CSV_NAME` and ``isolated-<label slug>.png`` per label, each written atomically.
@@ -290,11 +313,14 @@ def export_scene(
     except OSError as e:
         raise SaveError(out, e.strerror or str(e)) from e
     files: list[tuple[Path, bytes]] = [
-        (out / JSON_NAME, scene_json_bytes(sketch, result, threshold=threshold, info=info))
+        (
+            out / JSON_NAME,
+            scene_json_bytes(sketch, result, threshold=threshold, info=info, colors=colors),
+        )
     ]
     if not sketch.is_raster:
-        files.append((out / SVG_NAME, scene_svg_bytes(sketch, result)))
-    files.append((out / MAP_NAME, label_map_png_bytes(result)))
+        files.append((out / SVG_NAME, scene_svg_bytes(sketch, result, colors)))
+    files.append((out / MAP_NAME, label_map_png_bytes(result, colors)))
     files.append((out / CSV_NAME, strokes_csv_text(result).encode("utf-8")))
     for slug, label in zip(_unique_slugs(result.labels), result.labels, strict=True):
         files.append((out / f"isolated-{slug}.png", isolation_png_bytes(result, label, threshold)))

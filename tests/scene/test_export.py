@@ -131,3 +131,20 @@ def test_unwritable_output_is_a_save_error(
     blocker.write_text("x")
     with pytest.raises(SaveError):
         export_scene(blocker / "out", sketch, r)
+
+
+def test_exports_use_the_users_colours(
+    tmp_path: Path, labelled: tuple[Sketch, SceneLabels]
+) -> None:
+    sketch, r = labelled
+    mine = ["#FF0000", "#00ff00", "not a colour"]  # the last two labels fall back
+    export_scene(tmp_path / "out", sketch, r, colors=mine)
+    expect = ["#ff0000", "#00ff00", label_color(2), label_color(3)]
+    root = ET.fromstring((tmp_path / "out" / "labelled.svg").read_bytes())
+    strokes = {p.get("data-label"): p.get("stroke") for p in root.findall(f"{SVG}path")}
+    assert strokes == dict(zip(LABELS, expect, strict=True))
+    im = Image.open(tmp_path / "out" / "label_map.png")
+    pal = im.getpalette()[3 : 3 * (len(LABELS) + 1)]
+    assert pal == [int(c[i : i + 2], 16) for c in expect for i in (1, 3, 5)]
+    meta = json.loads((tmp_path / "out" / "labelled.json").read_text())["metadata"]
+    assert meta["scene_labels"]["colors"] == expect
