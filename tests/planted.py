@@ -17,24 +17,32 @@ from sketchpad.vision.registry import OPENAI_MEAN, OPENAI_STD, BackboneSpec
 
 D = 8
 E0, E1 = np.eye(D, dtype=np.float32)[0], np.eye(D, dtype=np.float32)[1]
-SPEC = BackboneSpec(
-    id="planted",
-    family="open_clip",
-    arch="stand-in",
-    description="planted features",
-    use="tests",
-    pretrained_tag="none",
-    hf_repo="none/none",
-    hf_files=("none.safetensors",),
-    input_size=64,
-    patch_size=16,
-    width=D,
-    embed_dim=D,
-    depth=1,
-    mean=OPENAI_MEAN,
-    std=OPENAI_STD,
-    testing=True,
-)
+
+
+def stand_in_spec(spec_id: str, dim: int, description: str, **extra: object) -> BackboneSpec:
+    """The spec of a test stand-in: a 64 px input, 16 px patches, features of ``dim``."""
+    return BackboneSpec(
+        id=spec_id,
+        family="open_clip",
+        arch="stand-in",
+        description=description,
+        use="tests",
+        pretrained_tag="none",
+        hf_repo="none/none",
+        hf_files=("none.safetensors",),
+        input_size=64,
+        patch_size=16,
+        width=dim,
+        embed_dim=dim,
+        depth=1,
+        mean=OPENAI_MEAN,
+        std=OPENAI_STD,
+        testing=True,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+SPEC = stand_in_spec("planted", D, "planted features")
 
 
 class PlantedBackbone(Backbone):

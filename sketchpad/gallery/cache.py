@@ -34,7 +34,6 @@ import hashlib
 import logging
 import os
 import re
-import socket
 import sqlite3
 import struct
 import threading
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import sketchpad
+from sketchpad.gallery import filelock
 from sketchpad.gallery.images import natural_key
 from sketchpad.paths import cache_dir
 from sketchpad.vision.letterbox import Letterbox
@@ -84,28 +84,6 @@ _COLS = (
 )
 # length() of a blob reads only the record header, so this costs no blob I/O.
 _VALID = "length(patches) = gh * gw * d * 2 AND length(global_emb) = d * 4 AND d > 0"
-
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    _WIN_LOCK_AT = 1 << 20  # lock a byte past the holder text, which stays readable
-
-    def _lock(fd: int) -> None:
-        os.lseek(fd, _WIN_LOCK_AT, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, _WIN_LOCK_AT, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -349,7 +327,7 @@ class FeatureCache:
                 self._conn = None
             if self._lock_fd is not None:
                 with contextlib.suppress(OSError):
-                    _unlock(self._lock_fd)
+                    filelock.unlock(self._lock_fd)
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
@@ -465,17 +443,10 @@ def _sidecars(db: Path) -> list[Path]:
 
 def _take_lock(db: Path, fd: int) -> None:
     try:
-        _lock(fd)
+        filelock.try_lock(fd)
     except OSError as e:
-        holder = None
-        with contextlib.suppress(OSError):
-            os.lseek(fd, 0, os.SEEK_SET)
-            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or None
-        raise CacheLockedError(db, holder) from e
-    with contextlib.suppress(OSError):  # who holds it, for the other process's message
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        raise CacheLockedError(db, filelock.read_holder(fd)) from e
+    filelock.write_holder(fd)  # who holds it, for the other process's message
 
 
 def _connect(db: Path, *, writable: bool) -> sqlite3.Connection:

@@ -238,40 +238,29 @@ class Segmenter:
         photos at once (vectorised; no per-photo Python loop)."""
         cos = bank.correlate(query.embedding)
         global_cos = bank.globals @ query.embedding if len(bank) else np.zeros(0, np.float32)
-        if self.calibration == "gallery-relative":
-            sample = cos[bank.stats_rows()]
-            stats = maps.gallery_stats(sample) if sample.size else maps.GalleryStats(0.0, 1.0)
-            logits = maps.calibrate(
-                cos,
-                "gallery-relative",
-                stats=stats,
-                z_offset=self.z_offset,
-                z_temperature=self.z_temperature,
-            )
-        else:
-            stats = None
-            logits = maps.calibrate(cos, "fixed", tau=self.tau)
-        g_prob = self._global_prob(global_cos)
+        logits, stats = self._logits(cos, cos[bank.stats_rows()])
+        g_prob = maps.sigmoid(self._logits(global_cos, global_cos)[0])
         best = grid_scores(bank, logits, self.threshold)
         w = self.global_weight
         scores = ((1.0 - w) * best + w * g_prob).astype(np.float32) if w else best
         return GalleryScores(query, cos, logits, stats, scores, global_cos, g_prob)
 
-    def _global_prob(self, global_cos: np.ndarray) -> np.ndarray:
-        """Global similarity as a probability, calibrated like the patches."""
-        if global_cos.size == 0:
-            return global_cos
+    def _logits(
+        self, cos: np.ndarray, reference: np.ndarray
+    ) -> tuple[np.ndarray, maps.GalleryStats | None]:
+        """Cosines → calibrated logits, and the gallery statistics (from ``reference``, the
+        same query's cosines over the gallery) when the calibration is gallery-relative."""
         if self.calibration == "fixed":
-            return maps.sigmoid(maps.calibrate(global_cos, "fixed", tau=self.tau))
-        stats = maps.gallery_stats(global_cos)
+            return maps.calibrate(cos, "fixed", tau=self.tau), None
+        stats = maps.gallery_stats(reference) if reference.size else maps.GalleryStats(0.0, 1.0)
         logits = maps.calibrate(
-            global_cos,
+            cos,
             "gallery-relative",
             stats=stats,
             z_offset=self.z_offset,
             z_temperature=self.z_temperature,
         )
-        return maps.sigmoid(logits)
+        return logits, stats
 
     # -- masks -------------------------------------------------------------------------------
     def prob_hw(

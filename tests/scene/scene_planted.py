@@ -18,35 +18,17 @@ import re
 
 import numpy as np
 import torch
+from planted import stand_in_spec  # tests/ is on sys.path
 from torch import nn
 
 from sketchpad.sketch.model import Sketch, Stroke
 from sketchpad.vision.backbone import Backbone, WeightsInfo
-from sketchpad.vision.registry import OPENAI_MEAN, OPENAI_STD, BackboneSpec
 
 D = 10
 E = np.eye(D, dtype=np.float32)
 WORDS = {"cat": 0, "dog": 1, "tree": 2, "sun": 3, "car": 4, "boat": 5, "bird": 6}
 QUADRANT_LABEL = ("cat", "dog", "tree", "sun")  # TL, TR, BL, BR
-SPEC = BackboneSpec(
-    id="planted-scene",
-    family="open_clip",
-    arch="stand-in",
-    description="planted scene features",
-    use="tests",
-    pretrained_tag="none",
-    hf_repo="none/none",
-    hf_files=("none.safetensors",),
-    input_size=64,
-    patch_size=16,
-    width=D,
-    embed_dim=D,
-    depth=1,
-    mean=OPENAI_MEAN,
-    std=OPENAI_STD,
-    has_text=True,
-    testing=True,
-)
+SPEC = stand_in_spec("planted-scene", D, "planted scene features", has_text=True)
 
 
 class SceneBackbone(Backbone):
