@@ -114,6 +114,30 @@ class _Answered:
     threshold: float
 
 
+def _content(request: QueryRequest) -> tuple[object, ...]:
+    """What a query's vectors depend on (not the threshold, nor the masks asked for)."""
+    return (
+        request.sketch,
+        request.part,
+        request.text,
+        request.alpha,
+        request.compose,
+        request.groups,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Encoded:
+    """The last query scored: a query that differs only in its threshold or the masks it asks
+    for reuses its vectors (no model run) and, while the bank is unchanged, its product."""
+
+    segmenter: Segmenter
+    content: tuple[object, ...]
+    bank: FeatureBank
+    patches: int
+    scores: tuple[GalleryScores, ...]
+
+
 class _Eta:
     def __init__(self) -> None:
         self.t0: float | None = None
@@ -170,6 +194,7 @@ class InferenceWorker(QObject):
         self._indexing = False
         self._batch_cap: int | None = None  # learned from out-of-memory, per model
         self._last: _Answered | None = None
+        self._encoded: _Encoded | None = None
         self._busy = False
 
     # -- the loop ----------------------------------------------------------------------------
@@ -259,6 +284,7 @@ class InferenceWorker(QObject):
             self._session.close()
         self._session = None
         self._last = None
+        self._encoded = None
 
     def _require_model(self) -> Segmenter:
         if self._segmenter is None:
@@ -385,19 +411,32 @@ class InferenceWorker(QObject):
         t0 = time.perf_counter()
         segmenter = self._require_model()
         session = self._require_folder()
-        vectors = retry_on_cpu(
-            segmenter, "a query", lambda: self._query_vectors(segmenter, request), self.notice.emit
-        )
-        if self.inbox.is_stale_query(request.generation):
-            log.debug("query %d superseded before scoring", request.generation)
-            return
         threshold = request.threshold or segmenter.threshold
-        default = segmenter.threshold
-        segmenter.threshold = threshold  # ranking counts regions above the asked threshold
-        try:
-            scores = tuple(segmenter.score(q, session.bank) for q in vectors)
-        finally:
-            segmenter.threshold = default
+        content = _content(request)
+        reuse = self._encoded
+        bank = session.bank
+        if reuse is not None and reuse.segmenter is segmenter and reuse.content == content:
+            if reuse.bank is bank and reuse.patches == bank.rows:
+                # only the threshold (or the masks asked for) changed: no model, no product
+                scores = tuple(
+                    segmenter.rescore(s, bank, threshold=threshold) for s in reuse.scores
+                )
+            else:  # the bank grew while indexing: the same query vectors, a new product
+                scores = tuple(
+                    segmenter.score(s.query, bank, threshold=threshold) for s in reuse.scores
+                )
+        else:
+            vectors = retry_on_cpu(
+                segmenter,
+                "a query",
+                lambda: self._query_vectors(segmenter, request),
+                self.notice.emit,
+            )
+            if self.inbox.is_stale_query(request.generation):
+                log.debug("query %d superseded before scoring", request.generation)
+                return
+            scores = tuple(segmenter.score(q, bank, threshold=threshold) for q in vectors)
+        self._encoded = _Encoded(segmenter, content, bank, bank.rows, scores)
         photo_scores = scores[0].photo_scores
         if len(scores) > 1:
             photo_scores = np.max(np.stack([s.photo_scores for s in scores]), axis=0)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -233,17 +234,36 @@ class Segmenter:
         return out
 
     # -- scoring -----------------------------------------------------------------------------
-    def score(self, query: Query, bank: FeatureBank) -> GalleryScores:
+    def score(
+        self, query: Query, bank: FeatureBank, *, threshold: float | None = None
+    ) -> GalleryScores:
         """Score every photo of ``bank``: one matrix product, then grid-level ranking of all
-        photos at once (vectorised; no per-photo Python loop)."""
+        photos at once (vectorised; no per-photo Python loop). Ranking counts the regions
+        above ``threshold`` (default: the segmenter's)."""
         cos = bank.correlate(query.embedding)
         global_cos = bank.globals @ query.embedding if len(bank) else np.zeros(0, np.float32)
         logits, stats = self._logits(cos, cos[bank.stats_rows()])
         g_prob = maps.sigmoid(self._logits(global_cos, global_cos)[0])
-        best = grid_scores(bank, logits, self.threshold)
+        none = np.zeros(0, np.float32)
+        scores = GalleryScores(query, cos, logits, stats, none, global_cos, g_prob)
+        return self.rescore(scores, bank, threshold=threshold)
+
+    def rescore(
+        self, scores: GalleryScores, bank: FeatureBank, *, threshold: float | None = None
+    ) -> GalleryScores:
+        """``scores`` ranked again at another threshold: no model, no matrix product (the
+        threshold slider). ``bank`` must be the one ``scores`` were computed on."""
+        t = self.threshold if threshold is None else float(threshold)
+        if not 0.0 < t < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {t}")
+        if scores.logits.shape[0] != bank.rows:
+            raise ValueError(
+                f"these scores cover {scores.logits.shape[0]} patches; the bank has {bank.rows}"
+            )
+        best = grid_scores(bank, scores.logits, t)
         w = self.global_weight
-        scores = ((1.0 - w) * best + w * g_prob).astype(np.float32) if w else best
-        return GalleryScores(query, cos, logits, stats, scores, global_cos, g_prob)
+        photo = ((1.0 - w) * best + w * scores.global_prob).astype(np.float32) if w else best
+        return dataclasses.replace(scores, photo_scores=photo)
 
     def _logits(
         self, cos: np.ndarray, reference: np.ndarray

@@ -223,3 +223,34 @@ def test_weights_not_found_is_reported_quickly_with_the_fix(make_engine: Any, qt
     with qtbot.waitSignal(engine.failed, timeout=WAIT_MS) as blocker:
         engine.load_model("test-clip-tiny", pretrained=True, offline=True)
     assert "No weights found for test-clip-tiny" in blocker.args[1]
+
+
+def test_a_new_threshold_reranks_without_running_the_model(
+    engine: Engine, qtbot: Any, photos: Any, loader: StandInLoader
+) -> None:
+    """The threshold slider: the same query at another threshold reuses its vectors and its
+    product; the answer equals a fresh query's at that threshold."""
+    folder = photos(len(GALLERY))
+    open_indexed(engine, qtbot, folder)
+    sketch, other = sketch_at(0), sketch_at(1)
+    with qtbot.waitSignal(engine.queryFinished, timeout=WAIT_MS) as blocker:
+        engine.query(sketch, threshold=0.5, mask_names=("p000.png",), mask_side=64)
+    low: QueryResult = blocker.args[0]
+    calls = loader.backbone.sketch_calls
+    with qtbot.waitSignal(engine.queryFinished, timeout=WAIT_MS) as blocker:
+        engine.query(sketch, threshold=0.97, mask_names=("p000.png",), mask_side=64)
+    high: QueryResult = blocker.args[0]
+    assert loader.backbone.sketch_calls == calls  # no model run
+    assert high.threshold == 0.97
+    assert high.masks["p000.png"].mask.sum() < low.masks["p000.png"].mask.sum()
+    # A different sketch with the same planted embedding runs the model: same answer.
+    with qtbot.waitSignal(engine.queryFinished, timeout=WAIT_MS) as blocker:
+        engine.query(other, threshold=0.97, mask_names=("p000.png",), mask_side=64)
+    fresh: QueryResult = blocker.args[0]
+    assert loader.backbone.sketch_calls == calls + 1
+    np.testing.assert_array_equal(fresh.photo_scores, high.photo_scores)
+    np.testing.assert_array_equal(fresh.masks["p000.png"].mask, high.masks["p000.png"].mask)
+    # Composing changes the query: the model runs again.
+    with qtbot.waitSignal(engine.queryFinished, timeout=WAIT_MS):
+        engine.query(other, compose=True, threshold=0.97)
+    assert loader.backbone.sketch_calls == calls + 2

@@ -66,6 +66,28 @@ def test_vectorised_ranking_equals_the_per_photo_loop(calibration: str, seed: in
     assert np.array_equal(grid_scores(bank, s.logits, seg.threshold), s.photo_scores)
 
 
+@pytest.mark.parametrize("calibration", ["fixed", "gallery-relative"])
+def test_rescore_at_another_threshold_equals_scoring_again(calibration: str) -> None:
+    """The threshold slider re-ranks from the stored logits: the same as a fresh score."""
+    rng = np.random.default_rng(7)
+    feats = random_features(rng, 40)
+    bank = FeatureBank(feats)
+    seg = segmenter(calibration)
+    q = Query(normalize(feats[3].patches[5].astype(np.float32) + 0.1), "q")
+    s = seg.score(q, bank, threshold=0.5)
+    for t in (0.2, 0.8):
+        again = seg.rescore(s, bank, threshold=t)
+        fresh = seg.score(q, bank, threshold=t)
+        np.testing.assert_array_equal(again.photo_scores, fresh.photo_scores)
+        assert again.logits is s.logits  # nothing recomputed
+        assert not np.array_equal(again.photo_scores, s.photo_scores)
+    assert seg.threshold == 0.5  # the segmenter's own threshold is untouched
+    with pytest.raises(ValueError, match="patches"):
+        seg.rescore(s, FeatureBank(random_features(rng, 3)))
+    with pytest.raises(ValueError, match="threshold"):
+        seg.rescore(s, bank, threshold=1.0)
+
+
 def test_global_weight_blends_the_global_probability() -> None:
     rng = np.random.default_rng(5)
     bank = FeatureBank(random_features(rng, 20))
