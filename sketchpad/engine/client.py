@@ -155,10 +155,13 @@ class Engine(QObject):
         pretrained: bool = True,
         offline: bool | None = None,
         input_size: int | None = None,
+        fp16: bool = True,
     ) -> int:
         """Load a backbone (see :class:`LoadModel`); returns the request's generation."""
         return self.submit(
-            LoadModel(0, backbone_id, weights, device, pretrained, offline, input_size)
+            LoadModel(
+                0, backbone_id, weights, device, pretrained, offline, input_size, fp16=fp16
+            )
         )
 
     def open_folder(

@@ -48,6 +48,7 @@ class LoadModel:
         input_size: photo input side (None: the backbone's).
         patch_path: "vv" (CLIP Surgery path) or "plain" patch tokens.
         calibration: "fixed", "gallery-relative", or None (from the weights).
+        fp16: half precision on a GPU (the Model Manager's preference).
     """
 
     generation: int
@@ -59,6 +60,7 @@ class LoadModel:
     input_size: int | None = None
     patch_path: Literal["vv", "plain"] = "vv"
     calibration: Literal["fixed", "gallery-relative"] | None = None
+    fp16: bool = True
 
     def __post_init__(self) -> None:
         _check_generation(self.generation)

@@ -84,6 +84,7 @@ def default_loader(request: LoadModel, progress: DownloadFn) -> Segmenter:
         pretrained=request.pretrained,
         offline=request.offline,
         progress=progress,
+        fp16=request.fp16,
     )
     return Segmenter(
         backbone,

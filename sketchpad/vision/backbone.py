@@ -192,6 +192,7 @@ def create_backbone(
     progress: object | None = None,
     fine_tuned: bool | None = None,
     seed: int = 0,
+    fp16: bool = True,
 ) -> Backbone:
     """Build a registered backbone with its weights.
 
@@ -206,6 +207,8 @@ def create_backbone(
         fine_tuned: the weights are our own fine-tuned segmenter (maps calibrated at 0.5);
             default: a JSON sidecar next to the weights file says so.
         seed: random-init seed when ``pretrained`` is False.
+        fp16: half precision on a GPU (CUDA, MPS); False keeps float32 there. The CPU always
+            computes in float32 (sketch queries in bfloat16 where the CPU has it natively).
 
     Raises:
         KeyError: unknown id. ValueError: unavailable device.
@@ -226,7 +229,7 @@ def create_backbone(
             torch.manual_seed(seed)
             model = build_model(spec)
         info = WeightsInfo(f"random-init-{seed}", None, "random", bool(fine_tuned))
-    dtype = torch.float16 if dev.type in ("cuda", "mps") else torch.float32
+    dtype = torch.float16 if fp16 and dev.type in ("cuda", "mps") else torch.float32
     log.info("backbone %s on %s (%s), weights %s", spec.id, dev, dtype, info.source)
     return Backbone(spec, model, info, dev, dtype)
 

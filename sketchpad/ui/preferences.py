@@ -1,0 +1,148 @@
+"""The user's preferences, kept in ``config_dir()/preferences.json`` (no Qt).
+
+A readable file instead of QSettings (DESIGN §6: QSettings only for window geometry), written
+atomically. A missing file gives the defaults; a damaged file, or a damaged entry in it, gives
+the defaults for what cannot be read, with a logged warning that names the file. Entries this
+version does not know are kept and written back, so a newer version's settings survive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from sketchpad.atomic import SaveError, atomic_write_text
+from sketchpad.paths import config_dir
+from sketchpad.vision.registry import DEFAULT_BACKBONE, get_spec
+
+log = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[Device, ...] = get_args(Device)
+FILE_NAME = "preferences.json"
+MAX_RECENT_FOLDERS = 10
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Preferences:
+    """What the user chose; change the attributes, then :meth:`save`.
+
+    Attributes:
+        device: where models run: "auto" (a CUDA GPU when there is one), "cpu" or "cuda".
+        fp16: run the models in float16 on a GPU (halves memory, ~2× faster); no effect on
+            the CPU.
+        backbone: the default backbone id (``sketchpad.vision.registry``).
+        recent_folders: photo folders, most recent first, at most :data:`MAX_RECENT_FOLDERS`.
+        path: the file it was loaded from and is saved to.
+    """
+
+    device: Device = "auto"
+    fp16: bool = True
+    backbone: str = DEFAULT_BACKBONE
+    recent_folders: list[Path] = field(default_factory=list)
+    path: Path | None = field(default=None, repr=False, compare=False)
+    _unknown: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def default_path(cls) -> Path:
+        """``config_dir()/preferences.json``."""
+        return config_dir() / FILE_NAME
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Preferences:
+        """Read ``path`` (default :meth:`default_path`); never raises.
+
+        Args:
+            path: the preferences file; it need not exist yet.
+
+        Returns:
+            The preferences, with defaults for whatever is missing or unreadable.
+        """
+        file = Path(path) if path is not None else cls.default_path()
+        prefs = cls(path=file)
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return prefs
+        except (OSError, ValueError) as e:
+            log.warning("ignoring the damaged preferences file %s (defaults used): %s", file, e)
+            return prefs
+        if not isinstance(data, dict):
+            log.warning(
+                "ignoring the preferences file %s: it holds a %s, not an object (defaults used)",
+                file,
+                type(data).__name__,
+            )
+            return prefs
+        prefs._read(data, file)
+        return prefs
+
+    def _read(self, data: dict[str, Any], file: Path) -> None:
+        def bad(key: str, why: str) -> None:
+            log.warning("preferences %s: ignoring %s=%r (%s)", file, key, data[key], why)
+
+        known = {"version", "device", "fp16", "backbone", "recent_folders"}
+        self._unknown = {k: v for k, v in data.items() if k not in known}
+        if "device" in data:
+            if data["device"] in DEVICES:
+                self.device = cast(Device, data["device"])
+            else:
+                bad("device", f"expected one of {', '.join(DEVICES)}")
+        if "fp16" in data:
+            if isinstance(data["fp16"], bool):
+                self.fp16 = data["fp16"]
+            else:
+                bad("fp16", "expected true or false")
+        if "backbone" in data:
+            try:
+                self.backbone = get_spec(str(data["backbone"])).id
+            except KeyError as e:
+                bad("backbone", str(e.args[0]))
+        if "recent_folders" in data:
+            items = data["recent_folders"]
+            if isinstance(items, list) and all(isinstance(p, str) and p for p in items):
+                self.recent_folders = [Path(p) for p in items][:MAX_RECENT_FOLDERS]
+            else:
+                bad("recent_folders", "expected a list of folder paths")
+
+    def to_json(self) -> str:
+        """The file's text: the known entries (and any unknown ones kept from the file)."""
+        data = {
+            **self._unknown,
+            "version": FORMAT_VERSION,
+            "device": self.device,
+            "fp16": self.fp16,
+            "backbone": self.backbone,
+            "recent_folders": [str(p) for p in self.recent_folders],
+        }
+        return json.dumps(data, indent=2) + "\n"
+
+    def save(self) -> None:
+        """Write the file atomically (to :attr:`path`, default :meth:`default_path`).
+
+        Raises:
+            sketchpad.atomic.SaveError: the write failed (the message names the file and why);
+                the previous file is intact.
+        """
+        if self.path is None:
+            self.path = self.default_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SaveError(self.path, f"cannot create its folder ({e.strerror or e})") from e
+        atomic_write_text(self.path, self.to_json())
+
+    def add_recent_folder(self, folder: str | Path) -> None:
+        """Put ``folder`` (made absolute) first in :attr:`recent_folders`; not saved here."""
+        p = Path(folder).absolute()
+        rest = [Path(q) for q in self.recent_folders if Path(q) != p]  # str entries tolerated
+        self.recent_folders = [p, *rest][:MAX_RECENT_FOLDERS]
+
+    def remove_recent_folder(self, folder: str | Path) -> None:
+        """Drop ``folder`` from :attr:`recent_folders` (e.g. it no longer exists); not saved."""
+        p = Path(folder).absolute()
+        self.recent_folders = [Path(q) for q in self.recent_folders if Path(q) != p]
