@@ -1,0 +1,597 @@
+"""Exports of a gallery's masks (issue 5, deliverable 6): mask PNGs, overlays, COCO, the sketch.
+
+- ``masks/<stem>.png``: 0/255 at the photo's full size, exactly ``PhotoMask.mask`` (what the
+  app tints).
+- ``overlays/<stem>.jpg``: the photo with the mask tinted, its outline and the instance boxes.
+- ``annotations.json``: COCO, one category (the query), one image per photo (``file_name``:
+  its path relative to the photo folder; ``sketchpad_mask``/``sketchpad_overlay``: its files)
+  and one annotation per *instance* (``label_map == k``, what the app draws boxes around): RLE
+  from pycocotools (the format's reference encoder), area, box XYWH, ``iscrowd`` 0, score.
+  Components smaller than the segmenter's ``min_area_frac`` are not instances: they are in
+  the PNG and in no annotation. ``info`` records the app version and the query's options.
+- ``sketch.json``: the sketch, in Sketchpad's own format.
+
+File names keep the photo's sub-folders (``trip/day 1/IMG 1.jpg`` → ``masks/trip/day 1/IMG
+1.png``), each part made safe on every file system (no ``<>:"|?*\\`` or control characters,
+no trailing dots or spaces, no device names such as ``CON``, at most :data:`MAX_STEM_BYTES`).
+Stems that coincide, also on a case-insensitive disk (``a.jpg``, ``a.png``, ``A.jpg``), become
+``a``, ``a-2``, ``a-3``; a folder named like one of our files (``x.png``) gets a trailing ``_``.
+
+Every file is written atomically; the photo folder is never written to: an export folder
+inside it, or one whose ``masks/`` or ``overlays/`` would be it, is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sized
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from io import BytesIO
+from pathlib import Path, PurePath, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from sketchpad import __version__
+from sketchpad.atomic import SaveError, atomic_write_bytes
+from sketchpad.gallery.images import PhotoError, load_photo
+from sketchpad.sketch.io import write_sketch
+from sketchpad.sketch.model import Sketch
+
+if TYPE_CHECKING:  # the segmenter imports torch: the dialog that imports us must stay light
+    from sketchpad.vision.segmenter import PhotoMask
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ANNOTATIONS_NAME",
+    "DEFAULT_COLOR",
+    "MASKS_DIR",
+    "OVERLAYS_DIR",
+    "SKETCH_NAME",
+    "ExportFailure",
+    "ExportOptions",
+    "ExportSummary",
+    "GalleryExporter",
+    "category_name",
+    "check_out_dir",
+    "export_gallery",
+    "jpeg_bytes",
+    "png_bytes",
+]
+
+#: Names inside the export folder.
+MASKS_DIR = "masks"
+OVERLAYS_DIR = "overlays"
+ANNOTATIONS_NAME = "annotations.json"
+SKETCH_NAME = "sketch.json"
+#: Longest stem (UTF-8 bytes) of an exported file: room for "-NNNN" and ".png" within the
+#: 255 bytes most file systems allow per name.
+MAX_STEM_BYTES = 200
+#: Opacity of the mask's tint in the overlays (as the app's previews).
+TINT_ALPHA = 0.45
+#: JPEG quality of the overlays.
+JPEG_QUALITY = 90
+#: The COCO category id of the query's one category.
+CATEGORY_ID = 1
+#: Default tint: ``sketchpad.vision.overlay.GROUP_COLOURS[0]``, the app's mask colour (not
+#: imported: OpenCV would load with this module, which the export dialog imports).
+DEFAULT_COLOR = (255, 64, 64)
+
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]|[\ud800-\udfff]')
+_DEVICE = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.IGNORECASE)
+_FILE_SUFFIXES = (".png", ".jpg")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What an export writes.
+
+    Attributes:
+        binary_png: ``masks/<stem>.png``, 0/255 at the photo's size.
+        overlay: ``overlays/<stem>.jpg``, the photo with the mask and boxes (needs its pixels).
+        coco: ``annotations.json`` with RLE masks, boxes and scores.
+        sketch: ``sketch.json`` (when there is a sketch).
+        only_matches: leave out photos without an instance (what the gallery's filter hides).
+        color: RGB tint of the mask in the overlays (composed queries use one colour per
+            stroke group, as the app does).
+    """
+
+    binary_png: bool = True
+    overlay: bool = True
+    coco: bool = True
+    sketch: bool = True
+    only_matches: bool = True
+    color: tuple[int, int, int] = DEFAULT_COLOR
+
+    def __post_init__(self) -> None:
+        rgb = tuple(self.color)
+        if len(rgb) != 3 or not all(isinstance(c, int | np.integer) and 0 <= c <= 255 for c in rgb):
+            raise ValueError(f"ExportOptions.color must be three ints in 0–255, got {self.color!r}")
+        object.__setattr__(self, "color", tuple(int(c) for c in rgb))
+
+
+@dataclass(frozen=True)
+class ExportFailure:
+    """A photo that was not exported.
+
+    Attributes:
+        name: its name relative to the photo folder.
+        reason: why, in words.
+    """
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What an export wrote.
+
+    Attributes:
+        out_dir: the export folder.
+        photos: photos exported (their files written, an image in the COCO file).
+        instances: COCO annotations written (0 without ``coco``).
+        unmatched: photos left out by ``only_matches``.
+        masks: the mask PNGs written, in order.
+        overlays: the overlays written, in order.
+        annotations: the COCO file, or None.
+        sketch: the sketch file, or None.
+        failed: photos that could not be exported, with the reason.
+        cancelled: the export was cancelled (what was written so far is consistent: the COCO
+            file lists exactly the photos whose files were written).
+    """
+
+    out_dir: Path
+    photos: int
+    instances: int
+    unmatched: int
+    masks: tuple[Path, ...] = ()
+    overlays: tuple[Path, ...] = ()
+    annotations: Path | None = None
+    sketch: Path | None = None
+    failed: tuple[ExportFailure, ...] = ()
+    cancelled: bool = False
+
+
+# -- helpers shared with `sketchpad segment` --------------------------------------------------
+def _is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it, through symbolic links and on
+    case-insensitive disks (existing ancestors are compared by device and inode)."""
+    p, f = path.expanduser().resolve(), folder.expanduser().resolve()
+    try:
+        folder_st = os.stat(f)
+    except OSError:  # no folder: nothing in it to protect, but compare the names anyway
+        return p == f or f in p.parents
+    for a in (p, *p.parents):
+        try:
+            if os.path.samestat(os.stat(a), folder_st):
+                return True
+        except OSError:
+            continue  # not created yet: look further up
+    return False
+
+
+def check_out_dir(out_dir: Path, photo_folder: Path, *, what: str = "The export folder") -> None:
+    """Refuse an export folder that would write into the photo folder (DESIGN §7).
+
+    Args:
+        out_dir: where the export goes (need not exist).
+        photo_folder: the photo folder (read-only to us).
+        what: how the message names ``out_dir`` (e.g. ``"--out"``).
+
+    Raises:
+        ValueError: ``out_dir`` is the photo folder or inside it, or the photo folder sits
+            where the export writes its ``masks/`` or ``overlays/``.
+    """
+    out, folder = Path(out_dir), Path(photo_folder)
+    why = "is inside" if _is_inside(out, folder) else None
+    for sub in (MASKS_DIR, OVERLAYS_DIR):
+        why = why or (f"would write its {sub}/ into" if _is_inside(folder, out / sub) else None)
+    if why:
+        raise ValueError(
+            f"{what} {out} {why} the photo folder {folder}; "
+            "Sketchpad never writes into photo folders: choose another folder"
+        )
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG of an (H, W) uint8 grey or (H, W, 3) uint8 RGB image."""
+    buf = BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_bytes(array: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG of an (H, W, 3) uint8 RGB image."""
+    buf = BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+# -- file names -------------------------------------------------------------------------------
+def _safe_part(part: str) -> str:
+    """One path part made safe on Windows, macOS and Linux alike, at most MAX_STEM_BYTES."""
+    s = _UNSAFE.sub("_", unicodedata.normalize("NFC", part)).rstrip(" .")
+    if not s:
+        return "_"
+    if _DEVICE.fullmatch(s):
+        s = "_" + s
+    raw = s.encode("utf-8")
+    if len(raw) > MAX_STEM_BYTES:
+        s = raw[:MAX_STEM_BYTES].decode("utf-8", "ignore").rstrip(" .") or "_"
+    return s
+
+
+def _relative_parts(name: str) -> tuple[str, ...]:
+    """The parts of a photo's name; ValueError for one that is absolute or leaves the folder."""
+    p = PurePath(name)
+    if not name or p.anchor or p.is_absolute():
+        raise ValueError(f"photo name {name!r} must be relative to the photo folder")
+    parts = tuple(x for x in p.parts if x != ".")
+    if not parts or ".." in parts:
+        raise ValueError(f"photo name {name!r} is not inside the photo folder")
+    return parts
+
+
+class _Names:
+    """Collision-free export stems: the photo's sub-folders, then its stem, made safe."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+
+    def stem_for(self, name: str) -> PurePosixPath:
+        """``masks/`` + the result + ``.png`` is this photo's mask (never given twice)."""
+        *dirs, file = _relative_parts(name)
+        folders = []
+        for d in dirs:
+            safe = _safe_part(d)
+            if safe.casefold().endswith(_FILE_SUFFIXES):
+                safe += "_"  # a folder may never share a name with a file of ours
+            folders.append(safe)
+        base = _safe_part(PurePath(file).stem)
+        parent = PurePosixPath(*folders)
+        stem, k = base, 2
+        while self._key(parent / stem) in self._taken:
+            stem, k = f"{base}-{k}", k + 1
+        self._taken.add(self._key(parent / stem))
+        return parent / stem
+
+    @staticmethod
+    def _key(p: PurePosixPath) -> str:
+        return str(p).casefold()  # the parts are NFC already
+
+
+# -- masks → COCO -----------------------------------------------------------------------------
+def _check_mask(name: str, photo_hw: tuple[int, int], mask: PhotoMask) -> None:
+    hw = tuple(int(v) for v in photo_hw)
+    if mask.mask.shape != hw or mask.label_map.shape != hw:
+        raise ValueError(
+            f"{name}: the mask is {mask.mask.shape[1]}×{mask.mask.shape[0]} px but the photo is "
+            f"{hw[1]}×{hw[0]}; exports need masks at the photo's full size"
+        )
+    if mask.mask.dtype != np.bool_:
+        raise ValueError(f"{name}: PhotoMask.mask must be bool, got {mask.mask.dtype}")
+    if np.any((mask.label_map > 0) & ~mask.mask):
+        raise ValueError(f"{name}: the instances' label map reaches outside the mask")
+
+
+def _instance_annotations(mask: PhotoMask, image_id: int, first_id: int) -> list[dict[str, Any]]:
+    """One COCO annotation per instance: the pixels ``label_map == instance.label``."""
+    from pycocotools import mask as coco_mask
+
+    h, w = mask.mask.shape
+    out = []
+    for j, inst in enumerate(mask.instances):
+        x0, y0, x1, y1 = (int(v) for v in inst.box_xyxy)
+        binary = np.zeros((h, w), dtype=np.uint8, order="F")
+        binary[y0:y1, x0:x1] = mask.label_map[y0:y1, x0:x1] == inst.label
+        rle = coco_mask.encode(binary)
+        area = int(coco_mask.area(rle))
+        if area != inst.area:
+            raise ValueError(
+                f"instance {inst.label} has {inst.area} pixels but its label-map region inside "
+                f"its box {inst.box_xyxy} has {area}"
+            )
+        out.append(
+            {
+                "id": first_id + j,
+                "image_id": image_id,
+                "category_id": CATEGORY_ID,
+                "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
+                "area": float(area),
+                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                "iscrowd": 0,
+                "score": round(float(inst.score), 6),
+            }
+        )
+    return out
+
+
+def _tinted_overlay(photo: np.ndarray, mask: PhotoMask, color: tuple[int, int, int]) -> np.ndarray:
+    """(H, W, 3) uint8: the photo, the mask tinted (``color``, or per group for composed
+    queries), its outline and the instance boxes."""
+    from sketchpad.vision.overlay import overlay_mask
+
+    if mask.group_map is not None:
+        return overlay_mask(photo, mask.mask, mask.instances, group_map=mask.group_map)
+    base = photo.copy()
+    sel = mask.mask
+    tint = np.asarray(color, dtype=np.float32)
+    base[sel] = np.round((1 - TINT_ALPHA) * photo[sel] + TINT_ALPHA * tint).astype(np.uint8)
+    return overlay_mask(base, mask.mask, mask.instances, alpha=0.0)
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, PurePath):
+        return str(v)
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON-serialisable")
+
+
+def _json_bytes(doc: Mapping[str, Any]) -> bytes:
+    text = json.dumps(doc, ensure_ascii=False, default=_json_value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name with undecodable bytes: escape everything
+        return json.dumps(doc, ensure_ascii=True, default=_json_value).encode("ascii")
+
+
+def category_name(query: Mapping[str, Any]) -> str:
+    """The COCO category of a query: ``query["label"]``, else its ``"text"``, else "sketch"."""
+    for key in ("label", "text"):
+        v = query.get(key)
+        if isinstance(v, str) and v.strip():
+            return v.strip()
+    return "sketch"
+
+
+class GalleryExporter:
+    """Writes an export photo by photo (:meth:`add`), then the COCO file (:meth:`finish`).
+
+    Args:
+        out_dir: the export folder (created if needed).
+        photo_folder: the folder the photos' names are relative to (only read).
+        options: what to write.
+        query: the query's options, recorded in the COCO ``info`` (JSON-serialisable; Paths,
+            tuples and numpy scalars are converted). Recognised keys: ``label`` (the
+            category's name; default the ``text``, else "sketch"), ``backbone``,
+            ``threshold``.
+
+    Raises:
+        ValueError: ``out_dir`` would write into the photo folder, or ``query`` cannot be
+            written as JSON.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        photo_folder: Path,
+        options: ExportOptions,
+        *,
+        query: Mapping[str, Any],
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.photo_folder = Path(photo_folder)
+        self.options = options
+        check_out_dir(self.out_dir, self.photo_folder)
+        self.query = dict(query)
+        try:
+            json.dumps(self.query, default=_json_value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"the query options cannot be written as JSON: {e}") from e
+        self._names = _Names()
+        self._seen: set[str] = set()
+        self._images: list[dict[str, Any]] = []
+        self._annotations: list[dict[str, Any]] = []
+        self._masks: list[Path] = []
+        self._overlays: list[Path] = []
+        self._unmatched = 0
+        self._made: set[Path] = set()
+
+    def wants(self, mask: PhotoMask) -> bool:
+        """Whether ``add`` would export a photo with this mask (``only_matches``)."""
+        return bool(mask.instances) or not self.options.only_matches
+
+    def add(
+        self,
+        name: str,
+        photo_hw: tuple[int, int],
+        mask: PhotoMask,
+        *,
+        photo: np.ndarray | None = None,
+    ) -> PurePosixPath | None:
+        """Export one photo's files and remember its COCO entries.
+
+        Args:
+            name: the photo's path relative to the photo folder (sub-folders allowed).
+            photo_hw: (H, W) of the photo, in pixels.
+            mask: its mask at (H, W) (full resolution).
+            photo: (H, W, 3) uint8 RGB, for the overlay; None writes no overlay.
+
+        Returns:
+            The export stem (``masks/<stem>.png``), or None when ``only_matches`` left the
+            photo out.
+
+        Raises:
+            ValueError: a name given twice or outside the folder, a mask or photo not at
+                ``photo_hw``.
+            sketchpad.atomic.SaveError: a file could not be written.
+        """
+        if name in self._seen:
+            raise ValueError(f"photo {name!r} was already exported")
+        _check_mask(name, photo_hw, mask)
+        if photo is not None and (photo.dtype != np.uint8 or photo.shape != (*mask.mask.shape, 3)):
+            raise ValueError(
+                f"{name}: the photo must be (H, W, 3) uint8 at {tuple(mask.mask.shape)}, "
+                f"got {photo.shape} {photo.dtype}"
+            )
+        if not self.wants(mask):
+            self._unmatched += 1
+            return None
+        stem = self._names.stem_for(name)
+        self._seen.add(name)
+        h, w = (int(v) for v in mask.mask.shape)
+        image: dict[str, Any] = {"id": len(self._images) + 1, "width": w, "height": h}
+        image["file_name"] = PurePath(name).as_posix()
+        first = len(self._annotations) + 1  # annotations first: a bad mask writes nothing
+        anns = _instance_annotations(mask, image["id"], first) if self.options.coco else []
+        if self.options.binary_png:
+            path = self._write(MASKS_DIR, stem, ".png", png_bytes(mask.mask.astype(np.uint8) * 255))
+            self._masks.append(path)
+            image["sketchpad_mask"] = path.relative_to(self.out_dir).as_posix()
+        if self.options.overlay and photo is not None:
+            preview = jpeg_bytes(_tinted_overlay(photo, mask, self.options.color))
+            path = self._write(OVERLAYS_DIR, stem, ".jpg", preview)
+            self._overlays.append(path)
+            image["sketchpad_overlay"] = path.relative_to(self.out_dir).as_posix()
+        self._annotations += anns
+        image["sketchpad_score"] = round(float(mask.score), 6)
+        image["sketchpad_refined"] = bool(mask.refined)
+        self._images.append(image)
+        return stem
+
+    def finish(self, sketch: Sketch | None, *, cancelled: bool = False) -> ExportSummary:
+        """Write the COCO file and the sketch (as the options say).
+
+        Args:
+            sketch: the query's sketch; None (a text query) writes none.
+            cancelled: recorded in the summary (the COCO file lists the photos added).
+
+        Raises:
+            sketchpad.atomic.SaveError: a file could not be written.
+        """
+        annotations = sketch_path = None
+        self._mkdir(self.out_dir)
+        if self.options.coco:
+            annotations = self.out_dir / ANNOTATIONS_NAME
+            atomic_write_bytes(annotations, _json_bytes(self.coco()))
+        if self.options.sketch and sketch is not None:
+            sketch_path = self.out_dir / SKETCH_NAME
+            write_sketch(sketch, sketch_path)
+        summary = ExportSummary(
+            out_dir=self.out_dir,
+            photos=len(self._images),
+            instances=len(self._annotations) if self.options.coco else 0,
+            unmatched=self._unmatched,
+            masks=tuple(self._masks),
+            overlays=tuple(self._overlays),
+            annotations=annotations,
+            sketch=sketch_path,
+            cancelled=cancelled,
+        )
+        log.info("exported %d photos to %s", summary.photos, self.out_dir)
+        return summary
+
+    def coco(self) -> dict[str, Any]:
+        """The COCO document of the photos added so far."""
+        now = datetime.now(timezone.utc)
+        label = category_name(self.query)
+        info = {
+            "description": f"Sketchpad export: masks of “{label}” in {self.photo_folder.name}",
+            "version": __version__,
+            "year": now.year,
+            "contributor": "Sketchpad",
+            "date_created": now.isoformat(timespec="seconds"),
+            "sketchpad_version": __version__,
+            "backbone": self.query.get("backbone"),
+            "threshold": self.query.get("threshold"),
+            "query": self.query,
+            "export": asdict(self.options),
+            "photo_folder": str(self.photo_folder),
+        }
+        return {
+            "info": info,
+            "licenses": [],
+            "images": list(self._images),
+            "annotations": list(self._annotations) if self.options.coco else [],
+            "categories": [{"id": CATEGORY_ID, "name": label, "supercategory": "sketch"}],
+        }
+
+    def _write(self, sub: str, stem: PurePosixPath, suffix: str, data: bytes) -> Path:
+        path = self.out_dir / sub / stem.parent / (stem.name + suffix)
+        self._mkdir(path.parent)
+        atomic_write_bytes(path, data)
+        return path
+
+    def _mkdir(self, folder: Path) -> None:
+        if folder in self._made:
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SaveError(folder, f"cannot create the folder ({e.strerror or e})") from e
+        self._made.add(folder)
+
+
+def export_gallery(
+    out_dir: Path,
+    photo_folder: Path,
+    items: Iterable[tuple[str, PhotoMask]],
+    options: ExportOptions,
+    *,
+    query: Mapping[str, Any],
+    sketch: Sketch | None,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> ExportSummary:
+    """Export every photo of ``items`` (run it off the GUI thread: it decodes and encodes).
+
+    Photos are decoded (:func:`sketchpad.gallery.images.load_photo`) only for overlays; one
+    that cannot be decoded, or whose size is no longer its mask's, is reported in ``failed``
+    and left out; the others go on. ``out_dir``, ``photo_folder``, ``options`` and ``query``
+    are as for :class:`GalleryExporter`.
+
+    Args:
+        items: (name, full-resolution mask) per photo; a generator keeps one in memory.
+        sketch: the query's sketch, or None.
+        progress: ``progress(done, total)`` after each photo; total is 0 when ``items`` has
+            no length.
+        cancelled: polled before each photo; when it returns True the export stops, and the
+            COCO file and sketch are written for the photos done.
+
+    Raises:
+        ValueError: ``out_dir`` would write into the photo folder; a bad name or mask.
+        sketchpad.atomic.SaveError: a file could not be written.
+    """
+    exporter = GalleryExporter(out_dir, photo_folder, options, query=query)
+    total = len(items) if isinstance(items, Sized) else 0
+    failed: list[ExportFailure] = []
+    stopped = False
+    for done, (name, mask) in enumerate(items, start=1):
+        if cancelled is not None and cancelled():
+            stopped = True
+            break
+        need_photo = options.overlay and exporter.wants(mask)
+        try:
+            photo = (
+                _load_matching(Path(photo_folder) / name, mask.mask.shape) if need_photo else None
+            )
+        except PhotoError as e:
+            log.warning("export: skipped %s", e)
+            failed.append(ExportFailure(name, e.reason))
+        else:
+            exporter.add(name, mask.mask.shape, mask, photo=photo)
+        if progress is not None:
+            progress(done, total)
+    summary = exporter.finish(sketch, cancelled=stopped)
+    return replace(summary, failed=tuple(failed))
+
+
+def _load_matching(path: Path, hw: tuple[int, ...]) -> np.ndarray:
+    """The photo's pixels; it must still be the size its mask was made at."""
+    image = load_photo(path)
+    if image.shape[:2] != tuple(hw):
+        raise PhotoError(
+            path,
+            f"changed since it was indexed ({image.shape[1]}×{image.shape[0]} px now, "
+            f"its mask is {hw[1]}×{hw[0]})",
+        )
+    return image
