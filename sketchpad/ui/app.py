@@ -101,8 +101,13 @@ def run_app(argv: list[str], on_first_paint: Callable[[], None] | None = None) -
         files = [Path(a) for a in args if not a.startswith("-")]
 
         def after_show() -> None:
-            if not window.offer_restore() and files:
-                window.open_path(files[0])
+            folders = [f for f in files if f.is_dir()]
+            drawings = [f for f in files if not f.is_dir()]
+            if not window.offer_restore() and drawings:
+                window.open_path(drawings[0])
+            window.photos.start()  # the engine and the model load in the background
+            if folders:
+                window.photos.open_folder(folders[0])
 
         QTimer.singleShot(0, after_show)
     log.info("Sketchpad started; log file %s", log_path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QSplitter,
     QUndoView,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -55,6 +57,7 @@ from sketchpad.ui.autosave import (
 from sketchpad.ui.canvas import Canvas
 from sketchpad.ui.document import Document
 from sketchpad.ui.errors import show_error
+from sketchpad.ui.photo_search import PhotoSearch
 from sketchpad.ui.recent_files import RecentFiles
 from sketchpad.ui.scene_labelling import SceneLabelling
 from sketchpad.ui.scene_panel import ScenePanel
@@ -76,6 +79,9 @@ class MainWindow(QMainWindow):
         autosave_dir: where autosaves live (default: the standard one).
         labelling_backbone: builds the scene labeller's backbone on first use (default:
             ``clip-vit-b16``; tests and the screenshot pass a stand-in).
+        photo_loader: the photo-search engine's model loader (tests: a stand-in).
+        photo_backbones: (category ids, fine-grained ids) offered for photo search.
+        preferences: device, fp16, backbone, recent folders (default: the config file).
     """
 
     def __init__(
@@ -84,22 +90,45 @@ class MainWindow(QMainWindow):
         autosave_delay_ms: int = DEFAULT_DELAY_MS,
         autosave_dir: Path | None = None,
         labelling_backbone: BackboneFactory | None = None,
+        photo_loader: Any = None,  # noqa: ANN401 (an engine Loader)
+        photo_backbones: tuple[list[str], list[str]] | None = None,
+        preferences: Any = None,  # noqa: ANN401 (ui.preferences.Preferences)
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("MainWindow")
         self.document = Document(parent=self)
         self.canvas = Canvas(self.document)
-        # The photo gallery goes to the right of the canvas (a later issue).
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.photos = PhotoSearch(
+            self,
+            self.document,
+            loader=photo_loader,
+            backbones=photo_backbones,
+            preferences=preferences,
+        )
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)  # canvas | photo gallery
         self.splitter.setObjectName("central_splitter")
         self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.canvas)
-        self.setCentralWidget(self.splitter)
+        self.splitter.addWidget(self.photos.pane)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.photos.banner)  # "no weights yet": what to do
+        column.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
 
         self.toolbar = CanvasToolBar(self.canvas, self)
         self.toolbar.setObjectName("canvas_toolbar")
         self.addToolBar(self.toolbar)
+
+        self.search_dock = QDockWidget("Photo Search", self)
+        self.search_dock.setObjectName("photo_search_dock")
+        self.search_dock.setWidget(self.photos.controls)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.search_dock)
 
         self.undo_dock = QDockWidget("Undo History", self)
         self.undo_dock.setObjectName("undo_history_dock")
@@ -112,6 +141,8 @@ class MainWindow(QMainWindow):
         )
         self.scene_panel = ScenePanel(self.scene, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.scene_panel)
+        self.tabifyDockWidget(self.search_dock, self.scene_panel)
+        self.search_dock.raise_()
         self.scene.error.connect(lambda title, text: self._show_error(title, text))
         self.scene.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
@@ -195,6 +226,12 @@ class MainWindow(QMainWindow):
         history.setText("&Undo History")
         view_menu.addAction(history)
         view_menu.addAction(self.toolbar.toggleViewAction())
+
+        photos_menu = bar.addMenu("&Photos")
+        self.photos.fill_menu(photos_menu)
+        search = self.search_dock.toggleViewAction()
+        search.setText("Photo &Search Panel")
+        photos_menu.addAction(search)
 
         sa = self.scene_panel.actions
         labels_menu = bar.addMenu("&Labels")
@@ -502,14 +539,27 @@ class MainWindow(QMainWindow):
                     return path
         return None
 
+    @staticmethod
+    def _dropped_folder(event: QDragEnterEvent | QDropEvent) -> Path | None:
+        mime = event.mimeData()
+        for url in mime.urls() if mime.hasUrls() else []:
+            if url.isLocalFile() and Path(url.toLocalFile()).is_dir():
+                return Path(url.toLocalFile())
+        return None
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
-        if self._dropped_file(event) is not None:
+        if self._dropped_file(event) is not None or self._dropped_folder(event) is not None:
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt API)
         path = self._dropped_file(event)
+        folder = self._dropped_folder(event) if path is None else None
+        if folder is not None:  # a photo folder: the gallery
+            event.acceptProposedAction()
+            self.photos.open_folder(folder)
+            return
         if path is None:
             event.ignore()
             return
@@ -536,6 +586,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._store_geometry()
+        self.photos.shutdown()  # stops and joins the inference worker
         self.autosaver.close()
         self.scene.shutdown()  # joins the labelling thread
         event.accept()

@@ -32,8 +32,11 @@ def _save_as(window: Any, path: Path) -> bool:
 
 
 def test_layout_title_and_modified_mark(window: Any, draw: Any) -> None:
-    assert isinstance(window.centralWidget(), QSplitter)
-    assert window.splitter.count() == 1 and isinstance(window.splitter.widget(0), Canvas)
+    assert isinstance(window.splitter, QSplitter)
+    assert window.splitter.parent() is window.centralWidget()
+    assert window.splitter.count() == 2 and isinstance(window.splitter.widget(0), Canvas)
+    assert window.splitter.widget(1) is window.photos.pane  # the gallery beside the canvas
+    assert window.photos.banner.isHidden()  # nothing missing is known yet
     assert window.windowTitle() == "Untitled[*] — Sketchpad"
     assert not window.isWindowModified()
     draw(window.document, 2)
@@ -47,7 +50,11 @@ def test_layout_title_and_modified_mark(window: Any, draw: Any) -> None:
 
 def test_menus_hold_the_commands(window: Any) -> None:
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
-    assert list(menus) == ["File", "Edit", "Tools", "View", "Labels", "Help"]
+    assert list(menus) == ["File", "Edit", "Tools", "View", "Photos", "Labels", "Help"]
+    photo_texts = [a.text().replace("&", "") for a in menus["Photos"].actions() if a.text()]
+    assert photo_texts == ["Open Folder…", "Open Recent Folder", "Cancel Indexing",
+                           "Large View", "Export Masks…", "Model Manager…",
+                           "Photo Search Panel"]
     file_texts = [a.text().replace("&", "") for a in menus["File"].actions() if a.text()]
     assert file_texts == ["New", "Open…", "Open Recent", "Import…", "Save", "Save As…",
                           "Export…", "Export Labels…", "Quit"]
