@@ -3,10 +3,12 @@ while the folder is indexed. No Qt; used by the worker thread only.
 
 - :meth:`FolderSession.load` reads every cached photo (``sketchpad.gallery.query.load_bank``,
   within the memory budget, the rest streamed), in the folder's natural order.
-- :meth:`FolderSession.grow` appends the photos that an indexing run has committed since
-  (read back through a read-only connection to the cache: WAL readers see committed rows
-  while the writer goes on). Grown photos are held in memory; once the budget would be
-  exceeded the session stops growing and asks for a reload.
+- :meth:`FolderSession.grow` appends the photos an indexing run has just committed, with the
+  features ``index_folder`` hands to its ``on_batch`` callback (already in memory: nothing is
+  read back, so a batch costs what it adds, not what the cache holds — reading every cached
+  path per batch made indexing quadratic and starved the GUI thread of the GIL). Grown photos
+  are held in memory; once the budget would be exceeded the session stops growing and asks
+  for a reload.
 - :attr:`FolderSession.needs_reload`: the bank no longer matches the cache exactly (a changed
   photo was re-indexed while its old features were loaded, or growth stopped at the budget);
   the worker then reloads when indexing ends. Otherwise the grown bank is kept as it is, so a
@@ -17,11 +19,12 @@ while the folder is indexed. No Qt; used by the worker thread only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from sketchpad.gallery.cache import FeatureCache, ModelKey, cache_path
-from sketchpad.gallery.images import natural_key
+from sketchpad.gallery.cache import ModelKey, cache_path
 from sketchpad.gallery.query import CachedBank, load_bank
+from sketchpad.vision.features import PhotoFeatures
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,9 @@ class FolderSession:
         self.bank = CachedBank(self.folder, cache_path(self.folder, key))
         self.loaded = False
         self.needs_reload = False
-        self._identity: dict[str, tuple[int, int]] = {}
+        self._known: set[str] = set()
         self._names: tuple[str, ...] | None = None
         self._index: dict[str, int] | None = None
-        self._reader: FeatureCache | None = None
-        self._reader_saw_file = False
 
     def __len__(self) -> int:
         return len(self.bank)
@@ -56,45 +57,32 @@ class FolderSession:
         old = self.bank
         self.bank = load_bank(self.folder, self.key, budget_bytes=self.budget_bytes)
         old.close()
-        reader = self._open_reader()
-        current = reader.paths() if reader is not None else {}
-        self._identity = {n: current[n] for n in self.bank.names if n in current}
+        self._known = set(self.bank.names)
         self.loaded = True
         self.needs_reload = False
         self._changed()
         log.debug("%s: %d photos loaded", self.folder, len(self.bank))
 
-    def grow(self) -> int:
-        """Append photos committed to the cache since the last load or grow; returns how many."""
-        if self.needs_reload:
+    def grow(self, committed: Sequence[tuple[str, PhotoFeatures]]) -> int:
+        """Append photos just committed to the cache (``index_folder``'s ``on_batch`` items:
+        folder-relative name, features); returns how many joined."""
+        if self.needs_reload or not committed:
             return 0
-        reader = self._open_reader()
-        if reader is None:
-            return 0
-        current = reader.paths()
-        changed = [n for n, ident in self._identity.items() if current.get(n, ident) != ident]
-        if changed:  # re-indexed: its old features stay in the bank until the reload
-            log.debug("%s: %d changed photos re-indexed", self.folder, len(changed))
+        if any(name in self._known for name, _ in committed):
+            # re-indexed after a change: its old features stay in the bank until the reload
+            log.debug("%s: changed photos re-indexed", self.folder)
             self.needs_reload = True
             return 0
-        new = sorted((n for n in current if n not in self._identity), key=natural_key)
-        feats, names = [], []
-        for name in new:
-            f = reader.get(name)
-            if f is not None:
-                feats.append(f)
-                names.append(name)
-        if not feats:
-            return 0
-        add_bytes = sum(f.patches.shape[0] * f.patches.shape[1] * 2 for f in feats)
+        add_bytes = sum(f.patches.shape[0] * f.patches.shape[1] * 2 for _, f in committed)
         if self.bank.resident_bytes + add_bytes > self.budget_bytes:
             log.info(
                 "%s: the memory budget is reached; the rest joins when indexing ends", self.folder
             )
             self.needs_reload = True
             return 0
-        self.bank.extend(feats, names=names)
-        self._identity.update((n, current[n]) for n in names)
+        names = [name for name, _ in committed]
+        self.bank.extend([f for _, f in committed], names=names)
+        self._known.update(names)
         self._changed()
         return len(names)
 
@@ -113,22 +101,7 @@ class FolderSession:
     def close(self) -> None:
         """Release the cache connections."""
         self.bank.close()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
 
     def _changed(self) -> None:
         self._names = None
         self._index = None
-
-    def _open_reader(self) -> FeatureCache | None:
-        """A read-only connection to the cache, once the cache file exists (a reader opened
-        earlier would read as empty forever)."""
-        exists = self.bank.cache_path.exists()
-        if self._reader is not None and (self._reader_saw_file or not exists):
-            return self._reader
-        if self._reader is not None:
-            self._reader.close()
-        self._reader = FeatureCache.open(self.folder, self.key, writer=False)
-        self._reader_saw_file = exists
-        return self._reader

@@ -53,7 +53,7 @@ from sketchpad.gallery.index import IndexSummary, index_folder, model_key
 from sketchpad.gallery.query import memory_budget
 from sketchpad.vision.bank import FeatureBank
 from sketchpad.vision.errors import WeightsError
-from sketchpad.vision.features import normalize
+from sketchpad.vision.features import PhotoFeatures, normalize
 from sketchpad.vision.segmenter import GalleryScores, PhotoMask, Segmenter
 from sketchpad.vision.segmenter import Query as QueryVector
 
@@ -334,8 +334,12 @@ class InferenceWorker(QObject):
         embedder = AdaptiveEmbedder(segmenter, batch, self.notice.emit)
         eta = _Eta()
 
+        committed: list[tuple[str, PhotoFeatures]] = []
+
         def on_batch(done: int, total: int) -> None:
-            self._between_batches(request, session, done, total, eta(done, total))
+            batch = committed.copy()
+            committed.clear()
+            self._between_batches(request, session, batch, done, total, eta(done, total))
 
         summary: IndexSummary | None = None
         cancelled, error = False, None
@@ -348,6 +352,7 @@ class InferenceWorker(QObject):
                 rebuild=request.rebuild,
                 batch_size=request.batch_size,
                 progress=on_batch,
+                on_batch=committed.extend,  # the features of each batch, once committed
             )
         except _Cancelled as e:
             cancelled = True
@@ -369,13 +374,19 @@ class InferenceWorker(QObject):
         )
 
     def _between_batches(
-        self, request: OpenFolder, session: FolderSession, done: int, total: int, eta_s: float
+        self,
+        request: OpenFolder,
+        session: FolderSession,
+        batch: list[tuple[str, PhotoFeatures]],
+        done: int,
+        total: int,
+        eta_s: float,
     ) -> None:
         """index_folder's progress callback: runs after each committed batch."""
         if not session.loaded:  # first call: stale rows are gone, the new ones not yet there
             session.load()
             self.bankChanged.emit(request.generation, len(session))
-        elif session.grow():
+        elif session.grow(batch):
             self.bankChanged.emit(request.generation, len(session))
         self.indexProgress.emit(request.generation, done, total, eta_s)
         while (urgent := self.inbox.take_urgent()) is not None:  # queries overtake indexing

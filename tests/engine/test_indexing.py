@@ -197,3 +197,35 @@ def test_shutdown_during_indexing_joins_promptly_and_the_cache_is_consistent(
     assert not engine.is_running
     rows = cached_rows(folder, loader)
     assert 0 < len(rows) < N and len(rows) % BATCH == 0
+
+
+def test_a_photo_changed_on_disk_is_reindexed_and_its_old_features_replaced(
+    engine: Engine, qtbot: Any, photos: Any, recorder: Recorder
+) -> None:
+    """A photo changed since it was cached is indexed again: the bank (which loaded its old
+    features) is reloaded when indexing ends, so no photo is in it twice and the query sees
+    the new picture."""
+    import os
+
+    from PIL import Image
+    from planted import photo
+
+    folder = photos(len(GALLERY))
+    load(engine, qtbot)
+    with qtbot.waitSignal(engine.indexFinished, timeout=WAIT_MS):
+        engine.open_folder(folder, batch_size=BATCH)
+    # p001 had nothing; now it shows an object; p000 keeps its square.
+    Image.fromarray(photo((128, 128), [(0, 0, 64, 64)])).save(folder / "p001.png")
+    st = os.stat(folder / "p001.png")
+    os.utime(folder / "p001.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with qtbot.waitSignal(engine.indexFinished, timeout=WAIT_MS) as blocker:
+        engine.open_folder(folder, batch_size=BATCH)
+    summary = blocker.args[0]
+    assert summary.index.indexed == 1 and summary.photos == len(GALLERY)
+    with qtbot.waitSignal(engine.queryFinished, timeout=WAIT_MS) as blocker:
+        engine.query(sketch_at(0), mask_names=("p001.png",), mask_side=128)
+    r = blocker.args[0]
+    assert sorted(r.names) == [f"p{i:03d}.png" for i in range(len(GALLERY))]  # once each
+    m = r.masks["p001.png"]
+    assert m.mask[16, 16] and not m.mask[100, 100]  # the new picture, not the old
+    assert r.photo_scores[r.names.index("p001.png")] > 0
