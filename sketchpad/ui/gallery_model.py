@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PySide6.QtCore import (
     QAbstractListModel,
-    QAbstractProxyModel,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -147,6 +146,7 @@ class GalleryModel(QAbstractListModel):
         self._rows: dict[str, int] = {}
         self._scores = np.zeros(0, dtype=np.float32)  # NaN: no score
         self._rank: np.ndarray | None = None  # natural-order position of each row, lazily
+        self._result_rows: tuple[object, int, np.ndarray] | None = None  # see apply_result
         self._keys: dict[str, tuple[str, ...]] = {}
         self._base_masks: dict[str, PhotoMask] = {}  # as the engine sent them
         self._derived: dict[str, PhotoMask] = {}  # re-thresholded, at self._threshold
@@ -186,6 +186,7 @@ class GalleryModel(QAbstractListModel):
                 self._names.append(name)
         self._scores = np.full(len(self._names), np.nan, dtype=np.float32)
         self._rank = np.arange(len(self._names), dtype=np.int64) if natural_order else None
+        self._result_rows: tuple[object, int, np.ndarray] | None = None
         self._drop_results()
         self.endResetModel()
 
@@ -290,10 +291,15 @@ class GalleryModel(QAbstractListModel):
         elif Path(result.folder) != self._folder:
             log.info("query result for %s ignored: %s is shown", result.folder, self._folder)
             return False
-        self.add_names(result.names)
-        rows = np.fromiter(
-            (self._rows[n] for n in result.names), dtype=np.int64, count=len(result.names)
-        )
+        cached = self._result_rows
+        if cached is not None and cached[0] is result.names and cached[1] == len(self._names):
+            rows = cached[2]  # the engine's names tuple is the same until the gallery changes
+        else:
+            self.add_names(result.names)
+            rows = np.fromiter(
+                (self._rows[n] for n in result.names), dtype=np.int64, count=len(result.names)
+            )
+            self._result_rows = (result.names, len(self._names), rows)
         scores = np.full(len(self._names), np.nan, dtype=np.float32)
         scores[rows] = np.asarray(result.photo_scores, dtype=np.float32)
         self._scores = scores
@@ -404,9 +410,13 @@ class GalleryModel(QAbstractListModel):
         )
 
 
-class GalleryProxy(QAbstractProxyModel):
+class GalleryProxy(QAbstractListModel):
     """The gallery as shown: sorted by score (best first, ties and unscored photos in natural
     name order) or by name, optionally matches only (without a query every photo is shown).
+
+    A list model of its own, not a QAbstractProxyModel: views call ``index()`` for every row
+    on each layout change, and a Python ``index()`` made that ~80 ms per result at 10,000
+    photos (``sketchpad bench ui``); QAbstractListModel's is C++. Data are forwarded.
 
     Rows map through numpy arrays; every change is applied with at most four signals (a layout
     change, removed rows, inserted rows, a layout change), so the view keeps its selection and
@@ -431,7 +441,6 @@ class GalleryProxy(QAbstractProxyModel):
             for signal, slot in self._connections():
                 signal.disconnect(slot)
         self.beginResetModel()
-        super().setSourceModel(model)
         self._model = model
         for signal, slot in self._connections():
             signal.connect(slot)
@@ -562,23 +571,22 @@ class GalleryProxy(QAbstractProxyModel):
                 self.index(int(rows.min()), 0), self.index(int(rows.max()), 0), list(roles)
             )
 
-    # -- Qt proxy ----------------------------------------------------------------------------
-    def index(self, row: int, column: int = 0, parent: ModelIndex = QModelIndex()) -> QModelIndex:  # noqa: B008
-        if parent.isValid() or column != 0 or not 0 <= row < len(self._order):
-            return QModelIndex()
-        return self.createIndex(row, 0)
-
-    def parent(self, index: ModelIndex = QModelIndex()) -> QModelIndex:  # noqa: B008
-        return QModelIndex()
+    # -- Qt model (index() and parent() are QAbstractListModel's) ---------------------------
+    def sourceModel(self) -> GalleryModel | None:  # noqa: N802 (as QAbstractProxyModel)
+        return self._model
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(self._order)
 
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else 1
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        m, row = self._model, index.row()
+        if m is None or not index.isValid() or not 0 <= row < len(self._order):
+            return None
+        return m.data(m.index(int(self._order[row]), 0), role)
 
-    def hasChildren(self, parent: ModelIndex = QModelIndex()) -> bool:  # noqa: B008, N802
-        return not parent.isValid() and len(self._order) > 0
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        m = self._model
+        return m.flags(self.mapToSource(index)) if m is not None else Qt.ItemFlag.NoItemFlags
 
     def mapToSource(self, proxy_index: ModelIndex) -> QModelIndex:  # noqa: N802
         m = self._model

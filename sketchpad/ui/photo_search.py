@@ -318,9 +318,10 @@ class PhotoSearch(QObject):
         empty = not sketch.strokes and sketch.raster is None
         text = opts.text or None
         if empty and not text:
-            self.last_result = None
-            self.pane.clear_results()
-            self.actions["export_masks"].setEnabled(False)
+            if self.last_result is not None or self.pane.model.has_query:
+                self.last_result = None
+                self.pane.clear_results()  # every row changes: only when results are shown
+                self.actions["export_masks"].setEnabled(False)
             self.controls.set_status("Draw something to search the photos.")
             return None
         part = None
