@@ -55,6 +55,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return bench.run(ids, report=print, device=args.device, repeats=args.repeats)
     if args.what == "gallery":
         return _bench_gallery(args)
+    if args.what == "ui":
+        from sketchpad.ui import bench_ui
+
+        backbone = (args.backbones or ["test-clip-tiny"])[0]
+        return bench_ui.run(photos=args.photos, pen_ups=args.pen_ups, backbone=backbone)
     raise AssertionError(args.what)  # argparse restricts the choices
 
 
@@ -121,17 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "what",
-        choices=["startup", "vision", "gallery"],
+        choices=["startup", "vision", "gallery", "ui"],
         help="startup: time from launch to the first painted window; vision: encoder and "
         "mask timings per backbone (random weights); gallery: indexing throughput, query "
-        "latency over cached photos, speed-up over re-encoding, cache size and memory",
+        "latency over cached photos, speed-up over re-encoding, cache size and memory; ui: "
+        "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling",
     )
     p.add_argument("--runs", type=int, default=5, help="startup: repetitions (default 5)")
     p.add_argument(
         "--backbones",
         nargs="+",
         metavar="ID",
-        help="vision: which (default all); gallery: the first (default clip-vit-b16)",
+        help="vision: which (default all); gallery: the first (default clip-vit-b16); ui: the "
+        "first (default test-clip-tiny)",
     )
     p.add_argument("--device", help="vision: auto (default), cpu, cuda, mps")
     p.add_argument("--repeats", type=int, default=3, help="vision: timed repetitions (default 3)")
@@ -154,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--queries", type=int, default=40, help="gallery: queries per size (default 40)")
     p.add_argument("--memory-budget", metavar="SIZE", help="gallery: query memory budget")
+    p.add_argument(
+        "--photos", type=int, default=10_000, help="ui: generated photos (default 10000)"
+    )
+    p.add_argument("--pen-ups", type=int, default=20, help="ui: timed pen-ups (default 20)")
     p.set_defaults(func=_cmd_bench)
     from sketchpad.commands import eval as eval_cmd
     from sketchpad.commands import index, label, models, segment
