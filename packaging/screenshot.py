@@ -236,6 +236,7 @@ def main(argv: list[str]) -> int:
     window.undo_dock.hide()
     window.document.reset(scene, None)
     panel = window.scene_panel
+    panel.raise_()  # its tab, in front of Photo Search
     panel.caption_edit.setText(CAPTION)
     panel.propose_button.click()
     panel.actions["label"].trigger()

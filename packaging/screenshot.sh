@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Take resources/screenshots/canvas.png: the real main window with a drawn sketch,
-# rendered on a virtual X display (Xvfb) with Qt's xcb platform.
+# Take resources/screenshots/*.png: the real main window with a drawn sketch (canvas.png,
+# labelling.png), with a photo folder and live overlays (gallery.png) and the Model Manager
+# (model-manager.png), rendered on a virtual X display (Xvfb) with Qt's xcb platform.
 #
 # Debian/Ubuntu packages needed (installed here when run as root and missing):
 #   xvfb xauth                       the virtual display and xvfb-run
@@ -42,4 +43,6 @@ PYTHON=${PYTHON:-.venv/bin/python}
 [[ -x $PYTHON ]] || PYTHON=python3
 # xcb, not offscreen: the screenshot is taken from the (virtual) screen.
 unset QT_QPA_PLATFORM
-exec xvfb-run -a -s "-screen 0 1400x900x24" "$PYTHON" packaging/screenshot.py "$@"
+xvfb-run -a -s "-screen 0 1400x900x24" "$PYTHON" packaging/screenshot.py "$@"
+# Photo search: gallery.png and model-manager.png (a stand-in model: see the script).
+exec xvfb-run -a -s "-screen 0 1400x900x24" "$PYTHON" packaging/screenshot_photos.py
