@@ -25,8 +25,6 @@ from PySide6.QtCore import (
     QMimeData,
     QModelIndex,
     QObject,
-    QPersistentModelIndex,
-    QRunnable,
     QSize,
     Qt,
     QThreadPool,
@@ -50,9 +48,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sketchpad.gallery.images import PhotoError, ScanResult, scan_folder
+from sketchpad.gallery.images import PhotoError, ScanResult
 from sketchpad.ui.gallery_delegate import GalleryDelegate
-from sketchpad.ui.gallery_model import GalleryModel, GalleryProxy, NameRole
+from sketchpad.ui.gallery_model import GalleryModel, NameRole
+from sketchpad.ui.gallery_proxy import GalleryProxy
+from sketchpad.ui.gallery_view import GalleryView, ScanBridge, ScanJob
 from sketchpad.ui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -93,48 +93,6 @@ def folder_from_mime(mime: QMimeData) -> Path | None:
         return paths[0]
     parents = {p.parent for p in paths if p.is_file()}
     return parents.pop() if len(parents) == 1 and all(p.is_file() for p in paths) else None
-
-
-class _ScanBridge(QObject):
-    done = Signal(int, object, object, object)  # token, folder, (ScanResult, names) | None, error
-
-
-class _ScanJob(QRunnable):
-    """``scan_folder`` on a pool thread; names relative to the folder, in the scan's order."""
-
-    def __init__(self, bridge: _ScanBridge, token: int, folder: Path) -> None:
-        super().__init__()
-        self._bridge, self._token, self._folder = bridge, token, folder
-
-    def run(self) -> None:
-        try:
-            result = scan_folder(self._folder)
-        except PhotoError as e:
-            self._bridge.done.emit(self._token, self._folder, None, e)
-        except Exception as e:  # a bug of ours: report it rather than leave the pane waiting
-            log.exception("scanning %s failed", self._folder)
-            self._bridge.done.emit(self._token, self._folder, None, e)
-        else:  # names here, not on the GUI thread (10,000 relpaths take ~50 ms)
-            names = [os.path.relpath(p, self._folder) for p in result.photos]
-            self._bridge.done.emit(self._token, self._folder, (result, names), None)
-
-
-class GalleryView(QListView):
-    """The grid. Cells have one size (``uniformItemSizes``), so changed data never move a
-    cell: a change of many rows (every score of a new result) repaints the viewport instead
-    of QListView's per-row bookkeeping, which called into the Python model for each of
-    10,000 rows (~30 ms per result, ``sketchpad bench ui``)."""
-
-    def dataChanged(  # noqa: N802 (Qt API)
-        self,
-        top_left: QModelIndex | QPersistentModelIndex,
-        bottom_right: QModelIndex | QPersistentModelIndex,
-        roles: Sequence[int] = (),
-    ) -> None:
-        if bottom_right.row() - top_left.row() > 64:
-            self.viewport().update()
-            return
-        super().dataChanged(top_left, bottom_right, roles)
 
 
 class GalleryPane(QWidget):
@@ -179,7 +137,7 @@ class GalleryPane(QWidget):
         self._scan_token = 0
         self._scan_pool = QThreadPool(self)
         self._scan_pool.setMaxThreadCount(1)
-        self._scan_bridge = _ScanBridge(self)
+        self._scan_bridge = ScanBridge(self)
         self._scan_bridge.done.connect(self._on_scan_done)
         self._scanning: Path | None = None
 
@@ -322,7 +280,7 @@ class GalleryPane(QWidget):
         self._model.set_folder(folder, ())
         self._empty_label.setText(f"Looking for photos in {folder} …")
         self._update_empty()
-        self._scan_pool.start(_ScanJob(self._scan_bridge, self._scan_token, folder))
+        self._scan_pool.start(ScanJob(self._scan_bridge, self._scan_token, folder))
 
     def set_names(self, folder: Path, names: Sequence[str]) -> None:
         """Show ``folder``'s photos ``names`` (relative to it, any order), without a scan."""

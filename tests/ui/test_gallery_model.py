@@ -22,7 +22,6 @@ from sketchpad.ui.gallery_model import (
     Cell,
     CellRole,
     GalleryModel,
-    GalleryProxy,
     MaskKeyRole,
     MaskRole,
     MatchRole,
@@ -32,6 +31,7 @@ from sketchpad.ui.gallery_model import (
     name_sort_key,
     rethreshold,
 )
+from sketchpad.ui.gallery_proxy import GalleryProxy
 from sketchpad.vision import maps
 from sketchpad.vision.segmenter import PhotoMask, Segmenter
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication, QStyleOptionViewItem, QToolTip
 
 from sketchpad.engine.requests import QueryResult
 from sketchpad.gallery.images import ScanResult, scan_folder
-from sketchpad.ui import gallery_pane
+from sketchpad.ui import gallery_view
 from sketchpad.ui.gallery_bench import finish_layout, measure_apply_result, measure_scroll
 from sketchpad.ui.gallery_delegate import fit_rect
 from sketchpad.ui.gallery_model import NameRole
@@ -318,7 +318,7 @@ def test_a_newer_folder_wins_over_a_scan_in_flight(qtbot, pane, tmp_path, monkey
             assert gate.wait(10)
         return scan_folder(folder)
 
-    monkeypatch.setattr(gallery_pane, "scan_folder", slow_scan)
+    monkeypatch.setattr(gallery_view, "scan_folder", slow_scan)
     finished: list[ScanResult] = []
     pane.scanFinished.connect(finished.append)
     pane.set_folder(first)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CanvasDriver
 from planted import GALLERY
 
 HERE = Path(__file__).resolve().parent
@@ -84,7 +83,20 @@ def open_gallery(window: Any, qtbot: Any, tmp_path: Path, n: int = N) -> Path:
 
 
 def draw(window: Any, x: float = 200.0) -> None:
-    CanvasDriver(window.canvas).drag([(x, 200), (x + 40, 260), (x + 80, 220)])
+    """A stroke drawn with the mouse: press, moves, release (the pen-up runs the query)."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtTest import QTest
+
+    canvas = window.canvas
+    pts = [
+        QPointF(*canvas.view.to_view(px, py)).toPoint()
+        for px, py in [(x, 200), (x + 40, 260), (x + 80, 220)]
+    ]
+    left, none = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    QTest.mousePress(canvas, left, none, pts[0])
+    for p in pts[1:]:
+        QTest.mouseMove(canvas, p, 1)
+    QTest.mouseRelease(canvas, left, none, pts[-1])
 
 
 def test_drawing_updates_every_photo_overlay(window: Any, qtbot: Any, tmp_path: Path) -> None:
