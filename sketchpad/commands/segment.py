@@ -12,7 +12,6 @@ import json
 import math
 import sys
 import time
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -147,11 +146,12 @@ def _query_part(args: argparse.Namespace, sketch: object) -> object | None:
 
 def _check_out(out: Path, photo_args: list[str]) -> None:
     """The photo folders are read-only to us: refuse an output folder inside one."""
-    out_r = out.resolve()
+    from sketchpad.gallery.export import is_inside
+
     for item in photo_args:
         p = Path(item)
         folder = (p if p.is_dir() else p.parent).resolve()
-        if out_r == folder or folder in out_r.parents:
+        if is_inside(out, folder):
             raise ValueError(
                 f"--out {out} is inside the photo folder {folder}; "
                 "Sketchpad never writes into photo folders: choose another folder"
@@ -168,25 +168,10 @@ def _unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _jpg_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = BytesIO()
-    Image.fromarray(array).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
 def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of steps)
     from sketchpad.atomic import SaveError, atomic_write_bytes, atomic_write_text
     from sketchpad.commands.progress import TextProgress
+    from sketchpad.gallery.export import jpeg_bytes, png_bytes
     from sketchpad.gallery.images import PhotoError, expand_photo_args
     from sketchpad.gallery.query import memory_budget
     from sketchpad.sketch.io import SketchFileError, read_sketch
@@ -291,9 +276,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
                 continue
             m = seg.composed_mask(scores, bank, j, photo=image, crf=args.crf)
             mask_name, overlay_name = f"{names[i]}.mask.png", f"{names[i]}.overlay.jpg"
-            atomic_write_bytes(out / mask_name, _png_bytes(m.mask.astype(np.uint8) * 255))
+            atomic_write_bytes(out / mask_name, png_bytes(m.mask.astype(np.uint8) * 255))
             preview = overlay_mask(image, m.mask, m.instances, group_map=m.group_map)
-            atomic_write_bytes(out / overlay_name, _jpg_bytes(preview))
+            atomic_write_bytes(out / overlay_name, jpeg_bytes(preview))
             found += bool(m.mask.any())
             records.append(
                 {

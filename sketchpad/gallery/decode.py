@@ -9,6 +9,7 @@ the EXIF orientation is applied as ``ImageOps.exif_transpose`` applies it.
 
 from __future__ import annotations
 
+import math
 import stat
 import struct
 import threading
@@ -274,8 +275,30 @@ def _grey_to_rgb(grey: np.ndarray, transparent: np.ndarray | None = None) -> np.
     return out
 
 
-def decode_rgb(fp: IO[bytes], limit: int) -> np.ndarray:
+#: Formats whose decoder can scale while decoding (``Image.draft``).
+DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
+#: ``reducing_gap`` of a shrink to a thumbnail (Pillow's thumbnail default): reduce by whole
+#: factors while the image stays at least twice the target, then resample bicubically.
+REDUCING_GAP = 2.0
+
+
+def thumbnail_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(width, height) of a ``width`` × ``height`` image fitted in ``side`` × ``side``, aspect
+    ratio kept, each at least 1 pixel; unchanged when it already fits (never enlarged)."""
+    if width <= side and height <= side:
+        return width, height
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def decode_rgb(fp: IO[bytes], limit: int, side: int | None = None) -> np.ndarray:
     """Open ``fp`` (lazily), check the declared size, decode frame 0, convert, turn upright.
+
+    Args:
+        side: shrink so that the long side is at most ``side`` (thumbnails): a JPEG is decoded
+            at a reduced scale by the DCT itself (``Image.draft``, never smaller than the
+            reducing gap asks), then reduced by whole factors and resampled bicubically, as
+            ``Image.thumbnail`` does, before turning upright. None: full size.
 
     Raises:
         Image.DecompressionBombError: more than ``limit`` pixels (checked before decoding).
@@ -296,13 +319,22 @@ def decode_rgb(fp: IO[bytes], limit: int) -> np.ndarray:
             raise Image.DecompressionBombError(f"{w}×{h} pixels, over the limit of {limit:,}")
         if w < 1 or h < 1:
             raise ValueError(f"an image of {w}×{h} pixels")
-        im.load()  # the first frame only: no seek
         upright = orientation(im)
+        target = thumbnail_size(w, h, side) if side is not None else (w, h)
+        if im.format in DRAFT_FORMATS and target != (w, h):
+            tw, th = target
+            im.draft(im.mode, (math.ceil(tw * REDUCING_GAP), math.ceil(th * REDUCING_GAP)))
+        im.load()  # the first frame only: no seek
         try:
             rgb = to_rgb_array(im)
         except ValueError as e:
             raise NotImplementedError(f"cannot convert mode {im.mode} to RGB ({e})") from e
-    return apply_orientation(rgb, upright)
+    if rgb.shape[1::-1] != target:
+        small = Image.fromarray(rgb).resize(
+            target, Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP
+        )
+        rgb = np.array(small, dtype=np.uint8)
+    return np.ascontiguousarray(apply_orientation(rgb, upright))
 
 
 def unidentified_reason(header: bytes) -> tuple[str, str]:

@@ -161,7 +161,7 @@ class ExportSummary:
 
 
 # -- helpers shared with `sketchpad segment` --------------------------------------------------
-def _is_inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies inside it, through symbolic links and on
     case-insensitive disks (existing ancestors are compared by device and inode)."""
     p, f = path.expanduser().resolve(), folder.expanduser().resolve()
@@ -191,9 +191,9 @@ def check_out_dir(out_dir: Path, photo_folder: Path, *, what: str = "The export 
             where the export writes its ``masks/`` or ``overlays/``.
     """
     out, folder = Path(out_dir), Path(photo_folder)
-    why = "is inside" if _is_inside(out, folder) else None
+    why = "is inside" if is_inside(out, folder) else None
     for sub in (MASKS_DIR, OVERLAYS_DIR):
-        why = why or (f"would write its {sub}/ into" if _is_inside(folder, out / sub) else None)
+        why = why or (f"would write its {sub}/ into" if is_inside(folder, out / sub) else None)
     if why:
         raise ValueError(
             f"{what} {out} {why} the photo folder {folder}; "

@@ -361,7 +361,9 @@ def expand_photo_args(items: Iterable[str | Path]) -> tuple[list[Path], list[Pho
     return photos, problems
 
 
-def load_photo(path: Path | str, *, max_pixels: int | None = None) -> np.ndarray:
+def load_photo(
+    path: Path | str, *, max_pixels: int | None = None, side: int | None = None
+) -> np.ndarray:
     """Decode a photo as a new (H, W, 3) uint8 RGB array, upright (EXIF orientation applied).
 
     Args:
@@ -369,6 +371,8 @@ def load_photo(path: Path | str, *, max_pixels: int | None = None) -> np.ndarray
             extension says; of an animation or multi-page file, the first frame.
         max_pixels: Refuse images declaring more pixels (default ``MAX_PIXELS``). Above
             Pillow's ``MAX_IMAGE_PIXELS``, Pillow's own hard limit (twice that) still applies.
+        side: Decode small, the long side at most ``side`` (thumbnails; see
+            ``decode.decode_rgb``). None: full size.
 
     Raises:
         PhotoError: with ``code`` one of ``REASON_CODES``: missing, not a regular file, empty,
@@ -395,7 +399,7 @@ def load_photo(path: Path | str, *, max_pixels: int | None = None) -> np.ndarray
         except OSError as e:
             raise _os_problem(path, e) from e
         try:
-            return decode.decode_rgb(fp, limit)
+            return decode.decode_rgb(fp, limit, side)
         except Image.UnidentifiedImageError as e:
             raise PhotoError(path, *decode.unidentified_reason(header)) from e
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

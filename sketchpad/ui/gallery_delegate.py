@@ -98,20 +98,9 @@ def mask_argb(
         group_map: (H, W) int, 0 = none, k = group k; None: one group.
         alpha: tint opacity, 0–255.
     """
-    from sketchpad.vision.overlay import GROUP_COLOURS  # cv2: imported on first use
+    from sketchpad.vision.overlay import mask_tint_argb32  # cv2: imported on first use
 
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
-    palette = np.zeros(len(GROUP_COLOURS) + 1, dtype=np.uint32)
-    for k, (r, g, b) in enumerate(GROUP_COLOURS, start=1):
-        pr, pg, pb = (c * alpha // 255 for c in (r, g, b))  # premultiplied
-        palette[k] = (alpha << 24) | (pr << 16) | (pg << 8) | pb
-    if group_map is None:  # one colour: 10× faster than the palette lookup
-        return np.ascontiguousarray(np.where(mask, palette[1], np.uint32(0)))
-    groups = np.where(mask, np.asarray(group_map, dtype=np.int64), 0)
-    index = np.where(groups > 0, (groups - 1) % len(GROUP_COLOURS) + 1, 0)
-    return np.ascontiguousarray(palette[index])
+    return np.ascontiguousarray(mask_tint_argb32(mask, group_map=group_map, alpha=alpha / 255))
 
 
 def overlay_image(mask: np.ndarray, group_map: np.ndarray | None = None) -> QImage:

@@ -100,7 +100,7 @@ class PhotoSearch(QObject):
         self.host = EngineHost(loader=loader, parent=self)
         self.pane = GalleryPane()
         self.controls = QueryControls(category, fine)
-        preferred = getattr(self.preferences, "backbone", None)
+        preferred = self.preferences.backbone
         if preferred in category + fine:
             self.controls.set_backbone(preferred)
         self.banner = WeightsBanner()
@@ -211,7 +211,7 @@ class PhotoSearch(QObject):
         prefs = self.preferences
 
         def go(engine: Engine) -> None:
-            device = getattr(prefs, "device", "auto")
+            device = prefs.device
             if device == "cuda" and not _cuda_usable():
                 self._status("No usable GPU here: the model runs on the CPU")
                 device = "auto"
@@ -220,7 +220,7 @@ class PhotoSearch(QObject):
                 backbone_id,
                 device=None if device == "auto" else device,
                 offline=offline,
-                fp16=bool(getattr(prefs, "fp16", True)),
+                fp16=prefs.fp16,
             )
             self._status(f"Loading {backbone_id}…")
 
@@ -434,7 +434,7 @@ class PhotoSearch(QObject):
 
     # -- large view, models, exports ---------------------------------------------------------
     def show_current_photo(self) -> None:
-        name = self.pane.current_name() if hasattr(self.pane, "current_name") else None
+        name = self.pane.current_name()
         if name:
             self.show_photo(name)
 

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from sketchpad.ui.canvas_actions import ZOOM_STEP
 from sketchpad.ui.view_transform import MAX_SCALE, MIN_SCALE, wheel_zoom_factor
-from sketchpad.vision.overlay import GROUP_COLOURS
+from sketchpad.vision.overlay import mask_tint_argb32 as mask_overlay_argb32
 from sketchpad.vision.segmenter import PhotoMask
 
 OVERLAY_ALPHA = 0.45  # tint opacity, as in the headless previews (vision.overlay)
@@ -48,38 +48,6 @@ BOX_COLOUR = (255, 230, 0)  # instance boxes (RGB), as in the headless previews
 BOX_WIDTH = 2  # box outline, screen pixels at any zoom
 SMOOTH_BELOW_SCALE = 2.0  # zoomed in further, the photo's pixels are drawn sharp
 BACKGROUND = QColor(38, 38, 40)
-
-
-def mask_overlay_argb32(
-    mask: np.ndarray, *, group_map: np.ndarray | None = None, alpha: float = OVERLAY_ALPHA
-) -> np.ndarray:
-    """(H, W) uint32 premultiplied ARGB pixels (``0xAARRGGBB``, QImage's
-    ``Format_ARGB32_Premultiplied``): mask pixels in their group's colour at opacity ``alpha``,
-    every other pixel transparent (0).
-
-    Args:
-        mask: (H, W) bool.
-        group_map: (H, W) int, k ≥ 1 = query group k (colour ``GROUP_COLOURS[k − 1]``, cycled;
-            a mask pixel of group 0 gets the first); None (single queries): the first colour.
-        alpha: opacity in [0, 1].
-    """
-    m = np.asarray(mask, dtype=bool)
-    if m.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got shape {m.shape}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    a = round(alpha * 255)
-    rgb = (np.array(GROUP_COLOURS, dtype=np.uint32) * a + 127) // 255  # (n, 3) premultiplied
-    packed = np.uint32(a << 24) | rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2]  # (n,)
-    out = np.zeros(m.shape, dtype=np.uint32)
-    if group_map is None:
-        out[m] = packed[0]
-        return out
-    groups = np.asarray(group_map)
-    if groups.shape != m.shape:
-        raise ValueError(f"group_map {groups.shape} and mask {m.shape} differ in size")
-    out[m] = packed[(np.maximum(groups[m].astype(np.int64), 1) - 1) % len(packed)]
-    return out
 
 
 def photo_qimage(rgb: np.ndarray) -> QImage:

@@ -57,3 +57,35 @@ def overlay_mask(
         x0, y0, x1, y1 = inst.box_xyxy
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (255, 230, 0), thick)
     return out
+
+
+def mask_tint_argb32(
+    mask: np.ndarray, *, group_map: np.ndarray | None = None, alpha: float = 0.45
+) -> np.ndarray:
+    """(H, W) uint32 premultiplied ARGB pixels (``0xAARRGGBB``, QImage's
+    ``Format_ARGB32_Premultiplied``): mask pixels in their group's colour at opacity ``alpha``,
+    every other pixel transparent (0). The tint of the gallery's and the large view's overlays.
+
+    Args:
+        mask: (H, W) bool.
+        group_map: (H, W) int, k ≥ 1 = query group k (colour ``GROUP_COLOURS[k − 1]``, cycled;
+            a mask pixel of group 0 gets the first); None (single queries): the first colour.
+        alpha: opacity in [0, 1].
+    """
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {m.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    a = round(alpha * 255)
+    rgb = (np.array(GROUP_COLOURS, dtype=np.uint32) * a + 127) // 255  # (n, 3) premultiplied
+    packed = np.uint32(a << 24) | rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2]  # (n,)
+    out = np.zeros(m.shape, dtype=np.uint32)
+    if group_map is None:
+        out[m] = packed[0]
+        return out
+    groups = np.asarray(group_map)
+    if groups.shape != m.shape:
+        raise ValueError(f"group_map {groups.shape} and mask {m.shape} differ in size")
+    out[m] = packed[(np.maximum(groups[m].astype(np.int64), 1) - 1) % len(packed)]
+    return out
