@@ -89,11 +89,11 @@ def _check_tower(visual: nn.Module) -> None:
         raise ValueError("the v-v path needs nn.MultiheadAttention blocks")
 
 
-@torch.no_grad()
-def encode_image_tokens(
+def image_tokens(
     visual: nn.Module, x: torch.Tensor, *, n_vv: int = 6
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Run the vision tower once with both streams.
+    """Run the vision tower once with both streams (differentiable: training uses it; the
+    app calls :func:`encode_image_tokens`, the same without gradients).
 
     Args:
         visual: an open_clip ``VisionTransformer`` (``model.visual``).
@@ -125,9 +125,23 @@ def encode_image_tokens(
 
 
 @torch.no_grad()
-def encode_image_pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, E) projected CLS for (B, 3, H, W) images of any patch-multiple size (plain path)."""
+def encode_image_tokens(
+    visual: nn.Module, x: torch.Tensor, *, n_vv: int = 6
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """:func:`image_tokens` without gradients."""
+    return image_tokens(visual, x, n_vv=n_vv)
+
+
+def image_pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, E) projected CLS for (B, 3, H, W) images of any patch-multiple size (plain path),
+    differentiable."""
     x, _ = _embed(visual, x)
     x = visual.transformer(x)
     pooled = visual.ln_post(x[:, 0])
     return pooled @ visual.proj if visual.proj is not None else pooled
+
+
+@torch.no_grad()
+def encode_image_pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """:func:`image_pooled` without gradients."""
+    return image_pooled(visual, x)
