@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="backbone id (`sketchpad models list`; default clip-vit-b16)",
     )
     p.add_argument("--weights", metavar="PATH", help="a weights file or folder to use")
+    add_checkpoint_option(p)
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--text", help="words added to the sketch (CLIP backbones)")
     p.add_argument(
@@ -115,6 +116,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _err(msg: str) -> int:
     print(f"{NAME}: error: {msg}", file=sys.stderr)
     return 1
+
+
+def add_checkpoint_option(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint``, shared by ``segment`` and ``eval segmenter``."""
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="a segmenter checkpoint of `sketchpad train` (DIR/name or any of its files): "
+        "backbone, weights and calibration (fixed, with its tau) come from it",
+    )
+
+
+def model_choice(
+    args: argparse.Namespace, default_backbone: str
+) -> tuple[str, str | None, dict[str, object]]:
+    """(backbone id, weights, Segmenter keyword arguments) that the options ask for: those of
+    ``--checkpoint`` when given (:mod:`sketchpad.vision.checkpoints`), else ``--backbone`` and
+    ``--weights`` with no extra arguments.
+
+    Raises:
+        ValueError: ``--checkpoint`` with ``--weights``, or with another ``--backbone``.
+        sketchpad.vision.errors.WeightsError: the checkpoint cannot be used (the message says
+            why: missing file, another kind of checkpoint, unknown backbone).
+    """
+    from sketchpad.vision.checkpoints import read_segmenter_checkpoint
+
+    if not getattr(args, "checkpoint", None):
+        return args.backbone, args.weights, {}
+    if args.weights:
+        raise ValueError("give --checkpoint or --weights, not both")
+    ckpt = read_segmenter_checkpoint(args.checkpoint)
+    if args.backbone not in (default_backbone, ckpt.backbone_id):
+        raise ValueError(
+            f"--backbone {args.backbone}, but the checkpoint is of {ckpt.backbone_id}: "
+            "leave --backbone out"
+        )
+    return ckpt.backbone_id, str(ckpt.weights), ckpt.segmenter_kwargs()
 
 
 def _parse_floats(text: str, what: str) -> list[float]:
@@ -204,26 +242,32 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     from sketchpad.vision.segmenter import FeatureBank, Segmenter
     from sketchpad.vision.weights import WeightsError
 
-    bar = TextProgress(f"downloading {args.backbone} weights", None)
+    try:
+        backbone_id, weights, options = model_choice(args, "clip-vit-b16")
+    except (ValueError, WeightsError) as e:
+        return _err(str(e))
+    bar = TextProgress(f"downloading {backbone_id} weights", None)
     downloaded = [0]
 
     def on_download(done: int, total: int | None) -> None:
         downloaded[0] = done
         bar.update(done // 2**20, None if total is None else max(1, total // 2**20), " MB")
 
+    # A checkpoint's calibration, tau, input size and patch path, unless the options say.
+    options = {"patch_path": "vv", **options}
+    if args.calibration:
+        options["calibration"] = args.calibration
+    if args.input_size:
+        options["input_size"] = args.input_size
+    if args.plain:
+        options["patch_path"] = "plain"
     try:
         backbone = create_backbone(
-            args.backbone, weights=args.weights, device=args.device, progress=on_download
+            backbone_id, weights=weights, device=args.device, progress=on_download
         )
         if downloaded[0]:
             bar.close(downloaded[0] // 2**20, " MB")
-        seg = Segmenter(
-            backbone,
-            calibration=args.calibration,
-            threshold=args.threshold,
-            input_size=args.input_size,
-            patch_path="plain" if args.plain else "vv",
-        )
+        seg = Segmenter(backbone, threshold=args.threshold, **options)
         if args.compose:
             queries = seg.group_queries(sketch)
         else:
@@ -309,7 +353,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
                 "weights": str(backbone.weights.path) if backbone.weights.path else None,
                 "weights_sha256": backbone.weights.sha256,
                 "device": str(backbone.device),
+                "checkpoint": args.checkpoint,
                 "calibration": seg.calibration,
+                "tau": seg.tau if seg.calibration == "fixed" else None,
                 "threshold": seg.threshold,
                 "input_size": seg.input_size,
                 "patch_path": seg.patch_path,

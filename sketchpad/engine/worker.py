@@ -74,8 +74,13 @@ class _Cancelled(Exception):
 
 
 def default_loader(request: LoadModel, progress: DownloadFn) -> Segmenter:
-    """Build the backbone a LoadModel names (``create_backbone``) and a segmenter on it."""
+    """Build the backbone a LoadModel names (``create_backbone``) and a segmenter on it.
+
+    Weights that are one of our segmenter checkpoints (imported with their JSON) bring their
+    calibration, tau, patch path and input size (:mod:`sketchpad.vision.checkpoints`); the
+    request's calibration and input size, when given, win."""
     from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.checkpoints import segmenter_options
 
     backbone = create_backbone(
         request.backbone_id,
@@ -86,12 +91,12 @@ def default_loader(request: LoadModel, progress: DownloadFn) -> Segmenter:
         progress=progress,
         fp16=request.fp16,
     )
-    return Segmenter(
-        backbone,
-        calibration=request.calibration,
-        input_size=request.input_size,
-        patch_path=request.patch_path,
-    )
+    options = {"patch_path": request.patch_path, **segmenter_options(backbone.weights.path)}
+    if request.calibration is not None:
+        options["calibration"] = request.calibration
+    if request.input_size is not None:
+        options["input_size"] = request.input_size
+    return Segmenter(backbone, **options)
 
 
 def mask_hw(photo_hw: tuple[int, int], side: int | None) -> tuple[int, int]:

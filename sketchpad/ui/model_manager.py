@@ -63,6 +63,7 @@ from sketchpad.engine.downloads import (
     weights_status,
 )
 from sketchpad.ui.preferences import Device, Preferences
+from sketchpad.vision.checkpoints import checkpoint_backbone
 from sketchpad.vision.registry import BackboneSpec, list_backbones
 
 log = logging.getLogger(__name__)
@@ -364,8 +365,16 @@ class ModelManagerDialog(QDialog):
 
     def import_from(self, backbone_id: str, path: str | Path) -> None:
         """Check ``path`` (a weights file, or a folder holding one) against ``backbone_id`` and
-        import it, in the background; the file dialog of Import… calls this."""
-        self._run("import", backbone_id, Path(path))
+        import it, in the background; the file dialog of Import… calls this. A segmenter
+        checkpoint of ours (its JSON beside it) is imported for the backbone it names."""
+        path = Path(path)
+        own = None if path.is_dir() else checkpoint_backbone(path)
+        if own is not None and own != backbone_id and any(s.id == own for s in self.specs):
+            backbone_id = own
+        self._run("import", backbone_id, path)
+        if own is not None and self.job.busy and self.job.current == own:
+            self._job_line = f"Checking segmenter checkpoint {path.name} for {own}"
+            self._set_status(f"{self._job_line}…")
 
     def cancel(self) -> None:
         """Cancel the running download."""

@@ -371,12 +371,16 @@ def import_weights(spec: BackboneSpec, source: Path) -> ResolvedWeights:
 
     The file is loaded into a fresh ``build_model(spec)`` first, so a wrong file is refused
     before anything is copied. The copy is atomic, replaces earlier imports for ``spec`` and
-    has its SHA-256 recorded; a ``<name>.json`` metadata sidecar travels with it.
+    has its SHA-256 recorded; a ``<name>.json`` metadata sidecar travels with it, so an
+    imported segmenter checkpoint of ours keeps its calibration (``sketchpad_fine_tuned``,
+    ``tau``: :mod:`sketchpad.vision.checkpoints`). Any of a checkpoint's three files may be
+    given; its weights are imported.
 
     Raises:
-        WeightsError: the file does not exist, cannot be read, does not fit, or the copy failed.
+        WeightsError: the file does not exist, cannot be read, does not fit, is a checkpoint
+            of another backbone or of another kind than a segmenter, or the copy failed.
     """
-    src = _file_in(spec, Path(source).expanduser())
+    src = _checked_source(spec, Path(source).expanduser())
     load_weights(build_model(spec), spec, src)
     folder = imported_dir(spec)
     target = folder / src.name
@@ -397,6 +401,27 @@ def import_weights(spec: BackboneSpec, source: Path) -> ResolvedWeights:
         raise WeightsError(target, f"could not copy {src} there ({e.strerror or e})") from e
     _remember_sha256(target.resolve(), target.stat(), digest)
     return ResolvedWeights(target, "imported", digest)
+
+
+def _checked_source(spec: BackboneSpec, source: Path) -> Path:
+    """The weights file to import for ``source``: a checkpoint of ours (any of its files) is
+    refused unless it is a segmenter checkpoint of ``spec``; else as :func:`_file_in`."""
+    from sketchpad.vision import checkpoints
+
+    meta = checkpoints.sidecar_metadata(source) if not source.is_dir() else None
+    if meta is None:
+        return _file_in(spec, source)
+    weights, meta_path = checkpoints.checkpoint_files(source)
+    fields = checkpoints.parse_segmenter_metadata(meta, meta_path)
+    if fields["backbone_id"] != spec.id:
+        raise WeightsError(
+            source,
+            f"is a segmenter checkpoint of {fields['backbone_id']}, not of {spec.id}: import "
+            f"it for {fields['backbone_id']}",
+        )
+    if not weights.is_file():
+        raise WeightsError(weights, "no such checkpoint weights file (next to its JSON)")
+    return weights
 
 
 def _copy_atomically(src: Path, target: Path) -> str:
