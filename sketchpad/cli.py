@@ -55,6 +55,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return bench.run(ids, report=print, device=args.device, repeats=args.repeats)
     if args.what == "gallery":
         return _bench_gallery(args)
+    if args.what == "train":
+        from sketchpad.train import bench as train_bench
+
+        return train_bench.run(report=print)
     if args.what == "ui":
         from sketchpad.ui import bench_ui
 
@@ -126,11 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "what",
-        choices=["startup", "vision", "gallery", "ui"],
+        choices=["startup", "vision", "gallery", "ui", "train"],
         help="startup: time from launch to the first painted window; vision: encoder and "
         "mask timings per backbone (random weights); gallery: indexing throughput, query "
         "latency over cached photos, speed-up over re-encoding, cache size and memory; ui: "
-        "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling",
+        "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling; train: "
+        "trains a tiny SBIR critic and a mask-free segmenter (and its ablations) on a synthetic "
+        "world on the CPU and scores them on held-out seen and unseen classes",
     )
     p.add_argument("--runs", type=int, default=5, help="startup: repetitions (default 5)")
     p.add_argument(
@@ -168,12 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
     from sketchpad.commands import eval as eval_cmd
     from sketchpad.commands import index, label, models, segment
+    from sketchpad.commands import train as train_cmd
 
     segment.add_parser(sub)
     label.add_parser(sub)
     index.add_parser(sub)
     models.add_parser(sub)
     eval_cmd.add_parser(sub)
+    train_cmd.add_parser(sub)
     parser.set_defaults(commands=tuple(sub.choices))
     return parser
 

@@ -289,6 +289,12 @@ register_backbone(
     )
 )
 
+def _conv_stem() -> type:
+    from sketchpad.vision.stems import ConvStemPatchEmbed
+
+    return ConvStemPatchEmbed
+
+
 # Tiny variants of each family for tests: the real builders and file layouts, 2 blocks, narrow.
 register_backbone(
     BackboneSpec(
@@ -341,6 +347,36 @@ register_backbone(
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         arch_overrides={"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 70},
+        testing=True,
+    )
+)
+register_backbone(
+    BackboneSpec(
+        id="bench-vit-tiny",
+        family="timm",
+        arch="vit_small_patch14_dinov2.lvd142m",
+        description="tiny ViT with a convolutional stem for the synthetic training benchmark "
+        "(4 blocks, width 96, 32 px, 8×8 grid)",
+        use="sketchpad bench train: a segmenter trained from scratch on CPU",
+        pretrained_tag="lvd142m",
+        hf_repo="sketchpad-test/bench-vit-tiny",
+        hf_files=TIMM_FILES,
+        input_size=32,
+        patch_size=4,
+        width=96,
+        embed_dim=96,
+        depth=4,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        arch_overrides={
+            "embed_dim": 96,
+            "depth": 4,
+            "num_heads": 3,
+            "patch_size": 4,
+            "img_size": 32,
+            "init_values": None,
+            "embed_layer": _conv_stem(),
+        },
         testing=True,
     )
 )

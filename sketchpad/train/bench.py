@@ -1,0 +1,223 @@
+"""``sketchpad bench train``: proof on a CPU that mask-free training learns to segment.
+
+On the synthetic world (:mod:`sketchpad.train.synthetic`; true masks used only to score):
+
+1. a tiny SBIR critic is trained (triplets + classification, one encoder shared by sketches
+   and photos). Its encoder is also the segmenter's starting point: the benchmark's stand-in
+   for the pretrained backbone that seed 000 starts from (CLIP / DINOv2);
+2. the segmenter is trained from it *without masks* (DESIGN §4.5), and, from the same start
+   and with the same batches, without InfoNCE, without the unpaired loss and without the
+   regulariser (seed 000's S-B baselines);
+3. every model is saved as a training checkpoint and loaded back the way the app loads one
+   ('fixed' calibration at the checkpoint's τ), then scored with ``seg_eval`` on held-out
+   photos of seen classes and of unseen classes: mIoU (S), mIoU (U), hIoU, pAcc.
+
+Two references frame the figures: the untrained models (random weights, and the critic's
+encoder before segmenter training) and the "all objects" oracle, a perfect class-agnostic
+mask of every object in the photo, which shows what finding objects without telling the
+sketched class from the others would score.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sketchpad.train.loop import LoopConfig
+from sketchpad.train.sbir_train import SBIRConfig, SBIRTrainer
+from sketchpad.train.seg_eval import SegCounts, SegmenterPredictor, SegSummary, summarise
+from sketchpad.train.segmenter_train import SegmenterConfig, SegmenterTrainer
+from sketchpad.train.synthetic import SyntheticPhoto, SyntheticWorld, make_set
+
+Report = Callable[[str], None]
+BACKBONE = "bench-vit-tiny"
+SEEN = ("circle", "square", "triangle", "star", "cross", "heart")
+UNSEEN = ("hexagon", "arrow")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What the benchmark trains and scores (the defaults fit 20 minutes on 2 CPU cores)."""
+
+    critic_steps: int = 500
+    segmenter_steps: int = 500
+    critic_batch: int = 32
+    segmenter_batch: int = 16
+    critic_lr: float = 2e-3
+    segmenter_lr: float = 1e-3
+    tau: float = 0.25
+    test_photos: int = 150
+    test_sketches: int = 10
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """Held-out photos and sketches; each (photo, class present) pair is one query."""
+
+    photos: tuple[SyntheticPhoto, ...]
+    sketches: dict
+
+    def queries(self, classes: tuple[str, ...]) -> list[tuple[int, str, int]]:
+        """(photo index, class, sketch index) for every class of ``classes`` in a photo."""
+        out, j = [], 0
+        for i, p in enumerate(self.photos):
+            for c in dict.fromkeys(p.classes):
+                if c in classes:
+                    out.append((i, c, j % len(self.sketches[c])))
+                    j += 1
+        return out
+
+
+def _test_sets(s: BenchSettings) -> tuple[TestSet, TestSet]:
+    seen = make_set(s.seed + 1000, SEEN, s.test_photos, s.test_sketches, size=32)
+    # Unseen: each photo has an unseen object among seen ones.
+    rng = np.random.default_rng(s.seed + 2000)
+    photos = []
+    from sketchpad.train.synthetic import make_photo, make_sketch
+
+    for _ in range(s.test_photos):
+        k = int(rng.integers(0, 3))
+        objs = [UNSEEN[int(rng.integers(len(UNSEEN)))]]
+        objs += [SEEN[i] for i in rng.choice(len(SEEN), size=k, replace=False)]
+        rng.shuffle(objs)
+        photos.append(make_photo(rng, objs, 32))
+    sk = {c: tuple(make_sketch(rng, c) for _ in range(s.test_sketches)) for c in UNSEEN}
+    return TestSet(seen.photos, seen.sketches), TestSet(tuple(photos), sk)
+
+
+def score_segmenter(segmenter: object, tests: tuple[TestSet, TestSet]) -> SegSummary:
+    """mIoU (S/U), hIoU and pAcc of a Segmenter on the held-out queries (the app's path)."""
+    counts = SegCounts()
+    for test, classes in zip(tests, (SEEN, UNSEEN), strict=True):
+        predict = SegmenterPredictor(segmenter, batch_size=64)  # type: ignore[arg-type]
+        predict.add_photos([p.image for p in test.photos])
+        for i, c, j in test.queries(classes):
+            photo = test.photos[i]
+            counts.add(c, predict(test.sketches[c][j], photo.image), photo.mask_of(c))
+    return summarise(counts, seen=set(SEEN), unseen=set(UNSEEN))
+
+
+def oracle_all_objects(tests: tuple[TestSet, TestSet]) -> SegSummary:
+    """The class-agnostic reference: every object's pixels, whatever the sketch."""
+    counts = SegCounts()
+    for test, classes in zip(tests, (SEEN, UNSEEN), strict=True):
+        for i, c, _ in test.queries(classes):
+            p = test.photos[i]
+            counts.add(c, p.masks.any(axis=0), p.mask_of(c))
+    return summarise(counts, seen=set(SEEN), unseen=set(UNSEEN))
+
+
+def _load_as_app(folder: Path, name: str) -> object:
+    """A Segmenter from a checkpoint, built as the app and ``segment --checkpoint`` do."""
+    from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.checkpoints import read_segmenter_checkpoint
+    from sketchpad.vision.segmenter import Segmenter
+
+    ckpt = read_segmenter_checkpoint(folder / name)
+    backbone = create_backbone(ckpt.backbone_id, weights=ckpt.weights, device="cpu")
+    return Segmenter(backbone, **ckpt.segmenter_kwargs())
+
+
+def _row(name: str, r: SegSummary, seconds: float | None = None) -> str:
+    t = f"{seconds:7.0f}s" if seconds is not None else "        "
+    return (
+        f"  {name:<34} {100 * r.miou_seen:6.1f} {100 * r.miou_unseen:6.1f} "
+        f"{100 * r.hiou:6.1f} {100 * r.pacc:6.1f} {t}"
+    )
+
+
+def run(report: Report = print, settings: BenchSettings | None = None) -> int:  # noqa: T201
+    """Train and score everything; print the table. Returns 0 if the full model reaches
+    mIoU (S) ≥ 0.6 and beats the untrained model, else 1."""
+    s = settings or BenchSettings()
+    torch.set_num_threads(s.threads)
+    t_start = time.perf_counter()
+    world = SyntheticWorld(SEEN, 32, seed=s.seed)
+    tests = _test_sets(s)
+    report(
+        f"synthetic world: {len(SEEN)} seen classes {', '.join(SEEN)}; unseen {', '.join(UNSEEN)}"
+        f"; 32×32 photos of 1–3 objects; {BACKBONE} (ViT, 4 blocks, width 96, 8×8 grid); "
+        f"CPU, {s.threads} threads; prepared in {time.perf_counter() - t_start:.1f} s"
+    )
+    with tempfile.TemporaryDirectory(prefix="sketchpad-bench-train-") as tmp:
+        out = Path(tmp)
+        t0 = time.perf_counter()
+        loop = LoopConfig(steps=s.critic_steps, batch_size=s.critic_batch, seed=s.seed,
+                          device="cpu", out=out, name="critic")  # fmt: skip
+        sbir = SBIRTrainer(
+            SBIRConfig(backbone=BACKBONE, pretrained=False, lr=s.critic_lr, shared=True),
+            world,
+            loop,
+        )
+        sbir.fit()
+        critic = sbir.model
+        losses = sbir.history.mean_last(50)
+        report(
+            f"SBIR critic: {s.critic_steps} steps in {time.perf_counter() - t0:.0f} s; last 50 "
+            f"steps: triplet {losses['triplet']:.3f}, classification {losses['class']:.3f}"
+        )
+        start = {k: v.clone() for k, v in critic.photo.model.state_dict().items()}
+
+        variants = {
+            "full (all losses)": {},
+            "w/o InfoNCE": {"lambda_infonce": 0.0},
+            "w/o unpaired loss (S-B2)": {"lambda_unpaired": 0.0},
+            "w/o regulariser (S-B3)": {"lambda_reg": 0.0},
+        }
+        base = SegmenterConfig(backbone=BACKBONE, pretrained=False, tune="all",
+                               lr=s.segmenter_lr, tau=s.tau)  # fmt: skip
+        results: dict[str, tuple[SegSummary, float]] = {}
+        for i, (name, change) in enumerate(variants.items()):
+            t0 = time.perf_counter()
+            seg_loop = LoopConfig(steps=s.segmenter_steps, batch_size=s.segmenter_batch,
+                                  seed=s.seed + 1, device="cpu", out=out,
+                                  name=f"seg{i}")  # fmt: skip
+            trainer = SegmenterTrainer(replace(base, **change), world, critic, seg_loop)
+            trainer.model.load_state_dict(start)
+            if i == 0:
+                trainer.step = 0
+                trainer.save()  # the starting point, step 0: the untrained segmenter
+                (out / "seg0.json").rename(out / "start.json")
+                (out / "seg0.safetensors").rename(out / "start.safetensors")
+            trainer.fit()
+            seconds = time.perf_counter() - t0
+            results[name] = (score_segmenter(_load_as_app(out, f"seg{i}"), tests), seconds)
+            last = trainer.history.mean_last(50)
+            report(
+                f"segmenter {name}: {s.segmenter_steps} steps in {seconds:.0f} s; last 50: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "total")
+            )
+        untrained_start = score_segmenter(_load_as_app(out, "start"), tests)
+        random = SegmenterTrainer(base, world, critic, replace(seg_loop, out=out, name="rand"))
+        random.step = 0
+        random.save()
+        untrained_random = score_segmenter(_load_as_app(out, "rand"), tests)
+    oracle = oracle_all_objects(tests)
+
+    report("")
+    report(f"  {'model (fixed calibration, threshold 0.5)':<34} {'mIoU-S':>6} {'mIoU-U':>6} "
+           f"{'hIoU':>6} {'pAcc':>6} {'train':>8}")  # fmt: skip
+    for name, (r, sec) in results.items():
+        report(_row(name, r, sec))
+    report(_row("untrained: critic's encoder", untrained_start))
+    report(_row("untrained: random weights", untrained_random))
+    report(_row("reference: all objects (oracle)", oracle))
+    full = results["full (all losses)"][0]
+    total = time.perf_counter() - t_start
+    ok_time = total <= 20 * 60
+    ok_miou = full.miou_seen >= 0.6
+    ok_gain = full.miou_seen > max(untrained_start.miou_seen, untrained_random.miou_seen) + 0.1
+    report("")
+    report(f"  total {total / 60:.1f} min (target ≤ 20 min: {'PASS' if ok_time else 'FAIL'})")
+    report(f"  full model mIoU (S) {100 * full.miou_seen:.1f} % (target ≥ 60 %: "
+           f"{'PASS' if ok_miou else 'FAIL'}); above the untrained models by ≥ 10 points: "
+           f"{'PASS' if ok_gain else 'FAIL'}")  # fmt: skip
+    return 0 if ok_time and ok_miou and ok_gain else 1

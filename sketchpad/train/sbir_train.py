@@ -1,0 +1,200 @@
+"""The SBIR critic (seed 000 §3) and ``sketchpad train sbir``.
+
+A critic embeds sketches and photos into one space: a backbone's global feature, then a
+linear head. Category-level critics use separate sketch and photo encoders, fine-grained ones
+share one (seed 000 §3). It is trained with a triplet loss (category-level: the negative photo
+is of another class; fine-grained: another instance of the same class) plus a classification
+head on the joint space, and then serves, frozen, as the segmenter's critic (``L_SBIR``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sketchpad.train.checkpoint import CheckpointError, read_metadata, read_weights
+from sketchpad.train.encoders import TrainableEncoder
+from sketchpad.train.loop import LoopConfig, Trainer, TrainingError, adamw, step_rng
+from sketchpad.train.losses import triplet_loss
+from sketchpad.vision.backbone import choose_device
+from sketchpad.vision.registry import build_model, get_spec
+
+Level = Literal["category", "fine"]
+
+
+class SBIRCritic(nn.Module):
+    """Sketch and photo encoders (shared or separate) with a linear embedding head and a
+    classification head.
+
+    Keys of its state dict: ``photo.model.*``, ``sketch.model.*`` (absent when shared),
+    ``head.*``, ``classifier.*``.
+    """
+
+    def __init__(
+        self, backbone_id: str, classes: Sequence[str], *, shared: bool, dim: int = 128
+    ) -> None:
+        super().__init__()
+        spec = get_spec(backbone_id)
+        self.backbone_id = backbone_id
+        self.classes = tuple(classes)
+        self.shared = shared
+        self.dim = dim
+        self.photo = TrainableEncoder(spec, build_model(spec), patch_path="plain")
+        self.sketch = None if shared else copy.deepcopy(self.photo)
+        self.head = nn.Linear(spec.embed_dim, dim)
+        self.classifier = nn.Linear(dim, max(1, len(self.classes)))
+
+    @property
+    def input_size(self) -> int:
+        return self.photo.spec.input_size
+
+    def embed_photo(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) photos in [0, 1] → (B, dim) embeddings (not normalised)."""
+        return self.head(self.photo.encode_global(x))
+
+    def embed_sketch(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) sketches in [0, 1] → (B, dim) embeddings (not normalised)."""
+        enc = self.photo if self.sketch is None else self.sketch
+        return self.head(enc.encode_global(x))
+
+    def logits(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.normalize(emb, dim=-1) * 10.0)
+
+    def freeze(self) -> SBIRCritic:
+        """Eval mode and no gradients for its own parameters (gradients still flow through
+        it to its inputs: the segmenter's masks)."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone_id,
+            "classes": list(self.classes),
+            "shared": self.shared,
+            "dim": self.dim,
+        }
+
+
+def load_critic(path: str | Path, device: str | torch.device = "cpu") -> SBIRCritic:
+    """A critic saved by ``sketchpad train sbir`` (any of its checkpoint files), frozen.
+
+    Raises:
+        CheckpointError: missing, damaged, or not an SBIR critic.
+    """
+    meta = read_metadata(path)
+    if meta.get("kind") != "sbir":
+        raise CheckpointError(
+            Path(path), f"is a {meta.get('kind')!r} checkpoint, not an SBIR critic"
+        )
+    try:
+        critic = SBIRCritic(
+            meta["backbone"], meta["classes"], shared=bool(meta["shared"]), dim=int(meta["dim"])
+        )
+    except KeyError as e:
+        raise CheckpointError(Path(path), f"metadata lacks or has a bad {e}") from e
+    try:
+        critic.load_state_dict(read_weights(path), strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(Path(path), f"weights do not fit the critic ({e})") from e
+    return critic.to(choose_device(str(device)) if isinstance(device, str) else device).freeze()
+
+
+@dataclass(frozen=True)
+class TripletBatch:
+    """Images as (B, S, S, 3) uint8; ``labels`` (B,) class indices of the anchors."""
+
+    sketches: np.ndarray
+    positives: np.ndarray
+    negatives: np.ndarray
+    labels: np.ndarray
+
+
+class TripletSource(Protocol):
+    """Where SBIR triplets come from (a dataset, or the synthetic world)."""
+
+    classes: Sequence[str]
+
+    def triplets(self, rng: np.random.Generator, k: int, level: Level) -> TripletBatch: ...
+
+
+@dataclass
+class SBIRConfig:
+    """``sketchpad train sbir``'s settings."""
+
+    backbone: str = "clip-vit-b16"
+    level: Level = "category"
+    lr: float = 1e-5
+    margin: float = 0.2
+    dim: int = 128
+    class_weight: float = 1.0
+    shared: bool | None = None  # default: separate for category-level, shared for fine-grained
+    pretrained: bool = True  # start from the backbone's weights (False: random, benchmarks)
+    weights: str | None = None
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, S, S, 3) uint8 → (B, 3, S, S) float in [0, 1] on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2) / 255.0
+
+
+class SBIRTrainer(Trainer):
+    """Triplet + classification training of an :class:`SBIRCritic`."""
+
+    kind = "sbir"
+
+    def __init__(self, config: SBIRConfig, source: TripletSource, loop: LoopConfig) -> None:
+        super().__init__(loop)
+        if config.level not in ("category", "fine"):
+            raise TrainingError(f"level must be 'category' or 'fine', got {config.level!r}")
+        if len(source.classes) < 2 and config.level == "category":
+            raise TrainingError("category-level training needs at least two classes")
+        self.config = config
+        self.source = source
+        self.device = choose_device(loop.device)
+        shared = config.shared if config.shared is not None else config.level == "fine"
+        torch.manual_seed(loop.seed)
+        critic = SBIRCritic(config.backbone, source.classes, shared=shared, dim=config.dim)
+        if config.pretrained:
+            _load_backbone_weights(critic, config.weights)
+        self.model = critic.to(self.device)
+        self.optimizer = adamw([(self.model.parameters(), config.lr)], loop.weight_decay)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**self.model.metadata(), "config": asdict(self.config)}
+
+    def compute_losses(self, step: int) -> dict[str, torch.Tensor]:
+        batch = self.source.triplets(step_rng(self.loop.seed, step), self.loop.batch_size,
+                                     self.config.level)  # fmt: skip
+        critic: SBIRCritic = self.model
+        s = critic.embed_sketch(to_tensor(batch.sketches, self.device))
+        photos = to_tensor(np.concatenate([batch.positives, batch.negatives]), self.device)
+        pn = critic.embed_photo(photos)
+        p, n = pn[: len(s)], pn[len(s) :]
+        trip = triplet_loss(s, p, n, self.config.margin)
+        labels = torch.from_numpy(batch.labels).long().to(self.device)
+        cls = 0.5 * (
+            F.cross_entropy(critic.logits(s), labels) + F.cross_entropy(critic.logits(p), labels)
+        )
+        total = trip + self.config.class_weight * cls
+        return {"total": total, "triplet": trip, "class": cls}
+
+
+def _load_backbone_weights(critic: SBIRCritic, weights: str | None) -> None:
+    """Start both encoders from the backbone's real weights (DESIGN §4.1 resolution)."""
+    from sketchpad.vision import weights as W
+
+    spec = critic.photo.spec
+    resolved = W.resolve_weights(spec, weights)
+    W.load_weights(critic.photo.model, spec, resolved.path)
+    if critic.sketch is not None:
+        critic.sketch.model.load_state_dict(critic.photo.model.state_dict())
