@@ -160,8 +160,9 @@ class Trainer:
         total = losses["total"]
         if not torch.isfinite(total):
             raise TrainingError(
-                f"the loss became {float(total)} at step {self.step} "
-                f"({', '.join(f'{k}={float(v):.4g}' for k, v in losses.items())}): lower the "
+                f"the loss became {float(total.detach())} at step {self.step} "
+                f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}): "
+                "lower the "
                 "learning rate or resume from the last checkpoint"
             )
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,596 @@
+"""``sketchpad train``: train an SBIR critic, a segmenter or a scene labeller (DESIGN §4.5).
+
+- ``train sbir``: the SBIR critic (triplet + classification loss) on Sketchy / Sketchy-Extended;
+- ``train segmenter``: the mask-free segmenter on Sketchy, with a frozen critic (``--critic``);
+- ``train scene``: the scene labeller on FS-COCO / FSCOCO-Seg captioned sketches.
+
+Each run writes checkpoint ``--out/<kind>`` (``.safetensors``, ``.json``, ``.state.pt``; the
+scene labeller also ``.extra.safetensors``) every ``--checkpoint-every`` steps and at the end.
+Ctrl+C finishes the step, saves and exits (a second Ctrl+C stops at once, still saving).
+``--resume`` goes on with the batches the uninterrupted run would have seen; a checkpoint is
+never overwritten without it, and a folder with another kind of checkpoint is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sketchpad.train.datasets import SketchyDataset
+    from sketchpad.train.loop import LoopConfig, Trainer
+
+NAME = "sketchpad train"
+#: Exit status after Ctrl+C (the checkpoint is saved).
+INTERRUPTED = 130
+#: Seconds between progress lines when stderr is not a terminal (a log file).
+LOG_EVERY_S = 60.0
+_DATA_SKETCHY = "a Sketchy or Sketchy-Extended folder (rendered_256x256/256x256/{photo,sketch}/…)"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an SBIR critic, a segmenter or a scene labeller",
+        description="Train a model on a dataset in its published layout and write a checkpoint "
+        "(safetensors + JSON + resume state) into --out. Ctrl+C saves and stops; --resume goes "
+        "on from there.",
+    )
+    kinds = p.add_subparsers(dest="train_kind", metavar="KIND", required=True)
+
+    q = kinds.add_parser(
+        "sbir",
+        help="the SBIR critic (the segmenter's --critic)",
+        description="Train a sketch-based image retrieval model with a triplet loss (category "
+        "level: the negative photo is of another class; fine-grained: another photo of the same "
+        "class) plus a classification head. It serves, frozen, as `train segmenter --critic`.",
+    )
+    _add_common(q, _DATA_SKETCHY, "1e-5")
+    _add_level(q)
+    _add_unseen(q)
+    _add_sketch_format(q, "png")
+    q.add_argument(
+        "--margin", type=float, default=0.2, metavar="X", help="triplet margin (default 0.2)"
+    )
+    q.set_defaults(func=run_sbir)
+
+    q = kinds.add_parser(
+        "segmenter",
+        help="the mask-free sketch → photo segmenter",
+        description="Fine-tune a backbone so that the cosine map between a sketch and a photo's "
+        "patches becomes its mask, without masks (seed 000): InfoNCE, the SBIR loss through a "
+        "frozen critic, the unpaired-photo loss, the mask regulariser and, on a fraction of the "
+        "batch, the partition loss. The checkpoint loads with `sketchpad segment --checkpoint`.",
+    )
+    _add_common(q, _DATA_SKETCHY, "CLIP: LayerNorms at 1e-5; DINOv2: all at 1e-6")
+    _add_level(q)
+    q.add_argument(
+        "--critic",
+        metavar="PATH",
+        help="an SBIR critic checkpoint of `sketchpad train sbir` (required unless "
+        "--lambda-sbir 0)",
+    )
+    q.add_argument(
+        "--tune",
+        choices=["layernorm", "all"],
+        help="parameters trained (default: layernorm for CLIP, all for DINOv2)",
+    )
+    q.add_argument(
+        "--tau", type=float, default=0.1, metavar="X", help="soft-mask temperature τ (default 0.1)"
+    )
+    for loss, what in (
+        ("infonce", "the sketch ↔ pooled-photo InfoNCE"),
+        ("sbir", "the SBIR loss through the critic"),
+        ("unpaired", "the unpaired-photo loss"),
+        ("reg", "the mask regulariser"),
+    ):
+        q.add_argument(
+            f"--lambda-{loss}",
+            type=float,
+            default=1.0,
+            metavar="X",
+            help=f"weight of {what} (default 1)",
+        )
+    q.add_argument(
+        "--partition-fraction",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="fraction of each batch trained with partitioned sketches (default 0.5; vector "
+        "sketches only)",
+    )
+    _add_unseen(q)
+    _add_sketch_format(q, "svg when the SVG folder is there (partitions need strokes), else png")
+    q.set_defaults(func=run_segmenter)
+
+    q = kinds.add_parser(
+        "scene",
+        help="the scene labeller (visual prompts + LayerNorms)",
+        description="Train the scene labeller on captioned scene sketches (seed 001): a triplet "
+        "between each sketch and its caption, and one between each category's sketch and its "
+        "prompt. A sketch's categories are its stroke labels (FSCOCO-Seg) or the vocabulary "
+        "names of its caption; sketches without any are skipped.",
+    )
+    _add_common(q, "an FS-COCO or FSCOCO-Seg folder", "1e-6")
+    q.add_argument(
+        "--split",
+        choices=["auto", "all", "train", "val", "test"],
+        default="auto",
+        help="which split (auto: train when the dataset has one, else all)",
+    )
+    q.add_argument(
+        "--margin", type=float, default=0.3, metavar="X", help="triplet margin (default 0.3)"
+    )
+    q.set_defaults(func=run_scene)
+
+
+def _add_common(p: argparse.ArgumentParser, data: str, lr_default: str) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help=f"the dataset: {data}")
+    p.add_argument("--out", required=True, metavar="DIR", help="the checkpoint folder")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument(
+        "--backbone",
+        default="clip-vit-b16",
+        metavar="ID",
+        help="backbone id (`sketchpad models list`; default clip-vit-b16)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--weights", metavar="PATH", help="starting weights (file or folder)")
+    which.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="start from random weights (smoke tests, benchmarks)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="optimiser steps in all, also when resuming (default 1000)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=16, metavar="N", help="samples per step (default 16)"
+    )
+    p.add_argument("--lr", type=float, metavar="X", help=f"learning rate (default: {lr_default})")
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of weights and batches (default 0)"
+    )
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200,
+        metavar="N",
+        help="also save every N steps (default 200; 0: only at the end)",
+    )
+
+
+def _add_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--level",
+        choices=["category", "fine"],
+        default="category",
+        help="category: pairs by class (default); fine: each sketch with its own photo",
+    )
+
+
+def _add_unseen(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--unseen-split",
+        choices=["sketchy21", "none"],
+        default="none",
+        help="sketchy21: leave out the 21 unseen classes of the zero-shot split (train on the "
+        "seen ones only); none: every class (default)",
+    )
+
+
+def _add_sketch_format(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--sketch-format",
+        choices=["auto", "png", "svg"],
+        default="auto",
+        help=f"Sketchy's rendered PNG sketches or its SVG ones (auto: {default})",
+    )
+
+
+# ---------------------------------------------------------------- shared steps
+
+
+def _err(msg: str) -> int:
+    print(f"{NAME}: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def _warn(msg: str) -> None:
+    lead = "\n" if sys.stderr.isatty() else ""
+    print(f"{lead}{NAME}: warning: {msg}", file=sys.stderr)
+
+
+def _note(msg: str) -> None:
+    print(f"{NAME}: {msg}", file=sys.stderr)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Raises ValueError naming the first bad option."""
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
+    margin = getattr(args, "margin", None)
+    if margin is not None and not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"--margin must be 0 or more, got {margin}")
+
+
+def checkpoints_in(folder: Path) -> list[tuple[Path, str, int]]:
+    """(metadata file, kind, step) of each Sketchpad checkpoint directly in ``folder``."""
+    found = []
+    for f in sorted(folder.glob("*.json")):
+        try:
+            if f.stat().st_size > 4 << 20:
+                continue
+            meta = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("format") == "sketchpad-checkpoint":
+            found.append((f, str(meta.get("kind")), int(meta.get("step", 0) or 0)))
+    return found
+
+
+def _check_out(out: Path, kind: str, resume: bool) -> None:
+    """Raises ValueError when ``out`` cannot take this run's checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if not out.is_dir():
+        return
+    for meta, other, step in checkpoints_in(out):
+        if other != kind:
+            raise ValueError(
+                f"--out {out} holds a {other!r} checkpoint ({meta.name}): train the {kind} "
+                "into another folder"
+            )
+        if meta.name == f"{kind}.json" and not resume:
+            raise ValueError(
+                f"--out {out} already holds a {kind} checkpoint (step {step}, {meta}): pass "
+                "--resume to continue it, or choose another --out folder"
+            )
+
+
+def _check_backbone(args: argparse.Namespace) -> Any:  # noqa: ANN401 - a BackboneSpec
+    """The backbone's spec; its weights resolved now (unless random), so a missing file fails
+    before anything is built. Raises KeyError, WeightsError."""
+    from sketchpad.commands.progress import TextProgress
+    from sketchpad.vision.registry import get_spec
+    from sketchpad.vision.weights import resolve_weights
+
+    spec = get_spec(args.backbone)
+    if not args.random_weights:
+        bar, got = TextProgress(f"downloading {spec.id} weights", None), [0]
+
+        def on_download(done: int, total: int | None) -> None:
+            got[0] = done
+            bar.update(done >> 20, None if total is None else max(1, total >> 20), " MB")
+
+        args.weights = str(resolve_weights(spec, args.weights, progress=on_download).path)
+        if got[0]:
+            bar.close(got[0] >> 20, " MB")
+    return spec
+
+
+def _loop(args: argparse.Namespace, kind: str) -> LoopConfig:
+    from sketchpad.train.loop import LoopConfig
+
+    return LoopConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device or "auto",
+        out=Path(args.out),
+        name=kind,
+        checkpoint_every=args.checkpoint_every,
+    )
+
+
+def _read_sketchy(args: argparse.Namespace, kind: str, svg_by_default: bool) -> SketchyDataset:
+    """The training part of the Sketchy dataset ``--data``. Raises DatasetError."""
+    from sketchpad.train.datasets import (
+        DatasetError,
+        detect_training_layout,
+        read_sketchy,
+        split_classes,
+    )
+
+    data = Path(args.data)
+    layout = detect_training_layout(data)
+    if layout not in ("sketchy", "sketchy-extended"):
+        raise DatasetError(f"{data}: a {layout} dataset, but `train {kind}` needs {_DATA_SKETCHY}")
+    extended = layout == "sketchy-extended"
+    fmt, ds = args.sketch_format, None
+    if fmt == "auto" and svg_by_default:
+        try:
+            ds, fmt = read_sketchy(data, sketch_format="svg", extended=extended, warn=_warn), "svg"
+        except DatasetError:  # no SVG folder: the rendered PNGs
+            fmt = "png"
+    fmt = "png" if fmt == "auto" else fmt
+    if ds is None:
+        ds = read_sketchy(data, sketch_format=fmt, extended=extended, warn=_warn)
+    what = [layout, f"{fmt} sketches"]
+    if ds.test_photos:
+        ds = ds.split("train")
+        what.append("the training split of testset.txt")
+    if args.unseen_split == "sketchy21":
+        ds = ds.with_categories(split_classes(ds.categories, warn=_warn).seen)
+        what.append("the seen classes of the 21-class zero-shot split")
+    _note(
+        f"{len(ds.sketches)} sketches, {len(ds.photos)} photos, {len(ds.categories)} classes "
+        f"({', '.join(what)})"
+    )
+    return ds
+
+
+def _format_losses(losses: Mapping[str, float]) -> str:
+    """``total=… a=… b=…``: the total first, then the parts as the trainer names them."""
+    keys = sorted(losses, key=lambda k: k != "total")
+    return " ".join(f"{k}={losses[k]:.4g}" for k in keys)
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[Callable[[], bool]]:
+    """A ``should_stop`` that turns true at the first Ctrl+C; the second interrupts."""
+    asked = [False]
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if asked[0]:
+            raise KeyboardInterrupt
+        asked[0] = True
+        _note("stopping after this step and saving (Ctrl+C again to stop at once)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: Ctrl+C stays a KeyboardInterrupt
+        yield lambda: False
+        return
+    try:
+        yield lambda: asked[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _warn_changed(meta: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """A warning for each setting of this run that differs from the checkpoint's run."""
+    loop, cfg = meta.get("loop") or {}, meta.get("config", meta.get("scene")) or {}
+    old = {**{k: loop[k] for k in ("batch_size", "seed") if k in loop}, **cfg}
+    new = json.loads(json.dumps(dict(new), default=str))  # tuples → lists, as saved
+    for key, value in new.items():
+        if key in old and old[key] != value and key not in ("weights", "pretrained"):
+            _warn(f"resuming with {key}={value!r}; the checkpoint's run had {old[key]!r}")
+
+
+def _fit(trainer: Trainer, args: argparse.Namespace, kind: str, config: Mapping) -> int:
+    """Resume if asked, train with a progress bar, save, and say where it went."""
+    from sketchpad.commands.progress import TextProgress
+    from sketchpad.train.checkpoint import CheckpointError, read_metadata
+    from sketchpad.train.loop import TrainingError
+
+    paths = trainer.checkpoint
+    assert paths is not None
+    lrs = [g["lr"] for g in trainer.optimizer.param_groups]
+    try:
+        if args.resume and paths.exists():
+            _warn_changed(read_metadata(paths.metadata), config)
+            trainer.resume()
+            # This run's options win over the saved learning rates (Adam's moments stay).
+            for group, lr in zip(trainer.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
+            _note(f"resumed {paths.weights} at step {trainer.step}")
+        elif args.resume:
+            _note(f"no checkpoint in {paths.weights.parent} yet: starting at step 0")
+    except CheckpointError as e:
+        return _err(str(e))
+    start, total = trainer.step, trainer.loop.steps
+    if start >= total:
+        _note(f"the checkpoint is at step {start} already: raise --steps to train further")
+        return 0
+
+    bar = TextProgress(kind, total)
+    logged = [time.monotonic()]
+
+    def progress(step: int, steps: int, losses: Mapping[str, float]) -> None:
+        bar.label = f"{kind} {_format_losses(losses)}"
+        bar.update(step, steps)
+        if not sys.stderr.isatty() and time.monotonic() - logged[0] >= LOG_EVERY_S:
+            logged[0] = time.monotonic()  # a log file gets a line now and then, not a bar
+            _note(f"step {step}/{steps} {_format_losses(losses)}")
+
+    t0 = time.perf_counter()
+    interrupted = False
+    with _stop_on_ctrl_c() as should_stop:
+        try:
+            trainer.fit(progress=progress, should_stop=should_stop)
+        except KeyboardInterrupt:
+            interrupted = True
+        except (TrainingError, CheckpointError) as e:
+            bar.close(trainer.step)
+            kept = f" (the checkpoint of step {trainer.step} is saved)" if trainer.step else ""
+            return _err(f"{e}{kept}")
+        interrupted = interrupted or should_stop()
+    bar.close(trainer.step)
+    files = [paths.weights, paths.metadata, paths.state]
+    extra = paths.weights.with_name(f"{kind}.extra.safetensors")
+    if extra.is_file():
+        files.insert(1, extra)
+    how = "interrupted at" if interrupted else "trained to"
+    print(
+        f"{kind}: {how} step {trainer.step}/{total} in {time.perf_counter() - t0:.1f} s; "
+        f"last losses {_format_losses(trainer.last_losses)}; checkpoint: "
+        + ", ".join(str(f) for f in files)
+    )
+    return INTERRUPTED if interrupted else 0
+
+
+def _run(args: argparse.Namespace, kind: str, build: Callable[[], Trainer]) -> int:
+    """Checks, then ``build()`` the trainer and fit it; every expected failure is one line."""
+    try:
+        _check_args(args)
+        _check_out(Path(args.out), kind, args.resume)
+    except ValueError as e:
+        return _err(str(e))
+    from sketchpad.train.checkpoint import CheckpointError
+    from sketchpad.train.datasets import DatasetError
+    from sketchpad.train.loop import TrainingError
+    from sketchpad.vision.backbone import choose_device
+    from sketchpad.vision.errors import WeightsError
+
+    try:
+        choose_device(args.device)
+        trainer = build()
+    except (DatasetError, TrainingError, CheckpointError, WeightsError, ValueError) as e:
+        return _err(str(e))
+    except KeyboardInterrupt:
+        _note("interrupted before training began: nothing saved")
+        return INTERRUPTED
+    except KeyError as e:  # an unknown backbone: the message lists the known ones
+        return _err(str(e.args[0]) if e.args else str(e))
+    from dataclasses import asdict
+
+    if args.random_weights:
+        _warn("random weights: the model learns from scratch (smoke tests, benchmarks)")
+    config = asdict(trainer.config)  # type: ignore[attr-defined]
+    config.update(batch_size=args.batch_size, seed=args.seed)
+    return _fit(trainer, args, kind, config)
+
+
+# ---------------------------------------------------------------- the three trainers
+
+
+def run_sbir(args: argparse.Namespace) -> int:
+    def build() -> Trainer:
+        from sketchpad.train.sbir_train import SBIRConfig, SBIRTrainer
+        from sketchpad.train.sources import SketchyTriplets, fill_of
+
+        spec = _check_backbone(args)
+        ds = _read_sketchy(args, "sbir", svg_by_default=False)
+        source = SketchyTriplets(ds, spec.input_size, fill_rgb=fill_of(spec.mean), warn=_warn)
+        source.index.rows(args.level)  # nothing to train at this level: say so now
+        config = SBIRConfig(
+            backbone=args.backbone,
+            level=args.level,
+            lr=args.lr if args.lr is not None else 1e-5,
+            margin=args.margin,
+            pretrained=not args.random_weights,
+            weights=args.weights,
+        )
+        return SBIRTrainer(config, source, _loop(args, "sbir"))
+
+    return _run(args, "sbir", build)
+
+
+def run_segmenter(args: argparse.Namespace) -> int:
+    if args.lambda_sbir > 0 and not args.critic:
+        return _err(
+            "the SBIR loss needs --critic (a checkpoint of `sketchpad train sbir`); or pass "
+            "--lambda-sbir 0 to train without it"
+        )
+    for name in ("tau", "lambda_infonce", "lambda_sbir", "lambda_unpaired", "lambda_reg"):
+        v = getattr(args, name)
+        if not math.isfinite(v) or v < 0 or (name == "tau" and v == 0):
+            flag = "--" + name.replace("_", "-")
+            return _err(f"{flag} must be a {'positive' if name == 'tau' else '≥ 0'} number")
+    if not 0.0 <= args.partition_fraction <= 1.0:
+        return _err(f"--partition-fraction must be within 0 … 1, got {args.partition_fraction}")
+
+    def build() -> Trainer:
+        from sketchpad.train.sbir_train import load_critic
+        from sketchpad.train.segmenter_train import SegmenterConfig, SegmenterTrainer
+        from sketchpad.train.sources import SketchyPairs, fill_of
+
+        spec = _check_backbone(args)
+        ds = _read_sketchy(args, "segmenter", svg_by_default=True)
+        critic = None
+        if args.lambda_sbir > 0:
+            critic = load_critic(args.critic, "cpu")
+        elif args.critic:
+            _warn("--critic is not used with --lambda-sbir 0")
+        source = SketchyPairs(
+            ds, spec.input_size, args.level, fill_rgb=fill_of(spec.mean), warn=_warn
+        )
+        config = SegmenterConfig(
+            backbone=args.backbone,
+            tune=args.tune,
+            lr=args.lr,
+            tau=args.tau,
+            lambda_infonce=args.lambda_infonce,
+            lambda_sbir=args.lambda_sbir,
+            lambda_unpaired=args.lambda_unpaired,
+            lambda_reg=args.lambda_reg,
+            partition_fraction=args.partition_fraction,
+            pretrained=not args.random_weights,
+            weights=args.weights,
+        )
+        return SegmenterTrainer(config, source, critic, _loop(args, "segmenter"))
+
+    return _run(args, "segmenter", build)
+
+
+def run_scene(args: argparse.Namespace) -> int:
+    def build() -> Trainer:
+        from sketchpad.train.datasets import (
+            DatasetError,
+            detect_training_layout,
+            read_fscoco,
+            read_fscoco_seg,
+        )
+        from sketchpad.train.loop import TrainingError
+        from sketchpad.train.scene_train import SceneTrainConfig, SceneTrainer
+        from sketchpad.train.sources import fscoco_scenes
+        from sketchpad.vision.scene_vocab import load_vocabulary
+
+        spec = _check_backbone(args)
+        if spec.family != "open_clip" or not spec.has_text:
+            raise TrainingError(
+                f"the scene labeller needs a CLIP backbone with a text tower, not {spec.id}"
+            )
+        data = Path(args.data)
+        layout = detect_training_layout(data)
+        if layout not in ("fscoco", "fscoco-seg"):
+            raise DatasetError(
+                f"{data}: a {layout} dataset, but `train scene` needs an FS-COCO "
+                "(fscoco/{images,raster_sketches,vector_sketches,text}/) or FSCOCO-Seg "
+                "(train/{sketches,text}/, test/{vector_sketches,classes,captions}/) folder"
+            )
+        if layout == "fscoco" and args.split == "test":
+            raise DatasetError("FS-COCO has no test split: use train, val or all")
+        read = read_fscoco if layout == "fscoco" else read_fscoco_seg
+        split, samples = args.split, None
+        if split == "auto":  # the training split where the dataset has one
+            try:
+                samples, split = read(data, split="train", warn=_warn), "train"
+            except DatasetError:
+                split = "all"
+        if samples is None:
+            samples = read(data, split=split, warn=_warn)  # type: ignore[arg-type]
+        scenes = fscoco_scenes(samples, load_vocabulary(), warn=_warn)
+        if not scenes:
+            raise DatasetError(f"{data}: no usable captioned sketch (split {split})")
+        _note(f"{len(scenes)} captioned sketches of {len(samples)} ({layout}, split {split})")
+        config = SceneTrainConfig(
+            backbone=args.backbone,
+            weights=args.weights,
+            pretrained=not args.random_weights,
+            lr=args.lr if args.lr is not None else 1e-6,
+            margin=args.margin,
+        )
+        return SceneTrainer(scenes, config, _loop(args, "scene"))
+
+    return _run(args, "scene", build)
