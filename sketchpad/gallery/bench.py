@@ -250,6 +250,7 @@ def naive_per_photo_ms(seg: Segmenter, photos: list[Path], batch: int) -> float:
     return (time.perf_counter() - t) * 1000.0 / len(photos)
 
 
+@torch.no_grad()
 def run(
     backbone_id: str,
     report: Report,
@@ -267,7 +268,6 @@ def run(
     from sketchpad.vision.backbone import create_backbone
     from sketchpad.vision.segmenter import Segmenter
 
-    torch.set_grad_enabled(False)
     bb = create_backbone(backbone_id, pretrained=False, device=device)
     seg = Segmenter(bb)
     report(

@@ -80,6 +80,7 @@ class LoopConfig:
         checkpoint_every: save every N steps as well as at the end (0: only at the end).
         weight_decay: AdamW's.
         grad_clip: clip the gradients' global norm (0: off).
+        warmup: the learning rates rise linearly over the first N steps.
     """
 
     steps: int = 1000
@@ -91,6 +92,7 @@ class LoopConfig:
     checkpoint_every: int = 0
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    warmup: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -167,6 +169,12 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if self.loop.warmup > 0:
+            if not hasattr(self, "_base_lrs"):
+                self._base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+            frac = min(1.0, (self.step + 1) / self.loop.warmup)
+            for g, lr in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+                g["lr"] = lr * frac
         if self.loop.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.loop.grad_clip)
         self.optimizer.step()

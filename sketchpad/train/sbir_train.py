@@ -35,22 +35,36 @@ class SBIRCritic(nn.Module):
     classification head.
 
     Keys of its state dict: ``photo.model.*``, ``sketch.model.*`` (absent when shared),
-    ``head.*``, ``classifier.*``.
+    ``head.*`` (absent when ``dim`` is 0: no head), ``classifier.*``.
+
+    ``photo_pool`` says which feature of a photo is embedded: ``"cls"`` (the global token) or
+    ``"mean"`` (the average of its patch tokens, as a class-activation-map network pools: the
+    patches themselves then learn to say what they show, which a segmenter started from this
+    encoder needs). Sketches always use the global token, as the segmenter does.
     """
 
     def __init__(
-        self, backbone_id: str, classes: Sequence[str], *, shared: bool, dim: int = 128
+        self,
+        backbone_id: str,
+        classes: Sequence[str],
+        *,
+        shared: bool,
+        dim: int = 128,
+        photo_pool: str = "cls",
     ) -> None:
         super().__init__()
+        if photo_pool not in ("cls", "mean"):
+            raise ValueError(f"photo_pool must be 'cls' or 'mean', got {photo_pool!r}")
         spec = get_spec(backbone_id)
         self.backbone_id = backbone_id
         self.classes = tuple(classes)
         self.shared = shared
         self.dim = dim
+        self.photo_pool = photo_pool
         self.photo = TrainableEncoder(spec, build_model(spec), patch_path="plain")
         self.sketch = None if shared else copy.deepcopy(self.photo)
-        self.head = nn.Linear(spec.embed_dim, dim)
-        self.classifier = nn.Linear(dim, max(1, len(self.classes)))
+        self.head = nn.Linear(spec.embed_dim, dim) if dim > 0 else nn.Identity()
+        self.classifier = nn.Linear(dim or spec.embed_dim, max(1, len(self.classes)))
 
     @property
     def input_size(self) -> int:
@@ -58,6 +72,8 @@ class SBIRCritic(nn.Module):
 
     def embed_photo(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) photos in [0, 1] → (B, dim) embeddings (not normalised)."""
+        if self.photo_pool == "mean":
+            return self.head(self.photo.encode_patches(x)[1].mean(dim=(1, 2)))
         return self.head(self.photo.encode_global(x))
 
     def embed_sketch(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +98,7 @@ class SBIRCritic(nn.Module):
             "classes": list(self.classes),
             "shared": self.shared,
             "dim": self.dim,
+            "photo_pool": self.photo_pool,
         }
 
 
@@ -98,7 +115,11 @@ def load_critic(path: str | Path, device: str | torch.device = "cpu") -> SBIRCri
         )
     try:
         critic = SBIRCritic(
-            meta["backbone"], meta["classes"], shared=bool(meta["shared"]), dim=int(meta["dim"])
+            meta["backbone"],
+            meta["classes"],
+            shared=bool(meta["shared"]),
+            dim=int(meta["dim"]),
+            photo_pool=str(meta.get("photo_pool", "cls")),
         )
     except KeyError as e:
         raise CheckpointError(Path(path), f"metadata lacks or has a bad {e}") from e
@@ -135,11 +156,34 @@ class SBIRConfig:
     level: Level = "category"
     lr: float = 1e-5
     margin: float = 0.2
-    dim: int = 128
+    dim: int = 128  # 0: no head, the backbone's own space
+    photo_pool: str = "cls"
     class_weight: float = 1.0
     shared: bool | None = None  # default: separate for category-level, shared for fine-grained
     pretrained: bool = True  # start from the backbone's weights (False: random, benchmarks)
     weights: str | None = None
+    #: Probability that a photo is blacked out outside or inside a random box: the critic then
+    #: also knows photos that are partly black, which is what masked photos look like.
+    erase: float = 0.0
+
+
+def random_erase(images: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:
+    """A copy of (B, S, S, 3) uint8 ``images`` where each, with probability ``rate``, is black
+    outside a random box (keeping 25–80 % of each side) or, as often, inside one."""
+    if rate <= 0:
+        return images
+    out = images.copy()
+    b, h, w = images.shape[:3]
+    for i in np.flatnonzero(rng.random(b) < rate):
+        bh, bw = (int(round(n * rng.uniform(0.25, 0.8))) for n in (h, w))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        if rng.random() < 0.5:
+            keep = out[i, y : y + bh, x : x + bw].copy()
+            out[i] = 0
+            out[i, y : y + bh, x : x + bw] = keep
+        else:
+            out[i, y : y + bh, x : x + bw] = 0
+    return out
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -163,7 +207,8 @@ class SBIRTrainer(Trainer):
         self.device = choose_device(loop.device)
         shared = config.shared if config.shared is not None else config.level == "fine"
         torch.manual_seed(loop.seed)
-        critic = SBIRCritic(config.backbone, source.classes, shared=shared, dim=config.dim)
+        critic = SBIRCritic(config.backbone, source.classes, shared=shared, dim=config.dim,
+                            photo_pool=config.photo_pool)  # fmt: skip
         if config.pretrained:
             _load_backbone_weights(critic, config.weights)
         self.model = critic.to(self.device)
@@ -173,11 +218,12 @@ class SBIRTrainer(Trainer):
         return {**self.model.metadata(), "config": asdict(self.config)}
 
     def compute_losses(self, step: int) -> dict[str, torch.Tensor]:
-        batch = self.source.triplets(step_rng(self.loop.seed, step), self.loop.batch_size,
-                                     self.config.level)  # fmt: skip
+        rng = step_rng(self.loop.seed, step)
+        batch = self.source.triplets(rng, self.loop.batch_size, self.config.level)
         critic: SBIRCritic = self.model
         s = critic.embed_sketch(to_tensor(batch.sketches, self.device))
-        photos = to_tensor(np.concatenate([batch.positives, batch.negatives]), self.device)
+        photos = np.concatenate([batch.positives, batch.negatives])
+        photos = to_tensor(random_erase(photos, rng, self.config.erase), self.device)
         pn = critic.embed_photo(photos)
         p, n = pn[: len(s)], pn[len(s) :]
         trip = triplet_loss(s, p, n, self.config.margin)

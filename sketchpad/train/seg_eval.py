@@ -492,6 +492,12 @@ class SegmenterPredictor:
         self._scores.move_to_end(key)
         return scores
 
+    def cosine_grid(self, sketch: Sketch, photo: np.ndarray) -> np.ndarray:
+        """(gh, gw) float32: the raw patch cosines of ``sketch`` over ``photo`` (diagnostics:
+        how well the map separates the object before any threshold)."""
+        self.add_photos([photo])
+        return self.bank.grid(self._query(sketch).cos, self._index[self._key(photo)])
+
     def __call__(self, sketch: Sketch, photo: np.ndarray) -> np.ndarray:
         """(H, W) bool mask of what ``sketch`` shows in ``photo`` ((H, W, 3) uint8 RGB)."""
         self.add_photos([photo])

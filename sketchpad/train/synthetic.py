@@ -149,9 +149,11 @@ def make_photo(
     size: int = 64,
     *,
     scale: tuple[float, float] = (0.22, 0.4),
+    texture: float = 1.0,
 ) -> SyntheticPhoto:
-    """A photo with one object of each of ``classes`` (drawn in that order)."""
-    img = _texture(rng, size, rng.uniform(0.15, 0.85, 3).astype(np.float32), 0.55)
+    """A photo with one object of each of ``classes`` (drawn in that order); ``texture``
+    scales how strongly background and objects are textured."""
+    img = _texture(rng, size, rng.uniform(0.15, 0.85, 3).astype(np.float32), 0.55 * texture)
     masks = []
     for cls in classes:
         pts = _pose(rng, SHAPES[cls])
@@ -162,7 +164,7 @@ def make_photo(
         cv2.fillPoly(mask, [poly], 1, lineType=cv2.LINE_8, shift=4)
         m = mask.astype(bool)
         colour = rng.uniform(0.05, 0.95, 3).astype(np.float32)
-        fill = _texture(rng, size, colour, rng.uniform(0.1, 0.4))
+        fill = _texture(rng, size, colour, rng.uniform(0.1, 0.4) * texture)
         img[m] = fill[m]
         for earlier in masks:
             earlier &= ~m
@@ -210,6 +212,7 @@ def make_set(
     size: int = 64,
     max_objects: int = 3,
     single: bool = False,
+    texture: float = 1.0,
 ) -> SyntheticSet:
     """``n_photos`` photos of 1–``max_objects`` objects (distinct classes from ``classes``; one
     each when ``single``), and ``sketches_per_class`` sketches of each class."""
@@ -218,7 +221,7 @@ def make_set(
     for _ in range(n_photos):
         k = 1 if single else int(rng.integers(1, max_objects + 1))
         chosen = rng.choice(len(classes), size=min(k, len(classes)), replace=False)
-        photos.append(make_photo(rng, [classes[i] for i in chosen], size))
+        photos.append(make_photo(rng, [classes[i] for i in chosen], size, texture=texture))
     sketches = {c: tuple(make_sketch(rng, c) for _ in range(sketches_per_class)) for c in classes}
     return SyntheticSet(tuple(photos), sketches)
 
@@ -249,6 +252,7 @@ class SyntheticWorld:
         seed: int = 0,
         photos_per_class: int = 200,
         sketches_per_class: int = 200,
+        texture: float = 1.0,
     ) -> None:
         if len(classes) < 2:
             raise ValueError("the synthetic world needs at least two classes")
@@ -257,11 +261,12 @@ class SyntheticWorld:
         rng = np.random.default_rng([seed, 7919])
         n = len(self.classes)
         self.single = [
-            np.stack([make_photo(rng, [c], size).image for _ in range(photos_per_class)])
+            np.stack([make_photo(rng, [c], size, texture=texture).image
+                      for _ in range(photos_per_class)])  # fmt: skip
             for c in self.classes
         ]
         multi = make_set(int(rng.integers(2**31)), self.classes, photos_per_class * n, 0,
-                         size=size).photos  # fmt: skip
+                         size=size, texture=texture).photos  # fmt: skip
         self.multi = np.stack([p.image for p in multi])
         has = np.array([[c in p.classes for c in self.classes] for p in multi], dtype=bool)
         self.with_class = [np.flatnonzero(has[:, j]) for j in range(n)]

@@ -101,6 +101,8 @@ class BackboneSpec:
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
+#: ``arch_overrides["embed_layer"]`` value for :class:`sketchpad.vision.stems.ConvStemPatchEmbed`.
+CONV_STEM = "sketchpad-conv-stem"
 DEFAULT_BACKBONE = "clip-vit-b16"
 
 
@@ -162,6 +164,10 @@ def build_model(spec: BackboneSpec) -> Any:  # noqa: ANN401 (an nn.Module of eit
 
         kwargs: dict[str, Any] = {"dynamic_img_size": True, "num_classes": 0}
         kwargs.update(spec.arch_overrides)
+        if kwargs.get("embed_layer") == CONV_STEM:  # named, so the registry imports no timm
+            from sketchpad.vision.stems import ConvStemPatchEmbed
+
+            kwargs["embed_layer"] = ConvStemPatchEmbed
         model = timm.create_model(spec.arch, pretrained=False, **kwargs)
     else:  # pragma: no cover - Literal guards it
         raise ValueError(f"unknown family {spec.family!r}")
@@ -289,12 +295,6 @@ register_backbone(
     )
 )
 
-def _conv_stem() -> type:
-    from sketchpad.vision.stems import ConvStemPatchEmbed
-
-    return ConvStemPatchEmbed
-
-
 # Tiny variants of each family for tests: the real builders and file layouts, 2 blocks, narrow.
 register_backbone(
     BackboneSpec(
@@ -375,7 +375,7 @@ register_backbone(
             "patch_size": 4,
             "img_size": 32,
             "init_values": None,
-            "embed_layer": _conv_stem(),
+            "embed_layer": CONV_STEM,
         },
         testing=True,
     )

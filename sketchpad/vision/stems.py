@@ -1,6 +1,7 @@
 """A convolutional patch stem for small ViTs (Xiao et al. 2021, "Early convolutions help
-transformers see better"): stride-2 3×3 convolutions down to the patch grid, then a 1×1
-projection, in place of the single patch-sized convolution.
+transformers see better"): per halving, a stride-2 and a stride-1 3×3 convolution (each with
+a GroupNorm and GELU) down to the patch grid, then a 1×1 projection, in place of the single
+patch-sized convolution.
 
 Only the tiny benchmark backbone (``bench-vit-tiny``) uses it: a ViT trained from scratch on a
 CPU in minutes needs the locality a few convolutions give. It is a drop-in ``embed_layer`` for
@@ -30,7 +31,14 @@ class ConvStemPatchEmbed(PatchEmbed):
         layers: list[nn.Module] = []
         width, c_in = stem_width, in_chans
         for _ in range(int(math.log2(patch))):
-            layers += [nn.Conv2d(c_in, width, 3, stride=2, padding=1), nn.GELU()]
+            layers += [
+                nn.Conv2d(c_in, width, 3, stride=2, padding=1),
+                nn.GroupNorm(1, width),
+                nn.GELU(),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.GroupNorm(1, width),
+                nn.GELU(),
+            ]
             c_in, width = width, min(width * 2, embed_dim)
         layers.append(nn.Conv2d(c_in, embed_dim, 1))
         self.proj = nn.Sequential(*layers)

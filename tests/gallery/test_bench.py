@@ -27,6 +27,11 @@ def test_bench_gallery_reports_every_figure(
     assert out.count("speed-up over re-encoding") == 2 and "p95/ref" in out
     assert not list(tmp_path.glob("sketchpad-bench-*"))  # the work folder is removed
     assert not list((tmp_path / "home").rglob("*.sqlite"))  # no cache left in the user's
+    # It measured without gradients but gave them back: later training in the same process
+    # (the test suite) needs them.
+    import torch
+
+    assert torch.is_grad_enabled()
 
 
 def test_bench_gallery_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
