@@ -53,8 +53,8 @@ class SBIRCritic(nn.Module):
         photo_pool: str = "cls",
     ) -> None:
         super().__init__()
-        if photo_pool not in ("cls", "mean"):
-            raise ValueError(f"photo_pool must be 'cls' or 'mean', got {photo_pool!r}")
+        if photo_pool not in ("cls", "mean", "max"):
+            raise ValueError(f"photo_pool must be 'cls', 'mean' or 'max', got {photo_pool!r}")
         spec = get_spec(backbone_id)
         self.backbone_id = backbone_id
         self.classes = tuple(classes)
@@ -74,6 +74,8 @@ class SBIRCritic(nn.Module):
         """(B, 3, S, S) photos in [0, 1] → (B, dim) embeddings (not normalised)."""
         if self.photo_pool == "mean":
             return self.head(self.photo.encode_patches(x)[1].mean(dim=(1, 2)))
+        if self.photo_pool == "max":
+            return self.head(self.photo.encode_patches(x)[1].amax(dim=(1, 2)))
         return self.head(self.photo.encode_global(x))
 
     def embed_sketch(self, x: torch.Tensor) -> torch.Tensor:

@@ -236,6 +236,19 @@ class SketchyIndex:
         n = len(self.classes)
         return self.photo_of_class(rng, int((label + rng.integers(1, n)) % n))
 
+    def photo_and_negative(
+        self, rng: np.random.Generator, entry: _Sketch, level: Level
+    ) -> list[Path]:
+        """The sketch's photo and a negative one: fine-grained, its own photo and another of
+        its class; category-level, a photo of its class and one of another class."""
+        if level == "fine":
+            assert entry.own_photo is not None
+            return [entry.own_photo, self.other_photo_of_class(rng, entry)]
+        return [
+            self.photo_of_class(rng, entry.label),
+            self.photo_of_other_class(rng, entry.label),
+        ]
+
     def other_photo_of_class(self, rng: np.random.Generator, sketch: _Sketch) -> Path:
         photos = [p for p in self.photos[sketch.label] if p != sketch.own_photo]
         return photos[int(rng.integers(len(photos)))]
@@ -323,16 +336,8 @@ class SketchyPairs(_SketchySource):
         self._rows = self.index.rows(level)
 
     def pairs(self, rng: np.random.Generator, k: int, partition_fraction: float) -> PairBatch:
-        idx = self.index
-
         def pick(entry: _Sketch) -> list[Path]:
-            if self.level == "fine":
-                assert entry.own_photo is not None
-                return [entry.own_photo, idx.other_photo_of_class(rng, entry)]
-            return [
-                idx.photo_of_class(rng, entry.label),
-                idx.photo_of_other_class(rng, entry.label),
-            ]
+            return self.index.photo_and_negative(rng, entry, self.level)
 
         drawings, sketches, photos, unpaired = [], [], [], []
         for _ in range(k):
@@ -386,16 +391,9 @@ class SketchyTriplets(_SketchySource):
 
     def triplets(self, rng: np.random.Generator, k: int, level: Level) -> TripletBatch:
         rows = self.index.rows(level)
-        idx = self.index
 
         def pick(entry: _Sketch) -> list[Path]:
-            if level == "fine":
-                assert entry.own_photo is not None
-                return [entry.own_photo, idx.other_photo_of_class(rng, entry)]
-            return [
-                idx.photo_of_class(rng, entry.label),
-                idx.photo_of_other_class(rng, entry.label),
-            ]
+            return self.index.photo_and_negative(rng, entry, level)
 
         sketches, pos, neg, labels = [], [], [], []
         for _ in range(k):

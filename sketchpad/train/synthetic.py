@@ -97,9 +97,10 @@ def _densify(outline: np.ndarray, step: float) -> np.ndarray:
     return closed[i] + frac * seg[i]
 
 
-def _pose(rng: np.random.Generator, outline: np.ndarray) -> np.ndarray:
-    """Random rotation and aspect (the shape's own proportions vary a little)."""
-    theta = rng.uniform(0, 2 * np.pi)
+def _pose(rng: np.random.Generator, outline: np.ndarray, rotation: float = np.pi) -> np.ndarray:
+    """Random rotation (within ±``rotation`` radians) and aspect (the shape's own proportions
+    vary a little)."""
+    theta = rng.uniform(-rotation, rotation)
     c, s = math.cos(theta), math.sin(theta)
     aspect = math.exp(rng.uniform(-0.25, 0.25))
     pts = outline * np.array([aspect, 1 / aspect])
@@ -150,13 +151,14 @@ def make_photo(
     *,
     scale: tuple[float, float] = (0.22, 0.4),
     texture: float = 1.0,
+    rotation: float = np.pi,
 ) -> SyntheticPhoto:
     """A photo with one object of each of ``classes`` (drawn in that order); ``texture``
     scales how strongly background and objects are textured."""
     img = _texture(rng, size, rng.uniform(0.15, 0.85, 3).astype(np.float32), 0.55 * texture)
     masks = []
     for cls in classes:
-        pts = _pose(rng, SHAPES[cls])
+        pts = _pose(rng, SHAPES[cls], rotation)
         radius = rng.uniform(*scale) * size
         centre = rng.uniform(radius * 0.8, size - radius * 0.8, 2)
         poly = np.round((pts * radius + centre) * 16).astype(np.int32)
@@ -174,11 +176,16 @@ def make_photo(
 
 
 def make_sketch(
-    rng: np.random.Generator, cls: str, *, partial_rate: float = 0.25, jitter: float = 0.035
+    rng: np.random.Generator,
+    cls: str,
+    *,
+    partial_rate: float = 0.25,
+    jitter: float = 0.035,
+    rotation: float = np.pi,
 ) -> Sketch:
     """A hand-like outline sketch of class ``cls`` at a random pose: 1–3 strokes, wobbly
     lines, and with probability ``partial_rate`` a piece (10–30 %) of the outline left out."""
-    pts = _densify(_pose(rng, SHAPES[cls]), 0.06)
+    pts = _densify(_pose(rng, SHAPES[cls], rotation), 0.06)
     n = len(pts)
     # A slow wobble (the hand) plus a little tremor, along the outline.
     wobble = np.cumsum(rng.normal(0, jitter * 0.35, (n, 2)), axis=0)
@@ -213,6 +220,8 @@ def make_set(
     max_objects: int = 3,
     single: bool = False,
     texture: float = 1.0,
+    rotation: float = np.pi,
+    scale: tuple[float, float] = (0.22, 0.4),
 ) -> SyntheticSet:
     """``n_photos`` photos of 1–``max_objects`` objects (distinct classes from ``classes``; one
     each when ``single``), and ``sketches_per_class`` sketches of each class."""
@@ -221,8 +230,14 @@ def make_set(
     for _ in range(n_photos):
         k = 1 if single else int(rng.integers(1, max_objects + 1))
         chosen = rng.choice(len(classes), size=min(k, len(classes)), replace=False)
-        photos.append(make_photo(rng, [classes[i] for i in chosen], size, texture=texture))
-    sketches = {c: tuple(make_sketch(rng, c) for _ in range(sketches_per_class)) for c in classes}
+        objects = [classes[i] for i in chosen]
+        photos.append(
+            make_photo(rng, objects, size, texture=texture, rotation=rotation, scale=scale)
+        )
+    sketches = {
+        c: tuple(make_sketch(rng, c, rotation=rotation) for _ in range(sketches_per_class))
+        for c in classes
+    }
     return SyntheticSet(tuple(photos), sketches)
 
 
@@ -253,6 +268,8 @@ class SyntheticWorld:
         photos_per_class: int = 200,
         sketches_per_class: int = 200,
         texture: float = 1.0,
+        rotation: float = np.pi,
+        scale: tuple[float, float] = (0.22, 0.4),
     ) -> None:
         if len(classes) < 2:
             raise ValueError("the synthetic world needs at least two classes")
@@ -261,17 +278,27 @@ class SyntheticWorld:
         rng = np.random.default_rng([seed, 7919])
         n = len(self.classes)
         self.single = [
-            np.stack([make_photo(rng, [c], size, texture=texture).image
-                      for _ in range(photos_per_class)])  # fmt: skip
+            np.stack(
+                [
+                    make_photo(
+                        rng, [c], size, texture=texture, rotation=rotation, scale=scale
+                    ).image
+                    for _ in range(photos_per_class)
+                ]
+            )  # fmt: skip
             for c in self.classes
         ]
         multi = make_set(int(rng.integers(2**31)), self.classes, photos_per_class * n, 0,
-                         size=size, texture=texture).photos  # fmt: skip
+                         size=size, texture=texture, rotation=rotation,
+                         scale=scale).photos  # fmt: skip
         self.multi = np.stack([p.image for p in multi])
         has = np.array([[c in p.classes for c in self.classes] for p in multi], dtype=bool)
         self.with_class = [np.flatnonzero(has[:, j]) for j in range(n)]
         self.without_class = [np.flatnonzero(~has[:, j]) for j in range(n)]
-        self.drawings = [[make_sketch(rng, c) for _ in range(sketches_per_class)] for c in classes]
+        self.drawings = [
+            [make_sketch(rng, c, rotation=rotation) for _ in range(sketches_per_class)]
+            for c in classes
+        ]
         self.renders = [np.stack([render_sketch(d, size) for d in ds]) for ds in self.drawings]
 
     def _sketch(self, rng: np.random.Generator, y: int) -> tuple[Sketch, np.ndarray]:

@@ -1,7 +1,7 @@
 """A convolutional patch stem for small ViTs (Xiao et al. 2021, "Early convolutions help
-transformers see better"): per halving, a stride-2 and a stride-1 3×3 convolution (each with
-a GroupNorm and GELU) down to the patch grid, then a 1×1 projection, in place of the single
-patch-sized convolution.
+transformers see better"): a 3×3 convolution at full resolution, then per halving a stride-2
+and a stride-1 3×3 convolution (each with a GroupNorm and GELU) down to the patch grid, then a
+1×1 projection, in place of the single patch-sized convolution.
 
 Only the tiny benchmark backbone (``bench-vit-tiny``) uses it: a ViT trained from scratch on a
 CPU in minutes needs the locality a few convolutions give. It is a drop-in ``embed_layer`` for
@@ -28,8 +28,12 @@ class ConvStemPatchEmbed(PatchEmbed):
             raise ValueError(f"the convolutional stem needs a square power-of-two patch, {patch}")
         in_chans = self.proj.in_channels
         embed_dim = self.proj.out_channels
-        layers: list[nn.Module] = []
-        width, c_in = stem_width, in_chans
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_chans, stem_width // 2, 3, padding=1),
+            nn.GroupNorm(1, stem_width // 2),
+            nn.GELU(),
+        ]
+        width, c_in = stem_width, stem_width // 2
         for _ in range(int(math.log2(patch))):
             layers += [
                 nn.Conv2d(c_in, width, 3, stride=2, padding=1),
