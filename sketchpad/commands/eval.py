@@ -89,6 +89,17 @@ def _err(msg: str) -> int:
     return 1
 
 
+def _write_json(path: str, doc: object) -> int | None:
+    """Write ``doc`` to ``path`` atomically; the exit code of a failure, else None."""
+    from sketchpad.atomic import SaveError, atomic_write_text
+
+    try:
+        atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    except SaveError as e:
+        return _err(str(e))
+    return None
+
+
 def _num(v: float) -> float | None:
     return None if math.isnan(v) else round(v, 6)
 
@@ -109,7 +120,6 @@ def run_scene(args: argparse.Namespace) -> int:
         return _err(str(e))
 
     # Heavy imports only now: `sketchpad eval --help` stays fast.
-    from sketchpad.atomic import SaveError, atomic_write_text
     from sketchpad.train.scene_eval import evaluate_scenes, labeller_predictor
     from sketchpad.vision.errors import WeightsError
     from sketchpad.vision.scene import SceneLabeller
@@ -182,10 +192,8 @@ def run_scene(args: argparse.Namespace) -> int:
             ],
             "skipped": skipped,
         }
-        try:
-            atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
-        except SaveError as e:
-            return _err(str(e))
+        if (failed := _write_json(args.json, doc)) is not None:
+            return failed
     dt = time.perf_counter() - t0
     print(f"{result.overall.count} sketches, {len(skipped)} skipped ({dt:.1f} s)")
     return 0
@@ -283,7 +291,6 @@ def run_segmenter(args: argparse.Namespace) -> int:  # noqa: C901 (a linear scri
     seen = [c for c in classes if c not in unseen]
 
     # Heavy imports only now: `sketchpad eval --help` stays fast.
-    from sketchpad.atomic import SaveError, atomic_write_text
     from sketchpad.commands.label import load_backbone
     from sketchpad.commands.segment import model_choice
     from sketchpad.gallery.images import PhotoError, load_photo
@@ -389,10 +396,8 @@ def run_segmenter(args: argparse.Namespace) -> int:  # noqa: C901 (a linear scri
             ],
             "skipped": skipped,
         }
-        try:
-            atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
-        except SaveError as e:
-            return _err(str(e))
+        if (failed := _write_json(args.json, doc)) is not None:
+            return failed
     dt = time.perf_counter() - t0
     print(f"{result.summary.pairs} pairs, {len(skipped)} files skipped ({dt:.1f} s)")
     return 0

@@ -35,7 +35,13 @@ from sketchpad.train.loop import LoopConfig
 from sketchpad.train.sbir_train import SBIRConfig, SBIRCritic, SBIRTrainer
 from sketchpad.train.seg_eval import SegCounts, SegmenterPredictor, SegSummary, summarise
 from sketchpad.train.segmenter_train import SegmenterConfig, SegmenterTrainer
-from sketchpad.train.synthetic import SyntheticPhoto, SyntheticWorld, make_set
+from sketchpad.train.synthetic import (
+    SyntheticPhoto,
+    SyntheticWorld,
+    make_photo,
+    make_set,
+    make_sketch,
+)
 
 Report = Callable[[str], None]
 BACKBONE = "bench-vit-tiny"
@@ -87,8 +93,6 @@ def _test_sets(s: BenchSettings) -> tuple[TestSet, TestSet]:
     # Unseen: each photo has an unseen object among seen ones.
     rng = np.random.default_rng(s.seed + 2000)
     photos = []
-    from sketchpad.train.synthetic import make_photo, make_sketch
-
     for _ in range(s.test_photos):
         k = int(rng.integers(0, 3))
         objs = [UNSEEN[int(rng.integers(len(UNSEEN)))]]

@@ -74,14 +74,21 @@ def unpaired_loss(c_n: torch.Tensor) -> torch.Tensor:
     return F.softplus(c_n).mean()
 
 
-def mask_regulariser(logits: torch.Tensor) -> torch.Tensor:
-    """Seed 000 Eq. 6: ``−mean log(1 − M)`` for ``M = σ(logits)``: ``softplus(logits)``."""
-    return F.softplus(logits).mean()
+def _mean(x: torch.Tensor, per_row: bool) -> torch.Tensor:
+    return x.mean(dim=tuple(range(1, x.ndim))) if per_row else x.mean()
 
 
-def mask_regulariser_of(mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def mask_regulariser(logits: torch.Tensor, *, per_row: bool = False) -> torch.Tensor:
+    """Seed 000 Eq. 6: ``−mean log(1 − M)`` for ``M = σ(logits)``: ``softplus(logits)``.
+    ``per_row``: one value per mask (B,) instead of the batch mean."""
+    return _mean(F.softplus(logits), per_row)
+
+
+def mask_regulariser_of(
+    mask: torch.Tensor, eps: float = 1e-6, *, per_row: bool = False
+) -> torch.Tensor:
     """Eq. 6 on a mask that is not a plain sigmoid (the soft XOR): ``−mean log(1 − M)``."""
-    return -torch.log((1.0 - mask).clamp_min(eps)).mean()
+    return _mean(-torch.log((1.0 - mask).clamp_min(eps)), per_row)
 
 
 def triplet_loss(

@@ -201,7 +201,7 @@ class SegmenterTrainer(Trainer):
         )
         logits = L.mask_logits(c, hw, cfg.tau)
         mask = torch.sigmoid(logits)
-        reg_rows = F.softplus(logits).mean(dim=(1, 2))  # −log(1 − M) per row
+        reg_rows = L.mask_regulariser(logits, per_row=True)
         if len(batch.part_rows):
             rows = torch.from_numpy(batch.part_rows).to(dev)
             m = len(rows)
@@ -212,7 +212,7 @@ class SegmenterTrainer(Trainer):
             m_b = L.soft_mask(L.correlation(s_ab[:, 1], p_rows), hw, cfg.tau)
             xor = L.soft_xor(m_a, m_b)
             mask = mask.index_copy(0, rows, xor)
-            reg_xor = -torch.log((1.0 - xor).clamp_min(1e-6)).mean(dim=(1, 2))
+            reg_xor = L.mask_regulariser_of(xor, per_row=True)
             reg_rows = reg_rows.index_copy(0, rows, reg_xor)
         out["reg"] = reg_rows.mean() if cfg.lambda_reg > 0 else zero
 
