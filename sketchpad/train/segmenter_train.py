@@ -46,6 +46,8 @@ class PairBatch:
         unpaired: (k, …) a photo without the sketch's concept, per sketch.
         parts: (m, 2, …) the two sectors of the sketches ``part_rows`` (whole-sketch framing).
         part_rows: (m,) int64 rows of the batch that have a partition.
+        labels: (k,) class index of each sketch, where the source knows it (diagnostics and
+            tests only: the losses never read it).
     """
 
     sketches: np.ndarray
@@ -53,6 +55,7 @@ class PairBatch:
     unpaired: np.ndarray
     parts: np.ndarray
     part_rows: np.ndarray
+    labels: np.ndarray | None = None
 
 
 class PairSource(Protocol):

@@ -85,6 +85,44 @@ SEEN = ("circle", "square", "triangle", "star", "cross", "heart", "crescent", "a
 UNSEEN = ("hexagon", "l-shape")
 
 
+#: Each class's surface (``materials=True``): a pattern kind, its angle in degrees (fixed in
+#: the image, ±10° jitter) and period in pixels at size 32 (scaled with the photo).
+SURFACES: dict[str, tuple[str, float, float]] = {
+    "circle": ("stripes", 0.0, 6.0),
+    "square": ("stripes", 90.0, 6.0),
+    "triangle": ("checks", 0.0, 8.0),
+    "star": ("dots", 0.0, 6.0),
+    "cross": ("stripes", 45.0, 6.0),
+    "heart": ("stripes", 135.0, 6.0),
+    "crescent": ("rings", 0.0, 6.0),
+    "arrow": ("grid", 0.0, 7.0),
+    "hexagon": ("checks", 45.0, 8.0),
+    "l-shape": ("stripes", 0.0, 12.0),
+}
+
+
+def _surface(rng: np.random.Generator, cls: str, size: int, centre: np.ndarray) -> np.ndarray:
+    """(size, size) float in [−1, 1]: class ``cls``'s surface pattern at a random phase."""
+    kind, angle, period = SURFACES[cls]
+    theta = math.radians(angle + rng.uniform(-10, 10))
+    w = 2 * math.pi / (period * size / 32 * math.exp(rng.uniform(-0.15, 0.15)))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    u = (xx - centre[0]) * math.cos(theta) + (yy - centre[1]) * math.sin(theta)
+    v = -(xx - centre[0]) * math.sin(theta) + (yy - centre[1]) * math.cos(theta)
+    ph, ph2 = rng.uniform(0, 2 * np.pi, 2)
+    if kind == "stripes":
+        return np.sign(np.sin(w * u + ph))
+    if kind == "checks":
+        return np.sign(np.sin(w * u + ph) * np.sin(w * v + ph2))
+    if kind == "dots":
+        return np.where(np.cos(w * u + ph) + np.cos(w * v + ph2) > 1.0, 1.0, -0.4)
+    if kind == "grid":
+        return np.where(np.maximum(np.cos(w * u + ph), np.cos(w * v + ph2)) > 0.8, 1.0, -0.4)
+    if kind == "rings":
+        return np.sign(np.sin(w * np.hypot(u, v) + ph))
+    raise ValueError(f"unknown surface kind {kind!r}")
+
+
 def _densify(outline: np.ndarray, step: float) -> np.ndarray:
     """Points every ``step`` units along the closed outline."""
     closed = np.concatenate([outline, outline[:1]])
@@ -152,10 +190,21 @@ def make_photo(
     scale: tuple[float, float] = (0.22, 0.4),
     texture: float = 1.0,
     rotation: float = np.pi,
+    materials: bool = False,
 ) -> SyntheticPhoto:
     """A photo with one object of each of ``classes`` (drawn in that order); ``texture``
-    scales how strongly background and objects are textured."""
-    img = _texture(rng, size, rng.uniform(0.15, 0.85, 3).astype(np.float32), 0.55 * texture)
+    scales how strongly background and objects are textured.
+
+    With ``materials``, each object's surface is its class's pattern (:data:`SURFACES`) over
+    its random colour, as real things have their own look (a cow's hide, a zebra's stripes)
+    besides their outline; the background is then smooth colour noise without a grating.
+    Without, objects are filled with the same kind of random texture as the background, so
+    only the outline tells the class."""
+    background = rng.uniform(0.15, 0.85, 3).astype(np.float32)
+    if materials:
+        img = background + 0.55 * texture * 0.6 * (_smooth_noise(rng, size, 5) - 0.5)
+    else:
+        img = _texture(rng, size, background, 0.55 * texture)
     masks = []
     for cls in classes:
         pts = _pose(rng, SHAPES[cls], rotation)
@@ -166,7 +215,11 @@ def make_photo(
         cv2.fillPoly(mask, [poly], 1, lineType=cv2.LINE_8, shift=4)
         m = mask.astype(bool)
         colour = rng.uniform(0.05, 0.95, 3).astype(np.float32)
-        fill = _texture(rng, size, colour, rng.uniform(0.1, 0.4) * texture)
+        if materials:
+            amount = rng.uniform(0.15, 0.3)
+            fill = colour + amount * _surface(rng, cls, size, centre)[..., None]
+        else:
+            fill = _texture(rng, size, colour, rng.uniform(0.1, 0.4) * texture)
         img[m] = fill[m]
         for earlier in masks:
             earlier &= ~m
@@ -222,6 +275,7 @@ def make_set(
     texture: float = 1.0,
     rotation: float = np.pi,
     scale: tuple[float, float] = (0.22, 0.4),
+    materials: bool = False,
 ) -> SyntheticSet:
     """``n_photos`` photos of 1–``max_objects`` objects (distinct classes from ``classes``; one
     each when ``single``), and ``sketches_per_class`` sketches of each class."""
@@ -232,7 +286,15 @@ def make_set(
         chosen = rng.choice(len(classes), size=min(k, len(classes)), replace=False)
         objects = [classes[i] for i in chosen]
         photos.append(
-            make_photo(rng, objects, size, texture=texture, rotation=rotation, scale=scale)
+            make_photo(
+                rng,
+                objects,
+                size,
+                texture=texture,
+                rotation=rotation,
+                scale=scale,
+                materials=materials,
+            )  # fmt: skip
         )
     sketches = {
         c: tuple(make_sketch(rng, c, rotation=rotation) for _ in range(sketches_per_class))
@@ -270,6 +332,7 @@ class SyntheticWorld:
         texture: float = 1.0,
         rotation: float = np.pi,
         scale: tuple[float, float] = (0.22, 0.4),
+        materials: bool = False,
     ) -> None:
         if len(classes) < 2:
             raise ValueError("the synthetic world needs at least two classes")
@@ -281,7 +344,13 @@ class SyntheticWorld:
             np.stack(
                 [
                     make_photo(
-                        rng, [c], size, texture=texture, rotation=rotation, scale=scale
+                        rng,
+                        [c],
+                        size,
+                        texture=texture,
+                        rotation=rotation,
+                        scale=scale,
+                        materials=materials,
                     ).image
                     for _ in range(photos_per_class)
                 ]
@@ -290,7 +359,7 @@ class SyntheticWorld:
         ]
         multi = make_set(int(rng.integers(2**31)), self.classes, photos_per_class * n, 0,
                          size=size, texture=texture, rotation=rotation,
-                         scale=scale).photos  # fmt: skip
+                         scale=scale, materials=materials).photos  # fmt: skip
         self.multi = np.stack([p.image for p in multi])
         has = np.array([[c in p.classes for c in self.classes] for p in multi], dtype=bool)
         self.with_class = [np.flatnonzero(has[:, j]) for j in range(n)]
@@ -321,7 +390,10 @@ class SyntheticWorld:
     def pairs(self, rng: np.random.Generator, k: int, partition_fraction: float):  # noqa: ANN201
         from sketchpad.train.segmenter_train import PairBatch, choose_partitions
 
-        labels = rng.integers(0, len(self.classes), k)
+        # Distinct classes while the batch allows: InfoNCE takes every other pair of the batch
+        # as a negative, and a second sketch of the same class would be a false one.
+        n = len(self.classes)
+        labels = rng.choice(n, size=k, replace=k > n)
         drawings, sketches, photos, unpaired = [], [], [], []
         for y in labels:
             drawing, render = self._sketch(rng, int(y))
@@ -330,4 +402,5 @@ class SyntheticWorld:
             photos.append(self.multi[rng.choice(self.with_class[y])])
             unpaired.append(self.multi[rng.choice(self.without_class[y])])
         parts, rows = choose_partitions(drawings, rng, self.size, partition_fraction)
-        return PairBatch(np.stack(sketches), np.stack(photos), np.stack(unpaired), parts, rows)
+        return PairBatch(np.stack(sketches), np.stack(photos), np.stack(unpaired), parts, rows,
+                         labels)  # fmt: skip

@@ -31,6 +31,41 @@ def test_objects_have_different_pixels_from_the_background_around_them() -> None
     assert np.abs(inside - outside).max() > 5
 
 
+def _gradients_inside(photo_image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Mean |horizontal| and |vertical| neighbour differences between pixels of ``mask``."""
+    g = photo_image.astype(float).mean(axis=-1)
+    dx = np.abs(np.diff(g, axis=1))[mask[:, 1:] & mask[:, :-1]].mean()
+    dy = np.abs(np.diff(g, axis=0))[mask[1:] & mask[:-1]].mean()
+    return float(dx), float(dy)
+
+
+def test_with_materials_each_class_has_its_own_surface() -> None:
+    rng = np.random.default_rng(11)
+    # circle: stripes across x; square: stripes across y (±10° jitter, ±0.5 rad pose).
+    for cls, across_x in (("circle", True), ("square", False)):
+        for _ in range(3):
+            p = make_photo(rng, [cls], 64, rotation=0.5, scale=(0.35, 0.4), materials=True)
+            dx, dy = _gradients_inside(p.image, p.masks[0])
+            assert (dx > 2 * dy) if across_x else (dy > 2 * dx), (cls, dx, dy)
+    # Without materials a circle's fill is random texture: no direction dominates on average.
+    ratios = []
+    for _ in range(6):
+        p = make_photo(rng, ["circle"], 64, rotation=0.5, scale=(0.35, 0.4))
+        dx, dy = _gradients_inside(p.image, p.masks[0])
+        ratios.append(dx / dy)
+    assert 0.5 < float(np.median(ratios)) < 2.0, ratios
+
+
+def test_segmenter_batches_hold_distinct_classes_when_they_can() -> None:
+    world = SyntheticWorld(("circle", "square", "star", "cross"), 32, photos_per_class=6,
+                           sketches_per_class=3)  # fmt: skip
+    for seed in range(5):
+        batch = world.pairs(np.random.default_rng(seed), 4, 0.0)
+        assert batch.labels is not None and sorted(batch.labels) == [0, 1, 2, 3]
+    big = world.pairs(np.random.default_rng(0), 9, 0.0)  # more pairs than classes: repeats
+    assert big.labels is not None and len(big.labels) == 9
+
+
 def test_sketches_are_stroke_outlines_some_partial() -> None:
     rng = np.random.default_rng(0)
     sketches = [make_sketch(rng, "heart") for _ in range(40)]
