@@ -72,11 +72,19 @@ class SBIRCritic(nn.Module):
 
     def embed_photo(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) photos in [0, 1] → (B, dim) embeddings (not normalised)."""
+        if self.photo_pool == "cls":
+            return self.head(self.photo.encode_global(x))
+        return self.embed_photo_and_patches(x)[0]
+
+    def embed_photo_and_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The photo embeddings (as :meth:`embed_photo`) and the (B, gh, gw, d) patch tokens they
+        come from."""
+        pooled, patches = self.photo.encode_patches(x)
         if self.photo_pool == "mean":
-            return self.head(self.photo.encode_patches(x)[1].mean(dim=(1, 2)))
+            return self.head(patches.mean(dim=(1, 2))), patches
         if self.photo_pool == "max":
-            return self.head(self.photo.encode_patches(x)[1].amax(dim=(1, 2)))
-        return self.head(self.photo.encode_global(x))
+            return self.head(patches.amax(dim=(1, 2))), patches
+        return self.head(pooled), patches
 
     def embed_sketch(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) sketches in [0, 1] → (B, dim) embeddings (not normalised)."""
@@ -167,6 +175,11 @@ class SBIRConfig:
     #: Probability that a photo is blacked out outside or inside a random box: the critic then
     #: also knows photos that are partly black, which is what masked photos look like.
     erase: float = 0.0
+    #: Weight of the local-consistency loss: the patch tokens of an erased photo, where its
+    #: pixels were kept, must equal the same patches of the whole photo (1 − cosine), so a
+    #: patch describes what it shows rather than the whole photo. A segmenter started from
+    #: the critic's encoder reads those patches (0: off; needs ``erase`` > 0).
+    consistency: float = 0.0
 
 
 def random_erase(images: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:
@@ -225,8 +238,11 @@ class SBIRTrainer(Trainer):
         critic: SBIRCritic = self.model
         s = critic.embed_sketch(to_tensor(batch.sketches, self.device))
         photos = np.concatenate([batch.positives, batch.negatives])
-        photos = to_tensor(random_erase(photos, rng, self.config.erase), self.device)
-        pn = critic.embed_photo(photos)
+        erased = random_erase(photos, rng, self.config.erase)
+        if self.config.consistency > 0:
+            pn, patches = critic.embed_photo_and_patches(to_tensor(erased, self.device))
+        else:
+            pn, patches = critic.embed_photo(to_tensor(erased, self.device)), None
         p, n = pn[: len(s)], pn[len(s) :]
         trip = triplet_loss(s, p, n, self.config.margin)
         labels = torch.from_numpy(batch.labels).long().to(self.device)
@@ -234,7 +250,29 @@ class SBIRTrainer(Trainer):
             F.cross_entropy(critic.logits(s), labels) + F.cross_entropy(critic.logits(p), labels)
         )
         total = trip + self.config.class_weight * cls
-        return {"total": total, "triplet": trip, "class": cls}
+        out = {"triplet": trip, "class": cls}
+        if patches is not None:
+            out["consistency"] = self._consistency(photos, erased, patches)
+            total = total + self.config.consistency * out["consistency"]
+        return {"total": total, **out}
+
+    def _consistency(
+        self, photos: np.ndarray, erased: np.ndarray, patches: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean ``1 − cos`` between the erased photos' tokens and the whole photos' tokens over
+        the patches whose pixels the erasing left untouched (the whole photos are encoded
+        again; both sides get gradients)."""
+        b, gh, gw = patches.shape[:3]
+        changed = (erased != photos).any(axis=-1)
+        rows = np.flatnonzero(changed.reshape(b, -1).any(axis=1))
+        if not len(rows):
+            return patches.sum() * 0.0
+        ph, pw = changed.shape[1] // gh, changed.shape[2] // gw
+        kept = ~changed[:, : gh * ph, : gw * pw].reshape(b, gh, ph, gw, pw).any(axis=(2, 4))
+        _, whole = self.model.photo.encode_patches(to_tensor(photos[rows], self.device))
+        keep = torch.from_numpy(kept[rows]).to(self.device, whole.dtype)
+        cos = F.cosine_similarity(patches[torch.from_numpy(rows).to(self.device)], whole, dim=-1)
+        return ((1.0 - cos) * keep).sum() / keep.sum().clamp(min=1.0)
 
 
 def _load_backbone_weights(critic: SBIRCritic, weights: str | None) -> None:

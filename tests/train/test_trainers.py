@@ -177,6 +177,46 @@ def test_the_sbir_critic_overfits_one_batch() -> None:
     assert losses["class"][-1] < 0.5 * losses["class"][0]
 
 
+def test_the_critic_consistency_loss_compares_only_the_patches_erasing_left_alone() -> None:
+    cfg = SBIRConfig(backbone=CLIP, lr=1e-3, pretrained=False, erase=1.0, consistency=1.0,
+                     photo_pool="mean")  # fmt: skip
+    trainer = SBIRTrainer(cfg, FixedTriplets(64), LoopConfig(steps=20, batch_size=4, device="cpu"))
+    rng = np.random.default_rng(0)
+    photos = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    erased = photos.copy()
+    erased[0, :20] = 0  # rows 0…19: patches of rows 0…1 (16 px patches) change
+    erased[1, 40:, 40:] = 0
+    encoder = trainer.model.photo
+    patch = encoder.spec.patch_size
+
+    def local(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Strictly local tokens: each patch's mean colour (and a constant)."""
+        p = nn.functional.avg_pool2d(x, patch).permute(0, 2, 3, 1)
+        return p.mean(dim=(1, 2)), torch.cat([p, torch.ones_like(p[..., :1])], dim=-1)
+
+    def leaky(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens that also carry the whole photo's mean."""
+        g, p = local(x)
+        return g, p + 3.0 * p.mean(dim=(1, 2), keepdim=True)
+
+    for fn, expect_zero in ((local, True), (leaky, False)):
+        encoder.encode_patches = fn  # type: ignore[method-assign]
+        _, tokens = fn(torch.from_numpy(erased).permute(0, 3, 1, 2) / 255.0)
+        value = float(trainer._consistency(photos, erased, tokens))
+        assert (value < 1e-6) if expect_zero else (value > 1e-3), (fn.__name__, value)
+    # Nothing erased: nothing to compare.
+    assert float(trainer._consistency(photos, photos.copy(), tokens)) == 0.0
+
+
+def test_the_critic_with_the_consistency_loss_overfits_one_batch() -> None:
+    cfg = SBIRConfig(backbone=CLIP, lr=1e-3, pretrained=False, erase=0.5, consistency=1.0,
+                     photo_pool="mean", shared=True, dim=0)  # fmt: skip
+    trainer = SBIRTrainer(cfg, FixedTriplets(64), LoopConfig(steps=20, batch_size=4, device="cpu"))
+    losses = trainer.fit().losses
+    assert "consistency" in losses and all(v >= 0 for v in losses["consistency"])
+    assert losses["total"][-1] < 0.5 * losses["total"][0], losses["total"]
+
+
 def test_the_clip_segmenter_overfits_one_batch_tuning_only_its_layernorms() -> None:
     trainer = segmenter(FixedPairs(64), steps=30, tune="layernorm", lr=3e-2)
     visual = trainer.model.visual
