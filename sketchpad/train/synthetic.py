@@ -2,7 +2,9 @@
 
 Photos: a textured background (smooth colour noise plus a grating) with 1–3 filled, textured
 objects from several shape classes, each at a random pose (rotation, aspect, scale, place) and
-colour; later objects occlude earlier ones and the true masks say what stays visible. The true
+colour; later objects occlude earlier ones and the true masks say what stays visible. With
+``materials``, each class's objects wear that class's surface pattern (:data:`SURFACES`) and
+the background is colour noise alone. The true
 masks are kept for evaluation only: training never reads them.
 
 Sketches: stroke-vector outlines of a shape class at another random pose, jittered like a
