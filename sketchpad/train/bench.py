@@ -113,10 +113,15 @@ class TestSet:
         return out
 
 
+def _photo_style(s: BenchSettings) -> dict:
+    """How the world's photos look: the same for training and test photos."""
+    return {"texture": s.texture, "rotation": s.rotation, "scale": s.scale,
+            "materials": s.materials}  # fmt: skip
+
+
 def _test_sets(s: BenchSettings) -> tuple[TestSet, TestSet]:
     seen = make_set(s.seed + 1000, SEEN, s.test_photos, s.test_sketches, size=32,
-                    texture=s.texture, rotation=s.rotation, scale=s.scale,
-                    materials=s.materials)  # fmt: skip
+                    **_photo_style(s))  # fmt: skip
     # Unseen: each photo has an unseen object among seen ones.
     rng = np.random.default_rng(s.seed + 2000)
     photos = []
@@ -125,17 +130,7 @@ def _test_sets(s: BenchSettings) -> tuple[TestSet, TestSet]:
         objs = [UNSEEN[int(rng.integers(len(UNSEEN)))]]
         objs += [SEEN[i] for i in rng.choice(len(SEEN), size=k, replace=False)]
         rng.shuffle(objs)
-        photos.append(
-            make_photo(
-                rng,
-                objs,
-                32,
-                texture=s.texture,
-                rotation=s.rotation,
-                scale=s.scale,
-                materials=s.materials,
-            )  # fmt: skip
-        )
+        photos.append(make_photo(rng, objs, 32, **_photo_style(s)))
     sk = {
         c: tuple(make_sketch(rng, c, rotation=s.rotation) for _ in range(s.test_sketches))
         for c in UNSEEN
@@ -255,8 +250,7 @@ def run(report: Report = print, settings: BenchSettings | None = None) -> int:  
     s = settings or BenchSettings()
     torch.set_num_threads(s.threads)
     t_start = time.perf_counter()
-    world = SyntheticWorld(SEEN, 32, seed=s.seed, texture=s.texture, rotation=s.rotation,
-                           scale=s.scale, materials=s.materials)  # fmt: skip
+    world = SyntheticWorld(SEEN, 32, seed=s.seed, **_photo_style(s))
     tests = _test_sets(s)
     report(
         f"synthetic world: {len(SEEN)} seen classes {', '.join(SEEN)}; unseen {', '.join(UNSEEN)}"
