@@ -270,6 +270,24 @@ def test_sbir_then_segmenter_then_segment(
     assert "holds a 'segmenter' checkpoint" in capsys.readouterr().err
 
 
+def test_the_critic_recipe_of_the_benchmark_is_reachable_from_the_command_line(
+    tmp_path: Path, sketchy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "critic"
+    argv = ["--steps", "2", "--photo-pool", "mean", "--dim", "0", "--erase", "0.5",
+            "--consistency", "1"]  # fmt: skip
+    assert train("sbir", sketchy, out, *argv) == 0
+    meta = json.loads((out / "sbir.json").read_text())
+    assert (meta["photo_pool"], meta["dim"]) == ("mean", 0)
+    assert (meta["config"]["erase"], meta["config"]["consistency"]) == (0.5, 1.0)
+    assert "consistency=" in capsys.readouterr().out
+    assert train("sbir", sketchy, tmp_path / "b", "--consistency", "1") == 1
+    assert "give --erase too" in capsys.readouterr().err
+    assert train("sbir", sketchy, tmp_path / "c", "--erase", "1.5") == 1
+    assert "--erase must be within 0 … 1" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
 def test_wrong_data_and_missing_weights_are_clear_errors(
     tmp_path: Path, sketchy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
