@@ -344,6 +344,9 @@ def run(report: Report = print, settings: BenchSettings | None = None) -> int:  
     report(_row("untrained: random weights", untrained_random))
     report(_row("reference: all objects (oracle)", oracle))
     full = results["full (all losses)"][0].summary
+    report("")
+    report("  full model, IoU per class: " + ", ".join(
+        f"{name} {100 * c.iou:.1f}" for name, c in full.classes.items()))  # fmt: skip
     total = time.perf_counter() - t_start
     ok_time = total <= 20 * 60
     ok_miou = full.miou_seen >= 0.6

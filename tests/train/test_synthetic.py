@@ -122,3 +122,6 @@ def test_bench_runs_end_to_end_at_a_tiny_size(capsys: pytest.CaptureFixture[str]
                 "untrained: random weights", "reference: all objects"):  # fmt: skip
         assert row in text
     assert "target ≥ 60 %: FAIL" in text
+    per_class = next(line for line in lines if "IoU per class" in line)
+    scored = [w.rstrip(",") for w in per_class.split(":", 1)[1].split()[::2]]
+    assert scored and set(scored) <= {*bench.SEEN, *bench.UNSEEN}, per_class
