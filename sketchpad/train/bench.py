@@ -78,6 +78,11 @@ class BenchSettings:
     #: δ 0.94 with the true mask, 1.30 with none); masks then stay under the threshold.
     lambda_reg: float = 0.1
     tau: float = 0.25
+    #: Temperature of the attention pooling that InfoNCE compares with the sketch. Sharper than
+    #: the trainer's 0.1: an object here covers a few of the 64 patches, and a softer pooling
+    #: spreads over the background. Measured at 1,500 steps with two segmenter seeds: mIoU (S)
+    #: 57.1 / 59.0 % at 0.1, 58.8 / 59.5 % at 0.05.
+    pool_temperature: float = 0.05
     #: Seed 000 cuts the sketch in two on half the batch and asks for the soft XOR of the two
     #: halves' masks. It teaches parts; the world's objects have none (one surface all over),
     #: so both halves of a circle rightly claim the whole circle and the XOR asks to drop it
@@ -262,8 +267,9 @@ def run(report: Report = print, settings: BenchSettings | None = None) -> int:  
         f"critic: lr {s.critic_lr:g}, batch {s.critic_batch}, margin {s.critic_margin:g}, photo "
         f"pooling {s.photo_pool}, erasing {s.critic_erase:g}, consistency λ "
         f"{s.critic_consistency:g}; segmenter: all weights at lr {s.segmenter_lr:g}, batch "
-        f"{s.segmenter_batch}, τ {s.tau:g}, λ InfoNCE/SBIR/unpaired 1, λ regulariser "
-        f"{s.lambda_reg:g}, partition on {100 * s.partition_fraction:.0f} % of a batch"
+        f"{s.segmenter_batch}, τ {s.tau:g}, pooling temperature {s.pool_temperature:g}, λ "
+        f"InfoNCE/SBIR/unpaired 1, λ regulariser {s.lambda_reg:g}, partition on "
+        f"{100 * s.partition_fraction:.0f} % of a batch"
     )
     with tempfile.TemporaryDirectory(prefix="sketchpad-bench-train-") as tmp:
         out = Path(tmp)
@@ -304,6 +310,7 @@ def run(report: Report = print, settings: BenchSettings | None = None) -> int:  
         }
         base = SegmenterConfig(backbone=BACKBONE, pretrained=False, tune="all",
                                lr=s.segmenter_lr, tau=s.tau,
+                               pool_temperature=s.pool_temperature,
                                lambda_reg=s.lambda_reg,
                                partition_fraction=s.partition_fraction)  # fmt: skip
         results: dict[str, tuple[Scored, float]] = {}
