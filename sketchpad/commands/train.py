@@ -356,11 +356,12 @@ def run_segmenter(args: argparse.Namespace) -> int:
             "the SBIR loss needs --critic (a checkpoint of `sketchpad train sbir`); or pass "
             "--lambda-sbir 0 to train without it"
         )
-    for name in ("tau", "lambda_infonce", "lambda_sbir", "lambda_unpaired", "lambda_reg"):
+    positive = ("tau", "pool_temperature")
+    for name in (*positive, "lambda_infonce", "lambda_sbir", "lambda_unpaired", "lambda_reg"):
         v = getattr(args, name)
-        if not math.isfinite(v) or v < 0 or (name == "tau" and v == 0):
+        if not math.isfinite(v) or v < 0 or (name in positive and v == 0):
             flag = "--" + name.replace("_", "-")
-            return _err(f"{flag} must be a {'positive' if name == 'tau' else '≥ 0'} number")
+            return _err(f"{flag} must be a {'positive' if name in positive else '≥ 0'} number")
     if not 0.0 <= args.partition_fraction <= 1.0:
         return _err(f"--partition-fraction must be within 0 … 1, got {args.partition_fraction}")
 
@@ -384,6 +385,7 @@ def run_segmenter(args: argparse.Namespace) -> int:
             tune=args.tune,
             lr=args.lr,
             tau=args.tau,
+            pool_temperature=args.pool_temperature,
             lambda_infonce=args.lambda_infonce,
             lambda_sbir=args.lambda_sbir,
             lambda_unpaired=args.lambda_unpaired,

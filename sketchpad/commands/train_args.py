@@ -100,6 +100,14 @@ def add_train_parser(
     q.add_argument(
         "--tau", type=float, default=0.1, metavar="X", help="soft-mask temperature τ (default 0.1)"
     )
+    q.add_argument(
+        "--pool-temperature",
+        type=float,
+        default=0.1,
+        metavar="X",
+        help="temperature of the attention pooling of the photo's patches that InfoNCE compares "
+        "with the sketch (default 0.1; lower: sharper, for objects that cover few patches)",
+    )
     for loss, what in (
         ("infonce", "the sketch ↔ pooled-photo InfoNCE"),
         ("sbir", "the SBIR loss through the critic"),

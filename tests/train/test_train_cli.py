@@ -238,11 +238,15 @@ def test_sbir_then_segmenter_then_segment(
     assert train("segmenter", sketchy, seg, "--steps", "2") == 1  # no critic
     assert "needs --critic" in capsys.readouterr().err
     argv = ["--critic", str(critic / "sbir"), "--checkpoint-every", "1"]
+    assert train("segmenter", sketchy, seg, "--steps", "2", "--pool-temperature", "0", *argv) == 1
+    assert "--pool-temperature must be a positive number" in capsys.readouterr().err
+    argv += ["--pool-temperature", "0.05"]
     assert train("segmenter", sketchy, seg, "--steps", "2", *argv) == 0
     out = capsys.readouterr().out
     assert "segmenter: trained to step 2/2" in out and "last losses total=" in out
     meta = json.loads((seg / "segmenter.json").read_text())
     assert (meta["kind"], meta["step"], meta["calibration"]) == ("segmenter", 2, "fixed")
+    assert meta["config"]["pool_temperature"] == 0.05
 
     photos = sketchy / "rendered_256x256" / "256x256" / "photo" / TX / "cat"
     sketch = sketchy / "rendered_256x256" / "256x256" / "sketch" / TX / "cat" / "n02_1-1.png"
