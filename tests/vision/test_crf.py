@@ -82,6 +82,7 @@ def test_matches_exact_mean_field_inference() -> None:
     got = refine_with_crf(
         img,
         prob,
+        working_long_side=32,  # the photo's own size: the widths are in its pixels
         iterations=5,
         gaussian_sxy=params["gs"],
         gaussian_compat=params["gc"],
@@ -111,6 +112,25 @@ def test_large_photo_runs_at_working_size_and_returns_photo_size() -> None:
     assert out.shape == (900, 1300) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
     assert _iou(out > 0.5, true, np.ones_like(true)) > 0.97
+
+
+def test_small_photo_gets_the_working_size_kernels_not_wider_ones() -> None:
+    """The widths are in working pixels on every photo size: a 32-px photo refines as its
+    4× enlargement does, shrunk back. Before, a small photo ran with the full widths in its own
+    pixels (a 20-px bilateral reach on 32 px): here its mask came out half the enlargement's
+    (71 against 140 pixels above 0.5; mean difference 0.063)."""
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:] = (40, 60, 200)
+    img[12:20, 2:30] = (220, 180, 30)  # one long bar of one colour
+    prob = np.full((32, 32), 0.05, np.float32)
+    prob[10:22, 0:12] = 0.9  # the map covers the bar's left end
+    small = refine_with_crf(img, prob, working_long_side=128)
+    big_img = cv2.resize(img, (128, 128), interpolation=cv2.INTER_NEAREST)
+    big_prob = cv2.resize(prob, (128, 128), interpolation=cv2.INTER_NEAREST)
+    big = refine_with_crf(big_img, big_prob, working_long_side=128)
+    shrunk = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA)
+    assert np.abs(small - shrunk).mean() < 0.01
+    assert abs(int((small > 0.5).sum()) - int((shrunk > 0.5).sum())) <= 4
 
 
 def test_accepts_read_only_and_non_contiguous_inputs() -> None:
