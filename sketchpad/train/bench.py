@@ -13,7 +13,10 @@ On the synthetic world (:mod:`sketchpad.train.synthetic`; true masks used only t
    regulariser (seed 000's S-B baselines);
 3. every model is saved as a training checkpoint and loaded back the way the app loads one
    ('fixed' calibration at the checkpoint's τ), then scored with ``seg_eval`` on held-out
-   photos of seen classes and of unseen classes: mIoU (S), mIoU (U), hIoU, pAcc.
+   photos of seen classes and of unseen classes: mIoU (S), mIoU (U), hIoU, pAcc of the masks
+   thresholded at 0.5, and mIoU (S) once more after the app's dense-CRF refinement: seed 000
+   §4.6 tests that way (threshold at 0.5, then CRF post-processing), so its figures, which
+   the 0.6 target follows, are after CRF. The verdict names both figures.
 
 The photos give each class its own surface pattern besides its outline (``materials``): with
 the fill a random texture like the background's, only an outline tells a class, and then no
@@ -154,6 +157,7 @@ class Scored:
     auc: float
     cos_object: float
     cos_rest: float
+    crf: SegSummary | None = None
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -164,16 +168,22 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def score_segmenter(segmenter: object, tests: tuple[TestSet, TestSet]) -> Scored:
-    """mIoU (S/U), hIoU and pAcc of a Segmenter on the held-out queries (the app's path)."""
-    counts = SegCounts()
+def score_segmenter(
+    segmenter: object, tests: tuple[TestSet, TestSet], *, crf: bool = True
+) -> Scored:
+    """mIoU (S/U), hIoU and pAcc of a Segmenter on the held-out queries (the app's path); with
+    ``crf``, the same once more with the app's dense-CRF refinement of each mask."""
+    counts, refined = SegCounts(), SegCounts()
     aucs, on, off = [], [], []
     for test, classes in zip(tests, (SEEN, UNSEEN), strict=True):
         predict = SegmenterPredictor(segmenter, batch_size=64)  # type: ignore[arg-type]
         predict.add_photos([p.image for p in test.photos])
+        with_crf = SegmenterPredictor(segmenter, batch_size=64, crf=True) if crf else None  # type: ignore[arg-type]
         for i, c, j in test.queries(classes):
             photo, sketch = test.photos[i], test.sketches[c][j]
             counts.add(c, predict(sketch, photo.image), photo.mask_of(c))
+            if with_crf is not None:
+                refined.add(c, with_crf(sketch, photo.image), photo.mask_of(c))
             if classes is SEEN:
                 cos = predict.cosine_grid(sketch, photo.image)
                 gh, gw = cos.shape
@@ -183,8 +193,9 @@ def score_segmenter(segmenter: object, tests: tuple[TestSet, TestSet]) -> Scored
                 on.append(cos[truth].ravel())
                 off.append(cos[~truth].ravel())
     summary = summarise(counts, seen=set(SEEN), unseen=set(UNSEEN))
+    after = summarise(refined, seen=set(SEEN), unseen=set(UNSEEN)) if crf else None
     return Scored(summary, float(np.nanmean(aucs)), float(np.concatenate(on).mean()),
-                  float(np.concatenate(off).mean()))  # fmt: skip
+                  float(np.concatenate(off).mean()), after)  # fmt: skip
 
 
 def critic_diagnostics(critic: SBIRCritic, world: SyntheticWorld, seed: int) -> str:
@@ -239,8 +250,9 @@ def _load_as_app(folder: Path, name: str) -> object:
 def _row(name: str, scored: Scored, seconds: float | None = None) -> str:
     r = scored.summary
     t = f"{seconds:7.0f}s" if seconds is not None else "        "
+    crf = f"{100 * scored.crf.miou_seen:6.1f}" if scored.crf is not None else f"{'–':>6}"
     return (
-        f"  {name:<34} {100 * r.miou_seen:6.1f} {100 * r.miou_unseen:6.1f} "
+        f"  {name:<34} {100 * r.miou_seen:6.1f} {crf} {100 * r.miou_unseen:6.1f} "
         f"{100 * r.hiou:6.1f} {100 * r.pacc:6.1f} {t}  {scored.auc:5.3f} "
         f"{scored.cos_object:+.3f} {scored.cos_rest:+.3f}"
     )
@@ -248,7 +260,8 @@ def _row(name: str, scored: Scored, seconds: float | None = None) -> str:
 
 def run(report: Report = print, settings: BenchSettings | None = None) -> int:  # noqa: T201
     """Train and score everything; print the table. Returns 0 if the full model reaches
-    mIoU (S) ≥ 0.6 and beats the untrained models by 10 points, else 1.
+    mIoU (S) ≥ 0.6 after CRF post-processing (seed 000's protocol) and beats the untrained
+    models by 10 points thresholded at 0.5, else 1.
 
     Besides mIoU, each row shows the diagnostic AUC of the raw cosine map (object patches vs
     the rest, seen classes) and the mean cosine on and off the object: they tell whether a
@@ -343,7 +356,8 @@ def run(report: Report = print, settings: BenchSettings | None = None) -> int:  
     oracle = oracle_all_objects(tests)
 
     report("")
-    report(f"  {'model (fixed calibration, threshold 0.5)':<34} {'mIoU-S':>6} {'mIoU-U':>6} "
+    report(f"  {'model (fixed calibration, threshold 0.5)':<34} {'mIoU-S':>6} {'+CRF':>6} "
+           f"{'mIoU-U':>6} "
            f"{'hIoU':>6} {'pAcc':>6} {'train':>8}  {'AUC':>5} {'C obj':>6} "
            f"{'C rest':>6}")  # fmt: skip
     for name, (r, sec) in results.items():
@@ -357,12 +371,15 @@ def run(report: Report = print, settings: BenchSettings | None = None) -> int:  
         f"{name} {100 * c.iou:.1f}" for name, c in full.classes.items()))  # fmt: skip
     total = time.perf_counter() - t_start
     ok_time = total <= 20 * 60
-    ok_miou = full.miou_seen >= 0.6
+    full_crf = results["full (all losses)"][0].crf
+    assert full_crf is not None
+    ok_miou = full_crf.miou_seen >= 0.6
     best_untrained = max(untrained_start.summary.miou_seen, untrained_random.summary.miou_seen)
     ok_gain = full.miou_seen > best_untrained + 0.1
     report("")
     report(f"  total {total / 60:.1f} min (target ≤ 20 min: {'PASS' if ok_time else 'FAIL'})")
-    report(f"  full model mIoU (S) {100 * full.miou_seen:.1f} % (target ≥ 60 %: "
-           f"{'PASS' if ok_miou else 'FAIL'}); above the untrained models by ≥ 10 points: "
-           f"{'PASS' if ok_gain else 'FAIL'}")  # fmt: skip
+    report(f"  full model mIoU (S) {100 * full.miou_seen:.1f} % thresholded at 0.5, "
+           f"{100 * full_crf.miou_seen:.1f} % after CRF post-processing, seed 000's test "
+           f"protocol (target ≥ 60 %: {'PASS' if ok_miou else 'FAIL'}); above the untrained "
+           f"models by ≥ 10 points: {'PASS' if ok_gain else 'FAIL'}")  # fmt: skip
     return 0 if ok_time and ok_miou and ok_gain else 1

@@ -122,6 +122,16 @@ def test_bench_runs_end_to_end_at_a_tiny_size(capsys: pytest.CaptureFixture[str]
                 "untrained: random weights", "reference: all objects"):  # fmt: skip
         assert row in text
     assert "target ≥ 60 %: FAIL" in text
+    header = next(line for line in lines if "mIoU-S" in line)
+    words = header.split()
+    assert words.index("+CRF") == words.index("mIoU-S") + 1, header
+    full = next(line for line in lines if line.strip().startswith("full (all losses)"))
+    plain, refined = (float(v) for v in full.split(")", 1)[1].split()[:2])
+    assert 0.0 <= plain <= 100.0 and 0.0 <= refined <= 100.0, full
+    verdict = next(line for line in lines if "target ≥ 60 %" in line)
+    assert "thresholded at 0.5" in verdict and "after CRF post-processing" in verdict
+    oracle = next(line for line in lines if "reference: all objects" in line)
+    assert "–" in oracle  # the oracle's masks are exact: no CRF column
     per_class = next(line for line in lines if "IoU per class" in line)
     scored = [w.rstrip(",") for w in per_class.split(":", 1)[1].split()[::2]]
     assert scored and set(scored) <= {*bench.SEEN, *bench.UNSEEN}, per_class
