@@ -178,12 +178,11 @@ def score_segmenter(
     for test, classes in zip(tests, (SEEN, UNSEEN), strict=True):
         predict = SegmenterPredictor(segmenter, batch_size=64)  # type: ignore[arg-type]
         predict.add_photos([p.image for p in test.photos])
-        with_crf = SegmenterPredictor(segmenter, batch_size=64, crf=True) if crf else None  # type: ignore[arg-type]
         for i, c, j in test.queries(classes):
             photo, sketch = test.photos[i], test.sketches[c][j]
             counts.add(c, predict(sketch, photo.image), photo.mask_of(c))
-            if with_crf is not None:
-                refined.add(c, with_crf(sketch, photo.image), photo.mask_of(c))
+            if crf:
+                refined.add(c, predict(sketch, photo.image, crf=True), photo.mask_of(c))
             if classes is SEEN:
                 cos = predict.cosine_grid(sketch, photo.image)
                 gh, gw = cos.shape

@@ -498,13 +498,15 @@ class SegmenterPredictor:
         self.add_photos([photo])
         return self.bank.grid(self._query(sketch).cos, self._index[self._key(photo)])
 
-    def __call__(self, sketch: Sketch, photo: np.ndarray) -> np.ndarray:
-        """(H, W) bool mask of what ``sketch`` shows in ``photo`` ((H, W, 3) uint8 RGB)."""
+    def __call__(self, sketch: Sketch, photo: np.ndarray, *, crf: bool | None = None) -> np.ndarray:
+        """(H, W) bool mask of what ``sketch`` shows in ``photo`` ((H, W, 3) uint8 RGB); ``crf``
+        overrides the predictor's setting for this mask."""
         self.add_photos([photo])
         i = self._index[self._key(photo)]
         scores = self._query(sketch)
+        refine = self.crf if crf is None else crf
         m = self.segmenter.mask(
-            scores, self.bank, i, photo=photo, crf=self.crf, threshold=self.threshold
+            scores, self.bank, i, photo=photo, crf=refine, threshold=self.threshold
         )
         return m.mask
 
