@@ -168,11 +168,9 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def score_segmenter(
-    segmenter: object, tests: tuple[TestSet, TestSet], *, crf: bool = True
-) -> Scored:
-    """mIoU (S/U), hIoU and pAcc of a Segmenter on the held-out queries (the app's path); with
-    ``crf``, the same once more with the app's dense-CRF refinement of each mask."""
+def score_segmenter(segmenter: object, tests: tuple[TestSet, TestSet]) -> Scored:
+    """mIoU (S/U), hIoU and pAcc of a Segmenter on the held-out queries (the app's path), and
+    the same once more with the app's dense-CRF refinement of each mask."""
     counts, refined = SegCounts(), SegCounts()
     aucs, on, off = [], [], []
     for test, classes in zip(tests, (SEEN, UNSEEN), strict=True):
@@ -181,8 +179,7 @@ def score_segmenter(
         for i, c, j in test.queries(classes):
             photo, sketch = test.photos[i], test.sketches[c][j]
             counts.add(c, predict(sketch, photo.image), photo.mask_of(c))
-            if crf:
-                refined.add(c, predict(sketch, photo.image, crf=True), photo.mask_of(c))
+            refined.add(c, predict(sketch, photo.image, crf=True), photo.mask_of(c))
             if classes is SEEN:
                 cos = predict.cosine_grid(sketch, photo.image)
                 gh, gw = cos.shape
@@ -192,7 +189,7 @@ def score_segmenter(
                 on.append(cos[truth].ravel())
                 off.append(cos[~truth].ravel())
     summary = summarise(counts, seen=set(SEEN), unseen=set(UNSEEN))
-    after = summarise(refined, seen=set(SEEN), unseen=set(UNSEEN)) if crf else None
+    after = summarise(refined, seen=set(SEEN), unseen=set(UNSEEN))
     return Scored(summary, float(np.nanmean(aucs)), float(np.concatenate(on).mean()),
                   float(np.concatenate(off).mean()), after)  # fmt: skip
 

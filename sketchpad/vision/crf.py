@@ -116,7 +116,7 @@ def refine_with_crf(
         prob32 = cv2.resize(prob32, (ws, hs), interpolation=cv2.INTER_AREA)
     else:
         # Working pixels → photo pixels: widths meant for a 512-pixel image would otherwise
-        # span a small photo (20 px on a 32-px photo groups every pixel of a colour).
+        # span a small photo (a 20-px bilateral reach on a 32-px photo).
         hs, ws = h, w
         g_sxy, b_sxy = g_sxy / scale, b_sxy / scale
 
