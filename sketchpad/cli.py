@@ -42,7 +42,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         return run(runs=args.runs, report=print)
     if args.what == "vision":
-        from sketchpad.vision import bench
+        from sketchpad.search import bench_vision as bench
         from sketchpad.vision.registry import get_spec, list_backbones
 
         ids = args.backbones or [s.id for s in list_backbones()]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "sketchpad"
-HEADLESS = ["sketch", "vision", "gallery", "train", "commands"]
+HEADLESS = ["sketch", "vision", "search", "gallery", "train", "commands"]
 FORBIDDEN = ("PySide6", "shiboken6", "qasync")
 
 
@@ -43,11 +43,13 @@ def test_headless_modules_do_not_import_qt(path: Path) -> None:
     assert not bad, f"{path} imports Qt at line(s) {bad}: move that code to engine/ or ui/"
 
 
-#: Layer → the sketchpad layers it must not import (DESIGN §2: sketch ← vision ← gallery ←
-#: train ← engine ← ui; commands are headless fronts). ``cli.py`` may import any layer.
+#: Layer → the sketchpad layers it must not import (DESIGN §2: sketch ← vision ← search ←
+#: gallery ← train ← engine ← ui; commands are headless fronts). ``cli.py`` may import any
+#: layer.
 UPWARD = {
-    "sketch": ("vision", "gallery", "train", "engine", "ui", "commands"),
-    "vision": ("gallery", "train", "engine", "ui", "commands"),
+    "sketch": ("vision", "search", "gallery", "train", "engine", "ui", "commands"),
+    "vision": ("search", "gallery", "train", "engine", "ui", "commands"),
+    "search": ("gallery", "train", "engine", "ui", "commands"),
     "gallery": ("train", "engine", "ui", "commands"),
     "train": ("engine", "ui", "commands"),
     "commands": ("engine", "ui"),

@@ -291,21 +291,24 @@ def run_segmenter(args: argparse.Namespace) -> int:  # noqa: C901 (a linear scri
     seen = [c for c in classes if c not in unseen]
 
     # Heavy imports only now: `sketchpad eval --help` stays fast.
-    from sketchpad.commands.label import load_backbone
+    import dataclasses
+
+    from sketchpad.commands.progress import DownloadBar
     from sketchpad.commands.segment import model_choice
     from sketchpad.gallery.images import PhotoError, load_photo
+    from sketchpad.search.model import build_segmenter
     from sketchpad.train.seg_eval import SegmenterPredictor, evaluate
     from sketchpad.vision.errors import WeightsError
-    from sketchpad.vision.segmenter import Segmenter
 
     try:
-        backbone_id, weights, options = model_choice(args, "clip-vit-b16")
-        backbone = load_backbone(
-            argparse.Namespace(**{**vars(args), "backbone": backbone_id, "weights": weights})
+        choice = model_choice(args)
+        choice = dataclasses.replace(
+            choice, pretrained=not args.random_weights, threshold=args.threshold or 0.5
         )
-        if args.input_size:
-            options["input_size"] = args.input_size
-        seg = Segmenter(backbone, **options)
+        download = DownloadBar(choice.backbone_id or "the checkpoint's")
+        seg = build_segmenter(choice, download)
+        download.finish()
+        backbone = seg.backbone
         if args.random_weights:
             print(f"{NAME}: warning: random weights: the masks mean nothing", file=sys.stderr)
     except (KeyError, ValueError, WeightsError) as e:

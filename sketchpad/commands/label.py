@@ -26,9 +26,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """The backbone options shared by ``label`` and ``eval scene``."""
     p.add_argument(
         "--backbone",
-        default="clip-vit-b16",
         metavar="ID",
-        help="a CLIP backbone id (`sketchpad models list`; default clip-vit-b16)",
+        help="a CLIP backbone id (`sketchpad models list`; default: the first installed of "
+        "clip-vit-b16, clip-vit-b32, clip-vit-l14)",
     )
     p.add_argument("--weights", metavar="PATH", help="a weights file or folder to use")
     p.add_argument(
@@ -92,23 +92,18 @@ def load_backbone(args: argparse.Namespace) -> Backbone:
     Raises:
         KeyError, ValueError, sketchpad.vision.errors.WeightsError: as ``create_backbone``.
     """
-    from sketchpad.commands.progress import TextProgress
+    from sketchpad.commands.progress import DownloadBar
     from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.installed import default_clip_backbone
 
+    backbone_id = args.backbone or default_clip_backbone()
     if args.random_weights:
-        return create_backbone(args.backbone, device=args.device, pretrained=False)
-    bar = TextProgress(f"downloading {args.backbone} weights", None)
-    downloaded = [0]
-
-    def on_download(done: int, total: int | None) -> None:
-        downloaded[0] = done
-        bar.update(done // 2**20, None if total is None else max(1, total // 2**20), " MB")
-
+        return create_backbone(backbone_id, device=args.device, pretrained=False)
+    download = DownloadBar(backbone_id)
     backbone = create_backbone(
-        args.backbone, weights=args.weights, device=args.device, progress=on_download
+        backbone_id, weights=args.weights, device=args.device, progress=download
     )
-    if downloaded[0]:
-        bar.close(downloaded[0] // 2**20, " MB")
+    download.finish()
     return backbone
 
 

@@ -66,3 +66,20 @@ class EtaProgress(TextProgress):
     def finish(self) -> None:
         self.label = self.base
         self.close(self.done)
+
+
+class DownloadBar:
+    """A weights download's progress, as a ``progress(bytes_done, bytes_total | None)``
+    callback; :meth:`finish` ends the line if anything was downloaded."""
+
+    def __init__(self, what: str, stream: TextIO | None = None) -> None:
+        self.bar = TextProgress(f"downloading {what} weights", None, stream)
+        self.done = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self.done = done
+        self.bar.update(done // 2**20, None if total is None else max(1, total // 2**20), " MB")
+
+    def finish(self) -> None:
+        if self.done:
+            self.bar.close(self.done // 2**20, " MB")

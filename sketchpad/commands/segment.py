@@ -1,8 +1,11 @@
 """``sketchpad segment``: a sketch (or part of it, or sketch + words) → masks for photos.
 
-Writes, per photo, ``<name>.mask.png`` (0/255) and ``<name>.overlay.jpg`` (a preview), plus
-``results.json`` (scores, boxes, the options used), with a progress bar and a one-line
-summary. The photo folders are never written to.
+A thin front: the query is answered by the search core (:mod:`sketchpad.search`), exactly as
+in the window, and written by the window's exporter (:mod:`sketchpad.gallery.export`):
+``masks/<name>.png`` (0/255), ``overlays/<name>.jpg`` (a preview), ``annotations.json``
+(COCO), the sketch, and ``results.json`` (every photo with its score, boxes and files, the
+ranking, the options used). Names are unique across all the inputs. The photo folders are
+never written to.
 """
 
 from __future__ import annotations
@@ -13,8 +16,17 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sketchpad.gallery.query import CachedBank
+    from sketchpad.search.core import SearchCore, SearchResult
+    from sketchpad.search.model import ModelChoice
+    from sketchpad.search.spec import Part, QuerySpec
+    from sketchpad.vision.bank import FeatureBank
+    from sketchpad.vision.segmenter import Segmenter
 
 NAME = "sketchpad segment"
 
@@ -40,9 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--backbone",
-        default="clip-vit-b16",
         metavar="ID",
-        help="backbone id (`sketchpad models list`; default clip-vit-b16)",
+        help="backbone id (`sketchpad models list`; default: the first installed of "
+        "clip-vit-b16, clip-vit-b32, clip-vit-l14)",
     )
     p.add_argument("--weights", metavar="PATH", help="a weights file or folder to use")
     add_checkpoint_option(p)
@@ -128,31 +140,29 @@ def add_checkpoint_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def model_choice(
-    args: argparse.Namespace, default_backbone: str
-) -> tuple[str, str | None, dict[str, object]]:
-    """(backbone id, weights, Segmenter keyword arguments) that the options ask for: those of
-    ``--checkpoint`` when given (:mod:`sketchpad.vision.checkpoints`), else ``--backbone`` and
-    ``--weights`` with no extra arguments.
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    """The :class:`~sketchpad.search.model.ModelChoice` the options ask for (``--backbone``,
+    ``--weights``, ``--checkpoint``, ``--device`` and, where the command has them,
+    ``--calibration``, ``--input-size``, ``--plain``, ``--threshold``).
 
     Raises:
-        ValueError: ``--checkpoint`` with ``--weights``, or with another ``--backbone``.
-        sketchpad.vision.errors.WeightsError: the checkpoint cannot be used (the message says
-            why: missing file, another kind of checkpoint, unknown backbone).
+        ValueError: ``--checkpoint`` with ``--weights``.
     """
-    from sketchpad.vision.checkpoints import read_segmenter_checkpoint
+    from sketchpad.search.model import ModelChoice
+    from sketchpad.vision.installed import default_clip_backbone
 
-    if not getattr(args, "checkpoint", None):
-        return args.backbone, args.weights, {}
-    if args.weights:
-        raise ValueError("give --checkpoint or --weights, not both")
-    ckpt = read_segmenter_checkpoint(args.checkpoint)
-    if args.backbone not in (default_backbone, ckpt.backbone_id):
-        raise ValueError(
-            f"--backbone {args.backbone}, but the checkpoint is of {ckpt.backbone_id}: "
-            "leave --backbone out"
-        )
-    return ckpt.backbone_id, str(ckpt.weights), ckpt.segmenter_kwargs()
+    checkpoint = getattr(args, "checkpoint", None)
+    backbone = args.backbone or (None if checkpoint else default_clip_backbone())
+    return ModelChoice(
+        backbone_id=backbone,
+        weights=Path(args.weights) if args.weights else None,
+        checkpoint=Path(checkpoint) if checkpoint else None,
+        device=args.device,
+        calibration=getattr(args, "calibration", None),
+        input_size=getattr(args, "input_size", None),
+        patch_path="plain" if getattr(args, "plain", False) else None,
+        threshold=getattr(args, "threshold", None) or 0.5,
+    )
 
 
 def _parse_floats(text: str, what: str) -> list[float]:
@@ -165,20 +175,23 @@ def _parse_floats(text: str, what: str) -> list[float]:
     return vals
 
 
-def _query_part(args: argparse.Namespace, sketch: object) -> object | None:
-    from sketchpad.sketch.parts import lasso_part, sector_part
+def query_part(args: argparse.Namespace) -> Part | None:
+    """The part ``--lasso`` or ``--partition`` selects, or None."""
+    from sketchpad.search.spec import LassoPart, SectorPart
 
     if args.lasso:
         vals = _parse_floats(args.lasso, "--lasso")
         if len(vals) < 6 or len(vals) % 2:
             raise ValueError("--lasso needs at least 3 points: x,y,x,y,x,y")
-        return lasso_part(sketch, np.array(vals).reshape(-1, 2), args.lasso_mode)
+        return LassoPart(np.array(vals).reshape(-1, 2), args.lasso_mode)
     if args.partition:
         try:
             n, k = (int(v) for v in args.partition.split(":"))
         except ValueError as e:
             raise ValueError(f"--partition expects N:K, got {args.partition!r}") from e
-        return sector_part(sketch, n, k, math.radians(args.theta))
+        if n < 1 or not 0 <= k < n:
+            raise ValueError(f"--partition {args.partition}: sector {k} does not exist")
+        return SectorPart(n, k, math.radians(args.theta))
     return None
 
 
@@ -196,34 +209,27 @@ def _check_out(out: Path, photo_args: list[str]) -> None:
             )
 
 
-def _unique_names(paths: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    names = []
-    for p in paths:
-        n = seen.get(p.name, 0)
-        seen[p.name] = n + 1
-        names.append(p.name if n == 0 else f"{p.stem}-{n + 1}{p.suffix}")
-    return names
-
-
 def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of steps)
-    from sketchpad.atomic import SaveError, atomic_write_bytes, atomic_write_text
-    from sketchpad.commands.progress import TextProgress
-    from sketchpad.gallery.export import jpeg_bytes, png_bytes
-    from sketchpad.gallery.images import PhotoError, expand_photo_args
+    from sketchpad.commands.progress import DownloadBar
+    from sketchpad.gallery.images import PhotoError
     from sketchpad.gallery.query import memory_budget
+    from sketchpad.search.spec import QuerySpec
     from sketchpad.sketch.io import SketchFileError, read_sketch
 
     t0 = time.perf_counter()
     out = Path(args.out)
     try:
         sketch = read_sketch(Path(args.sketch), index=args.index)
-        part = _query_part(args, sketch)
+        part = query_part(args)
         _check_out(out, args.photos)
         if not 0.0 <= args.alpha <= 1.0:
             raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
         if not 0.0 < args.threshold < 1.0:
             raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
+        spec = QuerySpec(
+            sketch=sketch, part=part, text=args.text, alpha=args.alpha, compose=args.compose
+        )
+        choice = model_choice(args)
     except (SketchFileError, ValueError) as e:
         return _err(str(e))
     folders, files, problems = _split_photo_args(args.photos, args.no_cache)
@@ -237,102 +243,137 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         return _err(f"--memory-budget: {e}")
 
     # Heavy imports only now: `sketchpad segment --help` stays fast.
-    from sketchpad.vision.backbone import create_backbone
-    from sketchpad.vision.overlay import overlay_mask
-    from sketchpad.vision.segmenter import FeatureBank, Segmenter
+    from sketchpad.search.core import SearchCore
+    from sketchpad.search.model import build_segmenter
+    from sketchpad.vision.bank import FeatureBank
     from sketchpad.vision.weights import WeightsError
 
+    download = DownloadBar(choice.backbone_id or "the checkpoint's")
     try:
-        backbone_id, weights, options = model_choice(args, "clip-vit-b16")
-    except (ValueError, WeightsError) as e:
-        return _err(str(e))
-    bar = TextProgress(f"downloading {backbone_id} weights", None)
-    downloaded = [0]
-
-    def on_download(done: int, total: int | None) -> None:
-        downloaded[0] = done
-        bar.update(done // 2**20, None if total is None else max(1, total // 2**20), " MB")
-
-    # A checkpoint's calibration, tau, input size and patch path, unless the options say.
-    options = {"patch_path": "vv", **options}
-    if args.calibration:
-        options["calibration"] = args.calibration
-    if args.input_size:
-        options["input_size"] = args.input_size
-    if args.plain:
-        options["patch_path"] = "plain"
-    try:
-        backbone = create_backbone(
-            backbone_id, weights=weights, device=args.device, progress=on_download
-        )
-        if downloaded[0]:
-            bar.close(downloaded[0] // 2**20, " MB")
-        seg = Segmenter(backbone, threshold=args.threshold, **options)
-        if args.compose:
-            queries = seg.group_queries(sketch)
-        else:
-            queries = [seg.sketch_query(sketch, part=part, text=args.text, alpha=args.alpha)]
+        seg = build_segmenter(choice, download)
+        download.finish()
+        core = SearchCore(seg)
+        core.encode(spec)  # before indexing: a bad part or words fail at once
     except (KeyError, ValueError, WeightsError) as e:
         return _err(str(e).strip("'\""))
 
     # Features: folders from their caches (indexed first: only new or changed photos are
-    # encoded), single files encoded now. One bank, one product per query.
-    banks, photos, skipped = [], [], []
+    # encoded), single files encoded now. One bank, one product per query vector.
+    banks: list[FeatureBank] = []
+    photos: list[Path] = []  # bank order
+    labels: list[str] = []  # each photo's name in the export, unique
+    skipped: list[dict[str, str]] = []
+    single = len(folders) == 1 and not files
     for folder in folders:
         got = _cached_folder(folder, seg, args.batch_size, budget)
         if got is None:  # the cache is unusable: encode this folder's photos now
+            from sketchpad.gallery.images import expand_photo_args
+
             found, probs = expand_photo_args([folder])
             for pr in probs:
                 print(f"{NAME}: warning: {pr}", file=sys.stderr)
             files = list(dict.fromkeys([*files, *found]))
+            single = False
             continue
         bank, folder_skipped = got
         banks.append(bank)
         photos += bank.paths()
+        prefix = "" if single else f"{folder.resolve().name or 'photos'}/"
+        labels += [prefix + n for n in bank.names]
         skipped += folder_skipped
     if files:
         bank, ok_files, file_skipped = _encode_files(seg, files, args.batch_size)
         banks.append(bank)
         photos += ok_files
+        labels += [p.name for p in ok_files]
         skipped += file_skipped
     bank = FeatureBank.concat(banks)
-    if not len(bank):
-        return _err("no readable photos in " + ", ".join(args.photos))
-    ok = list(range(len(photos)))
-    names = _unique_names(photos)
-    scores = [seg.score(q, bank) for q in queries]
-
-    # Masks only now, one photo at a time (CRF needs the photo again).
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        return _err(f"cannot create {out}: {e.strerror}")
-    records = []
-    bar = TextProgress("masks written", len(ok))
+        if not len(bank):
+            return _err("no readable photos in " + ", ".join(args.photos))
+        result = core.search(spec, bank)
+        return _write(args, out, core, result, bank, photos, labels, skipped, spec, t0)
+    except PhotoError as e:
+        return _err(str(e))
+    finally:
+        for b in banks:
+            close = getattr(b, "close", None)
+            if close is not None:
+                close()
+
+
+def _write(
+    args: argparse.Namespace,
+    out: Path,
+    core: SearchCore,
+    result: SearchResult,
+    bank: FeatureBank,
+    photos: list[Path],
+    labels: list[str],
+    skipped: list[dict[str, str]],
+    spec: QuerySpec,
+    t0: float,
+) -> int:
+    """Every photo's full-size mask through the exporter, then ``results.json``."""
+    from sketchpad.atomic import SaveError, atomic_write_text
+    from sketchpad.commands.progress import TextProgress
+    from sketchpad.gallery.export import ExportOptions, GalleryExporter
+    from sketchpad.gallery.images import PhotoError
+
+    seg = core.segmenter
+    bb = seg.backbone
+    options = {
+        "backbone": bb.spec.id,
+        "weights": str(bb.weights.path) if bb.weights.path else None,
+        "weights_sha256": bb.weights.sha256,
+        "device": str(bb.device),
+        "checkpoint": args.checkpoint,
+        "calibration": seg.calibration,
+        "tau": seg.tau if seg.calibration == "fixed" else None,
+        "threshold": args.threshold,
+        "input_size": seg.input_size,
+        "patch_path": seg.patch_path,
+        "crf": bool(args.crf),
+        "text": spec.text,
+        "alpha": args.alpha if spec.text else None,
+        "lasso": args.lasso,
+        "lasso_mode": args.lasso_mode if args.lasso else None,
+        "partition": args.partition,
+        "theta_degrees": args.theta if args.partition else None,
+        "compose": bool(args.compose),
+        "queries": list(result.labels),
+        "label": spec.text or "sketch",
+    }
+    roots = list(dict.fromkeys(p.parent if p.is_file() else p for p in map(Path, args.photos)))
+    try:
+        exporter = GalleryExporter(out, roots, ExportOptions(only_matches=False), query=options)
+    except ValueError as e:
+        return _err(str(e))
+    records: list[dict[str, object]] = []
+    bar = TextProgress("masks written", len(photos))
     found = 0
     try:
-        for j, i in enumerate(ok):
+        for i, path in enumerate(photos):
             try:
-                image = _load_for_mask(photos[i], bank.layouts[j].photo_hw)
+                image = _load_for_mask(path, bank.layouts[i].photo_hw)
             except PhotoError as e:
                 print(f"\n{NAME}: warning: skipped {e}", file=sys.stderr)
                 skipped.append({"path": str(e.path), "reason": e.reason, "code": e.code})
                 continue
-            m = seg.composed_mask(scores, bank, j, photo=image, crf=args.crf)
-            mask_name, overlay_name = f"{names[i]}.mask.png", f"{names[i]}.overlay.jpg"
-            atomic_write_bytes(out / mask_name, png_bytes(m.mask.astype(np.uint8) * 255))
-            preview = overlay_mask(image, m.mask, m.instances, group_map=m.group_map)
-            atomic_write_bytes(out / overlay_name, jpeg_bytes(preview))
-            found += bool(m.mask.any())
+            m = core.mask(result, bank, i, threshold=args.threshold, photo=image, crf=args.crf)
+            stem = exporter.add(labels[i], m.mask.shape, m, photo=image)
+            assert stem is not None  # only_matches is off: every photo is written
+            found += bool(m.score >= args.threshold)
             records.append(
                 {
-                    "photo": str(photos[i]),
+                    "photo": str(path),
+                    "name": labels[i],
                     "width": image.shape[1],
                     "height": image.shape[0],
-                    "mask": mask_name,
-                    "overlay": overlay_name,
+                    "mask": f"masks/{stem}.png",
+                    "overlay": f"overlays/{stem}.jpg",
                     "score": round(float(m.score), 6),
-                    "rank_score": round(float(scores[0].photo_scores[j]), 6),
+                    "match": bool(m.score >= args.threshold),
                     "mask_fraction": round(float(m.mask.mean()), 6),
                     "instances": [
                         {
@@ -344,48 +385,24 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
                     ],
                 }
             )
-            bar.update(j + 1)
-        bar.close(len(ok))
+            bar.update(i + 1)
+        bar.close(len(photos))
+        exporter.finish(spec.sketch)
+        order = {str(photos[i]): k for k, i in enumerate(result.ranking)}
         results = {
             "sketch": str(args.sketch),
-            "options": {
-                "backbone": backbone.spec.id,
-                "weights": str(backbone.weights.path) if backbone.weights.path else None,
-                "weights_sha256": backbone.weights.sha256,
-                "device": str(backbone.device),
-                "checkpoint": args.checkpoint,
-                "calibration": seg.calibration,
-                "tau": seg.tau if seg.calibration == "fixed" else None,
-                "threshold": seg.threshold,
-                "input_size": seg.input_size,
-                "patch_path": seg.patch_path,
-                "crf": bool(args.crf),
-                "text": args.text,
-                "alpha": args.alpha if args.text else None,
-                "lasso": args.lasso,
-                "lasso_mode": args.lasso_mode if args.lasso else None,
-                "partition": args.partition,
-                "theta_degrees": args.theta if args.partition else None,
-                "compose": bool(args.compose),
-                "queries": [q.label for q in queries],
-            },
+            "options": options,
             "photos": records,
             "skipped": skipped,
-            "ranking": [
-                records[k]["photo"]
-                for k in np.argsort([-r["score"] for r in records], kind="stable")
-            ],
+            "ranking": sorted((str(r["photo"]) for r in records), key=order.__getitem__),
+            "annotations": "annotations.json",
         }
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    except (SaveError, PhotoError) as e:
+    except (SaveError, ValueError) as e:
         return _err(str(e))
-    finally:
-        for b in banks:
-            if hasattr(b, "close"):
-                b.close()
     dt = time.perf_counter() - t0
     print(
-        f"{len(ok)} photos segmented, {found} with the concept, {len(skipped)} skipped "
+        f"{len(records)} photos segmented, {found} with the concept, {len(skipped)} skipped "
         f"→ {out} ({dt:.1f} s)"
     )
     return 0
@@ -407,8 +424,8 @@ def _split_photo_args(
 
 
 def _cached_folder(
-    folder: Path, seg: object, batch_size: int, budget: int
-) -> tuple[object, list[dict[str, str]]] | None:
+    folder: Path, seg: Segmenter, batch_size: int, budget: int
+) -> tuple[CachedBank, list[dict[str, str]]] | None:
     """Index ``folder`` (incrementally) and load its cache; None when the cache cannot be
     used (locked by another indexer, unwritable), after saying why."""
     from sketchpad.commands.progress import EtaProgress
@@ -438,12 +455,12 @@ def _cached_folder(
 
 
 def _encode_files(
-    seg: object, files: list[Path], batch_size: int
-) -> tuple[object, list[Path], list[dict[str, str]]]:
+    seg: Segmenter, files: list[Path], batch_size: int
+) -> tuple[FeatureBank, list[Path], list[dict[str, str]]]:
     """Photos given one by one, encoded now in batches (decoded photos are dropped after)."""
     from sketchpad.commands.progress import TextProgress
     from sketchpad.gallery.images import PhotoError, load_photo
-    from sketchpad.vision.segmenter import FeatureBank
+    from sketchpad.vision.bank import FeatureBank
 
     bank = FeatureBank()
     ok: list[Path] = []

@@ -10,17 +10,18 @@ the second check, for a result that was emitted just before a newer request was 
 - masks not of the latest query, or not the latest request on their channel;
 - index progress, bank changes and index summaries of a folder that is no longer the open one.
 
-Loading a model while a folder is open opens that folder again under the new model.
+Loading a model while a folder is open opens that folder again under the new model. Scene
+labelling (:meth:`Engine.label`) is answered by the same worker, so one model serves both.
 
 ``shutdown()`` stops the worker (indexing ends after the batch in flight, which is committed),
 quits and joins the thread; it is connected to ``QCoreApplication.aboutToQuit`` so that a
 running QThread is never destroyed ("QThread: Destroyed while thread is still running" aborts
-the process). A thread that does not finish in time is kept referenced and joined at exit.
+the process). A thread that does not finish in time stays in :mod:`sketchpad.engine.threads`
+and is joined at exit.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import logging
 import threading
@@ -30,10 +31,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from sketchpad.engine import threads
 from sketchpad.engine.inbox import Inbox
 from sketchpad.engine.requests import (
     DEFAULT_MASK_SIDE,
     FolderSummary,
+    LabelRequest,
+    LabelResult,
     LoadModel,
     MaskRequest,
     MaskResult,
@@ -44,24 +48,11 @@ from sketchpad.engine.requests import (
     Request,
 )
 from sketchpad.engine.worker import InferenceWorker, Loader
+from sketchpad.search.model import ModelChoice
+from sketchpad.search.spec import Part, QuerySpec
 from sketchpad.sketch.model import Sketch
 
 log = logging.getLogger(__name__)
-
-#: Threads not joined yet: kept referenced so that Python never destroys a running QThread.
-_LIVE: dict[int, tuple[QThread, InferenceWorker, Inbox]] = {}
-#: How long the exit hook waits for each leftover worker.
-EXIT_JOIN_S = 60.0
-
-
-@atexit.register
-def _join_leftover_workers() -> None:
-    for thread, _, inbox in list(_LIVE.values()):
-        inbox.stop()
-        thread.quit()
-        if not thread.wait(int(EXIT_JOIN_S * 1000)):
-            log.error("the inference thread did not stop within %.0f s at exit", EXIT_JOIN_S)
-    _LIVE.clear()
 
 
 class Engine(QObject):
@@ -74,7 +65,8 @@ class Engine(QObject):
     Signals (on the GUI thread; argument types as in :class:`InferenceWorker`):
         modelLoaded(ModelInfo), downloadProgress(int, int | None), bankChanged(int, int),
         indexProgress(int, int, int, float), indexFinished(FolderSummary),
-        queryFinished(QueryResult), masksFinished(MaskResult), failed(int, str), notice(str),
+        queryFinished(QueryResult), masksFinished(MaskResult), labelFinished(LabelResult),
+        labelFailed(int, str, str), labelStatus(int, str), failed(int, str), notice(str),
         busyChanged(bool).
     """
 
@@ -85,6 +77,9 @@ class Engine(QObject):
     indexFinished = Signal(object)
     queryFinished = Signal(object)
     masksFinished = Signal(object)
+    labelFinished = Signal(object)
+    labelFailed = Signal(int, str, str)
+    labelStatus = Signal(int, str)
     failed = Signal(int, str)
     notice = Signal(str)
     busyChanged = Signal(bool)
@@ -97,6 +92,7 @@ class Engine(QObject):
         self._latest_query = -1
         self._latest_folder = -1
         self._latest_masks: dict[str, int] = {}
+        self._latest_label = -1
         self._recent_queries: deque[int] = deque(maxlen=1024)
         self._folder_request: OpenFolder | None = None
         self._shut_down = False
@@ -115,13 +111,16 @@ class Engine(QObject):
         w.indexFinished.connect(self._on_index_finished)
         w.queryFinished.connect(self._on_query_finished)
         w.masksFinished.connect(self._on_masks_finished)
+        w.labelFinished.connect(self._on_label_finished)
+        w.labelFailed.connect(self._on_label_failed)
+        w.labelStatus.connect(self._on_label_status)
         w.failed.connect(self._on_failed)
         w.notice.connect(self.notice)
         w.busyChanged.connect(self.busyChanged)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self._on_about_to_quit)
-        _LIVE[id(self)] = (self._thread, self.worker, self.inbox)
+        threads.keep(self._thread, on_exit=self.inbox.stop)
         self._thread.start()
 
     # -- requests ----------------------------------------------------------------------------
@@ -138,6 +137,8 @@ class Engine(QObject):
             self._recent_queries.append(gen)
         elif isinstance(request, MaskRequest):
             self._latest_masks[request.channel] = gen
+        elif isinstance(request, LabelRequest):
+            self._latest_label = gen
         elif isinstance(request, OpenFolder):
             self._latest_folder = gen
             self._folder_request = request
@@ -148,7 +149,7 @@ class Engine(QObject):
 
     def load_model(
         self,
-        backbone_id: str,
+        model: ModelChoice | str,
         *,
         weights: Path | None = None,
         device: str | None = None,
@@ -157,12 +158,19 @@ class Engine(QObject):
         input_size: int | None = None,
         fp16: bool = True,
     ) -> int:
-        """Load a backbone (see :class:`LoadModel`); returns the request's generation."""
-        return self.submit(
-            LoadModel(
-                0, backbone_id, weights, device, pretrained, offline, input_size, fp16=fp16
+        """Load a model for photo search: a :class:`ModelChoice`, or a backbone id with the
+        options given here; returns the request's generation."""
+        if isinstance(model, str):
+            model = ModelChoice(
+                backbone_id=model,
+                weights=weights,
+                device=device,
+                pretrained=pretrained,
+                offline=offline,
+                input_size=input_size,
+                fp16=fp16,
             )
-        )
+        return self.submit(LoadModel(generation=0, model=model))
 
     def open_folder(
         self,
@@ -174,13 +182,43 @@ class Engine(QObject):
         rebuild: bool = False,
     ) -> int:
         """Open a photo folder and index it (see :class:`OpenFolder`)."""
-        return self.submit(OpenFolder(0, Path(folder), recursive, budget, batch_size, rebuild))
+        return self.submit(
+            OpenFolder(
+                generation=0,
+                folder=Path(folder),
+                recursive=recursive,
+                budget=budget,
+                batch_size=batch_size,
+                rebuild=rebuild,
+            )
+        )
+
+    def search(
+        self,
+        spec: QuerySpec,
+        *,
+        threshold: float | None = None,
+        top_k: int = 0,
+        mask_names: tuple[str, ...] = (),
+        mask_side: int = DEFAULT_MASK_SIDE,
+    ) -> int:
+        """Query the open folder (see :class:`QueryRequest`); the newest query wins."""
+        return self.submit(
+            QueryRequest(
+                generation=0,
+                spec=spec,
+                threshold=threshold,
+                top_k=top_k,
+                mask_names=tuple(mask_names),
+                mask_side=mask_side,
+            )
+        )
 
     def query(
         self,
         sketch: Sketch | None,
         *,
-        part: Sketch | None = None,
+        part: Part | None = None,
         text: str | None = None,
         alpha: float = 0.5,
         compose: bool = False,
@@ -190,21 +228,12 @@ class Engine(QObject):
         mask_names: tuple[str, ...] = (),
         mask_side: int = DEFAULT_MASK_SIDE,
     ) -> int:
-        """Query the open folder (see :class:`QueryRequest`); the newest query wins."""
-        return self.submit(
-            QueryRequest(
-                0,
-                sketch,
-                part,
-                text,
-                alpha,
-                compose,
-                groups,
-                threshold,
-                top_k,
-                tuple(mask_names),
-                mask_side,
-            )
+        """:meth:`search` with the spec's fields given by name."""
+        spec = QuerySpec(
+            sketch=sketch, part=part, text=text, alpha=alpha, compose=compose, groups=groups
+        )
+        return self.search(
+            spec, threshold=threshold, top_k=top_k, mask_names=mask_names, mask_side=mask_side
         )
 
     def request_masks(
@@ -214,9 +243,29 @@ class Engine(QObject):
         side: int | None = DEFAULT_MASK_SIDE,
         crf: bool = False,
         channel: str = "gallery",
+        threshold: float | None = None,
     ) -> int:
         """Masks of more photos under the latest query (see :class:`MaskRequest`)."""
-        return self.submit(MaskRequest(0, self._latest_query, tuple(names), side, crf, channel))
+        return self.submit(
+            MaskRequest(
+                generation=0,
+                query_generation=self._latest_query,
+                names=tuple(names),
+                side=side,
+                crf=crf,
+                channel=channel,
+                threshold=threshold,
+            )
+        )
+
+    def label(self, sketch: Sketch, labels: tuple[str, ...], model: ModelChoice) -> int:
+        """Label a scene sketch with the CLIP backbone ``model`` (see :class:`LabelRequest`);
+        the newest label request wins."""
+        return self.submit(LabelRequest(generation=0, sketch=sketch, labels=labels, model=model))
+
+    @property
+    def latest_label_generation(self) -> int:
+        return self._latest_label
 
     def cancel_indexing(self) -> None:
         """Stop indexing the open folder after the batch in flight (what is cached stays)."""
@@ -256,7 +305,7 @@ class Engine(QObject):
         if not self._joined:
             self._joined = bool(self._thread.wait(max(0, int(timeout_s * 1000))))
             if self._joined:
-                _LIVE.pop(id(self), None)
+                threads.release(self._thread)
                 log.debug("inference thread joined")
             else:
                 log.error("the inference thread did not stop within %.1f s", timeout_s)
@@ -302,6 +351,21 @@ class Engine(QObject):
             log.debug("dropping stale masks %d", result.generation)
             return
         self.masksFinished.emit(result)
+
+    @Slot(object)
+    def _on_label_finished(self, result: LabelResult) -> None:
+        if result.request.generation == self._latest_label:
+            self.labelFinished.emit(result)
+
+    @Slot(int, str, str)
+    def _on_label_failed(self, generation: int, kind: str, message: str) -> None:
+        if generation == self._latest_label:
+            self.labelFailed.emit(generation, kind, message)
+
+    @Slot(int, str)
+    def _on_label_status(self, generation: int, text: str) -> None:
+        if generation == self._latest_label:
+            self.labelStatus.emit(generation, text)
 
     @Slot(int, str)
     def _on_failed(self, generation: int, message: str) -> None:

@@ -12,14 +12,13 @@
   thread and hands its value back on the GUI thread.
 
 Every thread is parentless and kept referenced until it has ended, so a running QThread is
-never destroyed; ``DownloadJob.shutdown()`` (also hooked to ``aboutToQuit``) cancels and joins,
-and whatever still runs at exit is joined by an ``atexit`` hook. Exceptions never escape a
-thread: they become ``failed`` signals with a readable message.
+never destroyed (:mod:`sketchpad.engine.threads`); ``DownloadJob.shutdown()`` (also hooked to
+``aboutToQuit``) cancels and joins, and whatever still runs at exit is joined there.
+Exceptions never escape a thread: they become ``failed`` signals with a readable message.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -30,33 +29,15 @@ from typing import Any, Literal
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
+from sketchpad.engine import threads
 from sketchpad.vision.errors import WeightsError
 from sketchpad.vision.registry import BackboneSpec, get_spec
 
 log = logging.getLogger(__name__)
 
 WeightsState = Literal["downloaded", "imported", "missing"]
-#: Longest wait for each leftover thread at exit (an import still checking a large file).
-EXIT_JOIN_S = 60.0
 #: Progress is reported at most this often (the last chunk is always reported).
 PROGRESS_INTERVAL_S = 0.05
-
-#: Threads not joined yet, kept referenced so that Python never destroys a running QThread.
-_LIVE: list[QThread] = []
-
-
-@atexit.register
-def _join_leftover_threads() -> None:
-    for thread in list(_LIVE):
-        if not thread.wait(int(EXIT_JOIN_S * 1000)):
-            log.error("a weights thread did not stop within %.0f s at exit", EXIT_JOIN_S)
-    _LIVE.clear()
-
-
-def _keep(thread: QThread) -> None:
-    """Reference ``thread`` until exit; ended threads are dropped now (they are safe to free)."""
-    _LIVE[:] = [t for t in _LIVE if not t.isFinished()]
-    _LIVE.append(thread)
 
 
 def display_name(spec: BackboneSpec) -> str:
@@ -224,7 +205,7 @@ class BackgroundCall(QObject):
         self._task.errored.connect(self._on_errored, queued)
 
     def start(self) -> None:
-        _keep(self._task)
+        threads.keep(self._task)
         self._task.start()
 
     @property
@@ -376,7 +357,7 @@ class DownloadJob(QObject):
         task.succeeded.connect(self._on_succeeded, queued)
         task.errored.connect(self._on_errored, queued)
         self._task = task
-        _keep(task)
+        threads.keep(task)
         log.info("%s of %s weights started", kind, spec_id)
         task.start()
         self.busyChanged.emit(True)

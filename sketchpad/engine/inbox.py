@@ -2,11 +2,12 @@
 
 - A :class:`~sketchpad.engine.requests.QueryRequest` goes into one slot: a newer query replaces a
   pending one, which is never run (the newest query wins).
-- A :class:`~sketchpad.engine.requests.MaskRequest` goes into its channel's slot, likewise.
+- A :class:`~sketchpad.engine.requests.MaskRequest` goes into its channel's slot, likewise; so
+  does a :class:`~sketchpad.engine.requests.LabelRequest` (scene labelling), in a slot of its own.
 - :class:`LoadModel` and :class:`OpenFolder` requests queue in order (each one matters).
 - :meth:`Inbox.take` hands out the pending request of lowest generation, so the worker answers
   in the order things were asked; :meth:`Inbox.take_urgent` hands out only queries and masks
-  (what an indexing run serves between its batches).
+  and labelling (what an indexing run serves between its batches).
 - ``stop()`` ends the worker's loop; ``cancel_indexing(upto)`` cancels the indexing of every
   OpenFolder whose generation is ≤ ``upto`` (also one not started yet).
 - ``is_stale_query(g)``: a newer query has been asked for since g; its result must not be
@@ -21,7 +22,17 @@ import threading
 import time
 from collections import deque
 
-from sketchpad.engine.requests import LoadModel, MaskRequest, OpenFolder, QueryRequest, Request
+from sketchpad.engine.requests import (
+    LabelRequest,
+    LoadModel,
+    MaskRequest,
+    OpenFolder,
+    QueryRequest,
+    Request,
+)
+
+#: What can overtake an indexing run: answered between its batches.
+Urgent = QueryRequest | MaskRequest | LabelRequest
 
 
 class Inbox:
@@ -32,6 +43,8 @@ class Inbox:
         self._queue: deque[LoadModel | OpenFolder] = deque()
         self._query: QueryRequest | None = None
         self._masks: dict[str, MaskRequest] = {}
+        self._label: LabelRequest | None = None
+        self._latest_label = -1
         self._latest_query = -1
         self._latest_mask: dict[str, int] = {}
         self._cancel_upto = -1
@@ -49,6 +62,9 @@ class Inbox:
                 ch = request.channel
                 self._latest_mask[ch] = max(self._latest_mask.get(ch, -1), request.generation)
                 self._masks[ch] = request
+            elif isinstance(request, LabelRequest):
+                self._latest_label = max(self._latest_label, request.generation)
+                self._label = request
             elif isinstance(request, (LoadModel, OpenFolder)):
                 self._queue.append(request)
             else:
@@ -90,8 +106,9 @@ class Inbox:
                 self._cond.wait(left)
             return None
 
-    def take_urgent(self) -> QueryRequest | MaskRequest | None:
-        """A pending query or mask request (lowest generation first), without waiting."""
+    def take_urgent(self) -> Urgent | None:
+        """A pending query, mask or label request (lowest generation first), without
+        waiting."""
         with self._cond:
             if self._stopped:
                 return None
@@ -111,6 +128,8 @@ class Inbox:
         if self._query is not None:
             cands.append(self._query)
         cands += self._masks.values()
+        if self._label is not None:
+            cands.append(self._label)
         if self._queue and not urgent_only:
             cands.append(self._queue[0])
         if not cands:
@@ -120,6 +139,8 @@ class Inbox:
             self._query = None
         elif isinstance(req, MaskRequest):
             del self._masks[req.channel]
+        elif isinstance(req, LabelRequest):
+            self._label = None
         else:
             self._queue.popleft()
         return req
@@ -146,6 +167,11 @@ class Inbox:
             newer = request.generation < self._latest_mask.get(request.channel, -1)
             return newer or request.query_generation < self._latest_query
 
+    def is_stale_label(self, generation: int) -> bool:
+        """Whether a newer label request than ``generation`` has been asked for."""
+        with self._cond:
+            return generation < self._latest_label
+
     @property
     def latest_query_generation(self) -> int:
         """The newest query's generation (−1: none yet)."""
@@ -155,7 +181,7 @@ class Inbox:
     def pending(self) -> bool:
         """Whether requests are waiting (not counting those being handled)."""
         with self._cond:
-            return bool(self._queue or self._query or self._masks)
+            return bool(self._queue or self._query or self._masks or self._label)
 
     def idle(self) -> bool:
         """Nothing pending and nothing being handled."""
@@ -163,7 +189,7 @@ class Inbox:
             return self._is_idle()
 
     def _is_idle(self) -> bool:
-        return not (self._queue or self._query or self._masks or self._active)
+        return not (self._queue or self._query or self._masks or self._label or self._active)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s`` until :meth:`idle`; returns whether it is."""

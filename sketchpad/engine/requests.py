@@ -15,13 +15,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sketchpad.gallery.index import IndexSummary
+from sketchpad.search.masks import PhotoMask
+from sketchpad.search.model import ModelChoice
+from sketchpad.search.scoring import GalleryScores
+from sketchpad.search.spec import QuerySpec
 from sketchpad.sketch.model import Sketch
-from sketchpad.vision.segmenter import GalleryScores, PhotoMask
+
+if TYPE_CHECKING:
+    from sketchpad.vision.scene_labels import SceneLabels
 
 #: Long side (pixels) of the masks sent with a query result unless asked otherwise.
 DEFAULT_MASK_SIDE = 160
@@ -35,37 +41,23 @@ def _check_generation(generation: int) -> None:
 # -- requests --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LoadModel:
-    """Load a backbone and build the segmenter on it (replaces the current model and closes
-    the open folder: its features belong to the old model).
+    """Load a model for photo search (replaces the current one and closes the open folder:
+    its features belong to the old model).
 
     Attributes:
         generation: request number.
-        backbone_id: a registry id (``sketchpad models``).
-        weights: a weights file or folder the user gave; None resolves as DESIGN §4.1 says.
-        device: "auto"/None, "cpu", "cuda", "cuda:N" or "mps".
-        pretrained: False gives random weights (tests, benchmarks).
-        offline: never download (None: the environment decides).
-        input_size: photo input side (None: the backbone's).
-        patch_path: "vv" (CLIP Surgery path) or "plain" patch tokens.
-        calibration: "fixed", "gallery-relative", or None (from the weights).
-        fp16: half precision on a GPU (the Model Manager's preference).
+        model: what to load (backbone, weights or checkpoint, device, fp16, calibration, …).
     """
 
     generation: int
-    backbone_id: str
-    weights: Path | None = None
-    device: str | None = None
-    pretrained: bool = True
-    offline: bool | None = None
-    input_size: int | None = None
-    patch_path: Literal["vv", "plain"] = "vv"
-    calibration: Literal["fixed", "gallery-relative"] | None = None
-    fp16: bool = True
+    model: ModelChoice
 
     def __post_init__(self) -> None:
         _check_generation(self.generation)
-        if not self.backbone_id:
-            raise ValueError("LoadModel.backbone_id is empty")
+
+    @property
+    def backbone_id(self) -> str:
+        return self.model.backbone_id or str(self.model.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -98,18 +90,14 @@ class OpenFolder:
 
 @dataclass(frozen=True)
 class QueryRequest:
-    """Score every photo of the open folder against a sketch (or a part of it, or words),
-    and make masks for the best photos and for the photos named.
+    """Score every photo of the open folder against a query, and make masks for the best
+    photos and for the photos named.
 
     Attributes:
         generation: request number.
-        sketch: the whole sketch; None for a text-only query.
-        part: the selected part (lasso, partition sector), in the whole sketch's framing.
-        text: words added to the sketch (``q = normalise(α·ŝ + (1 − α)·t̂)``), or alone.
-        alpha: weight of the sketch against the words, in [0, 1].
-        compose: segment each stroke group as well as the whole sketch, masks united.
-        groups: stroke-id groups for ``compose`` (None: automatic spatial grouping).
-        threshold: mask probability threshold in (0, 1); None: the segmenter's.
+        spec: the query (sketch, part, words, α, composed groups).
+        threshold: the masks' probability threshold in (0, 1); None: the segmenter's. Scores
+            and ranking do not depend on it.
         top_k: masks for the ``top_k`` best-ranked photos.
         mask_names: masks for these photos too (names relative to the folder, e.g. the
             thumbnails on screen).
@@ -117,12 +105,7 @@ class QueryRequest:
     """
 
     generation: int
-    sketch: Sketch | None
-    part: Sketch | None = None
-    text: str | None = None
-    alpha: float = 0.5
-    compose: bool = False
-    groups: tuple[tuple[str, ...], ...] | None = None
+    spec: QuerySpec
     threshold: float | None = None
     top_k: int = 0
     mask_names: tuple[str, ...] = ()
@@ -130,15 +113,6 @@ class QueryRequest:
 
     def __post_init__(self) -> None:
         _check_generation(self.generation)
-        has_text = bool(self.text and self.text.strip())
-        if self.sketch is None and not has_text:
-            raise ValueError("QueryRequest needs a sketch or some text")
-        if self.sketch is None and (self.part is not None or self.compose):
-            raise ValueError("QueryRequest.part and .compose need a sketch")
-        if self.part is not None and self.compose:
-            raise ValueError("QueryRequest: a part query cannot also be composed")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"QueryRequest.alpha must be in [0, 1], got {self.alpha}")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"QueryRequest.threshold must be in (0, 1), got {self.threshold}")
         if self.top_k < 0:
@@ -160,6 +134,7 @@ class MaskRequest:
         side: long side of the masks in pixels; None: the photo's own size.
         crf: dense-CRF refinement (reads the photo; for the large view and exports).
         channel: who asks ("gallery", "viewer", …): requests replace their own channel's only.
+        threshold: the masks' threshold; None: the query's.
     """
 
     generation: int
@@ -168,15 +143,40 @@ class MaskRequest:
     side: int | None = DEFAULT_MASK_SIDE
     crf: bool = False
     channel: str = "gallery"
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         _check_generation(self.generation)
         if self.side is not None and self.side < 1:
             raise ValueError(f"MaskRequest.side must be ≥ 1, got {self.side}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"MaskRequest.threshold must be in (0, 1), got {self.threshold}")
         object.__setattr__(self, "names", tuple(self.names))
 
 
-Request = LoadModel | OpenFolder | QueryRequest | MaskRequest
+@dataclass(frozen=True)
+class LabelRequest:
+    """Label every stroke and ink pixel of a scene sketch (seed 001) with one of ``labels``.
+
+    Attributes:
+        generation: request number (a newer label request replaces a pending one).
+        sketch: the scene sketch.
+        labels: the category names.
+        model: the CLIP backbone to label with (the one photo search uses is shared when it
+            is the same).
+    """
+
+    generation: int
+    sketch: Sketch
+    labels: tuple[str, ...]
+    model: ModelChoice
+
+    def __post_init__(self) -> None:
+        _check_generation(self.generation)
+        object.__setattr__(self, "labels", tuple(self.labels))
+
+
+Request = LoadModel | OpenFolder | QueryRequest | MaskRequest | LabelRequest
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -236,11 +236,13 @@ class QueryResult:
         folder: the photo folder.
         names: (N,) photo names relative to ``folder``, in gallery order; indices below refer
             to this order (it may differ from one result to the next while indexing runs).
-        photo_scores: (N,) float32 ranking score of each photo in [0, 1] (0: no match).
+        photo_scores: (N,) float32 photo score of each photo in [0, 1]
+            (:mod:`sketchpad.search.scoring`); it matches when its score ≥ the threshold.
         ranking: (N,) int64 photo indices, best first.
         masks: name → mask at ``mask_side`` (top K and the photos named in the request).
         scores: the gallery scores of each query (the whole sketch first, then stroke groups).
-        threshold: the mask threshold used.
+        threshold: the threshold the masks were cut at.
+        key: the query's key (:meth:`sketchpad.search.spec.QuerySpec.key`).
         indexing: the folder was still being indexed (more photos may come).
         seconds: worker time for the query.
     """
@@ -255,6 +257,7 @@ class QueryResult:
     threshold: float
     indexing: bool
     seconds: float
+    key: str = ""
 
     def path(self, i: int) -> Path:
         """Photo i's path."""
@@ -276,3 +279,21 @@ class MaskResult:
     query_generation: int
     channel: str
     masks: Mapping[str, PhotoMask]
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """The answer to a :class:`LabelRequest`.
+
+    Attributes:
+        request: what was asked.
+        labels: the labelling (:class:`sketchpad.vision.scene_labels.SceneLabels`).
+        backbone_id, weights_sha256: the model that answered.
+        seconds: wall time of the labelling, model loading excluded.
+    """
+
+    request: LabelRequest
+    labels: SceneLabels
+    backbone_id: str
+    weights_sha256: str
+    seconds: float

@@ -10,6 +10,12 @@ signals. It never touches a widget; results are frozen dataclasses of numpy arra
   pending query or mask request is answered (a query overtakes indexing), and cancellation,
   a newer folder or model, or a stop ends the run (the batch in flight is committed first, so
   the cache is always consistent).
+- **Queries** go through the search core (:class:`sketchpad.search.core.SearchCore`): the query
+  vectors are kept by the query's key and the scores by the bank, so a query that only differs
+  in what the model does not see costs no forward, and on an unchanged bank no product either.
+- **Scene labelling** (LabelRequest) runs here too, on the same thread: it labels with the CLIP
+  backbone the request names, which is the photo-search model itself when that is the same
+  backbone (one model in memory, not two).
 - **Newest wins**: a result is emitted only if no newer query was asked for meanwhile; mask
   loops check between photos and give up early.
 - **Errors**: every exception while handling a request becomes ``failed(generation, message)``
@@ -29,14 +35,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from sketchpad.engine.inbox import Inbox
 from sketchpad.engine.oom import AdaptiveEmbedder, retry_on_cpu
 from sketchpad.engine.requests import (
     FolderSummary,
+    LabelRequest,
+    LabelResult,
     LoadModel,
     MaskRequest,
     MaskResult,
@@ -51,18 +59,24 @@ from sketchpad.gallery.cache import CacheError
 from sketchpad.gallery.images import PhotoError, load_photo
 from sketchpad.gallery.index import IndexSummary, index_folder, model_key
 from sketchpad.gallery.query import memory_budget
+from sketchpad.search.core import SearchCore, SearchResult
+from sketchpad.search.masks import PhotoMask, mask_hw
+from sketchpad.search.model import ModelChoice, build_segmenter
 from sketchpad.vision.bank import FeatureBank
 from sketchpad.vision.errors import WeightsError
-from sketchpad.vision.features import PhotoFeatures, normalize
-from sketchpad.vision.segmenter import GalleryScores, PhotoMask, Segmenter
-from sketchpad.vision.segmenter import Query as QueryVector
+from sketchpad.vision.features import PhotoFeatures
+from sketchpad.vision.segmenter import Segmenter
+
+if TYPE_CHECKING:
+    from sketchpad.vision.backbone import Backbone
+    from sketchpad.vision.scene import SceneLabeller
 
 log = logging.getLogger(__name__)
 
 #: (bytes done, bytes total or None) while weights download.
-DownloadFn = Callable[[int, int | None], None]
-#: Builds the segmenter a LoadModel asks for (tests pass stand-ins).
-Loader = Callable[[LoadModel, DownloadFn], Segmenter]
+DownloadFn = Callable[[int, "int | None"], None]
+#: Builds the segmenter a model choice asks for (tests pass stand-ins).
+Loader = Callable[[ModelChoice, DownloadFn], Segmenter]
 
 
 class EngineError(Exception):
@@ -73,39 +87,23 @@ class _Cancelled(Exception):
     """Raised by the indexing progress callback: stop after the batch just committed."""
 
 
-def default_loader(request: LoadModel, progress: DownloadFn) -> Segmenter:
-    """Build the backbone a LoadModel names (``create_backbone``) and a segmenter on it.
+def default_loader(choice: ModelChoice, progress: DownloadFn) -> Segmenter:
+    """:func:`sketchpad.search.model.build_segmenter` (the registry, the checkpoint's
+    settings, the weights resolved as DESIGN §4.1 says)."""
+    return build_segmenter(choice, progress)
 
-    Weights that are one of our segmenter checkpoints (imported with their JSON) bring their
-    calibration, tau, patch path and input size (:mod:`sketchpad.vision.checkpoints`); the
-    request's calibration and input size, when given, win."""
-    from sketchpad.vision.backbone import create_backbone
-    from sketchpad.vision.checkpoints import segmenter_options
 
-    backbone = create_backbone(
-        request.backbone_id,
-        weights=request.weights,
-        device=request.device,
-        pretrained=request.pretrained,
-        offline=request.offline,
-        progress=progress,
-        fp16=request.fp16,
+def _same_backbone(choice: ModelChoice, loaded: ModelChoice) -> bool:
+    """Whether a model loaded for ``loaded`` has the backbone ``choice`` asks for (same
+    weights, device and precision); calibration and input size do not matter to labelling."""
+    return (
+        choice.backbone_id == loaded.backbone_id
+        and choice.weights == loaded.weights
+        and choice.checkpoint == loaded.checkpoint
+        and choice.device == loaded.device
+        and choice.fp16 == loaded.fp16
+        and choice.pretrained == loaded.pretrained
     )
-    options = {"patch_path": request.patch_path, **segmenter_options(backbone.weights.path)}
-    if request.calibration is not None:
-        options["calibration"] = request.calibration
-    if request.input_size is not None:
-        options["input_size"] = request.input_size
-    return Segmenter(backbone, **options)
-
-
-def mask_hw(photo_hw: tuple[int, int], side: int | None) -> tuple[int, int]:
-    """The (h, w) of a photo's mask whose long side is ``side`` (None: the photo's size)."""
-    h, w = photo_hw
-    if side is None:
-        return (h, w)
-    s = side / max(h, w)
-    return (max(1, round(h * s)), max(1, round(w * s)))
 
 
 @dataclass(frozen=True)
@@ -114,34 +112,10 @@ class _Answered:
 
     generation: int
     folder: Path
-    scores: tuple[GalleryScores, ...]
+    result: SearchResult
     bank: FeatureBank
     index_of: dict[str, int]
     threshold: float
-
-
-def _content(request: QueryRequest) -> tuple[object, ...]:
-    """What a query's vectors depend on (not the threshold, nor the masks asked for)."""
-    return (
-        request.sketch,
-        request.part,
-        request.text,
-        request.alpha,
-        request.compose,
-        request.groups,
-    )
-
-
-@dataclass(frozen=True, eq=False)
-class _Encoded:
-    """The last query scored: a query that differs only in its threshold or the masks it asks
-    for reuses its vectors (no model run) and, while the bank is unchanged, its product."""
-
-    segmenter: Segmenter
-    content: tuple[object, ...]
-    bank: FeatureBank
-    patches: int
-    scores: tuple[GalleryScores, ...]
 
 
 class _Eta:
@@ -173,6 +147,11 @@ class InferenceWorker(QObject):
         indexFinished(FolderSummary): an OpenFolder finished (also when cancelled or failed).
         queryFinished(QueryResult): a query's answer (never a stale one).
         masksFinished(MaskResult): a MaskRequest's masks.
+        labelFinished(LabelResult): a LabelRequest's labelling (never a stale one).
+        labelFailed(int, str, str): (generation, kind, message) of a LabelRequest that failed;
+            kind "weights" (no usable weights: the message says how to get them), "input" (a
+            sketch or labels the labeller refuses) or "error".
+        labelStatus(int, str): (generation, what labelling is doing: loading, downloading).
         failed(int, str): (generation, readable message) of a request that failed.
         notice(str): something the user should know (fell back to a smaller batch, the CPU).
         busyChanged(bool): working / waiting for requests.
@@ -186,6 +165,9 @@ class InferenceWorker(QObject):
     indexFinished = Signal(object)
     queryFinished = Signal(object)
     masksFinished = Signal(object)
+    labelFinished = Signal(object)
+    labelFailed = Signal(int, str, str)
+    labelStatus = Signal(int, str)
     failed = Signal(int, str)
     notice = Signal(str)
     busyChanged = Signal(bool)
@@ -196,11 +178,13 @@ class InferenceWorker(QObject):
         self.inbox = inbox
         self._loader: Loader = loader or default_loader
         self._segmenter: Segmenter | None = None
+        self._model: ModelChoice | None = None  # what the segmenter was loaded for
+        self._core: SearchCore | None = None
         self._session: FolderSession | None = None
         self._indexing = False
         self._batch_cap: int | None = None  # learned from out-of-memory, per model
         self._last: _Answered | None = None
-        self._encoded: _Encoded | None = None
+        self._labeller: tuple[ModelChoice, SceneLabeller] | None = None
         self._busy = False
 
     # -- the loop ----------------------------------------------------------------------------
@@ -237,6 +221,8 @@ class InferenceWorker(QObject):
                 self._run_query(request)
             elif isinstance(request, MaskRequest):
                 self._make_masks(request)
+            elif isinstance(request, LabelRequest):
+                self._label(request)
             else:
                 raise TypeError(f"unknown request {request!r}")
         except Exception as e:
@@ -282,7 +268,8 @@ class InferenceWorker(QObject):
 
     def _release(self) -> None:
         self._close_folder()
-        self._segmenter = None
+        self._segmenter = self._core = self._model = None
+        self._labeller = None
         self._last = None
 
     def _close_folder(self) -> None:
@@ -290,7 +277,8 @@ class InferenceWorker(QObject):
             self._session.close()
         self._session = None
         self._last = None
-        self._encoded = None
+        if self._core is not None:
+            self._core.forget()
 
     def _require_model(self) -> Segmenter:
         if self._segmenter is None:
@@ -309,9 +297,15 @@ class InferenceWorker(QObject):
         def progress(done: int, total: int | None) -> None:
             self.downloadProgress.emit(done, total)
 
-        segmenter = self._loader(request, progress)  # the old model stays if this fails
+        choice = request.model
+        shared = self._labeller
+        if shared is not None and _same_backbone(choice, shared[0]):  # one model, not two
+            segmenter = self._segmenter_on(shared[1].backbone, choice)
+        else:
+            segmenter = self._loader(choice, progress)  # the old model stays if this fails
         self._close_folder()  # its features belong to the old model
-        self._segmenter = segmenter
+        self._segmenter, self._model = segmenter, choice
+        self._core = SearchCore(segmenter)
         self._batch_cap = None
         bb = segmenter.backbone
         self.modelLoaded.emit(
@@ -326,6 +320,14 @@ class InferenceWorker(QObject):
                 seconds=time.perf_counter() - t0,
             )
         )
+
+    @staticmethod
+    def _segmenter_on(backbone: Backbone, choice: ModelChoice) -> Segmenter:
+        """A segmenter for ``choice`` on a backbone that is already loaded."""
+        from sketchpad.search.model import resolve_choice, segmenter_settings
+
+        options = resolve_choice(choice)[2]
+        return Segmenter(backbone, **segmenter_settings(choice, backbone.weights.path, options))
 
     # -- folders -----------------------------------------------------------------------------
     def _open_folder(self, request: OpenFolder) -> None:
@@ -405,61 +407,23 @@ class InferenceWorker(QObject):
             raise _Cancelled("superseded by a newer folder or model")
 
     # -- queries -----------------------------------------------------------------------------
-    def _query_vectors(self, segmenter: Segmenter, request: QueryRequest) -> list[QueryVector]:
-        if request.sketch is None:
-            return [segmenter.text_query(request.text or "")]
-        if not request.compose:
-            q = segmenter.sketch_query(
-                request.sketch, part=request.part, text=request.text, alpha=request.alpha
-            )
-            return [q]
-        queries = segmenter.group_queries(request.sketch, request.groups)
-        if request.text and request.text.strip():
-            t, a = segmenter.text_query(request.text).embedding, request.alpha
-            queries = [
-                QueryVector(
-                    normalize(a * q.embedding + (1 - a) * t), f"{q.label} + text", q.stroke_ids
-                )
-                for q in queries
-            ]
-        return queries
-
     def _run_query(self, request: QueryRequest) -> None:
         t0 = time.perf_counter()
         segmenter = self._require_model()
         session = self._require_folder()
+        core = self._core
+        assert core is not None  # set with the segmenter
         threshold = request.threshold or segmenter.threshold
-        content = _content(request)
-        reuse = self._encoded
-        bank = session.bank
-        if reuse is not None and reuse.segmenter is segmenter and reuse.content == content:
-            if reuse.bank is bank and reuse.patches == bank.rows:
-                # only the threshold (or the masks asked for) changed: no model, no product
-                scores = tuple(
-                    segmenter.rescore(s, bank, threshold=threshold) for s in reuse.scores
-                )
-            else:  # the bank grew while indexing: the same query vectors, a new product
-                scores = tuple(
-                    segmenter.score(s.query, bank, threshold=threshold) for s in reuse.scores
-                )
-        else:
-            vectors = retry_on_cpu(
-                segmenter,
-                "a query",
-                lambda: self._query_vectors(segmenter, request),
-                self.notice.emit,
-            )
+        spec = request.spec
+        if not core.is_encoded(spec):
+            retry_on_cpu(segmenter, "a query", lambda: core.encode(spec), self.notice.emit)
             if self.inbox.is_stale_query(request.generation):
                 log.debug("query %d superseded before scoring", request.generation)
                 return
-            scores = tuple(segmenter.score(q, bank, threshold=threshold) for q in vectors)
-        self._encoded = _Encoded(segmenter, content, bank, bank.rows, scores)
-        photo_scores = scores[0].photo_scores
-        if len(scores) > 1:
-            photo_scores = np.max(np.stack([s.photo_scores for s in scores]), axis=0)
-        ranking = np.argsort(-photo_scores, kind="stable")
+        bank = session.bank
+        result = core.search(spec, bank)
         names, index_of = session.names(), session.index_of()
-        wanted = [names[i] for i in ranking[: request.top_k]]
+        wanted = [names[i] for i in result.ranking[: request.top_k]]
         wanted += [n for n in request.mask_names if n in index_of]
         masks: dict[str, PhotoMask] = {}
         for name in dict.fromkeys(wanted):
@@ -467,35 +431,34 @@ class InferenceWorker(QObject):
                 log.debug("query %d superseded while making masks", request.generation)
                 return
             i = index_of[name]
-            hw = mask_hw(session.bank.layouts[i].photo_hw, request.mask_side)
-            masks[name] = segmenter.composed_mask(
-                list(scores), session.bank, i, out_hw=hw, threshold=threshold
-            )
+            hw = mask_hw(bank.layouts[i].photo_hw, request.mask_side)
+            masks[name] = core.mask(result, bank, i, threshold=threshold, out_hw=hw)
         if self.inbox.is_stale_query(request.generation):
             log.debug("query %d superseded; result dropped", request.generation)
             return
         self._last = _Answered(
-            request.generation, session.folder, scores, session.bank, index_of, threshold
+            request.generation, session.folder, result, bank, index_of, threshold
         )
         self.queryFinished.emit(
             QueryResult(
                 generation=request.generation,
                 folder=session.folder,
                 names=names,
-                photo_scores=photo_scores,
-                ranking=ranking,
+                photo_scores=result.photo_scores,
+                ranking=result.ranking,
                 masks=masks,
-                scores=scores,
+                scores=result.scores,
                 threshold=threshold,
                 indexing=self._indexing,
                 seconds=time.perf_counter() - t0,
+                key=result.key,
             )
         )
 
     def _make_masks(self, request: MaskRequest) -> None:
-        segmenter = self._require_model()
-        last = self._last
-        if last is None or last.generation != request.query_generation:
+        self._require_model()
+        core, last = self._core, self._last
+        if core is None or last is None or last.generation != request.query_generation:
             log.debug(
                 "mask request %d: query %d is not the one answered last",
                 request.generation,
@@ -503,6 +466,7 @@ class InferenceWorker(QObject):
             )
             return
         bank = last.bank  # grown in place since, or replaced by a reload: indices still hold
+        threshold = request.threshold or last.threshold
         masks: dict[str, PhotoMask] = {}
         for name in request.names:
             if self.inbox.is_stale_mask(request):
@@ -512,17 +476,79 @@ class InferenceWorker(QObject):
                 continue
             hw = mask_hw(bank.layouts[i].photo_hw, request.side)
             photo = load_photo(last.folder / name) if request.crf else None
-            masks[name] = segmenter.composed_mask(
-                list(last.scores),
-                bank,
-                i,
-                photo=photo,
-                crf=request.crf,
-                out_hw=hw,
-                threshold=last.threshold,
+            masks[name] = core.mask(
+                last.result, bank, i, threshold=threshold, out_hw=hw, photo=photo, crf=request.crf
             )
         if self.inbox.is_stale_mask(request):
             return
         self.masksFinished.emit(
-            MaskResult(request.generation, request.query_generation, request.channel, masks)
+            MaskResult(
+                generation=request.generation,
+                query_generation=request.query_generation,
+                channel=request.channel,
+                masks=masks,
+            )
         )
+
+    # -- scene labelling ---------------------------------------------------------------------
+    def _label(self, request: LabelRequest) -> None:
+        """Label a scene sketch; failures go to ``labelFailed`` with their kind."""
+        gen = request.generation
+        try:
+            labeller = self._labeller_for(request)
+            if self.inbox.is_stale_label(gen):
+                return
+            t0 = time.perf_counter()
+            result = labeller.label(request.sketch, request.labels)
+            seconds = time.perf_counter() - t0
+        except WeightsError as e:
+            log.warning("labelling model unavailable: %s", e)
+            self.labelFailed.emit(gen, "weights", str(e))
+            return
+        except (ValueError, KeyError) as e:
+            self.labelFailed.emit(gen, "input", str(e).strip("'\""))
+            return
+        except Exception as e:  # every failure must reach the window
+            log.exception("labelling failed")
+            self.labelFailed.emit(gen, "error", f"{type(e).__name__}: {e}")
+            return
+        if self.inbox.is_stale_label(gen):
+            return
+        bb = labeller.backbone
+        self.labelFinished.emit(
+            LabelResult(
+                request=request,
+                labels=result,
+                backbone_id=bb.spec.id,
+                weights_sha256=bb.weights.sha256,
+                seconds=seconds,
+            )
+        )
+
+    def _labeller_for(self, request: LabelRequest) -> SceneLabeller:
+        """The labeller on the backbone ``request.model`` names: the photo-search model's when
+        it is the same backbone, the last labeller's when it is, else a new one (loaded with
+        progress; the previous labelling backbone is released)."""
+        from sketchpad.vision.scene import SceneLabeller
+
+        choice = request.model
+        if self._labeller is not None and _same_backbone(choice, self._labeller[0]):
+            return self._labeller[1]
+        if self._segmenter is not None and self._model is not None:
+            if _same_backbone(choice, self._model):
+                labeller = SceneLabeller(self._segmenter.backbone)
+                self._labeller = (choice, labeller)
+                return labeller
+        gen = request.generation
+        self._labeller = None  # release the old one before loading another
+        self.labelStatus.emit(gen, f"Loading {choice.backbone_id} for labelling…")
+
+        def progress(done: int, total: int | None) -> None:
+            size = f" of {total / 2**20:.0f}" if total else ""
+            self.labelStatus.emit(gen, f"Downloading weights: {done / 2**20:.0f}{size} MB")
+
+        backbone = self._loader(choice, progress).backbone
+        labeller = SceneLabeller(backbone)
+        self._labeller = (choice, labeller)
+        log.info("labelling model %s loaded", backbone.spec.id)
+        return labeller

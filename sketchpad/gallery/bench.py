@@ -24,6 +24,8 @@ from sketchpad.gallery.cache import FeatureCache
 from sketchpad.gallery.images import load_photo
 from sketchpad.gallery.index import index_folder, model_key
 from sketchpad.gallery.query import load_bank
+from sketchpad.search.core import SearchCore
+from sketchpad.search.spec import QuerySpec
 from sketchpad.sketch.model import Sketch, Stroke
 from sketchpad.vision.segmenter import Segmenter
 
@@ -145,16 +147,17 @@ def latency(
     bank = load_bank(folder, model_key(seg), budget_bytes=budget, cache_path=path)
     load_s = time.perf_counter() - t
     try:
-        seg.score(seg.sketch_query(query_sketch(0)), bank)  # warm-up
+        SearchCore(seg).search(QuerySpec(sketch=query_sketch(0)), bank)  # warm-up
         full, sk, prod = [], [], []
         before = _rss_mb()
         peak_ok = _reset_peak()
         for k in range(1, queries + 1):
             sketch = query_sketch(k)
+            core = SearchCore(seg)  # nothing kept from the last query
             t0 = _clock()
-            q = seg.sketch_query(sketch)
-            seg.score(q, bank)
+            core.search(QuerySpec(sketch=sketch), bank)
             full.append(_clock() - t0)
+            q = core.encode(QuerySpec(sketch=sketch))[0]
             t0 = _clock()
             seg.sketch_query(sketch)
             sk.append(_clock() - t0)
@@ -186,7 +189,7 @@ def make_photo_folder(folder: Path, n: int) -> list[Path]:
     """``n`` photo-like 384×512 JPEGs."""
     from PIL import Image
 
-    from sketchpad.vision.bench import bench_photo
+    from sketchpad.search.bench_vision import bench_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -241,12 +244,14 @@ def naive_per_photo_ms(seg: Segmenter, photos: list[Path], batch: int) -> float:
     """What a tool without a cache pays per photo per query: decode, encode, correlate."""
     from sketchpad.vision.bank import FeatureBank
 
-    q = seg.sketch_query(query_sketch(99))
+    spec = QuerySpec(sketch=query_sketch(99))
+    core = SearchCore(seg)
+    core.encode(spec)
     t = time.perf_counter()
     for i in range(0, len(photos), batch):
         images = [load_photo(p) for p in photos[i : i + batch]]
         bank = FeatureBank(seg.embed_photos(images, batch_size=batch))
-        seg.score(q, bank)
+        core.search(spec, bank)
     return (time.perf_counter() - t) * 1000.0 / len(photos)
 
 

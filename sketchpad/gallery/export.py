@@ -6,7 +6,9 @@
 - ``annotations.json``: COCO, one category (the query), one image per photo (``file_name``:
   its path relative to the photo folder; ``sketchpad_mask``/``sketchpad_overlay``: its files)
   and one annotation per *instance* (``label_map == k``, what the app draws boxes around): RLE
-  from pycocotools (the format's reference encoder), area, box XYWH, ``iscrowd`` 0, score.
+  from pycocotools (the format's reference encoder), area, box XYWH, ``iscrowd`` 0, ``score``
+  (the photo's score, :mod:`sketchpad.search.scoring`; ``sketchpad_region_score`` is the
+  region's own mean probability).
   Components smaller than the segmenter's ``min_area_frac`` are not instances: they are in
   the PNG and in no annotation. ``info`` records the app version and the query's options.
 - ``sketch.json``: the sketch, in Sketchpad's own format.
@@ -28,7 +30,7 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from io import BytesIO
@@ -44,8 +46,8 @@ from sketchpad.gallery.images import PhotoError, load_photo
 from sketchpad.sketch.io import write_sketch
 from sketchpad.sketch.model import Sketch
 
-if TYPE_CHECKING:  # the segmenter imports torch: the dialog that imports us must stay light
-    from sketchpad.vision.segmenter import PhotoMask
+if TYPE_CHECKING:
+    from sketchpad.search.masks import PhotoMask
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +310,10 @@ def _instance_annotations(mask: PhotoMask, image_id: int, first_id: int) -> list
                 "area": float(area),
                 "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
                 "iscrowd": 0,
-                "score": round(float(inst.score), 6),
+                # the photo's score, as the gallery and the large view show it; the region's
+                # own mean probability beside it
+                "score": round(float(mask.score), 6),
+                "sketchpad_region_score": round(float(inst.score), 6),
             }
         )
     return out
@@ -358,7 +363,9 @@ class GalleryExporter:
 
     Args:
         out_dir: the export folder (created if needed).
-        photo_folder: the folder the photos' names are relative to (only read).
+        photo_folder: the folder the photos' names are relative to (only read); several
+            folders when the photos come from several (``sketchpad segment``): none of them
+            may receive the export.
         options: what to write.
         query: the query's options, recorded in the COCO ``info`` (JSON-serialisable; Paths,
             tuples and numpy scalars are converted). Recognised keys: ``label`` (the
@@ -373,15 +380,20 @@ class GalleryExporter:
     def __init__(
         self,
         out_dir: Path,
-        photo_folder: Path,
+        photo_folder: Path | Sequence[Path],
         options: ExportOptions,
         *,
         query: Mapping[str, Any],
     ) -> None:
         self.out_dir = Path(out_dir)
-        self.photo_folder = Path(photo_folder)
+        folders = [photo_folder] if isinstance(photo_folder, (str, os.PathLike)) else photo_folder
+        self.photo_folders = [Path(f) for f in folders]
+        if not self.photo_folders:
+            raise ValueError("an export needs the photo folder(s) it reads from")
+        self.photo_folder = self.photo_folders[0]
         self.options = options
-        check_out_dir(self.out_dir, self.photo_folder)
+        for folder in self.photo_folders:
+            check_out_dir(self.out_dir, folder)
         self.query = dict(query)
         try:
             json.dumps(self.query, default=_json_value)
@@ -397,8 +409,9 @@ class GalleryExporter:
         self._made: set[Path] = set()
 
     def wants(self, mask: PhotoMask) -> bool:
-        """Whether ``add`` would export a photo with this mask (``only_matches``)."""
-        return bool(mask.instances) or not self.options.only_matches
+        """Whether ``add`` would export a photo with this mask (``only_matches``: its score
+        reaches the threshold the mask was cut at, as the gallery counts matches)."""
+        return mask.score >= mask.threshold or not self.options.only_matches
 
     def add(
         self,
@@ -506,6 +519,7 @@ class GalleryExporter:
             "query": self.query,
             "export": asdict(self.options),
             "photo_folder": str(self.photo_folder),
+            "photo_folders": [str(f) for f in self.photo_folders],
         }
         return {
             "info": info,

@@ -38,7 +38,8 @@ import numpy as np
 from sketchpad.sketch.model import Sketch
 
 if TYPE_CHECKING:  # torch is imported only by the caller that builds a segmenter
-    from sketchpad.vision.segmenter import GalleryScores, Segmenter
+    from sketchpad.search.scoring import GalleryScores
+    from sketchpad.vision.segmenter import Segmenter
 
 Split = Literal["seen", "unseen", "other"]
 #: ``predict(sketch, photo)``: photo (H, W, 3) uint8 RGB → (H, W) bool mask of what the
@@ -483,9 +484,10 @@ class SegmenterPredictor:
             self._queries[key] = got
         scores = self._scores.get(key)
         if scores is None:
+            from sketchpad.search.scoring import score_query
             from sketchpad.vision.segmenter import Query
 
-            scores = self.segmenter.score(Query(got[1], "sketch"), self.bank)
+            scores = score_query(self.segmenter, Query(got[1], "sketch"), self.bank)
             self._scores[key] = scores
             while len(self._scores) > self._keep:
                 self._scores.popitem(last=False)
@@ -504,10 +506,11 @@ class SegmenterPredictor:
         self.add_photos([photo])
         i = self._index[self._key(photo)]
         scores = self._query(sketch)
+        from sketchpad.search.masks import photo_mask
+
         refine = self.crf if crf is None else crf
-        m = self.segmenter.mask(
-            scores, self.bank, i, photo=photo, crf=refine, threshold=self.threshold
-        )
+        t = self.segmenter.threshold if self.threshold is None else self.threshold
+        m = photo_mask([scores], self.bank, i, threshold=t, photo=photo, crf=refine)
         return m.mask
 
 

@@ -3,20 +3,19 @@
 Rows stay in the order photos were added (the scan's order, then photos joining while the
 folder is indexed); scores are one numpy array aligned with them (one assignment per result).
 
-A photo *matches* the query when its ranking score (``QueryResult.photo_scores``) is > 0: the
-segmenter gives 0 to a photo without any region above the threshold, so a non-match shows no
-mask. Photos without a score yet (still being indexed, or no query) do not match.
+Scores are the photo scores of :mod:`sketchpad.search.scoring` (``QueryResult.photo_scores``):
+they do not depend on the threshold. A photo *matches* when its score is ≥ the threshold shown;
+photos without a score yet (still being indexed, or no query) do not match.
 
-``set_threshold`` re-thresholds the stored masks locally (``mask = prob > t``, instances by
-``maps.find_instances``), no model, lazily: a mask is recomputed when first asked for under the
-new threshold (the delegate asks only for cells on screen). Ranking scores stay the model's.
+``set_threshold`` re-cuts the stored masks locally (``sketchpad.search.masks.rethreshold``: no
+model), lazily: a mask is recomputed when first asked for under the new threshold (the delegate
+asks only for cells on screen). Scores and ranking do not change; which photos match does.
 
 The gallery as shown (sorted, filtered) is :class:`sketchpad.ui.gallery_proxy.GalleryProxy`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -38,7 +37,7 @@ from sketchpad.gallery.decode import natural_key
 
 if TYPE_CHECKING:  # at run time only duck-typed: importing them would import torch
     from sketchpad.engine.requests import MaskResult, QueryResult
-    from sketchpad.vision.segmenter import PhotoMask
+    from sketchpad.search.masks import PhotoMask
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,9 @@ SortKey = Literal["score", "name"]
 
 NameRole = Qt.ItemDataRole.UserRole + 1  #: str: the name relative to the folder
 PathRole = Qt.ItemDataRole.UserRole + 2  #: Path: the photo file
-ScoreRole = Qt.ItemDataRole.UserRole + 3  #: float | None: the ranking score in [0, 1]
+ScoreRole = Qt.ItemDataRole.UserRole + 3  #: float | None: the photo score in [0, 1]
 MaskRole = Qt.ItemDataRole.UserRole + 4  #: PhotoMask | None, at the current threshold
-MatchRole = Qt.ItemDataRole.UserRole + 5  #: bool: score > 0
+MatchRole = Qt.ItemDataRole.UserRole + 5  #: bool: score ≥ the threshold shown
 #: Hashable identity of the mask's current pixels (name, query generation, threshold, serial)
 #: for caches of things drawn from it; None without a mask.
 MaskKeyRole = Qt.ItemDataRole.UserRole + 6
@@ -70,11 +69,6 @@ class Cell:
     mask: PhotoMask | None  # at the current threshold
     mask_key: tuple[str, int, float, int] | None
 
-
-#: Smallest instance kept when re-thresholding, as a fraction of the mask's area: the default
-#: of ``Segmenter(min_area_frac=…)`` (a test checks they agree; importing the segmenter here
-#: would import torch when the window starts).
-MIN_AREA_FRAC = 0.001
 
 _RESULT_ROLES = [ScoreRole, MatchRole, MaskRole, MaskKeyRole, CellRole, Qt.ItemDataRole.ToolTipRole]
 _MASK_ROLES = [MaskRole, MaskKeyRole, CellRole, Qt.ItemDataRole.ToolTipRole]
@@ -109,27 +103,6 @@ def _part_key(part: str) -> str:
     return "".join(f"\0{t[0]:04d}{t[1]}" if i % 2 else str(t) for i, t in enumerate(parts))
 
 
-def rethreshold(mask: PhotoMask, threshold: float) -> PhotoMask:
-    """``mask`` thresholded again at ``threshold`` from its probabilities (no model).
-
-    The instances and label map are recomputed with the segmenter's default minimum area; the
-    photo's score is kept (the ranking is the model's). A composed mask keeps each pixel's group
-    where it had one; pixels that join the mask take group 1 (the whole sketch, whose query the
-    union always includes)."""
-    from sketchpad.vision import maps  # cv2: imported on first use, not at start-up
-
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    binary = mask.prob > threshold
-    instances, label_map = maps.find_instances(mask.prob, binary, min_area_frac=MIN_AREA_FRAC)
-    group_map = None
-    if mask.group_map is not None:
-        group_map = np.where(binary, np.maximum(mask.group_map, 1), 0).astype(np.int16)
-    return dataclasses.replace(
-        mask, mask=binary, instances=instances, label_map=label_map, group_map=group_map
-    )
-
-
 class GalleryModel(QAbstractListModel):
     """Photos of one folder and the latest query's scores and masks (see the module docstring).
 
@@ -151,7 +124,6 @@ class GalleryModel(QAbstractListModel):
         self._serial: dict[str, int] = {}
         self._next_serial = 0
         self._generation: int | None = None
-        self._query_threshold = -1.0  # the engine's masks (results and MaskResults) use it
         self._threshold: float | None = None
 
     # -- photos ------------------------------------------------------------------------------
@@ -252,8 +224,20 @@ class GalleryModel(QAbstractListModel):
         view.flags.writeable = False
         return view
 
+    def matches(self) -> np.ndarray:
+        """(N,) bool by row: the photo's score reaches the threshold shown."""
+        if self._threshold is None:
+            return np.zeros(len(self._names), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return self._scores >= self._threshold  # NaN (no score) never matches
+
+    def is_match(self, name: str) -> bool:
+        """Whether photo ``name``'s score reaches the threshold shown."""
+        s = self.score_for(name)
+        return s is not None and self._threshold is not None and s >= self._threshold
+
     def score_for(self, name: str) -> float | None:
-        """Photo ``name``'s ranking score, or None."""
+        """Photo ``name``'s photo score, or None."""
         row = self._rows.get(name)
         if row is None or np.isnan(self._scores[row]):
             return None
@@ -265,10 +249,12 @@ class GalleryModel(QAbstractListModel):
         if base is None:
             return None
         t = self._threshold
-        if t is None or t == self._query_threshold:
+        if t is None or t == base.threshold:
             return base
         derived = self._derived.get(name)
         if derived is None:
+            from sketchpad.search.masks import rethreshold  # cv2: on first use, not at start
+
             derived = rethreshold(base, t)
             self._derived[name] = derived
         return derived
@@ -302,7 +288,7 @@ class GalleryModel(QAbstractListModel):
         scores[rows] = np.asarray(result.photo_scores, dtype=np.float32)
         self._scores = scores
         self._generation = int(result.generation)
-        self._threshold = self._query_threshold = float(result.threshold)
+        self._threshold = float(result.threshold)
         self._base_masks, self._derived, self._serial = {}, {}, {}
         self._store_masks(result.masks)
         self._changed(_RESULT_ROLES)
@@ -338,9 +324,8 @@ class GalleryModel(QAbstractListModel):
             return
         self._threshold = t
         self._derived = {}
-        if self._base_masks:
-            rows = [self._rows[n] for n in self._base_masks]
-            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), _MASK_ROLES)
+        if self._generation is not None:  # which photos match changes, and their masks
+            self._changed(_RESULT_ROLES)
 
     def _store_masks(self, masks: Mapping[str, PhotoMask]) -> None:
         for name, mask in masks.items():
@@ -375,7 +360,7 @@ class GalleryModel(QAbstractListModel):
             s = float(self._scores[row])
             return None if np.isnan(s) else s
         if role == MatchRole:
-            return bool(self._scores[row] > 0)  # NaN > 0 is False
+            return self._is_match_row(row)
         if role == MaskRole:
             return self.mask_for(name)
         if role == MaskKeyRole:
@@ -384,16 +369,20 @@ class GalleryModel(QAbstractListModel):
             s = float(self._scores[row])
             score = None if np.isnan(s) else s
             mask, key = self.mask_for(name), self.mask_key(name)
-            return Cell(name, self.path_of(name), score, s > 0, mask, key)
+            return Cell(name, self.path_of(name), score, self._is_match_row(row), mask, key)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, name)
         return None
+
+    def _is_match_row(self, row: int) -> bool:
+        t = self._threshold
+        return t is not None and bool(self._scores[row] >= t)  # NaN >= t is False
 
     def _tooltip(self, row: int, name: str) -> str:
         s = float(self._scores[row])
         if np.isnan(s):
             return name
-        text = f"{name}\nscore {s:.2f}" + ("" if s > 0 else " (no match)")
+        text = f"{name}\nscore {s:.2f}" + ("" if self._is_match_row(row) else " (no match)")
         mask = self.mask_for(name)
         n = len(mask.instances) if mask is not None else 0
         return text + (f" · {n} region{'s' if n != 1 else ''}" if n else "")

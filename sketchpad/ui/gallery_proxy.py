@@ -98,7 +98,7 @@ class GalleryProxy(QAbstractListModel):
             best_first = -np.where(np.isnan(s), -np.inf, s.astype(np.float64))
             order = np.lexsort((rank, best_first))
         if self._matches_only and m.has_query:
-            order = order[m.scores()[order] > 0]
+            order = order[m.matches()[order]]
         return order.astype(np.int64, copy=False)
 
     def refresh(self) -> None:

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 import sketchpad
 from sketchpad.atomic import SaveError
-from sketchpad.engine.labelling import BackboneFactory, LabellingService
+from sketchpad.engine.labelling import LabellingService
 from sketchpad.sketch.io import (
     SUPPORTED_READ,
     SUPPORTED_WRITE,
@@ -77,9 +77,8 @@ class MainWindow(QMainWindow):
     Args:
         autosave_delay_ms: quiet time after an edit before the autosave is written.
         autosave_dir: where autosaves live (default: the standard one).
-        labelling_backbone: builds the scene labeller's backbone on first use (default:
-            ``clip-vit-b16``; tests and the screenshot pass a stand-in).
-        photo_loader: the photo-search engine's model loader (tests: a stand-in).
+        photo_loader: the engine's model loader, for photo search and scene labelling alike
+            (tests and the screenshot: a stand-in; None: the registry).
         photo_backbones: (category ids, fine-grained ids) offered for photo search.
         preferences: device, fp16, backbone, recent folders (default: the config file).
     """
@@ -89,7 +88,6 @@ class MainWindow(QMainWindow):
         *,
         autosave_delay_ms: int = DEFAULT_DELAY_MS,
         autosave_dir: Path | None = None,
-        labelling_backbone: BackboneFactory | None = None,
         photo_loader: Any = None,  # noqa: ANN401 (an engine Loader)
         photo_backbones: tuple[list[str], list[str]] | None = None,
         preferences: Any = None,  # noqa: ANN401 (ui.preferences.Preferences)
@@ -136,9 +134,10 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.undo_dock)
         self.undo_dock.hide()
 
-        self.scene = SceneLabelling(
-            self.document, self.canvas, LabellingService(labelling_backbone, self), self
-        )
+        # Scene labelling runs on the same engine as photo search: one model host.
+        labelling = LabellingService(self.photos.host, self.photos.labelling_model, self)
+        self.photos.host.failed.connect(labelling.engine_failed)
+        self.scene = SceneLabelling(self.document, self.canvas, labelling, self)
         self.scene_panel = ScenePanel(self.scene, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.scene_panel)
         self.tabifyDockWidget(self.search_dock, self.scene_panel)
@@ -588,5 +587,5 @@ class MainWindow(QMainWindow):
         self._store_geometry()
         self.photos.shutdown()  # stops and joins the inference worker
         self.autosaver.close()
-        self.scene.shutdown()  # joins the labelling thread
+        self.scene.shutdown()  # drops outstanding labelling (the engine is joined above)
         event.accept()

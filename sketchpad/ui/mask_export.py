@@ -24,9 +24,9 @@ from sketchpad.gallery.images import PhotoError, load_photo
 if TYPE_CHECKING:
     from sketchpad.engine.client import Engine
     from sketchpad.engine.requests import MaskResult, QueryResult
+    from sketchpad.search.masks import PhotoMask
     from sketchpad.sketch.model import Sketch
     from sketchpad.ui.photo_search import PhotoSearch
-    from sketchpad.vision.segmenter import PhotoMask
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,13 @@ CHUNK = 4
 CHANNEL = "export"
 
 
-def query_description(result: QueryResult, options: dict[str, object]) -> dict[str, object]:
+def query_description(
+    result: QueryResult, threshold: float, options: dict[str, object]
+) -> dict[str, object]:
     """What the COCO file's ``info`` says about the query."""
     return {
         "query_generation": result.generation,
-        "threshold": result.threshold,
+        "threshold": threshold,
         "photos_in_gallery": len(result.names),
         **options,
     }
@@ -66,6 +68,7 @@ class MaskExportJob(QObject):
         names: list[str],
         *,
         crf: bool,
+        threshold: float,
         sketch: Sketch | None,
         parent: QObject | None = None,
     ) -> None:
@@ -75,6 +78,7 @@ class MaskExportJob(QObject):
         self.folder = folder
         self.names = names
         self.crf = crf
+        self.threshold = threshold
         self.sketch = sketch
         self.written = 0
         self.problems: list[str] = []
@@ -99,7 +103,9 @@ class MaskExportJob(QObject):
             return
         chunk = tuple(self.names[self._next : self._next + CHUNK])
         self._next += len(chunk)
-        self._gen = self.engine.request_masks(chunk, side=None, crf=self.crf, channel=CHANNEL)
+        self._gen = self.engine.request_masks(
+            chunk, side=None, crf=self.crf, channel=CHANNEL, threshold=self.threshold
+        )
 
     @Slot(object)
     def _on_masks(self, result: MaskResult) -> None:
@@ -188,12 +194,13 @@ def start_export(
     """Export the shown query's masks to ``out_dir`` (tests call this directly)."""
     result, folder, engine = search.last_result, search.folder, search.engine
     assert result is not None and folder is not None and engine is not None
+    opts = search.controls.options()
     order = [result.names[i] for i in result.ranking]
     scores = dict(zip(result.names, result.photo_scores.tolist(), strict=True))
-    names = [n for n in order if scores[n] > 0] if options.only_matches else order
-    opts = search.controls.options()
+    names = [n for n in order if scores[n] >= opts.threshold] if options.only_matches else order
     query = query_description(
         result,
+        opts.threshold,
         {
             "backbone": search.model.backbone_id if search.model else None,
             "mode": opts.mode,
@@ -209,7 +216,16 @@ def start_export(
         search.report_error("Export Masks", f"Cannot export to {out_dir}: {e}")
         return None
     sketch = search.document.sketch if options.sketch else None
-    job = MaskExportJob(engine, exporter, folder, names, crf=crf, sketch=sketch, parent=search)
+    job = MaskExportJob(
+        engine,
+        exporter,
+        folder,
+        names,
+        crf=crf,
+        threshold=opts.threshold,
+        sketch=sketch,
+        parent=search,
+    )
     bar = QProgressDialog("Exporting masks…", "Cancel", 0, max(1, len(names)), search.window)
     bar.setWindowTitle("Export Masks")
     bar.setWindowModality(Qt.WindowModality.WindowModal)

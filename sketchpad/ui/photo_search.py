@@ -1,11 +1,13 @@
 """The live loop: draw, and every photo's mask updates (issue 5, DESIGN §1 and §6).
 
 :class:`PhotoSearch` connects the document and the canvas to the inference engine and the
-gallery pane. A query runs at every pen-up (any change of the sketch), and when the
-selection (in part mode), the words, α, compose, the mode or the backbone change; the
-threshold slider re-thresholds the masks on screen at once, then asks the engine, which
-re-ranks without running the model. The newest query wins; results arrive on the GUI
-thread and only update the models, never block it.
+gallery pane. A query is sent when what the model sees changes — the strokes' geometry, the
+selection (in part mode), the words, α, compose, the mode or the model (its
+:meth:`~sketchpad.search.spec.QuerySpec.key`) — or when the gallery gains photos; renaming a
+label, recolouring or any metadata edit sends nothing. The threshold slider never reaches the
+model: scores do not depend on it, so the gallery re-cuts the masks it holds and only asks the
+engine for the masks of photos that start to match. The newest query wins; results arrive on
+the GUI thread and only update the models, never block it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from sketchpad.ui.engine_host import EngineHost
 from sketchpad.ui.gallery_pane import GalleryPane
 from sketchpad.ui.query_controls import QueryControls
 from sketchpad.ui.weights_banner import WeightsBanner
+from sketchpad.vision.installed import CLIP_BACKBONES, DINO_BACKBONES
 
 if TYPE_CHECKING:
     from sketchpad.engine.client import Engine
     from sketchpad.engine.requests import FolderSummary, MaskResult, ModelInfo, QueryResult
+    from sketchpad.search.model import ModelChoice
+    from sketchpad.search.spec import QuerySpec
     from sketchpad.ui.model_manager import ModelManagerDialog
     from sketchpad.ui.photo_viewer import PhotoViewerDialog
 
@@ -38,9 +43,10 @@ THUMB_SIDE = 160
 #: While a folder is being indexed, the query is re-run at most this often (ms) so that the
 #: photos just cached get their masks.
 REQUERY_WHILE_INDEXING_MS = 1000
-#: The default backbones of the two families, best first (those with weights win).
-CATEGORY_BACKBONES = ["clip-vit-b16", "clip-vit-b32", "clip-vit-l14"]
-FINE_BACKBONES = ["dinov2-vitb14", "dinov2-vits14", "dinov2-vitl14"]
+#: The default backbones of the two families, best first (those with weights win: see
+#: ``PhotoSearch.start``).
+CATEGORY_BACKBONES = list(CLIP_BACKBONES)
+FINE_BACKBONES = list(DINO_BACKBONES)
 TESTING_BACKBONES = (["test-clip-tiny"], ["test-dinov2-tiny"])
 
 
@@ -113,6 +119,8 @@ class PhotoSearch(QObject):
         self._load_generation = -1
         self._loading: str | None = None
         self._sent_at: dict[int, float] = {}
+        self._sent: tuple[str, int] | None = None  # (query key, gallery epoch) last sent
+        self._epoch = 0  # bumped when the model or the gallery's photos change
         self._suspended = False  # while an export runs
         self._requery = QTimer(self, singleShot=True, interval=REQUERY_WHILE_INDEXING_MS)
         self._requery.timeout.connect(lambda: self.request_query("new photos"))
@@ -178,8 +186,28 @@ class PhotoSearch(QObject):
     # -- start and stop ----------------------------------------------------------------------
     def start(self) -> None:
         """Start the engine in the background and load the chosen model (offline first: a
-        missing model shows the banner instead of downloading unasked)."""
-        self.host.when_ready(lambda _engine: self.load_model())
+        missing model shows the banner instead of downloading unasked). A chosen backbone
+        without weights gives way to an installed one of its family."""
+
+        def go(_engine: Engine) -> None:
+            self._prefer_installed()
+            self.load_model()
+
+        self.host.when_ready(go)
+
+    def _prefer_installed(self) -> None:
+        """For each family, if the chosen backbone has no weights here and another has, choose
+        that one (the disk only; the engine's import has loaded what the lookup needs)."""
+        from sketchpad.vision.installed import first_installed, has_weights
+
+        for family in ("category", "fine"):
+            chosen = self.controls.chosen(family)
+            if not chosen or has_weights(chosen):
+                continue
+            other = first_installed(self.controls.backbones(family), default=chosen)
+            if other != chosen:
+                self.controls.preselect(family, other)
+                self._status(f"{chosen} has no weights here: using {other}")
 
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Stop and join the engine (the window's closeEvent)."""
@@ -204,6 +232,25 @@ class PhotoSearch(QObject):
         engine.notice.connect(self._status)
         engine.busyChanged.connect(self.pane.set_busy)
 
+    def labelling_model(self) -> ModelChoice:
+        """The CLIP model scene labelling uses: the category backbone chosen here (the first
+        installed one unless the user picked another), with the device and fp16 preferences;
+        the same model as photo search in category mode, so one model serves both."""
+        from sketchpad.search.model import ModelChoice
+
+        return ModelChoice(
+            backbone_id=self.controls.chosen("category"),
+            device=self._device(),
+            fp16=self.preferences.fp16,
+            offline=True,  # never download unasked: the Model Manager does, with progress
+        )
+
+    def _device(self) -> str | None:
+        device = self.preferences.device
+        if device == "cuda" and not _cuda_usable():
+            return None
+        return None if device == "auto" else device
+
     # -- models ------------------------------------------------------------------------------
     def load_model(self, backbone_id: str | None = None, *, offline: bool | None = True) -> None:
         """Load ``backbone_id`` (default: the controls' choice) in the engine."""
@@ -211,16 +258,12 @@ class PhotoSearch(QObject):
         prefs = self.preferences
 
         def go(engine: Engine) -> None:
-            device = prefs.device
-            if device == "cuda" and not _cuda_usable():
+            device = self._device()
+            if prefs.device == "cuda" and device is None:
                 self._status("No usable GPU here: the model runs on the CPU")
-                device = "auto"
             self._loading = backbone_id
             self._load_generation = engine.load_model(
-                backbone_id,
-                device=None if device == "auto" else device,
-                offline=offline,
-                fp16=prefs.fp16,
+                backbone_id, device=device, offline=offline, fp16=prefs.fp16
             )
             self._status(f"Loading {backbone_id}…")
 
@@ -236,6 +279,7 @@ class PhotoSearch(QObject):
             info.has_text, f"{info.backbone_id} has no text encoder: words need a CLIP model"
         )
         self._status(f"{info.backbone_id} ready on {info.device} ({info.seconds:.1f} s)")
+        self._epoch += 1
         self.request_query("model")
 
     # -- folders -----------------------------------------------------------------------------
@@ -254,6 +298,7 @@ class PhotoSearch(QObject):
             return False
         self.folder = folder.resolve()
         self.last_result = None
+        self._epoch += 1
         self.actions["export_masks"].setEnabled(False)
         self.pane.set_folder(self.folder)
         self._remember(self.folder)
@@ -276,6 +321,7 @@ class PhotoSearch(QObject):
 
     @Slot(int, int)
     def _on_bank_changed(self, _generation: int, _photos: int) -> None:
+        self._epoch += 1
         if self.last_result is not None and not self._requery.isActive():
             self._requery.start()
         elif self.last_result is None:
@@ -304,42 +350,61 @@ class PhotoSearch(QObject):
         text = " · ".join(parts)
         self.pane.index_finished(text)
         self._status(text)
+        self._epoch += 1
         self.request_query("indexed")
 
     # -- queries -----------------------------------------------------------------------------
-    def request_query(self, reason: str = "") -> int | None:
-        """Run the query the sketch and the controls describe; returns its generation, or
-        None when there is nothing to ask (no engine, model or folder; an empty sketch)."""
-        engine = self.engine
-        if engine is None or self.model is None or self.folder is None or self._suspended:
-            return None
+    def current_spec(self) -> QuerySpec | None:
+        """The query the sketch and the controls describe, or None (nothing to search for)."""
+        from sketchpad.search.spec import QuerySpec, StrokesPart
+
         opts = self.controls.options()
         sketch = self.document.sketch
         empty = not sketch.strokes and sketch.raster is None
         text = opts.text or None
         if empty and not text:
+            return None
+        part = None
+        if opts.mode == "part" and not empty and self.document.selection:
+            part = StrokesPart(tuple(sorted(self.document.selection)))
+        return QuerySpec(
+            sketch=None if empty else sketch,
+            part=part,
+            text=text,
+            alpha=opts.alpha,
+            compose=opts.compose and part is None and not empty,
+        )
+
+    def request_query(self, reason: str = "") -> int | None:
+        """Send the query the sketch and the controls describe, unless the engine already has
+        it for the current model and photos; returns its generation, or None when nothing was
+        sent (no engine, model or folder; an empty sketch; nothing the model sees changed)."""
+        engine = self.engine
+        if engine is None or self.model is None or self.folder is None or self._suspended:
+            return None
+        opts = self.controls.options()
+        spec = self.current_spec()
+        if spec is None:
+            self._sent = None
             if self.last_result is not None or self.pane.model.has_query:
                 self.last_result = None
                 self.pane.clear_results()  # every row changes: only when results are shown
                 self.actions["export_masks"].setEnabled(False)
             self.controls.set_status("Draw something to search the photos.")
             return None
-        part = None
-        if opts.mode == "part" and not empty:
-            if self.document.selection:
-                part = self.document.selected_sketch()
-            else:
-                self.controls.set_status(
-                    "Part mode: select strokes with the lasso or pick a partition sector; "
-                    "searching for the whole sketch meanwhile."
-                )
+        if opts.mode == "part" and spec.part is None and spec.sketch is not None:
+            self.controls.set_status(
+                "Part mode: select strokes with the lasso or pick a partition sector; "
+                "searching for the whole sketch meanwhile."
+            )
+        sent = (spec.key(), self._epoch)
+        if sent == self._sent:
+            log.debug("query unchanged (%s): nothing sent", reason)
+            return None
+        self._sent = sent
         self._requery.stop()
-        gen = engine.query(
-            None if empty else sketch,
-            part=part,
-            text=text,
-            alpha=opts.alpha,
-            compose=opts.compose and part is None and not empty,
+        gen = engine.search(
+            spec,
             threshold=opts.threshold,
             mask_names=self.pane.visible_names(),
             mask_side=THUMB_SIDE,
@@ -356,7 +421,16 @@ class PhotoSearch(QObject):
         if abs(threshold - result.threshold) > 1e-9:  # the slider moved meanwhile
             self.pane.set_threshold(threshold)
         self.controls.clear_error()
-        matches = int((result.photo_scores > 0).sum())
+        self._show_matches()
+        self._sent_at = {g: t for g, t in self._sent_at.items() if g > result.generation}
+        self.resultShown.emit(result.generation)  # (the large view follows queries itself)
+
+    def _show_matches(self) -> None:
+        """"N of M photos match" for the result shown, at the threshold shown."""
+        result = self.last_result
+        if result is None:
+            return
+        matches = int(self.pane.model.matches().sum())
         n = len(result.names)
         more = " (indexing…)" if result.indexing else ""
         self.controls.set_status(
@@ -364,8 +438,6 @@ class PhotoSearch(QObject):
             f"{result.seconds * 1000:.0f} ms"
         )
         self.actions["export_masks"].setEnabled(matches > 0)
-        self._sent_at = {g: t for g, t in self._sent_at.items() if g > result.generation}
-        self.resultShown.emit(result.generation)  # (the large view follows queries itself)
 
     @Slot(object)
     def _on_masks_finished(self, result: MaskResult) -> None:
@@ -378,21 +450,27 @@ class PhotoSearch(QObject):
             return
         model = self.pane.model
         missing = tuple(
-            n
-            for n in self.pane.visible_names()
-            if model.mask_for(n) is None and (model.score_for(n) or 0.0) > 0.0
+            n for n in self.pane.visible_names() if model.mask_for(n) is None and model.is_match(n)
         )
         if missing:
-            engine.request_masks(missing, side=THUMB_SIDE, channel="gallery")
+            engine.request_masks(
+                missing,
+                side=THUMB_SIDE,
+                channel="gallery",
+                threshold=self.controls.options().threshold,
+            )
 
     def _on_selection_changed(self) -> None:
         if self.controls.mode == "part":
             self.request_query("selection")
 
     def _on_control_changed(self, what: str) -> None:
-        if what == "threshold":
+        if what == "threshold":  # no model, no product: re-cut what is shown
             self.pane.set_threshold(self.controls.options().threshold)
-            self.request_query("threshold")
+            if self.viewer is not None:
+                self.viewer.viewer.set_threshold(self.controls.options().threshold)
+            self._show_matches()
+            self._request_visible_masks()
         elif what == "backbone":
             self.preferences.backbone = self.controls.backbone
             self.model = None  # queries wait for the new model
@@ -448,6 +526,7 @@ class PhotoSearch(QObject):
         if self.viewer is None:
             self.viewer = PhotoViewerDialog(self.engine, self.window)
         v = self.viewer
+        v.viewer.set_threshold(self.controls.options().threshold)
         v.viewer.set_sequence(self.pane.ordered_names())
         v.viewer.show_photo(
             self.folder,

@@ -38,10 +38,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sketchpad.search.masks import PhotoMask
 from sketchpad.ui.canvas_actions import ZOOM_STEP
 from sketchpad.ui.view_transform import MAX_SCALE, MIN_SCALE, wheel_zoom_factor
 from sketchpad.vision.overlay import mask_tint_argb32 as mask_overlay_argb32
-from sketchpad.vision.segmenter import PhotoMask
 
 OVERLAY_ALPHA = 0.45  # tint opacity, as in the headless previews (vision.overlay)
 BOX_COLOUR = (255, 230, 0)  # instance boxes (RGB), as in the headless previews

@@ -24,9 +24,9 @@ from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QToolBar, QVBoxLayou
 from sketchpad.engine.client import Engine
 from sketchpad.engine.requests import MaskResult, QueryResult
 from sketchpad.gallery.images import PhotoError, load_photo
+from sketchpad.search.masks import PhotoMask
 from sketchpad.ui.canvas_actions import ZOOM_STEP
 from sketchpad.ui.photo_view import PhotoView, overlay_qimage, photo_qimage
-from sketchpad.vision.segmenter import PhotoMask
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class PhotoViewer(QWidget):
         self._mask_error = ""
         self._mask_outdated = False  # a newer query came while hidden
         self._crf = True
+        self._threshold = 0.5  # the gallery's: masks are cut here, matches counted here
 
         self.view = PhotoView(self)
         self.view.key_filter = self.handle_key
@@ -249,6 +250,24 @@ class PhotoViewer(QWidget):
         """Show or hide the instance boxes and their scores."""
         self.view.set_boxes_visible(visible)
         self._check(self.actions_by_name["boxes"], visible)
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def set_threshold(self, threshold: float) -> None:
+        """Cut the masks at ``threshold`` (the gallery's slider): the mask shown is re-cut
+        here, from its probabilities; the score does not change."""
+        t = float(threshold)
+        if not 0.0 < t < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if t == self._threshold:
+            return
+        self._threshold = t
+        if self._mask is not None:
+            self._show_mask(self._mask, full=self._mask_state == "done")
+        else:
+            self._update_status()
 
     def set_crf(self, enabled: bool) -> None:
         """Turn dense-CRF refinement on or off; the photo's mask is asked for again."""
@@ -393,7 +412,11 @@ class PhotoViewer(QWidget):
             try:
                 self._mask_query_gen, self._mask_crf = engine.latest_query_generation, self._crf
                 self._mask_gen = engine.request_masks(
-                    (self._name,), side=None, crf=self._crf, channel=CHANNEL
+                    (self._name,),
+                    side=None,
+                    crf=self._crf,
+                    channel=CHANNEL,
+                    threshold=self._threshold,
                 )
                 self._mask_state = "pending"
             except RuntimeError as e:  # the engine was shut down
@@ -441,6 +464,10 @@ class PhotoViewer(QWidget):
 
     def _show_mask(self, mask: PhotoMask, *, full: bool = False) -> None:
         """Build the mask's overlay (in the pool when large), then show it."""
+        if mask.threshold != self._threshold:
+            from sketchpad.search.masks import rethreshold
+
+            mask = rethreshold(mask, self._threshold)
         self._relay.overlay_token += 1
         relay, token = self._relay, self._relay.overlay_token
         if mask.mask.size <= SYNC_OVERLAY_PIXELS:
@@ -478,7 +505,10 @@ class PhotoViewer(QWidget):
         if (mask := self._mask) is not None:
             n = len(mask.instances)
             parts.append(f"score {mask.score:.2f}")
-            parts.append(f"{n} instance{'' if n == 1 else 's'}" if n else "no match")
+            if mask.score >= self._threshold:
+                parts.append("match" + (f", {n} region{'' if n == 1 else 's'}" if n else ""))
+            else:
+                parts.append("no match")
         state = self._mask_state
         if state == "pending":
             parts.append("refining edges…" if self._crf else "full-resolution mask…")

@@ -197,6 +197,22 @@ class QueryControls(QWidget):
     def backbone(self) -> str:
         return self._chosen[self.family]
 
+    def chosen(self, family: str) -> str:
+        """The backbone chosen for ``family`` ("category" or "fine"), whatever the mode."""
+        return self._chosen[family]
+
+    def backbones(self, family: str) -> list[str]:
+        """The backbones offered for ``family``, preferred first."""
+        return list(self._families[family])
+
+    def preselect(self, family: str, backbone_id: str) -> None:
+        """Choose ``backbone_id`` for ``family`` without a ``changed`` signal (the caller
+        loads it): the start-up choice of an installed model."""
+        if backbone_id not in self._families[family]:
+            raise KeyError(f"{backbone_id!r} is not a {family} backbone")
+        self._chosen[family] = backbone_id
+        self._fill_backbones()
+
     def set_backbone(self, backbone_id: str) -> None:
         """Choose a backbone (switching the mode's family when it is of the other one)."""
         for family, ids in self._families.items():

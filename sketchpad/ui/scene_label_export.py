@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sketchpad.engine.labelling import LabelResult
 from sketchpad.sketch.model import Sketch
 from sketchpad.ui import scene_label_table as T
 
 if TYPE_CHECKING:
+    from sketchpad.engine.requests import LabelResult
     from sketchpad.vision.scene_labels import SceneLabels
 
 

@@ -12,7 +12,8 @@ says how they are stored):
   strokes"), except strokes labelled by hand;
 - a hand relabel sets one stroke's label and marks it hand-labelled ("Relabel stroke").
 
-Runs go to a :class:`~sketchpad.engine.labelling.LabellingService` (a background thread). A
+Runs go to a :class:`~sketchpad.engine.labelling.LabellingService` (requests on the one
+inference engine, which labels with the CLIP model the user chose). A
 result is applied only if the drawing's geometry and the label names are still those it was
 asked for; otherwise it is dropped (and asked again when re-labelling after edits is on, or an
 export waits for it). Re-labelling after edits waits for a pause (``AUTO_DELAY_MS``) after any
@@ -30,11 +31,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from sketchpad.engine.labelling import DEFAULT_BACKBONE, LabellingService, LabelResult
+from sketchpad.engine.labelling import LabellingService
 from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.model import Sketch
 from sketchpad.ui import scene_label_table as T
@@ -45,6 +46,9 @@ from sketchpad.ui.scene_label_export import write_label_export
 from sketchpad.ui.scene_label_table import GeometryKey, geometry_key
 from sketchpad.ui.scene_overlay import label_overlay
 from sketchpad.ui.tools.relabel import RelabelTool
+
+if TYPE_CHECKING:  # the engine's requests import OpenCV: not at start-up
+    from sketchpad.engine.requests import LabelResult
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +382,7 @@ class SceneLabelling(QObject):
         if kind == "weights":
             title = "Labelling model not available"
             text = (
-                f"Scene labelling needs the {DEFAULT_BACKBONE} weights, which could not be "
+                "Scene labelling needs the weights of a CLIP model, which could not be "
                 f"used.\n\n{message}\n\nThen press Label again."
             )
         elif kind == "input":
@@ -460,6 +464,7 @@ class SceneLabelling(QObject):
         return True
 
     def shutdown(self) -> bool:
-        """Stop background labelling and join its thread (the window is closing)."""
+        """Stop background labelling (the window is closing; the engine is joined by the
+        photo search that owns it)."""
         self._debounce.stop()
         return self.service.shutdown()

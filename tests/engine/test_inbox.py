@@ -11,11 +11,29 @@ import pytest
 from standins import sketch_at
 
 from sketchpad.engine.inbox import Inbox
-from sketchpad.engine.requests import LoadModel, MaskRequest, OpenFolder, QueryRequest
+from sketchpad.engine.requests import (
+    LabelRequest,
+    LoadModel,
+    MaskRequest,
+    OpenFolder,
+    QueryRequest,
+)
+from sketchpad.search.model import ModelChoice
+from sketchpad.search.spec import QuerySpec
 
 
 def q(gen: int) -> QueryRequest:
-    return QueryRequest(gen, sketch_at(float(gen)))
+    return QueryRequest(generation=gen, spec=QuerySpec(sketch=sketch_at(float(gen))))
+
+
+def load(gen: int, backbone_id: str = "planted") -> LoadModel:
+    return LoadModel(generation=gen, model=ModelChoice(backbone_id))
+
+
+def label(gen: int) -> LabelRequest:
+    return LabelRequest(
+        generation=gen, sketch=sketch_at(0.0), labels=("a", "b"), model=ModelChoice("clip")
+    )
 
 
 def test_a_newer_query_replaces_the_pending_one() -> None:
@@ -31,7 +49,7 @@ def test_a_newer_query_replaces_the_pending_one() -> None:
 
 def test_requests_are_taken_in_generation_order_and_jobs_all_run() -> None:
     box = Inbox()
-    box.put(LoadModel(0, "planted"))
+    box.put(load(0))
     box.put(OpenFolder(1, Path("a")))
     box.put(q(2))
     box.put(OpenFolder(3, Path("b")))
@@ -118,15 +136,30 @@ def test_idle_waits_for_the_request_in_hand() -> None:
 
 
 def test_requests_are_validated() -> None:
-    with pytest.raises(ValueError, match="sketch or some text"):
-        QueryRequest(0, None)
+    with pytest.raises(ValueError, match="sketch or some words"):
+        QuerySpec(sketch=None)
     with pytest.raises(ValueError, match="alpha"):
-        QueryRequest(0, sketch_at(0), alpha=1.5)
+        QuerySpec(sketch=sketch_at(0), alpha=1.5)
     with pytest.raises(ValueError, match="threshold"):
-        QueryRequest(0, sketch_at(0), threshold=1.0)
+        QueryRequest(generation=0, spec=QuerySpec(sketch=sketch_at(0)), threshold=1.0)
     with pytest.raises(ValueError, match="batch_size"):
         OpenFolder(0, Path("a"), batch_size=0)
     with pytest.raises(ValueError, match="generation"):
-        LoadModel(-1, "x")
+        load(-1)
+    with pytest.raises(ValueError, match="backbone id or a checkpoint"):
+        ModelChoice(None)
     with pytest.raises(TypeError):
         Inbox().put("not a request")  # type: ignore[arg-type]
+
+
+def test_a_newer_label_request_replaces_the_pending_one_and_overtakes_indexing() -> None:
+    box = Inbox()
+    box.put(OpenFolder(0, Path("a")))
+    box.put(label(1))
+    box.put(label(2))
+    assert box.is_stale_label(1) and not box.is_stale_label(2)
+    got = box.take_urgent()  # served between indexing batches, like queries
+    assert isinstance(got, LabelRequest) and got.generation == 2
+    box.done()
+    assert box.take_urgent() is None
+    assert not box.idle()  # the folder is still waiting

@@ -27,10 +27,13 @@ from sketchpad.gallery.export import (
     check_out_dir,
     export_gallery,
 )
+from sketchpad.search.masks import PhotoMask, photo_mask
+from sketchpad.search.scoring import score_query
 from sketchpad.sketch.io import read_sketch
 from sketchpad.sketch.model import Sketch, Stroke
+from sketchpad.vision.bank import FeatureBank
 from sketchpad.vision.overlay import GROUP_COLOURS
-from sketchpad.vision.segmenter import FeatureBank, PhotoMask, Segmenter
+from sketchpad.vision.segmenter import Segmenter
 
 # name → (size, red boxes XYXY); names with sub-folders, spaces, unicode and colliding stems.
 PHOTOS: dict[str, tuple[tuple[int, int], list[tuple[int, int, int, int]]]] = {
@@ -56,12 +59,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def segment(
     names: list[str], min_area_frac: float = 0.001
 ) -> tuple[dict[str, np.ndarray], dict[str, PhotoMask]]:
-    """The planted photos of ``names`` and their full-resolution masks from the Segmenter."""
-    seg = Segmenter(PlantedBackbone(fine_tuned=True), min_area_frac=min_area_frac)
+    """The planted photos of ``names`` and their full-resolution masks from the search core
+    (instances smaller than ``min_area_frac`` of the photo are not instances)."""
+    import sketchpad.search.masks as masks_module
+
+    seg = Segmenter(PlantedBackbone(fine_tuned=True))
     images = {n: photo(*PHOTOS[n]) for n in names}
     bank = FeatureBank(seg.embed_photos(list(images.values())))
-    scores = seg.score(seg.sketch_query(SKETCH), bank)
-    return images, {n: seg.mask(scores, bank, i) for i, n in enumerate(names)}
+    scores = score_query(seg, seg.sketch_query(SKETCH), bank)
+    before, masks_module.MIN_AREA_FRAC = masks_module.MIN_AREA_FRAC, min_area_frac
+    try:
+        return images, {
+            n: photo_mask([scores], bank, i, threshold=seg.threshold) for i, n in enumerate(names)
+        }
+    finally:
+        masks_module.MIN_AREA_FRAC = before
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +136,8 @@ def test_coco_decodes_to_exactly_the_instance_masks(
             assert all(isinstance(v, float) for v in ann["bbox"])
             assert ann["bbox"] == list(coco_mask.toBbox(ann["segmentation"]))
             assert ann["area"] == inst.area == expect.sum()
-            assert ann["score"] == pytest.approx(inst.score, abs=1e-6)
+            assert ann["score"] == pytest.approx(m.score, abs=1e-6)  # the photo's score
+            assert ann["sketchpad_region_score"] == pytest.approx(inst.score, abs=1e-6)
             assert ann["iscrowd"] == 0 and ann["category_id"] == 1
             union |= expect
         np.testing.assert_array_equal(union, m.mask)  # no specks here: instances cover the mask
@@ -189,7 +202,7 @@ def test_composed_masks_keep_their_group_colours(tmp_path: Path, folder: Path) -
         Stroke(np.array([[80.0, 80], [90, 95]])),
     )
     queries = seg.group_queries(Sketch(strokes=strokes, width=100, height=100))
-    m = seg.composed_mask([seg.score(q, bank) for q in queries], bank, 0)
+    m = photo_mask([score_query(seg, q, bank) for q in queries], bank, 0, threshold=0.5)
     assert m.group_map is not None and len(queries) == 3
     summary = run(folder, tmp_path / "out", {"two.png": m}, color=(0, 0, 255))
     ov = np.asarray(Image.open(summary.overlays[0])).astype(int)

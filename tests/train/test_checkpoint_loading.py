@@ -201,8 +201,8 @@ def test_importing_a_checkpoint_keeps_its_json_and_the_app_loads_it_fixed(
     ckpt: CheckpointPaths, qtbot: Any
 ) -> None:
     from sketchpad.engine.client import Engine
-    from sketchpad.engine.requests import LoadModel
     from sketchpad.engine.worker import default_loader
+    from sketchpad.search.model import ModelChoice
 
     spec = get_spec(TINY)
     got = import_weights(spec, ckpt.metadata)  # any of its files: the weights are imported
@@ -212,8 +212,8 @@ def test_importing_a_checkpoint_keeps_its_json_and_the_app_loads_it_fixed(
 
     built: list[Segmenter] = []
 
-    def loader(request: LoadModel, progress: Any) -> Segmenter:
-        built.append(default_loader(request, progress))
+    def loader(choice: ModelChoice, progress: Any) -> Segmenter:
+        built.append(default_loader(choice, progress))
         return built[-1]
 
     engine = Engine(loader=loader)
@@ -228,19 +228,19 @@ def test_importing_a_checkpoint_keeps_its_json_and_the_app_loads_it_fixed(
     assert seg.backbone.weights.fine_tuned and seg.backbone.weights.path == got.path
     assert (seg.calibration, seg.tau) == ("fixed", TAU)
     # The request's own calibration still wins.
-    request = LoadModel(0, TINY, device="cpu", offline=True, calibration="gallery-relative")
-    assert default_loader(request, lambda *_: None).calibration == "gallery-relative"
+    choice = ModelChoice(TINY, device="cpu", offline=True, calibration="gallery-relative")
+    assert default_loader(choice, lambda *_: None).calibration == "gallery-relative"
 
 
 def test_plain_weights_load_as_before(tmp_path: Path) -> None:
     import safetensors.torch
 
-    from sketchpad.engine.requests import LoadModel
     from sketchpad.engine.worker import default_loader
+    from sketchpad.search.model import ModelChoice
 
     plain = tmp_path / "plain.safetensors"
     safetensors.torch.save_file({k: v.contiguous() for k, v in tiny_state().items()}, plain)
-    seg = default_loader(LoadModel(0, TINY, weights=plain, device="cpu"), lambda *_: None)
+    seg = default_loader(ModelChoice(TINY, weights=plain, device="cpu"), lambda *_: None)
     assert not seg.backbone.weights.fine_tuned
     assert (seg.calibration, seg.tau) == ("gallery-relative", 0.05)
 
@@ -260,7 +260,7 @@ def test_import_refuses_checkpoints_of_another_backbone_or_kind(
 def test_the_model_manager_imports_a_checkpoint_for_its_own_backbone(
     ckpt: CheckpointPaths, qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sketchpad.engine import downloads
+    from sketchpad.engine import threads
     from sketchpad.ui import model_manager
     from sketchpad.ui.preferences import Preferences
 
@@ -289,4 +289,4 @@ def test_the_model_manager_imports_a_checkpoint_for_its_own_backbone(
         qtbot.waitUntil(lambda: dialog.row_texts(TINY)["Status"] == "Imported", timeout=10_000)
     finally:
         assert dialog.shutdown(10)
-    assert not [t for t in downloads._LIVE if t.isRunning()], "a weights thread leaked"
+    assert threads.live_count() == 0, "a weights thread leaked"

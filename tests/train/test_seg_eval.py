@@ -230,6 +230,8 @@ def test_samples_are_validated() -> None:
 
 # -- a Segmenter as the predictor ------------------------------------------------------------
 def test_segmenter_predictor_embeds_once_and_queries_once() -> None:
+    from sketchpad.search.masks import photo_mask
+    from sketchpad.search.scoring import score_query
     from sketchpad.vision.backbone import create_backbone
     from sketchpad.vision.bank import FeatureBank
     from sketchpad.vision.segmenter import Segmenter
@@ -259,7 +261,9 @@ def test_segmenter_predictor_embeds_once_and_queries_once() -> None:
     assert all(m.dtype == bool for m in masks)
     # The same as the segmenter asked directly ('fixed': the bank does not matter).
     bank = FeatureBank(embed([photos[1]]))
-    direct = seg.mask(seg.score(query(sketches[0]), bank), bank, 0).mask
+    direct = photo_mask(
+        [score_query(seg, query(sketches[0]), bank)], bank, 0, threshold=seg.threshold
+    ).mask
     np.testing.assert_array_equal(direct, masks[2])
     assert isinstance(predict, SegmenterPredictor)
 

@@ -256,7 +256,7 @@ def test_sbir_then_segmenter_then_segment(
     assert main(argv) == 0
     results = json.loads((tmp_path / "masks" / "results.json").read_text())
     assert results["options"]["calibration"] == "fixed"
-    assert len(list((tmp_path / "masks").glob("*.mask.png"))) == 2
+    assert len(list((tmp_path / "masks" / "masks").glob("*.png"))) == 2
     capsys.readouterr()
 
     # An existing checkpoint is never overwritten without --resume …

@@ -4,7 +4,6 @@ while results arrive and photos join."""
 
 from __future__ import annotations
 
-import inspect
 import random
 import string
 from pathlib import Path
@@ -17,7 +16,7 @@ from PySide6.QtCore import QPersistentModelIndex, Qt
 
 from sketchpad.engine.requests import MaskResult, QueryResult
 from sketchpad.gallery.decode import natural_key
-from sketchpad.ui import gallery_model as gm
+from sketchpad.search.masks import PhotoMask, rethreshold
 from sketchpad.ui.gallery_model import (
     Cell,
     CellRole,
@@ -29,20 +28,26 @@ from sketchpad.ui.gallery_model import (
     PathRole,
     ScoreRole,
     name_sort_key,
-    rethreshold,
 )
 from sketchpad.ui.gallery_proxy import GalleryProxy
 from sketchpad.vision import maps
-from sketchpad.vision.segmenter import PhotoMask, Segmenter
 
 FOLDER = Path("/photos")
 
 
 def photo_mask(prob: np.ndarray, threshold: float = 0.5, score: float = 0.9) -> PhotoMask:
     prob = prob.astype(np.float32)
-    mask = prob > threshold
+    mask = prob >= threshold
     instances, labels = maps.find_instances(prob, mask)
-    return PhotoMask(prob, mask, instances, labels, score, False)
+    return PhotoMask(
+        prob=prob,
+        mask=mask,
+        instances=instances,
+        label_map=labels,
+        score=score,
+        refined=False,
+        threshold=threshold,
+    )
 
 
 def result(
@@ -56,16 +61,16 @@ def result(
 ) -> QueryResult:
     s = np.asarray(scores, dtype=np.float32)
     return QueryResult(
-        generation,
-        folder,
-        tuple(names),
-        s,
-        np.argsort(-s, kind="stable"),
-        masks or {},
-        (),
-        threshold,
-        False,
-        0.01,
+        generation=generation,
+        folder=folder,
+        names=tuple(names),
+        photo_scores=s,
+        ranking=np.argsort(-s, kind="stable"),
+        masks=masks or {},
+        scores=(),
+        threshold=threshold,
+        indexing=False,
+        seconds=0.01,
     )
 
 
@@ -99,7 +104,7 @@ def test_rows_roles_and_paths(model) -> None:
 
 
 def test_apply_result_stores_scores_masks_and_adds_new_names(model) -> None:
-    m = photo_mask(np.pad(np.ones((4, 4)), 2) * 0.9)
+    m = photo_mask(np.pad(np.ones((4, 4)), 2) * 0.9, threshold=0.4)  # cut as the result says
     changed: list[int] = []
     model.dataChanged.connect(lambda a, b, roles: changed.append(b.row() - a.row() + 1))
     assert model.apply_result(
@@ -120,6 +125,7 @@ def test_apply_result_stores_scores_masks_and_adds_new_names(model) -> None:
     row = model.row_of("img2.jpg")
     assert model.index(row).data(MatchRole) is True
     assert model.index(model.row_of("b.jpg")).data(MatchRole) is False  # score 0: no match
+    assert model.index(model.row_of("new.jpg")).data(MatchRole) is False  # 0.3 < 0.4
     cell = model.index(row).data(CellRole)
     assert isinstance(cell, Cell) and cell.mask is m and cell.match
     assert cell.score == pytest.approx(0.8)
@@ -186,9 +192,25 @@ def test_set_threshold_rethresholds_locally(model) -> None:
         model.set_threshold(1.0)
 
 
-def test_rethreshold_uses_the_segmenters_minimum_area() -> None:
-    default = inspect.signature(Segmenter).parameters["min_area_frac"].default
-    assert gm.MIN_AREA_FRAC == default
+def test_a_threshold_change_moves_matches_not_scores(model) -> None:
+    """Scores do not depend on the threshold; which photos match does (score ≥ threshold)."""
+    model.apply_result(result(["img2.jpg", "b.jpg"], [0.8, 0.45], threshold=0.5))
+    match = lambda n: model.index(model.row_of(n)).data(MatchRole)  # noqa: E731
+    assert (match("img2.jpg"), match("b.jpg")) == (True, False)
+    assert model.matches().tolist() == [False, True, False, False]  # rows: img10, img2, img1, b
+    model.set_threshold(0.45)
+    assert (match("img2.jpg"), match("b.jpg")) == (True, True)  # 0.45 ≥ 0.45
+    assert model.score_for("b.jpg") == pytest.approx(0.45)  # unchanged
+    model.set_threshold(0.9)
+    assert (match("img2.jpg"), match("b.jpg")) == (False, False)
+    assert (
+        model.index(model.row_of("img2.jpg"))
+        .data(Qt.ItemDataRole.ToolTipRole)
+        .endswith("score 0.80 (no match)")
+    )
+
+
+def test_rethreshold_drops_specks_below_the_minimum_area() -> None:
     prob = np.zeros((100, 100), np.float32)
     prob[10:40, 10:40] = 0.9
     prob[80, 80] = 0.9  # 1 pixel < 0.1 % of 10,000 pixels: not an instance
@@ -201,13 +223,13 @@ def test_rethreshold_keeps_groups_of_composed_masks() -> None:
     prob = np.array([[0.9, 0.4, 0.1]], np.float32)
     base = photo_mask(prob)
     composed = PhotoMask(
-        base.prob,
-        base.mask,
-        base.instances,
-        base.label_map,
-        0.9,
-        False,
-        np.array([[2, 0, 0]], np.int16),
+        prob=base.prob,
+        mask=base.mask,
+        instances=base.instances,
+        label_map=base.label_map,
+        score=0.9,
+        refined=False,
+        group_map=np.array([[2, 0, 0]], np.int16),
     )
     out = rethreshold(composed, 0.3)
     assert out.group_map.tolist() == [[2, 1, 0]]
@@ -230,8 +252,10 @@ def test_matches_only_hides_non_matches(model, proxy) -> None:
     proxy.set_matches_only(True)
     assert proxy.rowCount() == 4  # no query yet: everything is shown
     model.apply_result(result(["img10.jpg", "img2.jpg", "b.jpg"], [0.0, 0.6, 0.2]))
-    assert shown(proxy) == ["img2.jpg", "b.jpg"]  # img1 has no score, img10 scored 0
-    model.apply_result(result(["img10.jpg", "img2.jpg", "b.jpg"], [0.4, 0.0, 0.2], generation=2))
+    assert shown(proxy) == ["img2.jpg"]  # img1 has no score; img10 and b are below 0.5
+    model.set_threshold(0.2)
+    assert shown(proxy) == ["img2.jpg", "b.jpg"]  # the slider alone changes what matches
+    model.apply_result(result(["img10.jpg", "img2.jpg", "b.jpg"], [0.7, 0.0, 0.5], generation=2))
     assert shown(proxy) == ["img10.jpg", "b.jpg"]
     proxy.set_matches_only(False)
     assert proxy.rowCount() == 4
@@ -301,7 +325,8 @@ def expected_order(model: GalleryModel, proxy: GalleryProxy) -> list[str]:
 
         order = sorted(names, key=key)
     if proxy.matches_only and model.has_query:
-        order = [n for n in order if (model.score_for(n) or 0.0) > 0]
+        t = model.threshold
+        order = [n for n in order if (model.score_for(n) or 0.0) >= t]
     return order
 
 

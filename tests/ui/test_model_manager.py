@@ -29,7 +29,7 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from sketchpad.engine import downloads
+from sketchpad.engine import downloads, threads
 from sketchpad.engine.downloads import missing_weights, weights_status
 from sketchpad.ui import model_manager
 from sketchpad.ui.model_manager import ModelManagerDialog
@@ -114,7 +114,7 @@ def make_dialog(qtbot: Any) -> Iterator[Callable[..., Dialog]]:
     yield make
     for dialog in dialogs:
         assert dialog.shutdown(10), "a weights thread did not stop"
-    assert not [t for t in downloads._LIVE if t.isRunning()], "a weights thread leaked"
+    assert threads.live_count() == 0, "a weights thread leaked"
 
 
 def wait_for_text(qtbot: Any, dialog: Dialog, spec_id: str, column: str, text: str) -> None:

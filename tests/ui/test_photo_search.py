@@ -25,6 +25,7 @@ from standins import StandInLoader, has_object, make_photos  # noqa: E402
 
 from sketchpad.engine.requests import QueryRequest  # noqa: E402
 from sketchpad.gallery.export import ExportOptions  # noqa: E402
+from sketchpad.search.spec import StrokesPart  # noqa: E402
 from sketchpad.sketch.edit import SketchEdit  # noqa: E402
 from sketchpad.sketch.model import Stroke  # noqa: E402
 from sketchpad.ui.main_window import MainWindow  # noqa: E402
@@ -108,7 +109,7 @@ def test_drawing_updates_every_photo_overlay(window: Any, qtbot: Any, tmp_path: 
         draw(window)
     model = pane.model
     for name in (f"p{i:03d}.png" for i in range(N)):
-        assert ((model.score_for(name) or 0.0) > 0.0) == has_object(name), name
+        assert model.is_match(name) == has_object(name), name
     # Masks for the photos on screen: objects get masks, the rest none.
     qtbot.waitUntil(
         lambda: all(model.mask_for(n) is not None for n in model.names() if has_object(n)),
@@ -168,13 +169,17 @@ def test_the_threshold_slider_rethresholds_without_the_model(
     model = window.photos.pane.model
     qtbot.waitUntil(lambda: model.mask_for("p000.png") is not None, timeout=WAIT_MS)
     before = model.mask_for("p000.png").mask.sum()
-    calls = loader.backbone.sketch_calls
-    with qtbot.waitSignal(window.photos.resultShown, timeout=WAIT_MS):
-        window.photos.controls.set_threshold(0.95)
+    calls, shown = loader.backbone.sketch_calls, window.photos.last_result
+    engine = window.photos.engine
+    sent: list[Any] = []
+    submit = engine.submit
+    engine.submit = lambda request: sent.append(request) or submit(request)
+    window.photos.controls.set_threshold(0.95)  # re-cut at once, on the GUI thread
     after = model.mask_for("p000.png").mask.sum()
     assert after < before
-    assert loader.backbone.sketch_calls == calls  # no model run
-    assert window.photos.last_result.threshold == pytest.approx(0.95)
+    assert not any(isinstance(r, QueryRequest) for r in sent)  # no query: no model, no product
+    assert loader.backbone.sketch_calls == calls
+    assert window.photos.last_result is shown and model.threshold == pytest.approx(0.95)
 
 
 def test_part_mode_queries_the_selection(window: Any, qtbot: Any, tmp_path: Path) -> None:
@@ -193,14 +198,14 @@ def test_part_mode_queries_the_selection(window: Any, qtbot: Any, tmp_path: Path
         draw(window)
     with qtbot.waitSignal(window.photos.resultShown, timeout=WAIT_MS):
         draw(window, 400)
-    assert sent[-1].part is None
+    assert sent[-1].spec.part is None
     window.photos.controls.set_mode("part")
     first = window.document.sketch.strokes[0].id
     with qtbot.waitSignal(window.photos.resultShown, timeout=WAIT_MS):
         window.document.set_selection([first])
-    part = sent[-1].part
-    assert part is not None and [s.id for s in part.strokes] == [first]
-    assert sent[-1].sketch is window.document.sketch  # framed in the whole sketch
+    part = sent[-1].spec.part
+    assert part == StrokesPart((first,))
+    assert sent[-1].spec.sketch is window.document.sketch  # framed in the whole sketch
 
 
 def test_export_decodes_to_exactly_the_masks_shown(window: Any, qtbot: Any, tmp_path: Path) -> None:

@@ -22,11 +22,12 @@ import sketchpad.ui.photo_viewer as pv
 from sketchpad.engine.client import Engine
 from sketchpad.engine.requests import MaskResult, QueryResult
 from sketchpad.gallery.images import PhotoError, load_photo
+from sketchpad.search import core as search_core
+from sketchpad.search.masks import PhotoMask
 from sketchpad.ui.canvas_actions import ZOOM_STEP
 from sketchpad.ui.photo_view import BOX_COLOUR, OVERLAY_ALPHA, mask_overlay_argb32
 from sketchpad.ui.photo_viewer import PhotoViewer, PhotoViewerDialog
 from sketchpad.vision.overlay import GROUP_COLOURS
-from sketchpad.vision.segmenter import PhotoMask, Segmenter
 
 WAIT_MS = 10_000
 NAMES = [f"p{i:03d}.png" for i in range(len(GALLERY))]
@@ -172,7 +173,7 @@ def test_the_photo_then_the_full_resolution_mask_tinted_exactly_where_it_is(
     assert mask.refined and mask.mask.shape == (128, 128)
     assert mask.mask.any() and not mask.mask.all()
     status = viewer.status_text()
-    for part in ("p000.png", "128 × 128 px", f"score {mask.score:.2f}", "1 instance", "refined"):
+    for part in ("p000.png", "128 × 128 px", f"score {mask.score:.2f}", "match, 1 region", "refined"):
         assert part in status, status
     shown = render(viewer).astype(np.int16)
     rgb = planted_photo("p000.png")
@@ -249,7 +250,7 @@ def test_boxes_and_overlay_toggle(
     run_query(engine, qtbot)
     viewer.show_photo(folder, "p002.png")  # two instances
     mask = wait_done(viewer, qtbot)
-    assert len(mask.instances) == 2 and "2 instances" in viewer.status_text()
+    assert len(mask.instances) == 2 and "2 regions" in viewer.status_text()
     want = [
         QRectF(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in (i.box_xyxy for i in mask.instances)
     ]
@@ -427,7 +428,7 @@ def test_a_full_mask_still_being_built_when_a_newer_one_is_asked_for_is_dropped(
     run_query(engine, qtbot)
     monkeypatch.setattr(pv, "SYNC_OVERLAY_PIXELS", 0)  # every overlay built in the pool
     building, built, answering = threading.Event(), threading.Event(), threading.Event()
-    real_overlay, real_mask = pv.overlay_qimage, Segmenter.composed_mask
+    real_overlay, real_mask = pv.overlay_qimage, search_core.photo_mask
 
     def held_overlay(mask: PhotoMask) -> QImage:
         if mask.refined:  # the CRF mask's overlay waits for the test
@@ -435,13 +436,13 @@ def test_a_full_mask_still_being_built_when_a_newer_one_is_asked_for_is_dropped(
             assert built.wait(10), "the test never let the overlay through"
         return real_overlay(mask)
 
-    def held_mask(self: Segmenter, *args: Any, crf: bool = False, **kw: Any) -> PhotoMask:
+    def held_mask(*args: Any, crf: bool = False, **kw: Any) -> PhotoMask:
         if not crf:  # the engine's answer without CRF waits for the test
             assert answering.wait(10), "the test never let the engine answer"
-        return real_mask(self, *args, crf=crf, **kw)
+        return real_mask(*args, crf=crf, **kw)
 
     monkeypatch.setattr(pv, "overlay_qimage", held_overlay)
-    monkeypatch.setattr(Segmenter, "composed_mask", held_mask)
+    monkeypatch.setattr(search_core, "photo_mask", held_mask)
     try:
         viewer.show_photo(folder, "p000.png")
         qtbot.waitUntil(building.is_set, timeout=WAIT_MS)  # the CRF answer came

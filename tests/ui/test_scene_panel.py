@@ -28,6 +28,7 @@ from sketchpad.ui.scene_label_edits import UNPIN
 from sketchpad.ui.sketch_painter import DIM_ALPHA
 from sketchpad.ui.tools.relabel import RASTER_NOTE
 from sketchpad.vision.errors import WeightsNotFoundError
+from sketchpad.vision.segmenter import Segmenter
 
 QUADRANTS = ["cat", "dog", "tree", "sun"]
 TRUTH = ["cat", "dog", "tree", "sun", "cat"]  # quadrant_sketch's strokes tl, tr, bl, br, tl2
@@ -75,9 +76,12 @@ def make_window(qtbot: Any, backbone: GatedBackbone) -> Iterator[Callable[..., M
     windows: list[MainWindow] = []
 
     def make(factory: Callable[[object], Any] | None = None) -> MainWindow:
-        window = MainWindow(
-            autosave_delay_ms=20, labelling_backbone=factory or (lambda progress: backbone)
-        )
+        build = factory or (lambda progress: backbone)
+
+        def loader(choice: object, progress: Any) -> Segmenter:  # the one engine's models
+            return Segmenter(build(progress))
+
+        window = MainWindow(autosave_delay_ms=20, photo_loader=loader)
         window.errors = []  # type: ignore[attr-defined]
         window._show_error = lambda title, text: window.errors.append((title, text))  # type: ignore[method-assign]
         window.scene._debounce.setInterval(20)
@@ -237,8 +241,8 @@ def test_a_newer_request_wins_and_stale_results_are_dropped(
     backbone.gate.set()
     qtbot.waitUntil(lambda: not scene.is_busy, timeout=10_000)
     qtbot.wait(50)
-    assert backbone.calls == 2  # the second never ran
-    assert service.dropped == 1  # the first's result came back and was dropped
+    assert backbone.calls == 2  # the second never ran; the first's result was never applied
+    assert service.latest_generation == third
     assert scene.result is not None and scene.result.request.generation == third
     assert labels_of(window) == TRUTH
     steps = [window.document.undo_stack.text(i) for i in range(window.document.undo_stack.count())]

@@ -1,8 +1,7 @@
-"""FeatureBank (float16 blocks, one product per query) and vectorised ranking of all photos."""
+"""FeatureBank: float16 blocks, one product per query, layouts and the statistics sample.
+(Scoring over a bank is the search core's: tests/search.)"""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from sketchpad.vision import maps
 from sketchpad.vision.bank import FeatureBank, PhotoLayout, TensorBlock
 from sketchpad.vision.features import PhotoFeatures, normalize
 from sketchpad.vision.letterbox import fit_letterbox
-from sketchpad.vision.segmenter import Query, Segmenter, grid_scores
 
 D = 16
 
@@ -25,78 +23,6 @@ def random_features(rng: np.random.Generator, n: int, size: int = 64, patch: int
         glob = normalize(rng.standard_normal(D)).astype(np.float32)
         out.append(PhotoFeatures(patches, (g, g), glob, fit_letterbox(hw, size), patch))
     return out
-
-
-def segmenter(calibration: str, global_weight: float = 0.0) -> Segmenter:
-    fake = SimpleNamespace(
-        spec=SimpleNamespace(input_size=64), weights=SimpleNamespace(fine_tuned=False)
-    )
-    return Segmenter(
-        fake,  # type: ignore[arg-type]  # score() never runs the model
-        calibration=calibration,  # type: ignore[arg-type]
-        tau=0.1,
-        z_offset=1.5,  # random 16-d features: put many photos above the threshold
-        global_weight=global_weight,
-    )
-
-
-def reference_scores(seg: Segmenter, bank: FeatureBank, logits: np.ndarray) -> np.ndarray:
-    """The per-photo loop the vectorised ranking replaced."""
-    out = []
-    for i, lay in enumerate(bank.layouts):
-        prob = maps.sigmoid(bank.grid(logits, i)) * lay.valid_patches()
-        inst, _ = maps.find_instances(prob, prob > seg.threshold, min_area=1)
-        out.append(maps.photo_score(inst))
-    return np.asarray(out, dtype=np.float32)
-
-
-@pytest.mark.parametrize("calibration", ["fixed", "gallery-relative"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vectorised_ranking_equals_the_per_photo_loop(calibration: str, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    # Two grids in one bank (photos indexed at two input sizes), interleaved.
-    feats = random_features(rng, 40) + random_features(rng, 30, size=96) + random_features(rng, 5)
-    bank = FeatureBank(feats)
-    seg = segmenter(calibration)
-    q = Query(normalize(feats[3].patches[5].astype(np.float32) + 0.1), "q")
-    s = seg.score(q, bank)
-    ref = reference_scores(seg, bank, s.logits)
-    assert (ref > 0).sum() >= 3 and (ref == 0).sum() >= 3  # both kinds are exercised
-    np.testing.assert_allclose(s.photo_scores, ref, atol=1e-6)
-    assert np.array_equal(grid_scores(bank, s.logits, seg.threshold), s.photo_scores)
-
-
-@pytest.mark.parametrize("calibration", ["fixed", "gallery-relative"])
-def test_rescore_at_another_threshold_equals_scoring_again(calibration: str) -> None:
-    """The threshold slider re-ranks from the stored logits: the same as a fresh score."""
-    rng = np.random.default_rng(7)
-    feats = random_features(rng, 40)
-    bank = FeatureBank(feats)
-    seg = segmenter(calibration)
-    q = Query(normalize(feats[3].patches[5].astype(np.float32) + 0.1), "q")
-    s = seg.score(q, bank, threshold=0.5)
-    for t in (0.2, 0.8):
-        again = seg.rescore(s, bank, threshold=t)
-        fresh = seg.score(q, bank, threshold=t)
-        np.testing.assert_array_equal(again.photo_scores, fresh.photo_scores)
-        assert again.logits is s.logits  # nothing recomputed
-        assert not np.array_equal(again.photo_scores, s.photo_scores)
-    assert seg.threshold == 0.5  # the segmenter's own threshold is untouched
-    with pytest.raises(ValueError, match="patches"):
-        seg.rescore(s, FeatureBank(random_features(rng, 3)))
-    with pytest.raises(ValueError, match="threshold"):
-        seg.rescore(s, bank, threshold=1.0)
-
-
-def test_global_weight_blends_the_global_probability() -> None:
-    rng = np.random.default_rng(5)
-    bank = FeatureBank(random_features(rng, 20))
-    q = Query(normalize(rng.standard_normal(D).astype(np.float32)), "q")
-    plain = segmenter("fixed").score(q, bank)
-    blended = segmenter("fixed", global_weight=0.25).score(q, bank)
-    np.testing.assert_allclose(
-        blended.photo_scores, 0.75 * plain.photo_scores + 0.25 * plain.global_prob, atol=1e-6
-    )
 
 
 def test_correlate_is_one_float16_product_close_to_float64() -> None:
@@ -144,12 +70,6 @@ def test_bad_banks_are_refused() -> None:
         bank.add_block_rows([lay], np.zeros((1, D)), [TensorBlock(np.zeros((15, D)))])
     with pytest.raises(ValueError, match="names"):
         bank.add_block_rows([lay], np.zeros((1, D)), [TensorBlock(np.zeros((16, D)))], names=[])
-
-
-def test_empty_bank_scores_nothing() -> None:
-    bank = FeatureBank()
-    s = segmenter("gallery-relative").score(Query(np.eye(D, dtype=np.float32)[0], "q"), bank)
-    assert s.photo_scores.shape == (0,) and s.cos.shape == (0,)
 
 
 def test_gallery_statistics_come_from_a_fixed_sample_of_valid_patches(

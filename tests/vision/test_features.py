@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from sketchpad.search.core import encode_query
+from sketchpad.search.masks import photo_mask
+from sketchpad.search.scoring import score_query
+from sketchpad.search.spec import QuerySpec
 from sketchpad.sketch.model import Sketch, Stroke
 from sketchpad.sketch.parts import lasso_part, sector_part
 from sketchpad.vision.backbone import Backbone, choose_device, create_backbone
+from sketchpad.vision.bank import FeatureBank
 from sketchpad.vision.features import (
     PHOTO_TEMPLATES,
     embed_photos,
@@ -17,7 +22,7 @@ from sketchpad.vision.features import (
     sketch_input,
 )
 from sketchpad.vision.letterbox import fit_letterbox, letterbox_image
-from sketchpad.vision.segmenter import FeatureBank, Segmenter
+from sketchpad.vision.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +158,12 @@ def test_sketch_plus_text_mixes_by_alpha(clip: Backbone) -> None:
     s = seg.sketch_query(sketch).embedding
     t = seg.text_query("a cow").embedding
     for alpha in (0.0, 0.3, 1.0):
-        q = seg.sketch_query(sketch, text="a cow", alpha=alpha).embedding
+        spec = QuerySpec(sketch=sketch, text="a cow", alpha=alpha)
+        (q,) = (v.embedding for v in encode_query(seg, spec))
         expect = alpha * s + (1 - alpha) * t
         np.testing.assert_allclose(q, expect / np.linalg.norm(expect), atol=1e-5)
     with pytest.raises(ValueError, match="alpha"):
-        seg.sketch_query(sketch, text="a cow", alpha=1.5)
+        QuerySpec(sketch=sketch, text="a cow", alpha=1.5)
 
 
 def test_end_to_end_on_tiny_models_gives_masks_of_photo_size(
@@ -168,10 +174,10 @@ def test_end_to_end_on_tiny_models_gives_masks_of_photo_size(
     for bb in (clip, dino):
         seg = Segmenter(bb)
         bank = FeatureBank(seg.embed_photos(photos))
-        scores = seg.score(seg.sketch_query(two_part_sketch()), bank)
+        scores = score_query(seg, seg.sketch_query(two_part_sketch()), bank)
         assert scores.photo_scores.shape == (2,)
         for i, im in enumerate(photos):
-            m = seg.mask(scores, bank, i, photo=im, crf=True)
+            m = photo_mask([scores], bank, i, threshold=seg.threshold, photo=im, crf=True)
             assert m.mask.shape == im.shape[:2] and m.prob.dtype == np.float32
             assert 0.0 <= m.score <= 1.0
 

@@ -19,9 +19,12 @@ from planted import (
     photo,
 )
 
+from sketchpad.search.masks import photo_mask
+from sketchpad.search.scoring import ranking, score_query
 from sketchpad.sketch.model import Sketch, Stroke
+from sketchpad.vision.bank import FeatureBank
 from sketchpad.vision.features import embed_photos
-from sketchpad.vision.segmenter import FeatureBank, Segmenter
+from sketchpad.vision.segmenter import Segmenter
 
 
 @pytest.fixture(params=["fixed", "gallery-relative"])
@@ -40,9 +43,9 @@ def test_masks_land_exactly_on_the_planted_regions(setup: tuple) -> None:
     nothing outside the planted boxes is marked; only the rounded corners (within half a
     patch of a corner, as bilinear upsampling makes them) may be missing."""
     seg, bank, _ = setup
-    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    scores = score_query(seg, seg.sketch_query(SKETCH), bank)
     for i, (hw, boxes) in enumerate(GALLERY):
-        m = seg.mask(scores, bank, i)
+        m = photo_mask([scores], bank, i, threshold=seg.threshold)
         assert m.mask.shape == hw
         expect = box_mask(hw, boxes)
         half_patch = 16 * max(hw) // 64 // 2  # photo pixels per patch / 2
@@ -57,21 +60,21 @@ def test_masks_land_exactly_on_the_planted_regions(setup: tuple) -> None:
 
 def test_photos_without_the_concept_stay_empty_and_rank_last(setup: tuple) -> None:
     seg, bank, _ = setup
-    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    scores = score_query(seg, seg.sketch_query(SKETCH), bank)
     empty = [i for i, (_, boxes) in enumerate(GALLERY) if not boxes]
     for i in empty:
-        m = seg.mask(scores, bank, i)
-        assert not m.mask.any() and m.instances == () and m.score == 0.0
-        assert scores.photo_scores[i] == 0.0
-    ranking = list(scores.ranking())
-    assert set(ranking[-len(empty) :]) == set(empty)
+        m = photo_mask([scores], bank, i, threshold=seg.threshold)
+        assert not m.mask.any() and m.instances == () and m.score < 0.01
+        assert scores.photo_scores[i] == m.score  # one score, whatever the mask's size
+    order = list(ranking(scores.photo_scores))
+    assert set(order[-len(empty) :]) == set(empty)
     assert all(scores.photo_scores[i] > 0.9 for i in range(len(GALLERY)) if i not in empty)
 
 
 def test_two_instances_get_their_own_boxes(setup: tuple) -> None:
     seg, bank, _ = setup
-    scores = seg.score(seg.sketch_query(SKETCH), bank)
-    m = seg.mask(scores, bank, 2)
+    scores = score_query(seg, seg.sketch_query(SKETCH), bank)
+    m = photo_mask([scores], bank, 2, threshold=seg.threshold)
     boxes = sorted(inst.box_xyxy for inst in m.instances)
     assert boxes == [(0, 0, 32, 32), (64, 64, 128, 128)]
     assert all(inst.score > 0.7 for inst in m.instances)
@@ -81,8 +84,8 @@ def test_two_instances_get_their_own_boxes(setup: tuple) -> None:
 def test_masks_at_another_output_size_stay_aligned(setup: tuple) -> None:
     """Thumbnails: the same map at a quarter of the photo's size."""
     seg, bank, _ = setup
-    scores = seg.score(seg.sketch_query(SKETCH), bank)
-    m = seg.mask(scores, bank, 3, out_hw=(16, 32))
+    scores = score_query(seg, seg.sketch_query(SKETCH), bank)
+    m = photo_mask([scores], bank, 3, threshold=seg.threshold, out_hw=(16, 32))
     expect = box_mask((16, 32), [(8, 0, 16, 8)])
     assert not (m.mask & ~expect).any()
     assert not (expect & ~m.mask & ~corner_zones((16, 32), [(8, 0, 16, 8)], 4)).any()
@@ -95,7 +98,7 @@ def test_one_matrix_product_per_query_and_no_photo_forward(setup: tuple) -> None
     bb: PlantedBackbone = seg.backbone  # type: ignore[assignment]
     before = list(bb.photo_batches)
     for _ in range(3):
-        seg.score(seg.sketch_query(SKETCH), bank)
+        score_query(seg, seg.sketch_query(SKETCH), bank)
     assert bb.photo_batches == before  # queries never re-run the photo encoder
     assert (bank.rows, bank.dim) == (len(GALLERY) * 16, D)
 
@@ -106,7 +109,7 @@ def test_letterbox_padding_never_becomes_mask() -> None:
     seg = Segmenter(PlantedBackbone(fine_tuned=True))
     im = photo((64, 128), [(0, 0, 128, 64)])
     bank = FeatureBank(seg.embed_photos([im, photo((128, 128), [])]))
-    m = seg.mask(seg.score(seg.sketch_query(SKETCH), bank), bank, 0)
+    m = photo_mask([score_query(seg, seg.sketch_query(SKETCH), bank)], bank, 0, threshold=0.5)
     assert m.mask.all()
     assert bank.layouts[0].valid_patches().sum() == 8
 
@@ -120,9 +123,9 @@ def test_composed_queries_unite_masks_per_group() -> None:
     queries = seg.group_queries(sketch)
     assert [q.label for q in queries] == ["sketch", "group 1", "group 2"]
     assert queries[1].stroke_ids == (left.id,) and queries[2].stroke_ids == (right.id,)
-    scores = [seg.score(q, bank) for q in queries]
-    m = seg.composed_mask(scores, bank, 0)
-    single = seg.mask(scores[0], bank, 0)
+    scores = [score_query(seg, q, bank) for q in queries]
+    m = photo_mask(scores, bank, 0, threshold=seg.threshold)
+    single = photo_mask(scores[:1], bank, 0, threshold=0.5)
     np.testing.assert_array_equal(m.mask, single.mask)  # every group finds the same object
     assert m.group_map is not None and set(np.unique(m.group_map)) <= {0, 1, 2, 3}
     assert (m.group_map[m.mask] > 0).all() and (m.group_map[~m.mask] == 0).all()
@@ -131,11 +134,11 @@ def test_composed_queries_unite_masks_per_group() -> None:
 def test_crf_needs_the_photo() -> None:
     seg = Segmenter(PlantedBackbone(fine_tuned=True))
     bank = FeatureBank(seg.embed_photos([photo((128, 128), [(32, 32, 96, 96)])]))
-    scores = seg.score(seg.sketch_query(SKETCH), bank)
+    scores = score_query(seg, seg.sketch_query(SKETCH), bank)
     with pytest.raises(ValueError, match="needs the photo"):
-        seg.mask(scores, bank, 0, crf=True)
+        photo_mask([scores], bank, 0, threshold=seg.threshold, crf=True)
     im = photo((128, 128), [(32, 32, 96, 96)])
-    m = seg.mask(scores, bank, 0, photo=im, crf=True)
+    m = photo_mask([scores], bank, 0, threshold=seg.threshold, photo=im, crf=True)
     assert m.refined
     # The photo's own edges agree with the planted map: CRF keeps it (up to a pixel's rim).
     assert (m.mask != box_mask((128, 128), [(32, 32, 96, 96)])).mean() < 0.02

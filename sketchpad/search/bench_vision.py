@@ -85,9 +85,12 @@ def time_backbone(
     backbone_id: str, *, device: str | None = None, repeats: int = 3
 ) -> VisionTimings:
     """Time one backbone (random weights) end to end."""
+    from sketchpad.search.core import SearchCore
+    from sketchpad.search.spec import QuerySpec
     from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.bank import FeatureBank
     from sketchpad.vision.features import embed_photos, embed_sketches
-    from sketchpad.vision.segmenter import FeatureBank, Segmenter
+    from sketchpad.vision.segmenter import Segmenter
 
     bb = create_backbone(backbone_id, pretrained=False, device=device)
     spec = bb.spec
@@ -102,9 +105,12 @@ def time_backbone(
     seg = Segmenter(bb, calibration="gallery-relative", z_offset=1.0)
     feats = embed_photos(bb, photos)
     bank = FeatureBank(feats)
-    scores = seg.score(seg.sketch_query(sketch), bank)
-    mask_ms = _median_ms(lambda: seg.mask(scores, bank, 0), repeats)
-    crf_ms = _median_ms(lambda: seg.mask(scores, bank, 0, photo=photos[0], crf=True), repeats)
+    core = SearchCore(seg)
+    result = core.search(QuerySpec(sketch=sketch), bank)
+    mask_ms = _median_ms(lambda: core.mask(result, bank, 0, threshold=0.5), repeats)
+    crf_ms = _median_ms(
+        lambda: core.mask(result, bank, 0, threshold=0.5, photo=photos[0], crf=True), repeats
+    )
     return VisionTimings(
         backbone=backbone_id,
         device=str(bb.device),

@@ -1,0 +1,187 @@
+"""The search core: a query over a gallery's feature bank → scores, ranking, masks.
+
+Shaped embed-once / query-many, as SAM's ``set_image``/``predict``: photos are encoded once
+(``Segmenter.embed_photos``, cached on disk by the gallery layer) into a
+:class:`~sketchpad.vision.bank.FeatureBank`; a :class:`SearchCore` answers queries against it:
+
+1. :meth:`SearchCore.encode` turns a :class:`~sketchpad.search.spec.QuerySpec` into query
+   vectors — one forward of the sketch (or the selected part, or each stroke group and the
+   whole sketch at once) and of the words — and keeps them by the spec's key, so a query that
+   only differs in what the model does not see (labels, colours, the threshold) never runs
+   the model again.
+2. :meth:`SearchCore.search` scores every photo: one matrix product per query vector, the
+   calibration, the photo scores (:mod:`sketchpad.search.scoring`) and the ranking. Kept for
+   the bank it was computed on: the same query on the same bank is free.
+3. :meth:`SearchCore.mask` makes the mask of any photo at any size, thresholded, optionally
+   CRF-refined, with instances and boxes (:mod:`sketchpad.search.masks`).
+
+The window's worker, ``sketchpad segment``, the large view and every export call this; nothing
+else computes scores or masks. No Qt, no threads: the caller decides where it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sketchpad.search.masks import PhotoMask, photo_mask
+from sketchpad.search.scoring import (
+    GalleryScores,
+    check_threshold,
+    combined_scores,
+    ranking,
+    score_query,
+)
+from sketchpad.search.spec import QuerySpec, resolve_part
+from sketchpad.vision.bank import FeatureBank
+from sketchpad.vision.features import normalize
+from sketchpad.vision.segmenter import Query, Segmenter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A query's answer over a whole bank.
+
+    Attributes:
+        key: the query spec's key.
+        names: (N,) the photos' names, bank order; indices below refer to it.
+        scores: each query vector scored (the whole sketch first, then the stroke groups of a
+            composed query).
+        photo_scores: (N,) float32 photo scores in [0, 1] (best over the vectors).
+        ranking: (N,) int64 photo indices, best first.
+    """
+
+    key: str
+    names: tuple[str, ...]
+    scores: tuple[GalleryScores, ...] = field(repr=False)
+    photo_scores: np.ndarray
+    ranking: np.ndarray
+
+    def matches(self, threshold: float) -> np.ndarray:
+        """(N,) bool: photos whose score reaches ``threshold`` (no model, no product)."""
+        return self.photo_scores >= check_threshold(threshold)
+
+    def match_count(self, threshold: float) -> int:
+        return int(self.matches(threshold).sum())
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """What each query vector is ("sketch", "group 2", "sketch + text", …)."""
+        return tuple(s.query.label for s in self.scores)
+
+
+class SearchCore:
+    """Queries against feature banks with one segmenter (its backbone and calibration).
+
+    Args:
+        segmenter: the model and its calibration settings.
+
+    Attributes:
+        encodes: how many times a query was encoded (a model forward); for logs and tests.
+    """
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self.encodes = 0
+        self._vectors: tuple[str, tuple[Query, ...]] | None = None
+        self._result: tuple[FeatureBank, int, SearchResult] | None = None
+
+    # -- step 1: query vectors ---------------------------------------------------------------
+    def encode(self, spec: QuerySpec) -> tuple[Query, ...]:
+        """The query vectors of ``spec`` (the last spec's are reused when its key is the same).
+
+        Raises:
+            ValueError: an empty part, words on a backbone without a text encoder, …
+        """
+        key = spec.key()
+        if self._vectors is not None and self._vectors[0] == key:
+            return self._vectors[1]
+        vectors = encode_query(self.segmenter, spec)
+        self.encodes += 1
+        self._vectors = (key, vectors)
+        return vectors
+
+    def is_encoded(self, spec: QuerySpec) -> bool:
+        """Whether :meth:`encode` would answer ``spec`` without running the model."""
+        return self._vectors is not None and self._vectors[0] == spec.key()
+
+    # -- step 2: scores and ranking ----------------------------------------------------------
+    def search(self, spec: QuerySpec, bank: FeatureBank) -> SearchResult:
+        """Score every photo of ``bank`` against ``spec`` and rank them.
+
+        The result is kept while the bank is unchanged (the same object with the same rows): the
+        same query again costs nothing; a bank that grew (indexing) costs the products only.
+        """
+        key = spec.key()
+        kept = self._result
+        if kept is not None and kept[0] is bank and kept[1] == bank.rows and kept[2].key == key:
+            return kept[2]
+        vectors = self.encode(spec)
+        scores = tuple(score_query(self.segmenter, q, bank) for q in vectors)
+        photo = combined_scores(scores)
+        result = SearchResult(
+            key=key,
+            names=tuple(bank.names),
+            scores=scores,
+            photo_scores=photo,
+            ranking=ranking(photo),
+        )
+        self._result = (bank, bank.rows, result)
+        return result
+
+    # -- step 3: masks -----------------------------------------------------------------------
+    def mask(
+        self,
+        result: SearchResult,
+        bank: FeatureBank,
+        i: int,
+        *,
+        threshold: float,
+        out_hw: tuple[int, int] | None = None,
+        photo: np.ndarray | None = None,
+        crf: bool = False,
+    ) -> PhotoMask:
+        """Photo ``i``'s mask under ``result`` (computed on ``bank``) at ``out_hw`` (default
+        the photo's size); see :func:`sketchpad.search.masks.photo_mask`."""
+        if result.scores[0].logits.shape[0] > bank.rows or not 0 <= i < len(result.names):
+            raise ValueError(f"photo {i} is not in this result's bank")
+        return photo_mask(
+            result.scores, bank, i, threshold=threshold, out_hw=out_hw, photo=photo, crf=crf
+        )
+
+    def forget(self) -> None:
+        """Drop the kept vectors and result (the bank was closed, the folder changed)."""
+        self._vectors = None
+        self._result = None
+
+
+def encode_query(segmenter: Segmenter, spec: QuerySpec) -> tuple[Query, ...]:
+    """The query vectors of ``spec``, always computed (see :meth:`SearchCore.encode`).
+
+    - words alone: their text embedding;
+    - a sketch, or the part of it the spec selects (drawn in the whole sketch's framing);
+    - composed: the whole sketch and each stroke group (the spec's groups, or automatic
+      spatial grouping), in one batched forward.
+
+    Words with a sketch mix into every vector: ``q = normalise(α·ŝ + (1 − α)·t̂)`` (seed 004).
+    """
+    if spec.sketch is None:
+        assert spec.text is not None  # QuerySpec guarantees words or a sketch
+        return (segmenter.text_query(spec.text),)
+    if spec.compose:
+        queries = list(segmenter.group_queries(spec.sketch, spec.groups))
+    else:
+        part = resolve_part(spec.sketch, spec.part) if spec.part is not None else None
+        queries = [segmenter.sketch_query(spec.sketch, part=part)]
+    if spec.text is None:
+        return tuple(queries)
+    t = segmenter.text_query(spec.text).embedding
+    a = spec.alpha
+    return tuple(
+        Query(normalize(a * q.embedding + (1.0 - a) * t), f"{q.label} + text", q.stroke_ids)
+        for q in queries
+    )
