@@ -16,7 +16,7 @@ import threading
 import unicodedata
 import warnings
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 from PIL import Image
@@ -306,7 +306,9 @@ def decode_rgb(fp: IO[bytes], limit: int, side: int | None = None) -> np.ndarray
         ...: Pillow's own documented errors, unchanged.
     """
     pillow_limit = Image.MAX_IMAGE_PIXELS
-    bomb_warning = "error" if pillow_limit is None or limit <= pillow_limit else "ignore"
+    bomb_warning: Literal["error", "ignore"] = (
+        "error" if pillow_limit is None or limit <= pillow_limit else "ignore"
+    )
     # Pillow checks the size (and warns) while opening, frames included (GIF seeks to frame 0
     # there). catch_warnings swaps process-wide state, so decoder threads take turns here;
     # opening reads headers only, the decoding below runs in parallel.
