@@ -308,7 +308,7 @@ def _run(args: argparse.Namespace, kind: str, build: Callable[[], Trainer]) -> i
 
     if args.random_weights:
         _warn("random weights: the model learns from scratch (smoke tests, benchmarks)")
-    config = asdict(trainer.config)  # type: ignore[attr-defined]
+    config = asdict(trainer.config)  # type: ignore[attr-defined]  # every trainer made here has one
     config.update(batch_size=args.batch_size, seed=args.seed)
     return _fit(trainer, args, kind, config)
 

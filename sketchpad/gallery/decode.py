@@ -195,12 +195,16 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
     return out
 
 
-def natural_key(name: str) -> tuple[object, ...]:
+#: natural_key's value: (text tokens and (length, digits) runs alternating, the exact name).
+NaturalKey = tuple[tuple[str | tuple[int, str], ...], str]
+
+
+def natural_key(name: str) -> NaturalKey:
     """Sort key for names: digit runs compare as numbers ("img2" < "img10"), letters without
     case (NFC-normalised, so macOS' decomposed names sort with the rest). Ties are broken by
     the exact name, so the order is total and deterministic."""
     s = unicodedata.normalize("NFC", name)
-    parts: list[object] = []
+    parts: list[str | tuple[int, str]] = []
     for i, token in enumerate(_split_digits(s.casefold())):
         if i % 2:  # a digit run: by value, without int() (no digit-count limit)
             digits = "".join(str(unicodedata.digit(c)) for c in token).lstrip("0")

@@ -233,7 +233,7 @@ class Sketch:
             and _arrays_equal(self.raster, other.raster)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal-by-value, not hashable
 
     @property
     def num_points(self) -> int:

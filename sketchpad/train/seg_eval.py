@@ -387,7 +387,7 @@ def evaluate(
     for sample in samples:
         photo = sample.photo
         if photo is None:
-            path = Path(sample.photo_path)  # type: ignore[arg-type]
+            path = Path(sample.photo_path)  # type: ignore[arg-type]  # set when photo is None
             if path in bad:
                 continue
             if last[0] != path:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from sketchpad.vision import clip_vv
+from sketchpad.vision.hub import ProgressFn
 from sketchpad.vision.protocols import clip_model, clip_tower, timm_vit
 from sketchpad.vision.registry import BackboneSpec, build_model, get_spec
 
@@ -191,7 +192,7 @@ def create_backbone(
     device: str | torch.device | None = None,
     pretrained: bool = True,
     offline: bool | None = None,
-    progress: object | None = None,
+    progress: ProgressFn | None = None,
     fine_tuned: bool | None = None,
     seed: int = 0,
     fp16: bool = True,
@@ -221,7 +222,7 @@ def create_backbone(
     if pretrained:
         from sketchpad.vision import weights as W
 
-        resolved = W.resolve_weights(spec, weights, offline=offline, progress=progress)  # type: ignore[arg-type]
+        resolved = W.resolve_weights(spec, weights, offline=offline, progress=progress)
         model = build_model(spec)
         W.load_weights(model, spec, resolved.path)
         tuned = _is_fine_tuned(resolved.path) if fine_tuned is None else fine_tuned

@@ -53,7 +53,8 @@ class PhotoLayout:
 
     @classmethod
     def of(cls, f: PhotoFeatures) -> PhotoLayout:
-        return cls(tuple(f.grid_hw), f.letterbox, int(f.patch_size))  # type: ignore[arg-type]
+        gh, gw = f.grid_hw
+        return cls((int(gh), int(gw)), f.letterbox, int(f.patch_size))
 
 
 class PatchBlock(Protocol):

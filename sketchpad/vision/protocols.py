@@ -7,15 +7,22 @@ would be unchecked. A model is viewed through a protocol once, by :func:`clip_mo
 touches is checked against what is declared here. The declarations follow open_clip 2.x
 (``CLIP``, ``VisionTransformer``, ``Transformer``, ``ResidualAttentionBlock``) and timm 1.x
 (``VisionTransformer``); the registry builds only those.
+
+:class:`PhotoEncoder` is the seam between the gallery's indexing and a segmenter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
+import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # both import this module
+    from sketchpad.vision.backbone import Backbone, PatchPath
+    from sketchpad.vision.features import PhotoFeatures
 
 
 class ResidualBlock(Protocol):
@@ -72,6 +79,27 @@ class TimmViT(Protocol):
     num_prefix_tokens: int
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class PhotoEncoder(Protocol):
+    """What indexing a folder needs of a segmenter (``vision.segmenter.Segmenter``, or the
+    engine's out-of-memory-adaptive wrapper): the parts of the feature-cache key
+    (``gallery.index.model_key``) and the photo encoder."""
+
+    @property
+    def backbone(self) -> Backbone: ...
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def patch_path(self) -> PatchPath: ...
+
+    def embed_photos(
+        self, images: Sequence[np.ndarray], *, batch_size: int = 8
+    ) -> list[PhotoFeatures]:
+        """Features of (H, W, 3) uint8 RGB photos, in forwards of at most ``batch_size``."""
+        ...
 
 
 def clip_model(model: nn.Module) -> ClipModel:

@@ -97,7 +97,10 @@ class PenTool(Tool):
 
     def _commit(self) -> None:
         settings = self.host.settings
-        pressure = None if any(v is None for v in self._pressure) else self._pressure
+        pressure = (
+            None if any(v is None for v in self._pressure)
+            else np.array(self._pressure, dtype=np.float64)
+        )  # fmt: skip
         stroke = Stroke(
             points=np.array(self._points),
             times=np.maximum.accumulate(np.array(self._times)),  # a clock never runs back
