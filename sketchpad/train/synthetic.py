@@ -16,7 +16,7 @@ They are :class:`~sketchpad.sketch.model.Sketch` objects, rendered by the app's 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,8 +28,6 @@ from sketchpad.sketch.model import Sketch, sketch_from_polylines
 if TYPE_CHECKING:  # both import this module
     from sketchpad.train.sbir_train import TripletBatch
     from sketchpad.train.segmenter_train import PairBatch
-
-Outline = Callable[[], np.ndarray]
 
 
 def _polygon(n: int, phase: float = 0.0) -> np.ndarray:

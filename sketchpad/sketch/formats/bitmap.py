@@ -25,7 +25,6 @@ from ..model import Sketch
 from ._common import SketchFileError, check_index, make_sketch, read_file_bytes
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
-WRITE_EXTENSIONS = (".png",)
 
 #: Pillow's documented failures while identifying or decoding an image, plus the few
 #: its decoders let escape on malformed data (bad EXIF, truncated chunks).

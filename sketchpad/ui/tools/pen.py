@@ -43,11 +43,6 @@ class PenTool(Tool):
     def drawing(self) -> bool:
         return bool(self._points)
 
-    @property
-    def live_points(self) -> np.ndarray:
-        """(N, 2) canvas coordinates of the stroke being drawn (empty when idle)."""
-        return np.array(self._points, dtype=np.float64).reshape(-1, 2)
-
     def reset_clock(self) -> None:
         """A new document: the next pen-down starts the drawing clock again."""
         self._origin_ms = None
