@@ -228,7 +228,9 @@ def test_importing_a_checkpoint_keeps_its_json_and_the_app_loads_it_fixed(
     assert seg.backbone.weights.fine_tuned and seg.backbone.weights.path == got.path
     assert (seg.calibration, seg.tau) == ("fixed", TAU)
     # The request's own calibration still wins.
-    request = LoadModel(0, TINY, device="cpu", offline=True, calibration="gallery-relative")
+    request = LoadModel(
+        generation=0, backbone_id=TINY, device="cpu", offline=True, calibration="gallery-relative"
+    )
     assert default_loader(request, lambda *_: None).calibration == "gallery-relative"
 
 
@@ -240,7 +242,9 @@ def test_plain_weights_load_as_before(tmp_path: Path) -> None:
 
     plain = tmp_path / "plain.safetensors"
     safetensors.torch.save_file({k: v.contiguous() for k, v in tiny_state().items()}, plain)
-    seg = default_loader(LoadModel(0, TINY, weights=plain, device="cpu"), lambda *_: None)
+    seg = default_loader(
+        LoadModel(generation=0, backbone_id=TINY, weights=plain, device="cpu"), lambda *_: None
+    )
     assert not seg.backbone.weights.fine_tuned
     assert (seg.calibration, seg.tau) == ("gallery-relative", 0.05)
 

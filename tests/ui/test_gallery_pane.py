@@ -44,7 +44,16 @@ def photo_mask(prob: np.ndarray, threshold: float = 0.5) -> PhotoMask:
 def result(folder: Path, names, scores, masks=None, generation: int = 1) -> QueryResult:
     s = np.asarray(scores, dtype=np.float32)
     return QueryResult(
-        generation, folder, tuple(names), s, np.argsort(-s), masks or {}, (), 0.5, False, 0.01
+        generation=generation,
+        folder=folder,
+        names=tuple(names),
+        photo_scores=s,
+        ranking=np.argsort(-s),
+        masks=masks or {},
+        scores=(),
+        threshold=0.5,
+        indexing=False,
+        seconds=0.01,
     )
 
 

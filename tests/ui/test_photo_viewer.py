@@ -399,9 +399,19 @@ def test_answers_of_other_channels_names_or_requests_are_ignored(
     fake = fake_mask((128, 128))
     # Straight from the engine's signal (its own filter is not what is tested), before the
     # real answer: the connection is direct, so each is handled here and now.
-    engine.masksFinished.emit(MaskResult(gen, q, "gallery", {"p000.png": fake}))
-    engine.masksFinished.emit(MaskResult(gen - 1, q, "viewer", {"p000.png": fake}))
-    engine.masksFinished.emit(MaskResult(gen + 5, q, "viewer", {"p001.png": fake}))
+    engine.masksFinished.emit(
+        MaskResult(generation=gen, query_generation=q, channel="gallery", masks={"p000.png": fake})
+    )
+    engine.masksFinished.emit(
+        MaskResult(
+            generation=gen - 1, query_generation=q, channel="viewer", masks={"p000.png": fake}
+        )
+    )
+    engine.masksFinished.emit(
+        MaskResult(
+            generation=gen + 5, query_generation=q, channel="viewer", masks={"p001.png": fake}
+        )
+    )
     assert viewer.shown_mask is None and viewer.mask_state == "pending"
     mask = wait_done(viewer, qtbot)
     assert mask is not fake and not mask.mask.all()
