@@ -7,6 +7,3 @@ Layers (imports point down only; see DESIGN.md §2):
 
 __version__ = "0.1.0"
 
-
-class SketchpadWarning(UserWarning):
-    """Base class of the warnings Sketchpad itself raises (errors in the test suite)."""

@@ -91,6 +91,17 @@ def test_decompression_bombs_are_refused(tmp_path: Path, monkeypatch: pytest.Mon
             read_bytes(tmp_path, png_bytes(Image.new("L", (side, side))), "bomb.png")
 
 
+def test_png_saves_with_pillows_size_limit_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Image.MAX_IMAGE_PIXELS = None`` is Pillow's documented "no limit" (was a TypeError)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    sketch = Sketch(strokes=(Stroke(points=[[1, 1], [9, 1]], width=2),), width=12, height=5)
+    write_sketch(sketch, tmp_path / "free.png")
+    with Image.open(tmp_path / "free.png") as im:
+        assert im.size == (12, 5)
+
+
 @pytest.mark.parametrize("name", ["junk.png", "junk.jpg"])
 def test_damaged_images(tmp_path: Path, name: str) -> None:
     with pytest.raises(SketchFileError, match=f"{name}: the image is not a PNG or JPEG"):

@@ -1,4 +1,4 @@
-"""Style and annotation rules (pyproject.toml [tool.ruff]) hold for the whole tree."""
+"""Style, annotation and type rules (pyproject.toml [tool.ruff], [tool.mypy]) hold for sketchpad."""
 
 from __future__ import annotations
 
@@ -16,3 +16,11 @@ def test_ruff_check_passes() -> None:
         cwd=ROOT, capture_output=True, text=True,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_mypy_passes() -> None:
+    """mypy, configured in pyproject.toml [tool.mypy] (files = sketchpad), finds no error."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]

@@ -24,7 +24,7 @@ from sketchpad.commands.label import add_model_options, load_backbone, warn_rand
 NAME = "sketchpad eval"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a model on labelled data",
@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_segmenter_parser(kinds)
 
 
-def add_segmenter_parser(kinds: argparse._SubParsersAction) -> None:
+def add_segmenter_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sketchpad.commands.segment import add_checkpoint_option
 
     q = kinds.add_parser(
@@ -363,11 +363,11 @@ def run_segmenter(args: argparse.Namespace) -> int:  # noqa: C901 (a linear scri
     except ValueError as e:
         return _err(str(e))
     bar.close(done[0])
-    w = backbone.weights
+    winfo = backbone.weights
     tau = f" (tau {seg.tau:g})" if seg.calibration == "fixed" else ""
     print(
         f"data {data_dir}: {len(good)} photos, {len(classes)} classes; backbone "
-        f"{backbone.spec.id} ({w.source} weights{', fine-tuned' if w.fine_tuned else ''}), "
+        f"{backbone.spec.id} ({winfo.source} weights{', fine-tuned' if winfo.fine_tuned else ''}), "
         f"{seg.calibration} calibration{tau}{', CRF' if args.crf else ''}"
     )
     print(f"unseen classes: {', '.join(unseen)} ({unseen_from})" if unseen else unseen_from)
@@ -376,7 +376,7 @@ def run_segmenter(args: argparse.Namespace) -> int:  # noqa: C901 (a linear scri
         doc = {
             "data": str(data_dir),
             "backbone": backbone.spec.id,
-            "weights_sha256": w.sha256,
+            "weights_sha256": winfo.sha256,
             "checkpoint": args.checkpoint,
             "calibration": seg.calibration,
             "tau": seg.tau if seg.calibration == "fixed" else None,

@@ -10,7 +10,7 @@ from pathlib import Path
 NAME = "sketchpad index"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "index",
         help="cache a photo folder's features for fast queries",

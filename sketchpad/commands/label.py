@@ -40,7 +40,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, help="model input side (finer maps when larger)")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "label",
         help="label the strokes of a scene sketch",

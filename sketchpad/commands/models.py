@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 NAME = "sketchpad models"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``models`` and its actions (``list``, ``where``, ``download``, ``import``)."""
     p = sub.add_parser(
         "models",

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 NAME = "sketchpad segment"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "segment",
         help="segment photos from a sketch",
@@ -275,15 +275,15 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
             files = list(dict.fromkeys([*files, *found]))
             single = False
             continue
-        bank, folder_skipped = got
-        banks.append(bank)
-        photos += bank.paths()
+        cached, folder_skipped = got
+        banks.append(cached)
+        photos += cached.paths()
         prefix = "" if single else f"{folder.resolve().name or 'photos'}/"
-        labels += [prefix + n for n in bank.names]
+        labels += [prefix + n for n in cached.names]
         skipped += folder_skipped
     if files:
-        bank, ok_files, file_skipped = _encode_files(seg, files, args.batch_size)
-        banks.append(bank)
+        encoded, ok_files, file_skipped = _encode_files(seg, files, args.batch_size)
+        banks.append(encoded)
         photos += ok_files
         labels += [p.name for p in ok_files]
         skipped += file_skipped

@@ -28,6 +28,7 @@ from sketchpad.commands.train_args import DATA_SKETCHY, add_train_parser
 
 if TYPE_CHECKING:
     from sketchpad.train.datasets import SketchyDataset
+    from sketchpad.train.datasets_sketchy import SketchFormat
     from sketchpad.train.loop import LoopConfig, Trainer
 
 NAME = "sketchpad train"
@@ -37,7 +38,7 @@ INTERRUPTED = 130
 LOG_EVERY_S = 60.0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sketchpad train KIND``'s options (in :mod:`~sketchpad.commands.train_args`)."""
     add_train_parser(sub, sbir=run_sbir, segmenter=run_segmenter, scene=run_scene)
 
@@ -157,13 +158,13 @@ def _read_sketchy(args: argparse.Namespace, kind: str, svg_by_default: bool) -> 
     if layout not in ("sketchy", "sketchy-extended"):
         raise DatasetError(f"{data}: a {layout} dataset, but `train {kind}` needs {DATA_SKETCHY}")
     extended = layout == "sketchy-extended"
-    fmt, ds = args.sketch_format, None
-    if fmt == "auto" and svg_by_default:
+    ds = None
+    fmt: SketchFormat = "svg" if args.sketch_format == "svg" else "png"  # auto: png unless…
+    if args.sketch_format == "auto" and svg_by_default:
         try:
             ds, fmt = read_sketchy(data, sketch_format="svg", extended=extended, warn=_warn), "svg"
         except DatasetError:  # no SVG folder: the rendered PNGs
             fmt = "png"
-    fmt = "png" if fmt == "auto" else fmt
     if ds is None:
         ds = read_sketchy(data, sketch_format=fmt, extended=extended, warn=_warn)
     what = [layout, f"{fmt} sketches"]
@@ -218,7 +219,7 @@ def _warn_changed(meta: Mapping[str, Any], new: Mapping[str, Any]) -> None:
             _warn(f"resuming with {key}={value!r}; the checkpoint's run had {old[key]!r}")
 
 
-def _fit(trainer: Trainer, args: argparse.Namespace, kind: str, config: Mapping) -> int:
+def _fit(trainer: Trainer, args: argparse.Namespace, kind: str, config: Mapping[str, Any]) -> int:
     """Resume if asked, train with a progress bar, save, and say where it went."""
     from sketchpad.commands.progress import TextProgress
     from sketchpad.train.checkpoint import CheckpointError, read_metadata
@@ -307,7 +308,7 @@ def _run(args: argparse.Namespace, kind: str, build: Callable[[], Trainer]) -> i
 
     if args.random_weights:
         _warn("random weights: the model learns from scratch (smoke tests, benchmarks)")
-    config = asdict(trainer.config)  # type: ignore[attr-defined]
+    config = asdict(trainer.config)  # type: ignore[attr-defined]  # every trainer made here has one
     config.update(batch_size=args.batch_size, seed=args.seed)
     return _fit(trainer, args, kind, config)
 
@@ -435,7 +436,7 @@ def run_scene(args: argparse.Namespace) -> int:
             except DatasetError:
                 split = "all"
         if samples is None:
-            samples = read(data, split=split, warn=_warn)  # type: ignore[arg-type]
+            samples = read(data, split=split, warn=_warn)
         scenes = fscoco_scenes(samples, load_vocabulary(), warn=_warn)
         if not scenes:
             raise DatasetError(f"{data}: no usable captioned sketch (split {split})")

@@ -14,7 +14,7 @@ DATA_SKETCHY = "a Sketchy or Sketchy-Extended folder (rendered_256x256/256x256/{
 
 
 def add_train_parser(
-    sub: argparse._SubParsersAction,
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
     sbir: Handler,
     segmenter: Handler,

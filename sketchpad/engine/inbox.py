@@ -115,7 +115,7 @@ class Inbox:
             req = self._pop(urgent_only=True)
             if req is not None:
                 self._active += 1
-            return req  # type: ignore[return-value]
+            return req  # type: ignore[return-value]  # urgent_only pops queries and masks only
 
     def done(self) -> None:
         """Mark a taken request as handled."""

@@ -19,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from sketchpad.vision.backbone import Backbone, PatchPath
 from sketchpad.vision.features import PhotoFeatures
 from sketchpad.vision.segmenter import Segmenter
 
@@ -87,7 +88,7 @@ class AdaptiveEmbedder:
 
     # What index_folder's model key reads.
     @property
-    def backbone(self) -> object:
+    def backbone(self) -> Backbone:
         return self.segmenter.backbone
 
     @property
@@ -95,7 +96,7 @@ class AdaptiveEmbedder:
         return self.segmenter.input_size
 
     @property
-    def patch_path(self) -> str:
+    def patch_path(self) -> PatchPath:
         return self.segmenter.patch_path
 
     def embed_photos(

@@ -394,8 +394,8 @@ def _encode(rel_path: str, size: int, mtime_ns: int, f: PhotoFeatures) -> tuple[
     if not (np.isfinite(patches).all() and np.isfinite(emb).all()):
         raise ValueError(f"{rel_path}: features are not finite (as float16)")
     lb = f.letterbox
-    ints = (size, mtime_ns, gh, gw, emb.shape[0], f.patch_size, *lb.photo_hw, lb.input_size)
-    ints += tuple(lb.content_xyxy)
+    ints = (size, mtime_ns, gh, gw, emb.shape[0], f.patch_size, *lb.photo_hw, lb.input_size,
+            *lb.content_xyxy)
     return (str(rel_path), *map(int, ints), patches.tobytes(), emb.tobytes())
 
 

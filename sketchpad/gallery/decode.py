@@ -16,7 +16,7 @@ import threading
 import unicodedata
 import warnings
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 from PIL import Image
@@ -195,12 +195,16 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
     return out
 
 
-def natural_key(name: str) -> tuple[object, ...]:
+#: natural_key's value: (text tokens and (length, digits) runs alternating, the exact name).
+NaturalKey = tuple[tuple[str | tuple[int, str], ...], str]
+
+
+def natural_key(name: str) -> NaturalKey:
     """Sort key for names: digit runs compare as numbers ("img2" < "img10"), letters without
     case (NFC-normalised, so macOS' decomposed names sort with the rest). Ties are broken by
     the exact name, so the order is total and deterministic."""
     s = unicodedata.normalize("NFC", name)
-    parts: list[object] = []
+    parts: list[str | tuple[int, str]] = []
     for i, token in enumerate(_split_digits(s.casefold())):
         if i % 2:  # a digit run: by value, without int() (no digit-count limit)
             digits = "".join(str(unicodedata.digit(c)) for c in token).lstrip("0")
@@ -306,7 +310,9 @@ def decode_rgb(fp: IO[bytes], limit: int, side: int | None = None) -> np.ndarray
         ...: Pillow's own documented errors, unchanged.
     """
     pillow_limit = Image.MAX_IMAGE_PIXELS
-    bomb_warning = "error" if pillow_limit is None or limit <= pillow_limit else "ignore"
+    bomb_warning: Literal["error", "ignore"] = (
+        "error" if pillow_limit is None or limit <= pillow_limit else "ignore"
+    )
     # Pillow checks the size (and warns) while opening, frames included (GIF seeks to frame 0
     # there). catch_warnings swaps process-wide state, so decoder threads take turns here;
     # opening reads headers only, the decoding below runs in parallel.

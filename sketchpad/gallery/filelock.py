@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
     _WIN_LOCK_AT = 1 << 20  # lock a byte past the holder text, which stays readable

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from sketchpad.gallery import decode
 from sketchpad.gallery.decode import (
@@ -400,7 +400,7 @@ def load_photo(
             raise _os_problem(path, e) from e
         try:
             return decode.decode_rgb(fp, limit, side)
-        except Image.UnidentifiedImageError as e:
+        except UnidentifiedImageError as e:
             raise PhotoError(path, *decode.unidentified_reason(header)) from e
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise PhotoError(path, f"refused as a possible decompression bomb ({e})", BOMB) from e

@@ -25,6 +25,7 @@ from sketchpad.gallery.images import PhotoError, load_photo, scan_folder
 
 if TYPE_CHECKING:
     from sketchpad.vision.features import PhotoFeatures
+    from sketchpad.vision.protocols import PhotoEncoder
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ ProgressFn = Callable[[int, int], None]
 BatchFn = Callable[[list[tuple[str, "PhotoFeatures"]]], None]
 
 
-def model_key(segmenter: object) -> ModelKey:
+def model_key(segmenter: PhotoEncoder) -> ModelKey:
     """The cache key of a segmenter's photo features: backbone, weights, preprocessing."""
-    bb = segmenter.backbone  # type: ignore[attr-defined]
-    prep = f"{bb.spec.preprocess_key(segmenter.input_size)}|{segmenter.patch_path}"  # type: ignore[attr-defined]
+    bb = segmenter.backbone
+    prep = f"{bb.spec.preprocess_key(segmenter.input_size)}|{segmenter.patch_path}"
     return ModelKey(bb.spec.id, bb.weights.sha256, prep)
 
 
@@ -123,7 +124,7 @@ def _prefetched(
 
 def index_folder(
     folder: Path,
-    segmenter: object,
+    segmenter: PhotoEncoder,
     *,
     recursive: bool = False,
     rebuild: bool = False,
@@ -186,9 +187,8 @@ def index_folder(
                 if d.error is not None:
                     skipped.append((d.path, d.error.code, d.error.reason))
             if good:
-                feats = segmenter.embed_photos(  # type: ignore[attr-defined]
-                    [d.image for d in good], batch_size=len(good)
-                )
+                images = [d.image for d in good if d.image is not None]  # all: types narrowed
+                feats = segmenter.embed_photos(images, batch_size=len(good))
                 rows = [(d.rel, d.size, d.mtime_ns, f) for d, f in zip(good, feats, strict=True)]
                 cache.put(rows)
                 indexed += len(rows)

@@ -116,7 +116,7 @@ def photo_mask(
     if not scores:
         raise ValueError("no scores")
     t = check_threshold(threshold)
-    hw = tuple(out_hw or bank.layouts[i].photo_hw)
+    hw: tuple[int, int] = out_hw or bank.layouts[i].photo_hw
     probs = np.stack([prob_hw(s, bank, i, hw) for s in scores])  # (Q, H, W)
     if crf:
         if photo is None:

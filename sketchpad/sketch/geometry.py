@@ -19,6 +19,7 @@ import numpy as np
 
 from .model import Sketch, Stroke
 from .polyline import (
+    CrossingFn,
     Piece,
     cross2,
     cut_stroke,
@@ -65,7 +66,7 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return (np.count_nonzero(hits, axis=1) % 2) == 1
 
 
-def _polygon_crossings(polygon: np.ndarray):  # noqa: ANN202 (returns a CrossingFn)
+def _polygon_crossings(polygon: np.ndarray) -> CrossingFn:
     p = polygon
     q = np.roll(polygon, -1, axis=0)
 
@@ -129,7 +130,7 @@ def lasso_select(sketch: Sketch, polygon: np.ndarray, mode: LassoMode = "whole")
     replacements: Replacements = {}
     for stroke in sketch.strokes:
         if mode == "whole":
-            inside = classify(stroke.points).any()
+            inside = bool(classify(stroke.points).any())
             if not inside and len(stroke) > 1:
                 inside = len(crossings(stroke.points[:-1], stroke.points[1:])[0]) > 0
             if inside:
@@ -166,7 +167,7 @@ def sector_of_point(x: float, y: float, center: tuple[float, float], n: int, the
     return int(_sectors(np.array([[x, y]], dtype=np.float64), center, n, theta1)[0])
 
 
-def _ray_crossings(center: tuple[float, float], n: int, theta1: float):  # noqa: ANN202
+def _ray_crossings(center: tuple[float, float], n: int, theta1: float) -> CrossingFn:
     c = np.asarray(center, dtype=np.float64)
     ang = sector_boundary_angles(n, theta1)
     dirs = np.stack([np.cos(ang), np.sin(ang)], axis=1)  # (n,2)

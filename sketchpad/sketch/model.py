@@ -31,7 +31,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 def _optional_per_point(name: str, values: Any, n: int, dtype: type) -> np.ndarray | None:
     if values is None:
         return None
-    a = np.array(values, dtype=dtype, copy=True)
+    a: np.ndarray = np.array(values, dtype=dtype, copy=True)
     if a.shape != (n,):
         raise ValueError(f"Stroke.{name} must have shape ({n},) to match the points, got {a.shape}")
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
@@ -137,7 +137,9 @@ class Stroke:
 
     def subset(self, index: np.ndarray | slice, *, new_id: bool = True) -> Stroke:
         """A stroke made of some of this stroke's points, with per-point data kept."""
-        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
         return replace(
             self,
             points=self.points[index],
@@ -231,7 +233,7 @@ class Sketch:
             and _arrays_equal(self.raster, other.raster)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal-by-value, not hashable
 
     @property
     def num_points(self) -> int:

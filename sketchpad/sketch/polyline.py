@@ -62,8 +62,7 @@ def cut_stroke(stroke: Stroke, crossings: CrossingFn, classify: ClassifyFn) -> l
     pts = stroke.points
     n = len(pts)
     if n == 1:
-        cls = int(classify(pts)[0])
-        return [Piece(cls, stroke, np.zeros(1, dtype=np.int64))]
+        return [Piece(int(classify(pts)[0]), stroke, np.zeros(1, dtype=np.int64))]
 
     # Vertices in order along the stroke: the original points and the crossing points,
     # each described by (segment index, parameter t); original point i is (i, 0).

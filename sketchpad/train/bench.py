@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -53,6 +54,10 @@ from sketchpad.train.synthetic import (
     make_set,
     make_sketch,
 )
+
+if TYPE_CHECKING:  # imported where used: vision.segmenter loads the app's query path
+    from sketchpad.sketch.model import Sketch
+    from sketchpad.vision.segmenter import Segmenter
 
 Report = Callable[[str], None]
 BACKBONE = "bench-vit-tiny"
@@ -109,7 +114,7 @@ class TestSet:
     """Held-out photos and sketches; each (photo, class present) pair is one query."""
 
     photos: tuple[SyntheticPhoto, ...]
-    sketches: dict
+    sketches: dict[str, tuple[Sketch, ...]]  # class → its held-out sketches
 
     def queries(self, classes: tuple[str, ...]) -> list[tuple[int, str, int]]:
         """(photo index, class, sketch index) for every class of ``classes`` in a photo."""
@@ -122,7 +127,7 @@ class TestSet:
         return out
 
 
-def _photo_style(s: BenchSettings) -> dict:
+def _photo_style(s: BenchSettings) -> dict[str, Any]:
     """How the world's photos look: the same for training and test photos."""
     return {"texture": s.texture, "rotation": s.rotation, "scale": s.scale,
             "materials": s.materials}  # fmt: skip
@@ -168,13 +173,13 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def score_segmenter(segmenter: object, tests: tuple[TestSet, TestSet]) -> Scored:
+def score_segmenter(segmenter: Segmenter, tests: tuple[TestSet, TestSet]) -> Scored:
     """mIoU (S/U), hIoU and pAcc of a Segmenter on the held-out queries (the app's path), and
     the same once more with the app's dense-CRF refinement of each mask."""
     counts, refined = SegCounts(), SegCounts()
     aucs, on, off = [], [], []
     for test, classes in zip(tests, (SEEN, UNSEEN), strict=True):
-        predict = SegmenterPredictor(segmenter, batch_size=64)  # type: ignore[arg-type]
+        predict = SegmenterPredictor(segmenter, batch_size=64)
         predict.add_photos([p.image for p in test.photos])
         for i, c, j in test.queries(classes):
             photo, sketch = test.photos[i], test.sketches[c][j]
@@ -227,12 +232,12 @@ def oracle_all_objects(tests: tuple[TestSet, TestSet]) -> Scored:
     for test, classes in zip(tests, (SEEN, UNSEEN), strict=True):
         for i, c, _ in test.queries(classes):
             p = test.photos[i]
-            counts.add(c, p.masks.any(axis=0), p.mask_of(c))
+            counts.add(c, np.any(p.masks, axis=0), p.mask_of(c))
     summary = summarise(counts, seen=set(SEEN), unseen=set(UNSEEN))
     return Scored(summary, float("nan"), float("nan"), float("nan"))
 
 
-def _load_as_app(folder: Path, name: str) -> object:
+def _load_as_app(folder: Path, name: str) -> Segmenter:
     """A Segmenter from a checkpoint, built as the app and ``segment --checkpoint`` do."""
     from sketchpad.vision.backbone import create_backbone
     from sketchpad.vision.checkpoints import read_segmenter_checkpoint
@@ -312,24 +317,24 @@ def run(report: Report = print, settings: BenchSettings | None = None) -> int:  
         report(f"  {critic_diagnostics(critic, world, s.seed)}")
         start = {k: v.clone() for k, v in critic.photo.model.state_dict().items()}
 
-        variants = {
-            "full (all losses)": {},
-            "w/o InfoNCE": {"lambda_infonce": 0.0},
-            "w/o unpaired loss (S-B2)": {"lambda_unpaired": 0.0},
-            "w/o regulariser (S-B3)": {"lambda_reg": 0.0},
-        }
         base = SegmenterConfig(backbone=BACKBONE, pretrained=False, tune="all",
                                lr=s.segmenter_lr, tau=s.tau,
                                pool_temperature=s.pool_temperature,
                                lambda_reg=s.lambda_reg,
                                partition_fraction=s.partition_fraction)  # fmt: skip
+        variants = {
+            "full (all losses)": base,
+            "w/o InfoNCE": replace(base, lambda_infonce=0.0),
+            "w/o unpaired loss (S-B2)": replace(base, lambda_unpaired=0.0),
+            "w/o regulariser (S-B3)": replace(base, lambda_reg=0.0),
+        }
         results: dict[str, tuple[Scored, float]] = {}
-        for i, (name, change) in enumerate(variants.items()):
+        for i, (name, config) in enumerate(variants.items()):
             t0 = time.perf_counter()
             seg_loop = LoopConfig(steps=s.segmenter_steps, batch_size=s.segmenter_batch,
                                   seed=s.seed + 1, device="cpu", out=out,
                                   name=f"seg{i}")  # fmt: skip
-            trainer = SegmenterTrainer(replace(base, **change), world, critic, seg_loop)
+            trainer = SegmenterTrainer(config, world, critic, seg_loop)
             trainer.model.load_state_dict(start)
             if i == 0:
                 trainer.step = 0

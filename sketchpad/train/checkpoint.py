@@ -170,7 +170,9 @@ def read_weights(base: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(path, f"truncated or corrupt safetensors file ({e})") from e
 
 
-def read_resume_state(base: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict]:
+def read_resume_state(
+    base: str | Path,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
     """(metadata, weights, resume state) of checkpoint ``base``, checked to be of one step.
 
     Raises:

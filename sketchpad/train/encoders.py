@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sketchpad.vision import clip_vv
+from sketchpad.vision.protocols import clip_tower, timm_vit
 from sketchpad.vision.registry import BackboneSpec
 
 Tune = Literal["layernorm", "all", "none"]
@@ -23,6 +24,9 @@ Tune = Literal["layernorm", "all", "none"]
 
 class TrainableEncoder(nn.Module):
     """``spec``'s model wrapped for training (the model keeps its own key layout)."""
+
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers
+    std: torch.Tensor
 
     def __init__(self, spec: BackboneSpec, model: nn.Module, *, patch_path: str = "vv") -> None:
         super().__init__()
@@ -43,8 +47,8 @@ class TrainableEncoder(nn.Module):
         """(B, 3, H, W) images in [0, 1] → (B, d) global embeddings (not normalised)."""
         x = self.normalise(x)
         if self.is_clip:
-            return clip_vv.image_pooled(self.model.visual, x)
-        return self.model.forward_features(x)[:, 0]
+            return clip_vv.image_pooled(clip_tower(self.model), x)
+        return timm_vit(self.model).forward_features(x)[:, 0]
 
     def encode_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) images in [0, 1] → global (B, d) and patches (B, gh, gw, d)."""
@@ -53,10 +57,11 @@ class TrainableEncoder(nn.Module):
         gh, gw = x.shape[2] // p, x.shape[3] // p
         if self.is_clip:
             n_vv = 6 if self.patch_path == "vv" else 0
-            pooled, patches, (gh, gw) = clip_vv.image_tokens(self.model.visual, x, n_vv=n_vv)
+            pooled, patches, (gh, gw) = clip_vv.image_tokens(clip_tower(self.model), x, n_vv=n_vv)
         else:
-            out = self.model.forward_features(x)
-            pooled, patches = out[:, 0], out[:, self.model.num_prefix_tokens :]
+            vit = timm_vit(self.model)
+            out = vit.forward_features(x)
+            pooled, patches = out[:, 0], out[:, vit.num_prefix_tokens :]
         return pooled, patches.reshape(x.shape[0], gh, gw, -1)
 
     def tuned_parameters(self, tune: Tune) -> list[nn.Parameter]:
@@ -66,7 +71,7 @@ class TrainableEncoder(nn.Module):
         §4.5); ``all``: the whole vision tower (DINOv2; a model trained from scratch);
         ``none``: nothing (a frozen critic).
         """
-        tower = self.model.visual if self.is_clip else self.model
+        tower = clip_tower(self.model) if self.is_clip else self.model
         chosen: list[nn.Parameter] = []
         if tune == "all":
             chosen = list(tower.parameters())

@@ -153,7 +153,8 @@ class TripletBatch:
 class TripletSource(Protocol):
     """Where SBIR triplets come from (a dataset, or the synthetic world)."""
 
-    classes: Sequence[str]
+    @property
+    def classes(self) -> Sequence[str]: ...
 
     def triplets(self, rng: np.random.Generator, k: int, level: Level) -> TripletBatch: ...
 
@@ -210,6 +211,7 @@ class SBIRTrainer(Trainer):
     """Triplet + classification training of an :class:`SBIRCritic`."""
 
     kind = "sbir"
+    model: SBIRCritic
 
     def __init__(self, config: SBIRConfig, source: TripletSource, loop: LoopConfig) -> None:
         super().__init__(loop)
@@ -235,7 +237,7 @@ class SBIRTrainer(Trainer):
     def compute_losses(self, step: int) -> dict[str, torch.Tensor]:
         rng = step_rng(self.loop.seed, step)
         batch = self.source.triplets(rng, self.loop.batch_size, self.config.level)
-        critic: SBIRCritic = self.model
+        critic = self.model
         s = critic.embed_sketch(to_tensor(batch.sketches, self.device))
         photos = np.concatenate([batch.positives, batch.negatives])
         erased = random_erase(photos, rng, self.config.erase)

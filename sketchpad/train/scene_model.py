@@ -49,6 +49,7 @@ from torch import nn
 
 from sketchpad.train.encoders import TrainableEncoder
 from sketchpad.vision import clip_vv
+from sketchpad.vision.protocols import ClipVisionTower, clip_tower
 from sketchpad.vision.registry import BackboneSpec
 
 #: The paper's cross-attention layers (1-based) and the depth they refer to (ViT-B).
@@ -94,7 +95,7 @@ def _merge(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2).reshape(b, n, nh * hd)  # (B, N, D)
 
 
-def _check_tower(visual: nn.Module) -> None:
+def _check_tower(visual: ClipVisionTower) -> None:
     block = visual.transformer.resblocks[0]
     if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != (
         "tok"
@@ -150,7 +151,7 @@ class SceneEncoder(nn.Module):
         if threshold_temperature <= 0:
             raise ValueError(f"threshold_temperature must be > 0, got {threshold_temperature}")
         self.encoder = TrainableEncoder(spec, clip_model, patch_path="vv")
-        visual = clip_model.visual
+        visual = clip_tower(clip_model)
         _check_tower(visual)
         depth = len(visual.transformer.resblocks)
         width = int(visual.class_embedding.shape[-1])
@@ -182,8 +183,8 @@ class SceneEncoder(nn.Module):
         return self.encoder.model
 
     @property
-    def visual(self) -> nn.Module:
-        return self.encoder.model.visual
+    def visual(self) -> ClipVisionTower:
+        return clip_tower(self.encoder.model)
 
     @property
     def n_prompts(self) -> int:

@@ -224,6 +224,7 @@ class SceneTrainer(Trainer):
     """
 
     kind = "scene"
+    model: SceneEncoder
 
     def __init__(
         self, samples: Sequence[CaptionedSketch], config: SceneTrainConfig, loop: LoopConfig
@@ -351,7 +352,7 @@ class SceneTrainer(Trainer):
             cat_t = torch.from_numpy(np.concatenate(cats)).to(dev)
             cct = self._category_emb[cat_t]  # (P, E)
             maps = self.model.category_maps(patches[owner_t], cct)  # (P, gh, gw)
-            mask = self.model.soft_mask(maps, tuple(ink.shape[-2:]))  # (P, S, S)
+            mask = self.model.soft_mask(maps, (ink.shape[-2], ink.shape[-1]))  # (P, S, S)
             vcts = self.model.encode_category(self._images(ink[owner_t] * mask), cct)
             category = torch.stack(
                 [

@@ -273,8 +273,8 @@ def summarise(
         return sum(counts.classes[n].correct for n in names) / total if total else math.nan
 
     by: dict[str, list[str]] = {"seen": [], "unseen": []}
-    for n, c in classes.items():
-        by.get(c.split, []).append(n)
+    for n, score in classes.items():
+        by.get(score.split, []).append(n)
     miou_s = _nanmean(classes[n].iou for n in by["seen"])
     miou_u = _nanmean(classes[n].iou for n in by["unseen"])
     return SegSummary(
@@ -374,7 +374,9 @@ def evaluate(
     """
     from sketchpad.gallery.images import PhotoError, load_photo
 
-    counts, pairs, skipped = SegCounts(), [], []
+    counts = SegCounts()
+    pairs: list[PairScore] = []
+    skipped: list[str] = []
     last: tuple[Path | None, np.ndarray | None] = (None, None)
     bad: set[Path] = set()
 
@@ -386,7 +388,7 @@ def evaluate(
     for sample in samples:
         photo = sample.photo
         if photo is None:
-            path = Path(sample.photo_path)  # type: ignore[arg-type]
+            path = Path(sample.photo_path)  # type: ignore[arg-type]  # set when photo is None
             if path in bad:
                 continue
             if last[0] != path:

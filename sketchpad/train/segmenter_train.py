@@ -84,7 +84,8 @@ def choose_partitions(
     """Partition views for the first ``round(fraction · k)`` sketches that can be cut:
     ((m, 2, S, S, 3) uint8, (m,) rows)."""
     want = int(round(fraction * len(sketches)))
-    views, rows = [], []
+    views: list[np.ndarray] = []
+    rows: list[int] = []
     for i, sk in enumerate(sketches):
         if len(rows) >= want:
             break
@@ -176,8 +177,9 @@ class SegmenterTrainer(Trainer):
             "config": asdict(self.config),
         }
 
-    def _critic_view(self, x: torch.Tensor) -> torch.Tensor:
-        size = self.critic.input_size  # type: ignore[union-attr]
+    @staticmethod
+    def _critic_view(critic: SBIRCritic, x: torch.Tensor) -> torch.Tensor:
+        size = critic.input_size
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return x
@@ -189,7 +191,7 @@ class SegmenterTrainer(Trainer):
         dev, enc = self.device, self.encoder
         sketches = to_tensor(batch.sketches, dev)
         photos = to_tensor(batch.photos, dev)
-        k, hw = len(sketches), tuple(photos.shape[-2:])
+        k, hw = len(sketches), (photos.shape[-2], photos.shape[-1])
 
         s = enc.encode_global(sketches)
         _, p = enc.encode_patches(photos)
@@ -219,10 +221,10 @@ class SegmenterTrainer(Trainer):
             reg_rows = reg_rows.index_copy(0, rows, reg_xor)
         out["reg"] = reg_rows.mean() if cfg.lambda_reg > 0 else zero
 
-        if cfg.lambda_sbir > 0 and self.critic is not None:
+        if cfg.lambda_sbir > 0 and (critic := self.critic) is not None:
             with torch.no_grad():
-                f_s = self.critic.embed_sketch(self._critic_view(sketches))
-            f_m = self.critic.embed_photo(self._critic_view(L.masked_photo(photos, mask)))
+                f_s = critic.embed_sketch(self._critic_view(critic, sketches))
+            f_m = critic.embed_photo(self._critic_view(critic, L.masked_photo(photos, mask)))
             out["sbir"] = L.sbir_loss(f_m, f_s)
         else:
             out["sbir"] = zero

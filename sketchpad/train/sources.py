@@ -354,7 +354,8 @@ class SketchyPairs(_SketchySource):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Like ``choose_partitions``, over the sketches with strokes only."""
         want = int(round(fraction * len(drawings)))
-        views, rows = [], []
+        views: list[np.ndarray] = []
+        rows: list[int] = []
         for i, drawing in enumerate(drawings):
             if len(rows) >= want:
                 break

@@ -16,15 +16,18 @@ They are :class:`~sketchpad.sketch.model.Sketch` objects, rendered by the app's 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from sketchpad.sketch.model import Sketch, sketch_from_polylines
 
-Outline = Callable[[], np.ndarray]
+if TYPE_CHECKING:  # both import this module
+    from sketchpad.train.sbir_train import TripletBatch
+    from sketchpad.train.segmenter_train import PairBatch
 
 
 def _polygon(n: int, phase: float = 0.0) -> np.ndarray:
@@ -207,7 +210,7 @@ def make_photo(
         img = background + 0.55 * texture * 0.6 * (_smooth_noise(rng, size, 5) - 0.5)
     else:
         img = _texture(rng, size, background, 0.55 * texture)
-    masks = []
+    masks: list[np.ndarray] = []
     for cls in classes:
         pts = _pose(rng, SHAPES[cls], rotation)
         radius = rng.uniform(*scale) * size
@@ -376,7 +379,7 @@ class SyntheticWorld:
         j = int(rng.integers(len(self.drawings[y])))
         return self.drawings[y][j], self.renders[y][j]
 
-    def triplets(self, rng: np.random.Generator, k: int, level: str):  # noqa: ANN201
+    def triplets(self, rng: np.random.Generator, k: int, level: str) -> TripletBatch:
         from sketchpad.train.sbir_train import TripletBatch
 
         if level != "category":
@@ -389,7 +392,7 @@ class SyntheticWorld:
         neg = np.stack([self.single[y][rng.integers(len(self.single[y]))] for y in others])
         return TripletBatch(sketches, pos, neg, labels)
 
-    def pairs(self, rng: np.random.Generator, k: int, partition_fraction: float):  # noqa: ANN201
+    def pairs(self, rng: np.random.Generator, k: int, partition_fraction: float) -> PairBatch:
         from sketchpad.train.segmenter_train import PairBatch, choose_partitions
 
         # Distinct classes while the batch allows: InfoNCE takes every other pair of the batch

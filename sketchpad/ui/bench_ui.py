@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def make_gallery(folder: Path, n: int, *, seed: int = 0, size: tuple[int, int] =
             x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
             a[y : y + s, x : x + s] = (220, 20, 20)
         Image.fromarray(a).save(folder / f"photo{i:05d}.jpg", quality=85)
+
+
+def _stamp(into: list[float]) -> None:
+    into.append(time.perf_counter())
+
+
+def _past(t: float) -> bool:
+    return time.perf_counter() > t
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -151,6 +160,9 @@ def _run(
             super().__init__()
             self.after: float | None = None
             self.armed = False
+
+        def reset(self) -> None:
+            self.after = None
 
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
             if self.armed and event.type() == QEvent.Type.Paint:
@@ -255,13 +267,13 @@ def _run(
     ticks.stalls.clear()
     for _ in range(pen_ups):
         spin_until(lambda: engine.inbox.idle(), 30)
-        painted.after = None
+        painted.reset()
         start: list[float] = []
-        draw(lambda s=start: s.append(time.perf_counter()))  # the query goes at the pen-up
+        draw(partial(_stamp, start))  # the query goes at the pen-up
         t0 = start[0]
         gen = engine.latest_query_generation
         painted.armed = False
-        if not spin_until(lambda g=gen: g in shown, 60):
+        if not spin_until(partial(shown.__contains__, gen), 60):
             report("a query got no answer within 60 s")
             return 1
         painted.armed = True
@@ -269,14 +281,13 @@ def _run(
         if not spin_until(lambda: painted.after is not None, 10):
             report("the gallery did not repaint")
             return 1
-        result = photos.last_result
-        assert result is not None and result.generation == gen
-        total = (painted.after - t0) * 1000
+        result, after = photos.last_result, painted.after
+        assert result is not None and result.generation == gen and after is not None
+        total = (after - t0) * 1000
         totals.append(total)
         query_s.append(result.seconds * 1000)
         overheads.append(total - result.seconds * 1000)
-        t_wait = time.perf_counter() + 0.05
-        spin_until(lambda t=t_wait: time.perf_counter() > t, 1)
+        spin_until(partial(_past, time.perf_counter() + 0.05), 1)
     stalls_querying = list(ticks.stalls)
     ticks.stop()
 

@@ -386,7 +386,7 @@ class Canvas(QWidget):
         if button == Qt.MouseButton.MiddleButton or (
             button == Qt.MouseButton.LeftButton and self._space_held
         ):
-            tool = self._hand
+            tool: Tool = self._hand
         elif button == Qt.MouseButton.LeftButton:
             tool = self._tool
         else:

@@ -7,6 +7,7 @@ Every action's parent is the canvas and its shortcut works anywhere in the canva
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
@@ -23,7 +24,10 @@ SELECTION_ACTIONS = ("cut", "copy", "delete", "deselect")  # enabled when someth
 
 
 def _action(
-    canvas: Canvas, text: str, slot: Callable[[], object], *keys: QKeySequence | str | Qt.Key
+    canvas: Canvas,
+    text: str,
+    slot: Callable[[], object],
+    *keys: QKeySequence | QKeySequence.StandardKey | str | Qt.Key,
 ) -> QAction:
     action = QAction(text, canvas)
     action.setShortcuts([QKeySequence(k) for k in keys])
@@ -82,7 +86,7 @@ def build_tool_actions(canvas: Canvas) -> dict[str, QAction]:
     actions: dict[str, QAction] = {}
     for name in TOOL_NAMES:
         text, key = TOOL_TEXT[name]
-        action = _action(canvas, text, lambda n=name: canvas.set_tool(n), key)
+        action = _action(canvas, text, partial(canvas.set_tool, name), key)
         action.setCheckable(True)
         action.setChecked(name == canvas.tool)
         group.addAction(action)

@@ -12,12 +12,13 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 if TYPE_CHECKING:
     from sketchpad.engine.client import Engine
+    from sketchpad.engine.worker import Loader
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class EngineHost(QObject):
     def __init__(
         self,
         *,
-        loader: Any = None,  # noqa: ANN401 (an engine Loader; typed there)
+        loader: Loader | None = None,
         factory: Callable[[], Engine] | None = None,
         parent: QObject | None = None,
     ) -> None:
@@ -51,7 +52,7 @@ class EngineHost(QObject):
         self._loader = loader
         self._factory = factory
         self._engine: Engine | None = None
-        self._waiting: list[Callable[[Engine], None]] = []
+        self._waiting: list[Callable[[Engine], object]] = []
         self._started = False
         self._error: str | None = None
         self._closed = False
@@ -72,7 +73,7 @@ class EngineHost(QObject):
         self._started = True
         threading.Thread(target=self._import, name="sketchpad-engine-import", daemon=True).start()
 
-    def when_ready(self, fn: Callable[[Engine], None]) -> None:
+    def when_ready(self, fn: Callable[[Engine], object]) -> None:
         """Call ``fn(engine)`` now if the engine exists, else once it does (starting it)."""
         if self._closed:
             return

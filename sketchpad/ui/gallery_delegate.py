@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import (
     QEvent,
+    QLineF,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -253,8 +254,8 @@ class GalleryDelegate(QStyledItemDelegate):
         painter.setPen(pen)
         c = target.center()
         r = min(target.width(), target.height()) * 0.18
-        painter.drawLine(c.x() - r, c.y() - r, c.x() + r, c.y() + r)
-        painter.drawLine(c.x() - r, c.y() + r, c.x() + r, c.y() - r)
+        painter.drawLine(QLineF(c.x() - r, c.y() - r, c.x() + r, c.y() + r))
+        painter.drawLine(QLineF(c.x() - r, c.y() + r, c.x() + r, c.y() - r))
 
     def _paint_badge(self, painter: QPainter, target: QRectF, score: float, match: bool) -> None:
         text = f"{score:.2f}"

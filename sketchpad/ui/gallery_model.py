@@ -117,7 +117,8 @@ class GalleryModel(QAbstractListModel):
         self._rows: dict[str, int] = {}
         self._scores = np.zeros(0, dtype=np.float32)  # NaN: no score
         self._rank: np.ndarray | None = None  # natural-order position of each row, lazily
-        self._result_rows: tuple[object, int, np.ndarray] | None = None  # see apply_result
+        # (the result names tuple, the row count then, their rows): see apply_result
+        self._result_rows: tuple[tuple[str, ...], int, np.ndarray] | None = None
         self._keys: dict[str, tuple[str, ...]] = {}
         self._base_masks: dict[str, PhotoMask] = {}  # as the engine sent them
         self._derived: dict[str, PhotoMask] = {}  # re-thresholded, at self._threshold
@@ -156,7 +157,7 @@ class GalleryModel(QAbstractListModel):
                 self._names.append(name)
         self._scores = np.full(len(self._names), np.nan, dtype=np.float32)
         self._rank = np.arange(len(self._names), dtype=np.int64) if natural_order else None
-        self._result_rows: tuple[object, int, np.ndarray] | None = None
+        self._result_rows = None
         self._drop_results()
         self.endResetModel()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -63,6 +63,10 @@ from sketchpad.ui.scene_labelling import SceneLabelling
 from sketchpad.ui.scene_panel import ScenePanel
 from sketchpad.ui.toolbar import CanvasToolBar
 
+if TYPE_CHECKING:
+    from sketchpad.engine.worker import Loader
+    from sketchpad.ui.preferences import Preferences
+
 log = logging.getLogger(__name__)
 
 NATIVE_SUFFIX = ".json"
@@ -88,9 +92,9 @@ class MainWindow(QMainWindow):
         *,
         autosave_delay_ms: int = DEFAULT_DELAY_MS,
         autosave_dir: Path | None = None,
-        photo_loader: Any = None,  # noqa: ANN401 (an engine Loader)
+        photo_loader: Loader | None = None,
         photo_backbones: tuple[list[str], list[str]] | None = None,
-        preferences: Any = None,  # noqa: ANN401 (ui.preferences.Preferences)
+        preferences: Preferences | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -172,7 +176,10 @@ class MainWindow(QMainWindow):
 
     # -- building ----------------------------------------------------------------------------
     def _action(
-        self, text: str, slot: Callable[[], object], shortcut: QKeySequence | str | None = None
+        self,
+        text: str,
+        slot: Callable[[], object],
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
     ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
@@ -204,7 +211,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(fa["import"])
         file_menu.addSeparator()
         file_menu.addActions([fa["save"], fa["save_as"], fa["export"]])
-        file_menu.addAction(self.scene_panel.actions["export"])
+        file_menu.addAction(self.scene_panel.actions_by_name["export"])
         file_menu.addSeparator()
         file_menu.addAction(fa["quit"])
 
@@ -232,7 +239,7 @@ class MainWindow(QMainWindow):
         search.setText("Photo &Search Panel")
         photos_menu.addAction(search)
 
-        sa = self.scene_panel.actions
+        sa = self.scene_panel.actions_by_name
         labels_menu = bar.addMenu("&Labels")
         labels_menu.addActions([sa["label"], sa["auto"]])
         labels_menu.addSeparator()

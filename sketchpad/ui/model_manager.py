@@ -176,9 +176,9 @@ class ModelManagerDialog(QDialog):
         for row, spec in enumerate(self.specs):
             for col in range(len(COLUMNS)):
                 table.setItem(row, col, QTableWidgetItem())
-            table.item(row, COL_ID).setText(spec.id)
-            table.item(row, COL_KIND).setText(_kind(spec))
-            table.item(row, COL_KIND).setToolTip(spec.use)
+            self._cell(row, COL_ID).setText(spec.id)
+            self._cell(row, COL_KIND).setText(_kind(spec))
+            self._cell(row, COL_KIND).setToolTip(spec.use)
             self._fill_row(row)
         table.itemSelectionChanged.connect(self._update_controls)
         return table
@@ -277,7 +277,7 @@ class ModelManagerDialog(QDialog):
     def row_texts(self, backbone_id: str) -> dict[str, str]:
         """The cells of ``backbone_id``'s row, keyed by column title."""
         row = [s.id for s in self.specs].index(backbone_id)
-        return {title: self.table.item(row, col).text() for col, title in enumerate(COLUMNS)}
+        return {title: self._cell(row, col).text() for col, title in enumerate(COLUMNS)}
 
     def refresh(self) -> None:
         """Read every backbone's status again, off the GUI thread (``statusesRefreshed``)."""
@@ -312,19 +312,26 @@ class ModelManagerDialog(QDialog):
             self._calls.remove(call)
         call.deleteLater()
 
+    def _cell(self, row: int, col: int) -> QTableWidgetItem:
+        """The item of a cell (``_build_table`` gives every cell one)."""
+        item = self.table.item(row, col)
+        if item is None:
+            raise LookupError(f"the model table has no item at row {row}, column {col}")
+        return item
+
     def _fill_row(self, row: int) -> None:
         spec = self.specs[row]
         status = self._statuses.get(spec.id)
         name = display_name(spec)
         is_default = spec.id == self.preferences.backbone
-        item = self.table.item(row, COL_NAME)
+        item = self._cell(row, COL_NAME)
         item.setText(f"{name}  (default)" if is_default else name)
         item.setToolTip(spec.description)
         font = QFont(item.font())
         font.setBold(is_default)
         item.setFont(font)
-        size, state = self.table.item(row, COL_SIZE), self.table.item(row, COL_STATUS)
-        where = self.table.item(row, COL_WHERE)
+        size, state = self._cell(row, COL_SIZE), self._cell(row, COL_STATUS)
+        where = self._cell(row, COL_WHERE)
         if status is None:
             size.setText(_approx(spec.download_mb * 1e6))
             state.setText("Checking…")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
@@ -31,10 +32,12 @@ from sketchpad.vision.installed import CLIP_BACKBONES, DINO_BACKBONES
 if TYPE_CHECKING:
     from sketchpad.engine.client import Engine
     from sketchpad.engine.requests import FolderSummary, MaskResult, ModelInfo, QueryResult
+    from sketchpad.engine.worker import Loader
     from sketchpad.search.model import ModelChoice
     from sketchpad.search.spec import QuerySpec
     from sketchpad.ui.model_manager import ModelManagerDialog
     from sketchpad.ui.photo_viewer import PhotoViewerDialog
+    from sketchpad.ui.preferences import Preferences
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +95,9 @@ class PhotoSearch(QObject):
         window: QMainWindow,
         document: Document,
         *,
-        loader: Any = None,  # noqa: ANN401 (an engine Loader)
+        loader: Loader | None = None,
         backbones: tuple[list[str], list[str]] | None = None,
-        preferences: Any = None,  # noqa: ANN401 (ui.preferences.Preferences)
+        preferences: Preferences | None = None,
     ) -> None:
         super().__init__(window)
         from sketchpad.ui.preferences import Preferences
@@ -142,7 +145,7 @@ class PhotoSearch(QObject):
 
     # -- actions and menus -------------------------------------------------------------------
     def _build_actions(self) -> dict[str, QAction]:
-        def action(text: str, slot: Any, shortcut: str | None = None) -> QAction:  # noqa: ANN401
+        def action(text: str, slot: Callable[[], object], shortcut: str | None = None) -> QAction:
             a = QAction(text, self)
             if shortcut:
                 a.setShortcut(QKeySequence(shortcut))
@@ -302,9 +305,14 @@ class PhotoSearch(QObject):
         self.actions["export_masks"].setEnabled(False)
         self.pane.set_folder(self.folder)
         self._remember(self.folder)
-        self.host.when_ready(lambda engine: engine.open_folder(self.folder))
+        self.host.when_ready(self._open_in_engine)
         self.actions["cancel_indexing"].setEnabled(True)
         return True
+
+    def _open_in_engine(self, engine: Engine) -> None:
+        """Open the folder shown when the engine is ready (the latest one, if several)."""
+        if self.folder is not None:
+            engine.open_folder(self.folder)
 
     def _remember(self, folder: Path) -> None:
         prefs = self.preferences

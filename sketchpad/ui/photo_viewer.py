@@ -157,25 +157,27 @@ class PhotoViewer(QWidget):
         self._update_navigation()
 
     def _build_actions(self) -> dict[str, QAction]:
-        def action(
-            text: str, tip: str, slot: Callable[[], object], toggle: bool = False
-        ) -> QAction:
+        def action(text: str, tip: str, slot: Callable[[], object]) -> QAction:
             a = QAction(text, self)
             a.setToolTip(tip)
-            a.setCheckable(toggle)
-            if toggle:
-                a.setChecked(True)
-                a.toggled.connect(slot)
-            else:
-                a.triggered.connect(lambda _checked=False: slot())
+            a.triggered.connect(lambda _checked=False: slot())
+            return a
+
+        def switch(text: str, tip: str, slot: Callable[[bool], object]) -> QAction:
+            """A checkable action, on at first, that calls ``slot(checked)``."""
+            a = QAction(text, self)
+            a.setToolTip(tip)
+            a.setCheckable(True)
+            a.setChecked(True)
+            a.toggled.connect(slot)
             return a
 
         return {
             "previous": action("◀ Previous", "Previous photo (Left)", self.previous_photo),
             "next": action("Next ▶", "Next photo (Right)", self.next_photo),
-            "overlay": action("Overlay", "Show the mask (M)", self.set_overlay_visible, True),
-            "boxes": action("Boxes", "Show the instance boxes (B)", self.set_boxes_visible, True),
-            "crf": action("CRF", "Refine the mask's edges (dense CRF)", self.set_crf, True),
+            "overlay": switch("Overlay", "Show the mask (M)", self.set_overlay_visible),
+            "boxes": switch("Boxes", "Show the instance boxes (B)", self.set_boxes_visible),
+            "crf": switch("CRF", "Refine the mask's edges (dense CRF)", self.set_crf),
             "zoom_out": action("−", "Zoom out (−)", self.zoom_out),
             "zoom_in": action("+", "Zoom in (+)", self.zoom_in),
             "fit": action("Fit", "Fit the photo in the window (0)", self.zoom_fit),
@@ -189,7 +191,7 @@ class PhotoViewer(QWidget):
         return self._name
 
     @property
-    def mask(self) -> PhotoMask | None:
+    def shown_mask(self) -> PhotoMask | None:
         """The mask shown over the photo (quick or full resolution), or None."""
         return self._mask
 

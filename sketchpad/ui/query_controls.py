@@ -183,7 +183,7 @@ class QueryControls(QWidget):
 
     @property
     def mode(self) -> Mode:
-        return self.mode_combo.currentData()  # type: ignore[no-any-return]
+        return self.mode_combo.currentData()
 
     def set_mode(self, mode: Mode) -> None:
         self.mode_combo.setCurrentIndex(self.mode_combo.findData(mode))

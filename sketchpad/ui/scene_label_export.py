@@ -36,7 +36,7 @@ def with_current_labels(result: SceneLabels, sketch: Sketch) -> SceneLabels:
     """
     if sketch.is_raster:
         return result
-    index = {name: k for k, name in enumerate(result.labels)}
+    index: dict[str | None, int] = {name: k for k, name in enumerate(result.labels)}
     now = np.array([index.get(s.label, -1) for s in sketch.strokes], dtype=np.int64)
     pixel_labels = result.pixel_labels.copy()
     owner = result.pixels.owner

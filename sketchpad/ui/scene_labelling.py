@@ -331,7 +331,8 @@ class SceneLabelling(QObject):
         return gen
 
     def _on_result(self, result: LabelResult) -> None:
-        trigger, key = self._pending.pop(result.request.generation, ("user", None))
+        unasked: tuple[Trigger, GeometryKey | None] = ("user", None)
+        trigger, key = self._pending.pop(result.request.generation, unasked)
         self._pending.clear()
         if result.request.generation <= self._epoch_generation:
             return  # asked for the drawing that was open before

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def swatch(color: str, size: int = SWATCH_SIZE) -> QIcon:
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
     p.setPen(QColor(0, 0, 0, 90))
     p.setBrush(QColor(color))
-    p.drawRoundedRect(0.5, 0.5, size - 1.0, size - 1.0, 3.0, 3.0)
+    p.drawRoundedRect(QRectF(0.5, 0.5, size - 1.0, size - 1.0), 3.0, 3.0)  # on whole pixels
     p.end()
     return QIcon(pix)
 

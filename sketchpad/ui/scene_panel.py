@@ -59,7 +59,7 @@ class ScenePanel(QDockWidget):
         self.controller = controller
         self.model = LabelListModel(controller)
         self._last_folder = str(Path.home())
-        self.actions = self._build_actions()
+        self.actions_by_name = self._build_actions()
         self.setWidget(self._build_body())
         controller.ask_label = self._choose_label
         controller.isolation_changed.connect(self._show_isolation)
@@ -131,7 +131,7 @@ class ScenePanel(QDockWidget):
             "Colour…", "Change the selected label's colour", self.choose_color
         )
         self.show_all_button = QToolButton(body)
-        self.show_all_button.setDefaultAction(self.actions["show_all"])
+        self.show_all_button.setDefaultAction(self.actions_by_name["show_all"])
         self.show_all_button.setText("Show All")
         for b in (self.add_button, self.remove_button, self.color_button):
             buttons.addWidget(b)
@@ -141,7 +141,7 @@ class ScenePanel(QDockWidget):
 
         run = QHBoxLayout()
         self.label_button = QToolButton(body)
-        self.label_button.setDefaultAction(self.actions["label"])
+        self.label_button.setDefaultAction(self.actions_by_name["label"])
         self.label_button.setText("Label")
         self.busy_bar = QProgressBar(body)
         self.busy_bar.setRange(0, 0)  # indeterminate
@@ -152,7 +152,7 @@ class ScenePanel(QDockWidget):
         layout.addLayout(run)
 
         self.auto_check = QCheckBox("Re-label after edits", body)
-        self.auto_check.toggled.connect(self.actions["auto"].setChecked)
+        self.auto_check.toggled.connect(self.actions_by_name["auto"].setChecked)
         self.color_check = QCheckBox("Colour strokes by label", body)
         self.color_check.setChecked(self.controller.color_by_label)
         self.color_check.toggled.connect(self.controller.set_color_by_label)
@@ -246,7 +246,7 @@ class ScenePanel(QDockWidget):
             sel.clearSelection()
         else:
             self.list_view.setCurrentIndex(self.model.index(row))
-        self.actions["show_all"].setEnabled(name is not None)
+        self.actions_by_name["show_all"].setEnabled(name is not None)
 
     def _after_reset(self) -> None:
         self._show_isolation(self.controller.isolated)
@@ -308,7 +308,7 @@ class ScenePanel(QDockWidget):
         self.busy_bar.setVisible(busy)
 
     def _show_auto(self, on: bool) -> None:
-        for w in (self.auto_check, self.actions["auto"]):
+        for w in (self.auto_check, self.actions_by_name["auto"]):
             with QSignalBlocker(w):
                 w.setChecked(on)
 

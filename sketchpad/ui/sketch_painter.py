@@ -80,7 +80,7 @@ def intersecting(boxes: np.ndarray, rects: np.ndarray) -> np.ndarray:
     b, r = boxes[:, None, :], rects[None, :, :]
     hit = (b[..., 0] <= r[..., 2]) & (b[..., 2] >= r[..., 0])
     hit &= (b[..., 1] <= r[..., 3]) & (b[..., 3] >= r[..., 1])
-    return hit.any(axis=1)
+    return np.any(hit, axis=1)
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class SketchPainter:
                 return self._repaint_all(sketch, view, size, dpr), QTransform()
             if not self._scroll(st.sketch, view):
                 return self._repaint_all(sketch, view, size, dpr), QTransform()
-        if sketch is not self._state.sketch:
+        if sketch is not st.sketch:  # _scroll kept st.sketch
             self._update_changed(sketch)
         return self._layer, QTransform()
 

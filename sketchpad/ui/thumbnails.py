@@ -169,10 +169,6 @@ class ThumbnailCache(QObject):
             self._pool.start(_Drain(self))
         return None
 
-    def peek(self, path: Path | str) -> QImage | None:
-        """The cached thumbnail of ``path`` or None, without queueing or touching the LRU."""
-        return self._images.get(str(path))
-
     def failure(self, path: Path | str) -> str | None:
         """Why ``path`` could not be decoded, or None."""
         return self._failures.get(str(path))

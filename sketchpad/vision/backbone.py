@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from sketchpad.vision import clip_vv
+from sketchpad.vision.hub import ProgressFn
+from sketchpad.vision.protocols import clip_model, clip_tower, timm_vit
 from sketchpad.vision.registry import BackboneSpec, build_model, get_spec
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ class Backbone:
         self.weights = weights
         self.device = device
         self.dtype = dtype
-        self._tokenizer = None
+        self._tokenizer: Callable[[list[str]], torch.Tensor] | None = None
         #: Query encodes (``encode_global``: sketches) in bfloat16 on CPUs that compute it
         #: natively (AMX / AVX-512 BF16): ~2.5× faster for ViT-B/16, the embedding's cosine
         #: with the float32 one ≥ 0.9999. ``SKETCHPAD_CPU_BF16=0`` turns it off.
@@ -134,9 +136,9 @@ class Backbone:
         fast = self.cpu_bf16 and self.device.type == "cpu" and self.dtype == torch.float32
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
             if self.spec.family == "open_clip":
-                out = clip_vv.encode_image_pooled(self.model.visual, x)
+                out = clip_vv.encode_image_pooled(clip_tower(self.model), x)
             else:
-                out = self.model.forward_features(x)[:, 0]
+                out = timm_vit(self.model).forward_features(x)[:, 0]
         return out.float()
 
     @torch.no_grad()
@@ -153,13 +155,14 @@ class Backbone:
         x = self._to_input(x)
         if self.spec.family == "open_clip":
             pooled, patches, (gh, gw) = clip_vv.encode_image_tokens(
-                self.model.visual, x, n_vv=n_vv if path == "vv" else 0
+                clip_tower(self.model), x, n_vv=n_vv if path == "vv" else 0
             )
         else:
-            out = self.model.forward_features(x)  # (B, P + gh·gw, D)
+            vit = timm_vit(self.model)
+            out = vit.forward_features(x)  # (B, P + gh·gw, D)
             p = self.spec.patch_size
             gh, gw = x.shape[2] // p, x.shape[3] // p
-            pooled, patches = out[:, 0], out[:, self.model.num_prefix_tokens :]
+            pooled, patches = out[:, 0], out[:, vit.num_prefix_tokens :]
         b = patches.shape[0]
         return pooled.float(), patches.reshape(b, gh, gw, -1).float()
 
@@ -179,7 +182,7 @@ class Backbone:
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """n strings → (n, d) float32 text embeddings (projected, not normalised)."""
         tokens = self.tokenize(texts).to(self.device)
-        return self.model.encode_text(tokens, normalize=False).float()
+        return clip_model(self.model).encode_text(tokens, normalize=False).float()
 
 
 def create_backbone(
@@ -189,7 +192,7 @@ def create_backbone(
     device: str | torch.device | None = None,
     pretrained: bool = True,
     offline: bool | None = None,
-    progress: object | None = None,
+    progress: ProgressFn | None = None,
     fine_tuned: bool | None = None,
     seed: int = 0,
     fp16: bool = True,
@@ -219,7 +222,7 @@ def create_backbone(
     if pretrained:
         from sketchpad.vision import weights as W
 
-        resolved = W.resolve_weights(spec, weights, offline=offline, progress=progress)  # type: ignore[arg-type]
+        resolved = W.resolve_weights(spec, weights, offline=offline, progress=progress)
         model = build_model(spec)
         W.load_weights(model, spec, resolved.path)
         tuned = _is_fine_tuned(resolved.path) if fine_tuned is None else fine_tuned

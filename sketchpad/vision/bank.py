@@ -53,7 +53,8 @@ class PhotoLayout:
 
     @classmethod
     def of(cls, f: PhotoFeatures) -> PhotoLayout:
-        return cls(tuple(f.grid_hw), f.letterbox, int(f.patch_size))  # type: ignore[arg-type]
+        gh, gw = f.grid_hw
+        return cls((int(gh), int(gw)), f.letterbox, int(f.patch_size))
 
 
 class PatchBlock(Protocol):
@@ -241,11 +242,6 @@ class FeatureBank:
     def resident_bytes(self) -> int:
         """Bytes of patch features held in memory (streamed blocks hold none)."""
         return int(sum(b.resident_bytes for b in self.blocks))
-
-    def uniform_grid(self) -> tuple[int, int] | None:
-        """The grid every photo shares, or None when they differ (or the bank is empty)."""
-        grids = {lay.grid_hw for lay in self.layouts}
-        return grids.pop() if len(grids) == 1 else None
 
     def correlate(self, query: np.ndarray) -> np.ndarray:
         """(ΣT,) float32 cosines of every patch with ``query`` (d,), seed 000 Eq. 2: one

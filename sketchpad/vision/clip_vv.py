@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sketchpad.vision.protocols import ClipVisionTower, ResidualBlock
 
-def interpolated_pos_embed(visual: nn.Module, grid_hw: tuple[int, int]) -> torch.Tensor:
+
+def interpolated_pos_embed(visual: ClipVisionTower, grid_hw: tuple[int, int]) -> torch.Tensor:
     """The tower's positional embedding for a ``grid_hw`` patch grid: (1 + gh·gw, D).
 
     The patch part is resampled bicubically from the trained square grid; the class position
@@ -38,7 +40,7 @@ def interpolated_pos_embed(visual: nn.Module, grid_hw: tuple[int, int]) -> torch
     return torch.cat([pos[:1], patch], dim=0)
 
 
-def _embed(visual: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+def _embed(visual: ClipVisionTower, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """open_clip's ``_embeds`` with a positional embedding fitted to the input's grid."""
     x = visual.conv1(x)  # (B, D, gh, gw)
     gh, gw = x.shape[-2:]
@@ -61,7 +63,7 @@ def _merge_heads(t: torch.Tensor) -> torch.Tensor:
 
 
 def surgery_block(
-    block: nn.Module, x_ori: torch.Tensor, x_vv: torch.Tensor
+    block: ResidualBlock, x_ori: torch.Tensor, x_vv: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One residual block on both streams. Returns (x_ori, x_vv), each (B, N, D)."""
     attn: nn.MultiheadAttention = block.attn
@@ -77,7 +79,7 @@ def surgery_block(
     return x_ori, x_vv
 
 
-def _check_tower(visual: nn.Module) -> None:
+def _check_tower(visual: ClipVisionTower) -> None:
     if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != (
         "tok"
     ):
@@ -90,13 +92,13 @@ def _check_tower(visual: nn.Module) -> None:
 
 
 def image_tokens(
-    visual: nn.Module, x: torch.Tensor, *, n_vv: int = 6
+    visual: ClipVisionTower, x: torch.Tensor, *, n_vv: int = 6
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Run the vision tower once with both streams (differentiable: training uses it; the
     app calls :func:`encode_image_tokens`, the same without gradients).
 
     Args:
-        visual: an open_clip ``VisionTransformer`` (``model.visual``).
+        visual: an open_clip ``VisionTransformer`` (``protocols.clip_tower(model)``).
         x: (B, 3, H, W) normalised images; H, W multiples of the patch size (any size:
             positional embeddings are interpolated).
         n_vv: number of final blocks with the v-v stream; 0 gives the plain path (patches from
@@ -126,13 +128,13 @@ def image_tokens(
 
 @torch.no_grad()
 def encode_image_tokens(
-    visual: nn.Module, x: torch.Tensor, *, n_vv: int = 6
+    visual: ClipVisionTower, x: torch.Tensor, *, n_vv: int = 6
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """:func:`image_tokens` without gradients."""
     return image_tokens(visual, x, n_vv=n_vv)
 
 
-def image_pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def image_pooled(visual: ClipVisionTower, x: torch.Tensor) -> torch.Tensor:
     """(B, E) projected CLS for (B, 3, H, W) images of any patch-multiple size (plain path),
     differentiable."""
     x, _ = _embed(visual, x)
@@ -142,6 +144,6 @@ def image_pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_image_pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def encode_image_pooled(visual: ClipVisionTower, x: torch.Tensor) -> torch.Tensor:
     """:func:`image_pooled` without gradients."""
     return image_pooled(visual, x)

@@ -108,7 +108,7 @@ def refine_with_crf(
     b_compat = _positive("bilateral_compat", bilateral_compat)
 
     h, w = prob.shape
-    prob32 = prob.astype(np.float32)
+    prob32: np.ndarray = prob.astype(np.float32)
     scale = int(working_long_side) / max(h, w)
     if scale < 1.0:
         ws, hs = max(1, round(w * scale)), max(1, round(h * scale))

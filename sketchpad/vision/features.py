@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from sketchpad.sketch.model import Sketch
@@ -110,7 +111,7 @@ def embed_photos(
     *,
     input_size: int | None = None,
     path: PatchPath = "vv",
-    store_dtype: np.dtype = np.float16,
+    store_dtype: npt.DTypeLike = np.float16,
 ) -> list[PhotoFeatures]:
     """Patch and global features of a batch of photos (one forward for the batch).
 

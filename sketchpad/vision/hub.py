@@ -126,7 +126,7 @@ def _progress_bridge(progress: ProgressFn | None) -> type:
     """A silent tqdm class for ``hf_hub_download(tqdm_class=...)`` that forwards byte counts."""
     from tqdm.auto import tqdm
 
-    class _ProgressBridge(tqdm):  # type: ignore[misc, valid-type]
+    class _ProgressBridge(tqdm):  # type: ignore[type-arg]  # generic in its stubs only
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True  # no terminal output from library code
             kwargs.pop("name", None)

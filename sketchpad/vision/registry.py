@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # torch is imported where a model is built
+    from torch import nn
 
 Family = Literal["open_clip", "timm"]
 
@@ -148,7 +151,7 @@ def open_clip_config(spec: BackboneSpec) -> dict[str, Any]:
     return cfg
 
 
-def build_model(spec: BackboneSpec) -> Any:  # noqa: ANN401 (an nn.Module of either library)
+def build_model(spec: BackboneSpec) -> nn.Module:
     """A randomly initialised model of ``spec``'s architecture, in eval mode, on the CPU.
 
     open_clip: a ``CLIP`` built from the preset config (no download, no weights).

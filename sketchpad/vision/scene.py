@@ -317,7 +317,9 @@ class SceneLabeller:
             k = len(ls)
             si = s_np[i, :, :k]  # (N, K)
             maps = minmax_over_patches(si).T.reshape(k, gh, gw).astype(np.float32)
-            px = pixels[i] if pixels[i] is not None else stroke_pixels(sketch)
+            px = pixels[i]
+            if px is None:
+                px = stroke_pixels(sketch)
             patch = self.backbone.spec.patch_size
             pixel_labels = argmax_labels(px, maps, views[i][1], patch)
             results.append(

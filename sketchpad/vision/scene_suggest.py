@@ -117,7 +117,7 @@ def raster_groups(
             else DEFAULT_GAP_FRACTION * math.hypot(box[2] - box[0], box[3] - box[1])
         )
     radius = max(0, math.ceil(gap * pixels.frame.scale / 2.0))
-    solid = (pixels.owner >= 0).astype(np.uint8)
+    solid: np.ndarray = (pixels.owner >= 0).astype(np.uint8)
     if radius:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         solid = cv2.dilate(solid, kernel)

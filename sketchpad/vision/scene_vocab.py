@@ -197,7 +197,7 @@ def parse_vocabulary(text: str, source: str = "<text>") -> Vocabulary:
     by_key = {normalize_phrase(n): n for n in seen.values()}
     # Aliases and ignores may spell a name as its other section did ("teddy-bear").
     aliases = {a: by_key.get(normalize_phrase(n), n) for a, n in aliases.items()}
-    ignored = {by_key.get(normalize_phrase(n), n) for n in ignore}
+    ignored = frozenset(by_key.get(normalize_phrase(n), n) for n in ignore)
     return Vocabulary(
         names=tuple(seen.values()), sections=kept, aliases=aliases, caption_ignore=ignored
     )

@@ -143,11 +143,10 @@ class Segmenter:
             from sketchpad.sketch.grouping import group_strokes
 
             groups = group_strokes(sketch)
-        groups = [tuple(g) for g in groups]
-        groups = [g for g in groups if g]
-        parts = [sketch] + [sketch.subset(g) for g in groups] if len(groups) > 1 else [sketch]
+        chosen = [tuple(g) for g in groups if g]
+        parts = [sketch] + [sketch.subset(g) for g in chosen] if len(chosen) > 1 else [sketch]
         emb = embed_sketches(self.backbone, parts, sketch, input_size=self.input_size)
         out = [Query(emb[0], "sketch", tuple(s.id for s in sketch.strokes))]
         if len(parts) > 1:
-            out += [Query(emb[k + 1], f"group {k + 1}", g) for k, g in enumerate(groups)]
+            out += [Query(emb[k + 1], f"group {k + 1}", g) for k, g in enumerate(chosen)]
         return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from timm.layers import PatchEmbed
+from timm.layers.patch_embed import PatchEmbed
 from torch import nn
 
 
@@ -45,4 +45,5 @@ class ConvStemPatchEmbed(PatchEmbed):
             ]
             c_in, width = width, min(width * 2, embed_dim)
         layers.append(nn.Conv2d(c_in, embed_dim, 1))
-        self.proj = nn.Sequential(*layers)
+        # timm declares proj a Conv2d; its forward only calls proj(x), which any module fits.
+        self.proj = nn.Sequential(*layers)  # type: ignore[assignment]

@@ -52,8 +52,8 @@ def test_requests_are_taken_in_generation_order_and_jobs_all_run() -> None:
     box.put(load(0))
     box.put(OpenFolder(1, Path("a")))
     box.put(q(2))
-    box.put(OpenFolder(3, Path("b")))
-    box.put(MaskRequest(4, 2, ("x",)))
+    box.put(OpenFolder(generation=3, folder=Path("b")))
+    box.put(MaskRequest(generation=4, query_generation=2, names=("x",)))
     box.put(q(5))  # replaces 2: taken after OpenFolder 3 (order of asking), before masks 4
     order = []
     while (r := box.take(timeout_s=0)) is not None:
@@ -70,11 +70,13 @@ def test_requests_are_taken_in_generation_order_and_jobs_all_run() -> None:
 
 def test_take_urgent_hands_out_only_queries_and_masks() -> None:
     box = Inbox()
-    box.put(OpenFolder(0, Path("a")))
+    box.put(OpenFolder(generation=0, folder=Path("a")))
     assert box.take_urgent() is None
     box.put(q(1))
-    box.put(MaskRequest(2, 1, ("x",), channel="viewer"))
-    box.put(MaskRequest(3, 1, ("y",), channel="viewer"))  # replaces 2 (same channel)
+    box.put(MaskRequest(generation=2, query_generation=1, names=("x",), channel="viewer"))
+    box.put(
+        MaskRequest(generation=3, query_generation=1, names=("y",), channel="viewer")
+    )  # replaces 2 (same channel)
     got = [box.take_urgent(), box.take_urgent(), box.take_urgent()]
     assert [type(r).__name__ for r in got[:2]] == ["QueryRequest", "MaskRequest"]
     assert got[1].generation == 3 and got[2] is None
@@ -87,13 +89,13 @@ def test_stale_checks() -> None:
     assert not box.is_stale_query(3)
     box.put(q(7))
     assert box.is_stale_query(3) and not box.is_stale_query(7)
-    m = MaskRequest(8, 7, ("x",))
+    m = MaskRequest(generation=8, query_generation=7, names=("x",))
     box.put(m)
     assert not box.is_stale_mask(m)
-    box.put(MaskRequest(9, 7, ("y",)))
+    box.put(MaskRequest(generation=9, query_generation=7, names=("y",)))
     assert box.is_stale_mask(m)  # a newer request on its channel
-    box.put(MaskRequest(10, 7, ("z",), channel="viewer"))
-    m11 = MaskRequest(11, 7, ("x",), channel="other")
+    box.put(MaskRequest(generation=10, query_generation=7, names=("z",), channel="viewer"))
+    m11 = MaskRequest(generation=11, query_generation=7, names=("x",), channel="other")
     box.put(m11)
     assert not box.is_stale_mask(m11)
     box.put(q(12))
@@ -126,7 +128,7 @@ def test_stop_wakes_a_blocked_worker_and_ends_taking() -> None:
 
 def test_idle_waits_for_the_request_in_hand() -> None:
     box = Inbox()
-    box.put(OpenFolder(0, Path("a")))
+    box.put(OpenFolder(generation=0, folder=Path("a")))
     assert not box.idle()
     box.take()
     assert not box.pending()  # nothing waiting, one request in hand
@@ -143,7 +145,7 @@ def test_requests_are_validated() -> None:
     with pytest.raises(ValueError, match="threshold"):
         QueryRequest(generation=0, spec=QuerySpec(sketch=sketch_at(0)), threshold=1.0)
     with pytest.raises(ValueError, match="batch_size"):
-        OpenFolder(0, Path("a"), batch_size=0)
+        OpenFolder(generation=0, folder=Path("a"), batch_size=0)
     with pytest.raises(ValueError, match="generation"):
         load(-1)
     with pytest.raises(ValueError, match="backbone id or a checkpoint"):

@@ -140,11 +140,17 @@ def test_a_result_of_another_folder_is_ignored(model) -> None:
 def test_apply_masks_only_for_the_query_shown(model) -> None:
     model.apply_result(result(["img2.jpg", "b.jpg"], [0.8, 0.5], generation=3))
     m = photo_mask(np.full((6, 6), 0.9))
-    assert not model.apply_masks(MaskResult(9, 2, "gallery", {"b.jpg": m}))  # stale query
+    assert not model.apply_masks(
+        MaskResult(generation=9, query_generation=2, channel="gallery", masks={"b.jpg": m})
+    )  # stale query
     assert model.mask_for("b.jpg") is None
-    assert not model.apply_masks(MaskResult(9, 3, "gallery", {"nope.jpg": m}))
+    assert not model.apply_masks(
+        MaskResult(generation=9, query_generation=3, channel="gallery", masks={"nope.jpg": m})
+    )
     key_before = model.mask_key("b.jpg")
-    assert model.apply_masks(MaskResult(10, 3, "gallery", {"b.jpg": m}))
+    assert model.apply_masks(
+        MaskResult(generation=10, query_generation=3, channel="gallery", masks={"b.jpg": m})
+    )
     assert model.mask_for("b.jpg") is m
     assert model.index(model.row_of("b.jpg")).data(MaskKeyRole) != key_before
 
@@ -154,7 +160,14 @@ def test_masks_arriving_after_a_threshold_change_follow_the_slider(model) -> Non
     model.apply_result(result(["img2.jpg"], [0.8], generation=3, threshold=0.5))
     model.set_threshold(0.2)
     ramp = np.tile((np.arange(20, dtype=np.float32) + 0.5) * 0.045, (4, 1))
-    assert model.apply_masks(MaskResult(4, 3, "gallery", {"img2.jpg": photo_mask(ramp)}))
+    assert model.apply_masks(
+        MaskResult(
+            generation=4,
+            query_generation=3,
+            channel="gallery",
+            masks={"img2.jpg": photo_mask(ramp)},
+        )
+    )
     np.testing.assert_array_equal(model.mask_for("img2.jpg").mask, ramp > 0.2)
 
 

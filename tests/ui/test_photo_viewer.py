@@ -86,8 +86,8 @@ def wait_done(viewer: PhotoViewer, qtbot: Any) -> PhotoMask:
     qtbot.waitUntil(
         lambda: viewer.mask_state == "done" and viewer.photo_size is not None, timeout=WAIT_MS
     )
-    assert viewer.mask is not None
-    return viewer.mask
+    assert viewer.shown_mask is not None
+    return viewer.shown_mask
 
 
 def render(viewer: PhotoViewer) -> np.ndarray:
@@ -173,7 +173,8 @@ def test_the_photo_then_the_full_resolution_mask_tinted_exactly_where_it_is(
     assert mask.refined and mask.mask.shape == (128, 128)
     assert mask.mask.any() and not mask.mask.all()
     status = viewer.status_text()
-    for part in ("p000.png", "128 × 128 px", f"score {mask.score:.2f}", "match, 1 region", "refined"):
+    parts = ("p000.png", "128 × 128 px", f"score {mask.score:.2f}", "match, 1 region", "refined")
+    for part in parts:
         assert part in status, status
     shown = render(viewer).astype(np.int16)
     rgb = planted_photo("p000.png")
@@ -191,9 +192,9 @@ def test_the_quick_mask_is_stretched_over_the_photo_at_once(
     assert quick.mask.shape == (QUICK_SIDE, QUICK_SIDE)
     lone = make_viewer(qtbot, None)  # no engine: the quick mask stays
     lone.show_photo(folder, "p000.png", quick_mask=quick)
-    assert lone.mask is quick  # before the photo is decoded
+    assert lone.shown_mask is quick  # before the photo is decoded
     qtbot.waitUntil(lambda: lone.photo_size == (128, 128), timeout=WAIT_MS)
-    assert lone.mask is quick and lone.mask_state == "none"
+    assert lone.shown_mask is quick and lone.mask_state == "none"
     lone.set_boxes_visible(False)
     big = np.kron(quick.mask, np.ones((4, 4), bool))  # 32 → 128 px, nearest
     changed = (render(lone) != planted_photo("p000.png")).any(axis=-1)
@@ -291,7 +292,7 @@ def test_crf_toggle_asks_again_without_refinement(
     viewer.refresh(crf=False)  # pending already: not asked twice
     assert viewer.mask_request_generation == gen
     qtbot.waitUntil(
-        lambda: viewer.mask_state == "done" and not viewer.mask.refined, timeout=WAIT_MS
+        lambda: viewer.mask_state == "done" and not viewer.shown_mask.refined, timeout=WAIT_MS
     )
     assert "full resolution" in viewer.status_text()
 
@@ -317,7 +318,7 @@ def test_a_photo_that_cannot_be_opened_says_why_in_the_status_line(
     assert "c62828" in viewer.status_label.styleSheet()
     assert engine.wait_until_idle(10.0)  # the engine's answer ("not in the gallery") too
     qtbot.wait(20)
-    assert viewer.status_text().startswith("cannot open broken.png: ") and viewer.mask is None
+    assert viewer.status_text().startswith("cannot open broken.png: ") and viewer.shown_mask is None
 
 
 def test_a_photo_the_viewer_cannot_decode_shows_no_mask_either(
@@ -338,7 +339,7 @@ def test_a_photo_the_viewer_cannot_decode_shows_no_mask_either(
     assert viewer.status_text() == "cannot open p000.png: injected decoder failure"
     assert engine.wait_until_idle(10.0)  # the engine's mask for p000 comes, and is not shown
     qtbot.wait(20)
-    assert viewer.mask is None and viewer.mask_state == "none"
+    assert viewer.shown_mask is None and viewer.mask_state == "none"
     assert viewer.status_text() == "cannot open p000.png: injected decoder failure"
 
 
@@ -383,7 +384,7 @@ def test_a_hidden_viewer_asks_for_the_new_mask_when_shown_again(
     wait_done(viewer, qtbot)
     viewer.hide()
     result = run_query(engine, qtbot, x=3.0)
-    assert viewer.mask is result.masks["p000.png"] and viewer.mask_state == "pending"
+    assert viewer.shown_mask is result.masks["p000.png"] and viewer.mask_state == "pending"
     assert viewer.mask_request_generation == -1  # no CRF work for a window nobody sees
     viewer.show()
     assert viewer.mask_state == "pending" and viewer.mask_request_generation >= 0
@@ -400,10 +401,20 @@ def test_answers_of_other_channels_names_or_requests_are_ignored(
     fake = fake_mask((128, 128))
     # Straight from the engine's signal (its own filter is not what is tested), before the
     # real answer: the connection is direct, so each is handled here and now.
-    engine.masksFinished.emit(MaskResult(gen, q, "gallery", {"p000.png": fake}))
-    engine.masksFinished.emit(MaskResult(gen - 1, q, "viewer", {"p000.png": fake}))
-    engine.masksFinished.emit(MaskResult(gen + 5, q, "viewer", {"p001.png": fake}))
-    assert viewer.mask is None and viewer.mask_state == "pending"
+    engine.masksFinished.emit(
+        MaskResult(generation=gen, query_generation=q, channel="gallery", masks={"p000.png": fake})
+    )
+    engine.masksFinished.emit(
+        MaskResult(
+            generation=gen - 1, query_generation=q, channel="viewer", masks={"p000.png": fake}
+        )
+    )
+    engine.masksFinished.emit(
+        MaskResult(
+            generation=gen + 5, query_generation=q, channel="viewer", masks={"p001.png": fake}
+        )
+    )
+    assert viewer.shown_mask is None and viewer.mask_state == "pending"
     mask = wait_done(viewer, qtbot)
     assert mask is not fake and not mask.mask.all()
     # A newer show_photo: the answer for the earlier photo never lands.
@@ -414,7 +425,7 @@ def test_answers_of_other_channels_names_or_requests_are_ignored(
     )
     assert engine.wait_until_idle(10.0) and viewer.wait_until_idle(10.0)
     qtbot.wait(20)
-    assert viewer.mask is not None and viewer.mask.mask.shape == (64, 128)
+    assert viewer.shown_mask is not None and viewer.shown_mask.mask.shape == (64, 128)
     assert viewer.photo_size == (128, 64)
 
 
@@ -450,7 +461,7 @@ def test_a_full_mask_still_being_built_when_a_newer_one_is_asked_for_is_dropped(
         built.set()
         assert viewer.wait_until_idle(10.0)
         qtbot.wait(20)  # the CRF overlay is delivered now, and must be dropped
-        assert viewer.mask is None and viewer.mask_state == "pending"
+        assert viewer.shown_mask is None and viewer.mask_state == "pending"
     finally:
         built.set()
         answering.set()
@@ -465,7 +476,7 @@ def test_a_newer_query_gives_the_photo_a_new_mask(
     first = wait_done(viewer, qtbot)
     gen = viewer.mask_request_generation
     result = run_query(engine, qtbot, x=5.0)
-    assert viewer.mask is result.masks["p000.png"]  # its quick mask at once
+    assert viewer.shown_mask is result.masks["p000.png"]  # its quick mask at once
     assert viewer.mask_state == "pending" and viewer.mask_request_generation > gen
     assert wait_done(viewer, qtbot) is not first
 
@@ -567,7 +578,7 @@ def test_next_and_previous_follow_the_sequence(
     with qtbot.waitSignal(viewer.currentChanged, timeout=WAIT_MS) as blocker:
         qtbot.keyClick(viewer.view, Qt.Key.Key_Right)
     assert blocker.args == ["p003.png"] and viewer.name == "p003.png"
-    assert viewer.mask is result.masks["p003.png"]  # the quick mask at once
+    assert viewer.shown_mask is result.masks["p003.png"]  # the quick mask at once
     assert not viewer.actions_by_name["next"].isEnabled() and not viewer.next_photo()
     qtbot.keyClick(viewer.view, Qt.Key.Key_Left)
     viewer.actions_by_name["previous"].trigger()
@@ -575,7 +586,7 @@ def test_next_and_previous_follow_the_sequence(
     assert not viewer.actions_by_name["previous"].isEnabled() and not viewer.previous_photo()
     assert viewer.actions_by_name["next"].isEnabled()
     wait_done(viewer, qtbot)
-    assert viewer.photo_size == (128, 128) and len(viewer.mask.instances) == 2
+    assert viewer.photo_size == (128, 128) and len(viewer.shown_mask.instances) == 2
 
 
 def test_the_dialog_names_the_photo(folder: Path, qtbot: Any) -> None:

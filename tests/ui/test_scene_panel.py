@@ -211,7 +211,7 @@ def test_label_runs_in_the_background_and_applies_exact_labels(
     timer.start()
     backbone.gate.clear()
     t0 = time.monotonic()
-    window.scene_panel.actions["label"].trigger()
+    window.scene_panel.actions_by_name["label"].trigger()
     assert time.monotonic() - t0 < 0.5  # the call returned before the result
     assert scene.is_busy and window.scene_panel.busy_bar.isVisible()
     qtbot.wait(100)  # the GUI thread runs while the model works
@@ -271,7 +271,7 @@ def test_auto_relabel_after_pen_up_and_undo_keeps_redo(
     scene, doc, stack = window.scene, window.document, window.document.undo_stack
     scene.add_labels(QUADRANTS)
     window.scene_panel.auto_check.setChecked(True)
-    assert window.scene_panel.actions["auto"].isChecked() and scene.auto_relabel
+    assert window.scene_panel.actions_by_name["auto"].isChecked() and scene.auto_relabel
     qtbot.waitUntil(lambda: labels_of(window) == TRUTH, timeout=10_000)  # the drawing as is
     doc.apply(SketchEdit.add(doc.sketch, [Stroke(ring(98, 42, 4), id="new")]), "Draw")
     qtbot.waitUntil(lambda: labels_of(window)[-1] == "dog", timeout=10_000)
@@ -361,7 +361,7 @@ def test_legend_click_isolates_a_label_and_again_shows_all(window: MainWindow, q
     assert painter.stroke_color(strokes[1]).alpha() == 255  # dog
     assert all(painter.stroke_color(strokes[i]).alpha() == DIM_ALPHA for i in (0, 2, 3, 4))
     assert panel.model.index(0).data(Qt.ItemDataRole.ForegroundRole) is not None
-    assert panel.actions["show_all"].isEnabled()
+    assert panel.actions_by_name["show_all"].isEnabled()
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert scene.isolated is None
     assert all(painter.stroke_color(s).alpha() == 255 for s in strokes)
@@ -480,7 +480,7 @@ def test_export_writes_the_files(window: MainWindow, qtbot: Any, tmp_path: Path)
     panel._ask_export_folder = lambda start: out  # type: ignore[method-assign]
     written: list[list[Path]] = []
     scene.exported.connect(written.append)
-    panel.actions["export"].trigger()  # no labelling yet: one runs, then the export
+    panel.actions_by_name["export"].trigger()  # no labelling yet: one runs, then the export
     qtbot.waitUntil(lambda: bool(written), timeout=10_000)
     names = {p.name for p in written[0]}
     assert {"labelled.json", "labelled.svg", "label_map.png", "strokes.csv"} <= names
@@ -489,7 +489,7 @@ def test_export_writes_the_files(window: MainWindow, qtbot: Any, tmp_path: Path)
 
     scene.relabel_stroke("tl", "dog")  # a hand label is exported as it is shown
     scene.set_label_color("dog", "#010203")
-    panel.actions["export"].trigger()  # the labelling still fits: written at once
+    panel.actions_by_name["export"].trigger()  # the labelling still fits: written at once
     assert len(written) == 2
     doc = json.loads((out / "labelled.json").read_text(encoding="utf-8"))
     assert [s["label"] for s in doc["strokes"]] == ["dog", *TRUTH[1:]]
@@ -511,3 +511,21 @@ def test_export_failure_names_the_path_and_reason(
     title, text = window.errors[-1]
     assert title == "Cannot export labels"
     assert str(blocker / "out") in text and "Reason:" in text
+
+
+def test_label_swatch_border_lies_on_whole_pixels(qapp: QApplication) -> None:
+    """The swatch's 1-px border sits on the outermost pixels, alike on all sides. (Drawn from
+    four floats, PySide6 took the int overload: the square moved half a pixel up-left, with a
+    half-covered left edge and a faint right one.)"""
+    from sketchpad.ui.scene_labels_model import swatch
+
+    size = 14
+    image = swatch("#ff0000", size).pixmap(size, size).toImage()
+    mid = size // 2
+    edges = [
+        image.pixelColor(0, mid), image.pixelColor(size - 1, mid),
+        image.pixelColor(mid, 0), image.pixelColor(mid, size - 1),
+    ]  # fmt: skip
+    assert len({c.rgba() for c in edges}) == 1, [c.getRgb() for c in edges]
+    assert edges[0].alpha() > 128 and edges[0].red() < 255  # the border: opaque-ish and dark
+    assert image.pixelColor(1, mid).getRgb() == (255, 0, 0, 255)  # the fill, just inside

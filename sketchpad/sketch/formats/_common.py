@@ -218,9 +218,9 @@ def json_numbers(a: np.ndarray) -> list[Any]:
     a = np.asarray(a, dtype=np.float64)
     integral = (np.mod(a, 1) == 0) & (np.abs(a) < 2**53) & ~((a == 0) & np.signbit(a))
     if integral.all():
-        return a.astype(np.int64).tolist()  # type: ignore[no-any-return]
+        return a.astype(np.int64).tolist()
     if not integral.any():
-        return a.tolist()  # type: ignore[no-any-return]
+        return a.tolist()
     mixed = a.astype(object)
     mixed[integral] = a[integral].astype(np.int64).astype(object)
-    return mixed.tolist()  # type: ignore[no-any-return]
+    return mixed.tolist()

@@ -9,7 +9,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -33,7 +33,7 @@ class NpyHeader:
         return f"a {self.dtype} array of shape {self.shape}"
 
 
-def read_header(f: BinaryIO, path: Path, what: str) -> NpyHeader:
+def read_header(f: IO[bytes], path: Path, what: str) -> NpyHeader:
     """Read the magic string and header of ``f`` (left at the start of the data)."""
     try:
         version = npformat.read_magic(f)

@@ -19,13 +19,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..model import Sketch
 from ._common import SketchFileError, check_index, make_sketch, read_file_bytes
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
-WRITE_EXTENSIONS = (".png",)
 
 #: Pillow's documented failures while identifying or decoding an image, plus the few
 #: its decoders let escape on malformed data (bad EXIF, truncated chunks).
@@ -65,7 +64,8 @@ def encode_png(sketch: Sketch, path: Path) -> bytes:
         from ..raster import canvas_frame, rasterize
 
         hw = (max(1, round(sketch.height)), max(1, round(sketch.width)))
-        if hw[0] * hw[1] > Image.MAX_IMAGE_PIXELS:
+        limit = Image.MAX_IMAGE_PIXELS  # None: the limit switched off, as in Pillow
+        if limit is not None and hw[0] * hw[1] > limit:
             raise SketchFileError(
                 path, f"the canvas ({hw[1]}×{hw[0]} pixels) is too large to save as PNG"
             )
@@ -101,7 +101,7 @@ def _decode(
         raise SketchFileError(
             path, f"{what} is too large to open safely (decompression bomb protection): {e}"
         ) from e
-    except Image.UnidentifiedImageError as e:
+    except UnidentifiedImageError as e:
         names = " or ".join(formats)
         raise SketchFileError(path, f"{what} is not a {names} image, or it is damaged") from e
     except _DECODE_ERRORS as e:

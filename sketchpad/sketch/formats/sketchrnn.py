@@ -143,7 +143,7 @@ def _members(path: Path, zf: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo
         what = f"array {key!r}"
         try:
             with zf.open(info) as f:
-                header = read_header(f, path, what)  # type: ignore[arg-type]
+                header = read_header(f, path, what)
         except _ZIP_ERRORS as e:
             raise SketchFileError(
                 path, f"{what} could not be read from the zip (damaged?): {e}"

@@ -25,7 +25,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -104,7 +104,7 @@ class _Reader:
     def read(self, data: bytes) -> Sketch:
         if b"<!ENTITY" in data:
             raise SketchFileError(self.path, "declares XML entities, which are refused for safety")
-        parser = ET.XMLPullParser(events=("start", "end"))
+        parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
         damage: ET.ParseError | None = None
         try:
             parser.feed(data)
@@ -150,8 +150,10 @@ class _Reader:
             metadata=metadata,
         )
 
-    def _handle(self, parser: ET.XMLPullParser) -> None:
-        for event, el in parser.read_events():
+    def _handle(self, parser: ET.XMLPullParser[ET.Element]) -> None:
+        for item in parser.read_events():
+            # events=("start", "end") queues (event, element) pairs only
+            event, el = cast("tuple[str, ET.Element]", item)
             if event == "start":
                 self._start(el)
             else:
@@ -206,9 +208,9 @@ class _Reader:
             except ValueError:
                 pass
             self.warnings.append(f"ignored the bad viewBox {vb!r}")
-        w, h = _length(el.get("width")), _length(el.get("height"))
-        if w and h and w > 0 and h > 0:
-            self.canvas = (w, h)
+        width, height = _length(el.get("width")), _length(el.get("height"))
+        if width and height and width > 0 and height > 0:
+            self.canvas = (width, height)
         return svg_path.IDENTITY
 
     def _shape(self, tag: str, el: ET.Element, ctx: _Context) -> None:

@@ -35,13 +35,13 @@ _PARAMS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 
 def parse_numbers(text: str) -> list[float]:
     """Numbers separated by whitespace and/or commas; ValueError if anything else is there."""
     out: list[float] = []
-    i = _SEPARATORS.match(text).end()  # type: ignore[union-attr]
+    i = _SEPARATORS.match(text).end()  # type: ignore[union-attr]  # [\s,]* always matches
     while i < len(text):
         m = _NUMBER.match(text, i)
         if m is None:
             raise ValueError(f"expected a number at {text[i:i + 12]!r}")
         out.append(float(m.group()))
-        i = _SEPARATORS.match(text, m.end()).end()  # type: ignore[union-attr]
+        i = _SEPARATORS.match(text, m.end()).end()  # type: ignore[union-attr]  # [\s,]* always matches
     return out
 
 
@@ -219,7 +219,7 @@ class _Scanner:
         self.i = 0
 
     def _skip(self) -> None:
-        self.i = _SEPARATORS.match(self.text, self.i).end()  # type: ignore[union-attr]
+        self.i = _SEPARATORS.match(self.text, self.i).end()  # type: ignore[union-attr]  # [\s,]* always matches
 
     def command(self) -> str | None:
         """The next command letter (consumed), None at the end; ValueError for junk."""

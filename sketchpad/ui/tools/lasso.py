@@ -47,8 +47,8 @@ class LassoTool(Tool):
         cached = self._box_for
         if cached is None or cached[0][0] is not doc.sketch or cached[0][1] is not doc.selection:
             box = selection_bbox(doc.sketch, doc.selection) if doc.selection else None
-            self._box_for = ((doc.sketch, doc.selection), box)
-        return self._box_for[1]
+            cached = self._box_for = ((doc.sketch, doc.selection), box)
+        return cached[1]
 
     def over_selection(self, x: float, y: float) -> bool:
         """True when canvas point (x, y) grabs the selection (inside its bounding box)."""

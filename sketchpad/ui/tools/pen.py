@@ -43,11 +43,6 @@ class PenTool(Tool):
     def drawing(self) -> bool:
         return bool(self._points)
 
-    @property
-    def live_points(self) -> np.ndarray:
-        """(N, 2) canvas coordinates of the stroke being drawn (empty when idle)."""
-        return np.array(self._points, dtype=np.float64).reshape(-1, 2)
-
     def reset_clock(self) -> None:
         """A new document: the next pen-down starts the drawing clock again."""
         self._origin_ms = None
@@ -97,7 +92,10 @@ class PenTool(Tool):
 
     def _commit(self) -> None:
         settings = self.host.settings
-        pressure = None if any(v is None for v in self._pressure) else self._pressure
+        pressure = (
+            None if any(v is None for v in self._pressure)
+            else np.array(self._pressure, dtype=np.float64)
+        )  # fmt: skip
         stroke = Stroke(
             points=np.array(self._points),
             times=np.maximum.accumulate(np.array(self._times)),  # a clock never runs back
