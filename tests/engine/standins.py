@@ -1,5 +1,6 @@
-"""Stand-ins for the engine tests: a planted backbone that can be slowed down, made to fail or
-made to run out of memory; generated photo folders; a recorder of an engine's signals."""
+"""Stand-ins for the engine tests: the reactive planted backbone (its sketch embedding depends
+on where the ink is, its words on the colours they name) that can be slowed down, made to fail
+or made to run out of memory; generated photo folders; a recorder of an engine's signals."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from planted import GALLERY, PlantedBackbone, photo
+from planted import COLOUR_GALLERY, GALLERY, ReactiveBackbone, coloured_photo, photo
 
 from sketchpad.engine.client import Engine
 from sketchpad.engine.requests import LoadModel
@@ -20,8 +21,8 @@ from sketchpad.sketch.model import Sketch, Stroke
 from sketchpad.vision.segmenter import Segmenter
 
 
-class StandIn(PlantedBackbone):
-    """The planted backbone with knobs.
+class StandIn(ReactiveBackbone):
+    """The reactive planted backbone with knobs.
 
     Attributes:
         photo_delay_s: sleep per photo forward (a slow model).
@@ -29,7 +30,7 @@ class StandIn(PlantedBackbone):
         fail_next_sketch: the next sketch forward raises RuntimeError("injected failure").
         oom_above: pretend to be on a GPU that runs out of memory for batches larger than
             this (None: never); ``oom_sketch`` also for sketch forwards.
-        sketch_calls: number of sketch forwards.
+        sketch_calls: number of sketch forwards (counted by the reactive backbone).
         gate: when set to an Event, sketch forwards wait for it (a query held in flight).
     """
 
@@ -40,7 +41,6 @@ class StandIn(PlantedBackbone):
         self.fail_next_sketch = False
         self.oom_above: int | None = None
         self.oom_sketch = False
-        self.sketch_calls = 0
         self.gate: threading.Event | None = None
 
     def fake_gpu(self, oom_above: int | None, *, sketch: bool = False) -> None:
@@ -64,7 +64,7 @@ class StandIn(PlantedBackbone):
         if self.gate is not None:
             assert self.gate.wait(10.0), "the test never opened the gate"
         time.sleep(self.sketch_delay_s)
-        return super().encode_global(x)
+        return self.sketch_embedding(x)
 
     def encode_patches(self, x: torch.Tensor, **kw: object) -> tuple[torch.Tensor, torch.Tensor]:
         self._maybe_oom(x.shape[0])
@@ -97,6 +97,14 @@ def make_photos(folder: Path, n: int) -> list[str]:
         Image.fromarray(photo(hw, boxes)).save(folder / name)
         names.append(name)
     return names
+
+
+def make_colour_photos(folder: Path) -> list[str]:
+    """The COLOUR_GALLERY as PNGs (128 × 128); returns their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, objects in COLOUR_GALLERY.items():
+        Image.fromarray(coloured_photo((128, 128), objects)).save(folder / name)
+    return list(COLOUR_GALLERY)
 
 
 def has_object(name: str) -> bool:
