@@ -100,6 +100,9 @@ class ReactiveBackbone(PlantedBackbone):
         self.text_calls = 0
 
     def encode_patches(self, x: torch.Tensor, **_: object) -> tuple[torch.Tensor, torch.Tensor]:
+        """A patch: the mix of its colours' directions by the fraction of its pixels of each
+        (a patch half covered by a red object points half-way between E0 and E1), so objects
+        that cover a patch partly score lower than those that fill one."""
         self.photo_batches.append(x.shape[0])
         rgb = self._rgb(x)
         r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
@@ -110,10 +113,13 @@ class ReactiveBackbone(PlantedBackbone):
             3: (b > 0.8) & (r < 0.2) & (g < 0.2),
         }
         eye = torch.eye(D)
-        patches = eye[1].expand(x.shape[0], x.shape[2] // p, x.shape[3] // p, D).clone()
+        rest = torch.ones(x.shape[0], x.shape[2] // p, x.shape[3] // p)
+        patches = torch.zeros(*rest.shape, D)
         for k, mask in pure.items():
             frac = nn.functional.avg_pool2d(mask[:, None].float(), p)[:, 0]  # (B, gh, gw)
-            patches[frac >= 0.5] = eye[k]
+            patches += frac[..., None] * eye[k]
+            rest -= frac
+        patches += rest.clamp(min=0.0)[..., None] * eye[1]
         return torch.from_numpy(np.tile(E1, (x.shape[0], 1))), patches
 
     def encode_global(self, x: torch.Tensor) -> torch.Tensor:
