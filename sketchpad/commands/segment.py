@@ -372,7 +372,7 @@ def _write(
                     "height": image.shape[0],
                     "mask": f"masks/{stem}.png",
                     "overlay": f"overlays/{stem}.jpg",
-                    "score": round(float(m.score), 6),
+                    "score": float(m.score),  # exact: the window shows the same number
                     "match": bool(m.score >= args.threshold),
                     "mask_fraction": round(float(m.mask.mean()), 6),
                     "instances": [
