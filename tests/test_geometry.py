@@ -131,3 +131,64 @@ def test_hit_testing_and_translate() -> None:
     moved = translate(sk, ["s0"], 5, 1)["s0"][0]
     assert moved.id == "s0" and moved.points.tolist() == [[5, 1], [25, 1]]
     assert selection_bbox(sk, ["s1"]) == (9, -6, 11, 6)
+
+
+def test_a_lasso_cut_through_polygon_vertices_meets_them_exactly() -> None:
+    """A diagonal through two corners of the lasso: three pieces meeting at the corners; only
+    the one inside is selected. A stroke that only touches a corner is touched (whole) but
+    has nothing inside (cut)."""
+    diag = _sketch([[-5, -5], [15, 15]])
+    r = lasso_select(diag, SQUARE, "cut")
+    pieces = r.replacements["s0"]
+    assert [p.points.tolist() for p in pieces] == [
+        [[-5, -5], [0, 0]],
+        [[0, 0], [10, 10]],
+        [[10, 10], [15, 15]],
+    ]
+    assert r.selected_ids == (pieces[1].id,)
+    corner = _sketch([[-5, 5], [5, -5]])
+    assert lasso_select(corner, SQUARE, "whole").selected_ids == ("s0",)
+    assert lasso_select(corner, SQUARE, "cut").selected_ids == ()
+    # A stroke vertex lying on a lasso vertex: cut there, no sliver.
+    bend = _sketch([[-5, 0], [0, 0], [5, 5]])
+    r = lasso_select(bend, SQUARE, "cut")
+    assert [p.points.tolist() for p in r.replacements["s0"]] == [
+        [[-5, 0], [0, 0]],
+        [[0, 0], [5, 5]],
+    ]
+
+
+def test_a_lasso_cut_along_an_edge_keeps_the_overlap_apart() -> None:
+    """A stroke running along the lasso's bottom edge is cut where the overlap starts and
+    ends: the parts off the edge are outside, the overlap counts as inside."""
+    along = _sketch([[-5, 0], [15, 0]])
+    r = lasso_select(along, SQUARE, "cut")
+    pieces = r.replacements["s0"]
+    assert [p.points.tolist() for p in pieces] == [
+        [[-5, 0], [0, 0]],
+        [[0, 0], [10, 0]],
+        [[10, 0], [15, 0]],
+    ]
+    assert r.selected_ids == (pieces[1].id,)
+    entering = _sketch([[5, 5], [5, 0], [15, 0]])  # comes from inside, leaves along the edge
+    r = lasso_select(entering, SQUARE, "cut")
+    assert [p.points.tolist() for p in r.replacements["s0"]] == [
+        [[5, 5], [5, 0], [10, 0]],
+        [[10, 0], [15, 0]],
+    ]
+
+
+def test_the_partition_centre_is_the_mean_of_all_points_of_an_asymmetric_sketch() -> None:
+    """31 points on a line from x = 0 to 30 and two at x = 100: the centroid (mean of all 33
+    points) is at x ≈ 20.15, far from the bounding box's centre (50) and from the mean of the
+    strokes' own centres (57.5). A vertical boundary through it cuts the dense line there."""
+    dense = np.stack([np.arange(31.0), np.zeros(31)], axis=1)
+    sk = _sketch(dense, [[100, -5], [100, 5]])
+    mean_x = (dense[:, 0].sum() + 200) / 33
+    part = partition_sketch(sk, 2, math.pi / 2)
+    assert part.center == pytest.approx((mean_x, 0.0))
+    line = [p for p in part.pieces if p.source_id == "s0"]
+    assert len(line) == 2
+    assert line[0].stroke.points[-1].tolist() == pytest.approx([mean_x, 0.0])
+    assert line[1].stroke.points[0].tolist() == pytest.approx([mean_x, 0.0])
+    assert line[0].sector != line[1].sector

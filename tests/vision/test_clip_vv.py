@@ -4,6 +4,8 @@ model."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +108,52 @@ def test_every_family_gives_grids_for_any_patch_multiple(bid: str) -> None:
     g, patches = bb.encode_patches(torch.randn(2, 3, 4 * p, 6 * p))
     assert g.shape == (2, bb.embed_dim) and patches.shape == (2, 4, 6, bb.embed_dim)
     assert bb.encode_global(torch.randn(1, 3, 4 * p, 4 * p)).shape == (1, bb.embed_dim)
+
+
+def _vv_attention(x_ori: np.ndarray, block: Any) -> np.ndarray:
+    """out_proj(softmax(v vᵀ/√hd) v) per head, v from ln_1(x_ori), by explicit loops (N, D)."""
+    attn = block.attn
+    d = x_ori.shape[1]
+    heads = attn.num_heads
+    hd = d // heads
+    w_in = attn.in_proj_weight.detach().double().numpy()
+    b_in = attn.in_proj_bias.detach().double().numpy()
+    v = _layer_norm(x_ori, block.ln_1) @ w_in[2 * d :].T + b_in[2 * d :]
+    out = np.zeros_like(v)
+    for k in range(heads):
+        vh = v[:, k * hd : (k + 1) * hd]
+        for i in range(v.shape[0]):
+            logits = np.array([vh[i] @ vh[j] / np.sqrt(hd) for j in range(v.shape[0])])
+            a = np.exp(logits - logits.max())
+            a /= a.sum()
+            out[i, k * hd : (k + 1) * hd] = sum(a[j] * vh[j] for j in range(v.shape[0]))
+    w_o = attn.out_proj.weight.detach().double().numpy()
+    b_o = attn.out_proj.bias.detach().double().numpy()
+    return out @ w_o.T + b_o
+
+
+def test_the_new_stream_over_two_blocks_matches_a_hand_computation(tiny: Backbone) -> None:
+    """Both blocks with the v-v stream (DESIGN §4.2): the new stream starts as the input of the
+    first of them and accumulates each block's v-v attention, which every block computes from
+    the *original* stream's ln_1; the original stream runs as open_clip's blocks do."""
+    visual = tiny.model.visual
+    blocks = visual.transformer.resblocks
+    assert len(blocks) == 2
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    pooled, patches, _ = clip_vv.encode_image_tokens(visual, x, n_vv=2)
+
+    with torch.no_grad():
+        tokens, _ = clip_vv._embed(visual, x)
+        x_ori = [tokens[0].double().numpy()]
+        for block in blocks:  # the original stream: open_clip's own blocks
+            x_ori.append(block(torch.from_numpy(x_ori[-1]).float()[None])[0].double().numpy())
+    x_vv = x_ori[0].copy()
+    for k, block in enumerate(blocks):
+        x_vv = x_vv + _vv_attention(x_ori[k], block)
+    proj = visual.proj.detach().double().numpy()
+    expect = _layer_norm(x_vv[1:], visual.ln_post) @ proj
+    np.testing.assert_allclose(patches[0].double().numpy(), expect, atol=1e-4, rtol=1e-4)
+    cls = _layer_norm(x_ori[-1][:1], visual.ln_post) @ proj  # CLS from the original stream
+    np.testing.assert_allclose(pooled.double().numpy(), cls, atol=1e-4, rtol=1e-4)
+    _, one, _ = clip_vv.encode_image_tokens(visual, x, n_vv=1)
+    assert not torch.allclose(one, patches, atol=1e-3)  # the second block's term matters
