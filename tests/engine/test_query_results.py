@@ -154,3 +154,18 @@ def test_a_lasso_through_a_stroke_cuts_it_or_takes_it_whole(
     lasso = LassoPart(np.array([[-5.0, -5], [30, -5], [30, 45], [-5, 45]]), mode)  # type: ignore[arg-type]
     r = ask(engine, qtbot, sketch=ell, part=lasso)
     assert found(r) - {"red_green.png"} == {f"{c}.png" for c in expect}
+
+
+def test_a_composed_query_unites_what_only_a_group_finds(engine: Engine, qtbot: Any) -> None:
+    """A long stroke on the left and a short one on the right: the whole sketch is mostly
+    "red" and misses the green object; the right group alone finds it, and the composed
+    query's masks are the union of its vectors'."""
+    long_left = Stroke(np.array([[0.0, 0.0], [0.0, 60.0], [30.0, 60.0], [30.0, 0.0]]), id="L")
+    short_right = Stroke(np.array([[95.0, 55.0], [100.0, 60.0]]), id="R")
+    sketch = Sketch(strokes=(long_left, short_right), width=100, height=100)
+    whole = ask(engine, qtbot, sketch=sketch)
+    assert "green.png" not in found(whole)
+    r = ask(engine, qtbot, sketch=sketch, compose=True, groups=(("L",), ("R",)))
+    assert {"red.png", "green.png"} <= found(r)
+    assert columns(r, "red_green.png") == {"left", "right"}
+    assert r.masks["green.png"].mask.any()
