@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from sketchpad.gallery.export import ExportOptions
     from sketchpad.gallery.query import CachedBank
     from sketchpad.search.core import SearchCore, SearchResult
     from sketchpad.search.model import ModelChoice
@@ -96,6 +97,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--crf", action="store_true", help="refine masks with a dense CRF")
     p.add_argument(
+        "--format",
+        default="coco",
+        metavar="F,F,…",
+        help="annotation formats besides the mask PNGs and overlays: coco (RLE, and polygons "
+        "in annotations_polygons.json), labelme (a JSON per photo), yolo (segmentation labels "
+        "and data.yaml); comma-separated, default coco",
+    )
+    p.add_argument(
+        "--class-name",
+        action="append",
+        metavar="NAME",
+        help="the class name in the annotations (default: the words, else 'sketch'); repeat "
+        "for a composed sketch: the whole sketch's name, then each stroke group's",
+    )
+    p.add_argument(
         "--threshold",
         type=float,
         default=0.5,
@@ -165,6 +181,33 @@ def model_choice(args: argparse.Namespace) -> ModelChoice:
     )
 
 
+#: ``--format`` values (ExportOptions fields).
+FORMATS = ("coco", "labelme", "yolo")
+
+
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    """The exporter's options from ``--format`` and ``--class-name`` (every photo written).
+
+    Raises:
+        ValueError: an unknown format or a bad class name.
+    """
+    from sketchpad.gallery.export import ExportOptions
+
+    formats = {f.strip().lower() for f in args.format.split(",") if f.strip()}
+    unknown = formats - set(FORMATS)
+    if unknown or not formats:
+        raise ValueError(
+            f"--format {args.format!r}: choose from {', '.join(FORMATS)} (comma-separated)"
+        )
+    return ExportOptions(
+        only_matches=False,
+        coco="coco" in formats,
+        labelme="labelme" in formats,
+        yolo="yolo" in formats,
+        class_names=tuple(args.class_name or ()),
+    )
+
+
 def _parse_floats(text: str, what: str) -> list[float]:
     try:
         vals = [float(v) for v in text.replace(" ", "").split(",") if v]
@@ -197,7 +240,7 @@ def query_part(args: argparse.Namespace) -> Part | None:
 
 def _check_out(out: Path, photo_args: list[str]) -> None:
     """The photo folders are read-only to us: refuse an output folder inside one."""
-    from sketchpad.gallery.export import is_inside
+    from sketchpad.gallery.export_names import is_inside
 
     for item in photo_args:
         p = Path(item)
@@ -230,6 +273,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
             sketch=sketch, part=part, text=args.text, alpha=args.alpha, compose=args.compose
         )
         choice = model_choice(args)
+        export = export_options(args)
     except (SketchFileError, ValueError) as e:
         return _err(str(e))
     folders, files, problems = _split_photo_args(args.photos, args.no_cache)
@@ -292,7 +336,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         if not len(bank):
             return _err("no readable photos in " + ", ".join(args.photos))
         result = core.search(spec, bank)
-        return _write(args, out, core, result, bank, photos, labels, skipped, spec, t0)
+        return _write(args, out, core, result, bank, photos, labels, skipped, spec, export, t0)
     except PhotoError as e:
         return _err(str(e))
     finally:
@@ -312,12 +356,13 @@ def _write(
     labels: list[str],
     skipped: list[dict[str, str]],
     spec: QuerySpec,
+    export: ExportOptions,
     t0: float,
 ) -> int:
     """Every photo's full-size mask through the exporter, then ``results.json``."""
     from sketchpad.atomic import SaveError, atomic_write_text
     from sketchpad.commands.progress import TextProgress
-    from sketchpad.gallery.export import ExportOptions, GalleryExporter
+    from sketchpad.gallery.export import GalleryExporter
     from sketchpad.gallery.images import PhotoError
 
     seg = core.segmenter
@@ -346,7 +391,7 @@ def _write(
     }
     roots = list(dict.fromkeys(p.parent if p.is_file() else p for p in map(Path, args.photos)))
     try:
-        exporter = GalleryExporter(out, roots, ExportOptions(only_matches=False), query=options)
+        exporter = GalleryExporter(out, roots, export, query=options)
     except ValueError as e:
         return _err(str(e))
     records: list[dict[str, object]] = []
@@ -361,7 +406,7 @@ def _write(
                 skipped.append({"path": str(e.path), "reason": e.reason, "code": e.code})
                 continue
             m = core.mask(result, bank, i, threshold=args.threshold, photo=image, crf=args.crf)
-            stem = exporter.add(labels[i], m.mask.shape, m, photo=image)
+            stem = exporter.add(labels[i], m.mask.shape, m, photo=image, photo_path=path)
             assert stem is not None  # only_matches is off: every photo is written
             found += bool(m.score >= args.threshold)
             records.append(
@@ -395,7 +440,8 @@ def _write(
             "photos": records,
             "skipped": skipped,
             "ranking": sorted((str(r["photo"]) for r in records), key=order.__getitem__),
-            "annotations": "annotations.json",
+            "classes": list(exporter.class_names),
+            "formats": sorted(f for f in FORMATS if getattr(export, f)),
         }
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     except (SaveError, ValueError) as e:

@@ -1,23 +1,29 @@
-"""Exports of a gallery's masks (issue 5, deliverable 6): mask PNGs, overlays, COCO, the sketch.
+"""Exports of a gallery's masks: mask PNGs, overlays, COCO, LabelMe, YOLO, the sketch.
 
 - ``masks/<stem>.png``: 0/255 at the photo's full size, exactly ``PhotoMask.mask`` (what the
   app tints).
 - ``overlays/<stem>.jpg``: the photo with the mask tinted, its outline and the instance boxes.
-- ``annotations.json``: COCO, one category (the query), one image per photo (``file_name``:
-  its path relative to the photo folder; ``sketchpad_mask``/``sketchpad_overlay``: its files)
-  and one annotation per *instance* (``label_map == k``, what the app draws boxes around): RLE
+- ``annotations.json``: COCO, a category per class, one image per photo (``file_name``: its
+  path relative to the photo folder; ``sketchpad_mask``/``sketchpad_overlay``: its files) and
+  one annotation per *region* (an instance, ``label_map == k``, what the app draws boxes
+  around; for a composed query its part in each stroke group): RLE
   from pycocotools (the format's reference encoder), area, box XYWH, ``iscrowd`` 0, ``score``
   (the photo's score, :mod:`sketchpad.search.scoring`; ``sketchpad_region_score`` is the
   region's own mean probability).
   Components smaller than the segmenter's ``min_area_frac`` are not instances: they are in
   the PNG and in no annotation. ``info`` records the app version and the query's options.
+- ``annotations_polygons.json``: the same COCO document with polygons instead of RLE (what
+  most training code reads; holes are lost there, kept in the RLE and the PNG).
+- ``labelme/<stem>.json``: per photo, LabelMe's own layout (a polygon per region boundary,
+  ``imagePath`` relative to the file).
+- ``yolo/``: ``labels/<stem>.txt`` (YOLO segmentation lines), ``images/<stem>.<ext>`` (links to
+  the photos, never copies unless links are impossible) and ``data.yaml``.
 - ``sketch.json``: the sketch, in Sketchpad's own format.
 
-File names keep the photo's sub-folders (``trip/day 1/IMG 1.jpg`` → ``masks/trip/day 1/IMG
-1.png``), each part made safe on every file system (no ``<>:"|?*\\`` or control characters,
-no trailing dots or spaces, no device names such as ``CON``, at most :data:`MAX_STEM_BYTES`).
-Stems that coincide, also on a case-insensitive disk (``a.jpg``, ``a.png``, ``A.jpg``), become
-``a``, ``a-2``, ``a-3``; a folder named like one of our files (``x.png``) gets a trailing ``_``.
+Classes: the user's names (``ExportOptions.class_names``), else the query's words or "sketch";
+a composed query's stroke groups are classes of their own (class 0 the whole sketch).
+
+File names: :mod:`sketchpad.gallery.export_names` (safe on every file system, unique).
 
 Every file is written atomically; the photo folder is never written to: an export folder
 inside it, or one whose ``masks/`` or ``overlays/`` would be it, is refused.
@@ -28,20 +34,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from io import BytesIO
 from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from sketchpad import __version__
 from sketchpad.atomic import SaveError, atomic_write_bytes
+from sketchpad.gallery.annotations import (
+    Region,
+    coco_polygon_segmentation,
+    labelme_document,
+    mask_regions,
+    yolo_data_yaml,
+    yolo_lines,
+)
+from sketchpad.gallery.export_names import (
+    MASKS_DIR,
+    OVERLAYS_DIR,
+    UniqueStems,
+    check_out_dir,
+    jpeg_bytes,
+    png_bytes,
+)
 from sketchpad.gallery.images import PhotoError, load_photo
 from sketchpad.sketch.io import write_sketch
 from sketchpad.sketch.model import Sketch
@@ -69,26 +87,17 @@ __all__ = [
 ]
 
 #: Names inside the export folder.
-MASKS_DIR = "masks"
-OVERLAYS_DIR = "overlays"
 ANNOTATIONS_NAME = "annotations.json"
 SKETCH_NAME = "sketch.json"
-#: Longest stem (UTF-8 bytes) of an exported file: room for "-NNNN" and ".png" within the
-#: 255 bytes most file systems allow per name.
-MAX_STEM_BYTES = 200
 #: Opacity of the mask's tint in the overlays (as the app's previews).
 TINT_ALPHA = 0.45
-#: JPEG quality of the overlays.
-JPEG_QUALITY = 90
-#: The COCO category id of the query's one category.
-CATEGORY_ID = 1
+#: Sub-folders of the LabelMe and YOLO exports.
+LABELME_DIR = "labelme"
+YOLO_DIR = "yolo"
+POLYGONS_NAME = "annotations_polygons.json"
 #: Default tint: ``sketchpad.vision.overlay.GROUP_COLOURS[0]``, the app's mask colour (not
 #: imported: OpenCV would load with this module, which the export dialog imports).
 DEFAULT_COLOR = (255, 64, 64)
-
-_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]|[\ud800-\udfff]')
-_DEVICE = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.IGNORECASE)
-_FILE_SUFFIXES = (".png", ".jpg")
 
 
 @dataclass(frozen=True)
@@ -100,23 +109,40 @@ class ExportOptions:
         overlay: ``overlays/<stem>.jpg``, the photo with the mask and boxes (needs its pixels).
         coco: ``annotations.json`` with RLE masks, boxes and scores.
         sketch: ``sketch.json`` (when there is a sketch).
-        only_matches: leave out photos without an instance (what the gallery's filter hides).
+        coco_polygons: ``annotations_polygons.json`` too (needs ``coco``).
+        labelme: per-photo LabelMe JSON files.
+        yolo: YOLO segmentation labels, image links and ``data.yaml``.
+        sketch: ``sketch.json`` (when there is a sketch).
+        only_matches: leave out photos that do not match (score below the threshold: what the
+            gallery's filter hides).
         color: RGB tint of the mask in the overlays (composed queries use one colour per
             stroke group, as the app does).
+        class_names: the classes' names, typed by the user (class 0 first; a composed query's
+            groups after it); empty: the query's words, else "sketch", and "group k".
     """
 
     binary_png: bool = True
     overlay: bool = True
     coco: bool = True
+    coco_polygons: bool = True
+    labelme: bool = False
+    yolo: bool = False
     sketch: bool = True
     only_matches: bool = True
     color: tuple[int, int, int] = DEFAULT_COLOR
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         rgb = tuple(self.color)
         if len(rgb) != 3 or not all(isinstance(c, int | np.integer) and 0 <= c <= 255 for c in rgb):
             raise ValueError(f"ExportOptions.color must be three ints in 0–255, got {self.color!r}")
         object.__setattr__(self, "color", tuple(int(c) for c in rgb))
+        names = tuple(str(n).strip() for n in self.class_names)
+        if any(not n for n in names):
+            raise ValueError("ExportOptions.class_names: a class name is empty")
+        if len(set(names)) != len(names):
+            raise ValueError(f"ExportOptions.class_names: a name is given twice: {list(names)}")
+        object.__setattr__(self, "class_names", names)
 
 
 @dataclass(frozen=True)
@@ -144,6 +170,9 @@ class ExportSummary:
         masks: the mask PNGs written, in order.
         overlays: the overlays written, in order.
         annotations: the COCO file, or None.
+        polygons: the COCO file with polygons, or None.
+        labelme: the LabelMe files written, in order.
+        yolo: the YOLO folder (``data.yaml``, ``labels/``, ``images/``), or None.
         sketch: the sketch file, or None.
         failed: photos that could not be exported, with the reason.
         cancelled: the export was cancelled (what was written so far is consistent: the COCO
@@ -157,117 +186,12 @@ class ExportSummary:
     masks: tuple[Path, ...] = ()
     overlays: tuple[Path, ...] = ()
     annotations: Path | None = None
+    polygons: Path | None = None
+    labelme: tuple[Path, ...] = ()
+    yolo: Path | None = None
     sketch: Path | None = None
     failed: tuple[ExportFailure, ...] = ()
     cancelled: bool = False
-
-
-# -- helpers shared with `sketchpad segment` --------------------------------------------------
-def is_inside(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies inside it, through symbolic links and on
-    case-insensitive disks (existing ancestors are compared by device and inode)."""
-    p, f = path.expanduser().resolve(), folder.expanduser().resolve()
-    try:
-        folder_st = os.stat(f)
-    except OSError:  # no folder: nothing in it to protect, but compare the names anyway
-        return p == f or f in p.parents
-    for a in (p, *p.parents):
-        try:
-            if os.path.samestat(os.stat(a), folder_st):
-                return True
-        except OSError:
-            continue  # not created yet: look further up
-    return False
-
-
-def check_out_dir(out_dir: Path, photo_folder: Path, *, what: str = "The export folder") -> None:
-    """Refuse an export folder that would write into the photo folder (DESIGN §7).
-
-    Args:
-        out_dir: where the export goes (need not exist).
-        photo_folder: the photo folder (read-only to us).
-        what: how the message names ``out_dir`` (e.g. ``"--out"``).
-
-    Raises:
-        ValueError: ``out_dir`` is the photo folder or inside it, or the photo folder sits
-            where the export writes its ``masks/`` or ``overlays/``.
-    """
-    out, folder = Path(out_dir), Path(photo_folder)
-    why = "is inside" if is_inside(out, folder) else None
-    for sub in (MASKS_DIR, OVERLAYS_DIR):
-        why = why or (f"would write its {sub}/ into" if is_inside(folder, out / sub) else None)
-    if why:
-        raise ValueError(
-            f"{what} {out} {why} the photo folder {folder}; "
-            "Sketchpad never writes into photo folders: choose another folder"
-        )
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """PNG of an (H, W) uint8 grey or (H, W, 3) uint8 RGB image."""
-    buf = BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def jpeg_bytes(array: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """JPEG of an (H, W, 3) uint8 RGB image."""
-    buf = BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-# -- file names -------------------------------------------------------------------------------
-def _safe_part(part: str) -> str:
-    """One path part made safe on Windows, macOS and Linux alike, at most MAX_STEM_BYTES."""
-    s = _UNSAFE.sub("_", unicodedata.normalize("NFC", part)).rstrip(" .")
-    if not s:
-        return "_"
-    if _DEVICE.fullmatch(s):
-        s = "_" + s
-    raw = s.encode("utf-8")
-    if len(raw) > MAX_STEM_BYTES:
-        s = raw[:MAX_STEM_BYTES].decode("utf-8", "ignore").rstrip(" .") or "_"
-    return s
-
-
-def _relative_parts(name: str) -> tuple[str, ...]:
-    """The parts of a photo's name; ValueError for one that is absolute or leaves the folder."""
-    p = PurePath(name)
-    if not name or p.anchor or p.is_absolute():
-        raise ValueError(f"photo name {name!r} must be relative to the photo folder")
-    parts = tuple(x for x in p.parts if x != ".")
-    if not parts or ".." in parts:
-        raise ValueError(f"photo name {name!r} is not inside the photo folder")
-    return parts
-
-
-class _Names:
-    """Collision-free export stems: the photo's sub-folders, then its stem, made safe."""
-
-    def __init__(self) -> None:
-        self._taken: set[str] = set()
-
-    def stem_for(self, name: str) -> PurePosixPath:
-        """``masks/`` + the result + ``.png`` is this photo's mask (never given twice)."""
-        *dirs, file = _relative_parts(name)
-        folders = []
-        for d in dirs:
-            safe = _safe_part(d)
-            if safe.casefold().endswith(_FILE_SUFFIXES):
-                safe += "_"  # a folder may never share a name with a file of ours
-            folders.append(safe)
-        base = _safe_part(PurePath(file).stem)
-        parent = PurePosixPath(*folders)
-        stem, k = base, 2
-        while self._key(parent / stem) in self._taken:
-            stem, k = f"{base}-{k}", k + 1
-        self._taken.add(self._key(parent / stem))
-        return parent / stem
-
-    @staticmethod
-    def _key(p: PurePosixPath) -> str:
-        return str(p).casefold()  # the parts are NFC already
 
 
 # -- masks → COCO -----------------------------------------------------------------------------
@@ -284,28 +208,27 @@ def _check_mask(name: str, photo_hw: tuple[int, int], mask: PhotoMask) -> None:
         raise ValueError(f"{name}: the instances' label map reaches outside the mask")
 
 
-def _instance_annotations(mask: PhotoMask, image_id: int, first_id: int) -> list[dict[str, Any]]:
-    """One COCO annotation per instance: the pixels ``label_map == instance.label``."""
+def _region_annotations(
+    mask: PhotoMask, regions: Sequence[Region], image_id: int, first_id: int
+) -> list[dict[str, Any]]:
+    """One COCO annotation per region (an instance, or its part of one stroke group), RLE
+    from pycocotools; its ``sketchpad_polygons`` are the polygon form (written to the
+    polygons file)."""
     from pycocotools import mask as coco_mask
 
-    h, w = mask.mask.shape
     out = []
-    for j, inst in enumerate(mask.instances):
-        x0, y0, x1, y1 = (int(v) for v in inst.box_xyxy)
-        binary = np.zeros((h, w), dtype=np.uint8, order="F")
-        binary[y0:y1, x0:x1] = mask.label_map[y0:y1, x0:x1] == inst.label
-        rle = coco_mask.encode(binary)
+    for j, region in enumerate(regions):
+        rle = coco_mask.encode(np.asfortranarray(region.pixels.astype(np.uint8)))
         area = int(coco_mask.area(rle))
-        if area != inst.area:
-            raise ValueError(
-                f"instance {inst.label} has {inst.area} pixels but its label-map region inside "
-                f"its box {inst.box_xyxy} has {area}"
-            )
+        if area != region.area:
+            raise ValueError(f"region {j}: {region.area} pixels, but its RLE has {area}")
+        x0, y0, x1, y1 = region.box_xyxy
+        h, w = region.pixels.shape
         out.append(
             {
                 "id": first_id + j,
                 "image_id": image_id,
-                "category_id": CATEGORY_ID,
+                "category_id": region.class_index + 1,
                 "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
                 "area": float(area),
                 "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
@@ -313,7 +236,7 @@ def _instance_annotations(mask: PhotoMask, image_id: int, first_id: int) -> list
                 # the photo's score, as the gallery and the large view show it; the region's
                 # own mean probability beside it
                 "score": round(float(mask.score), 6),
-                "sketchpad_region_score": round(float(inst.score), 6),
+                "sketchpad_region_score": round(float(region.score), 6),
             }
         )
     return out
@@ -331,6 +254,10 @@ def _tinted_overlay(photo: np.ndarray, mask: PhotoMask, color: tuple[int, int, i
     tint = np.asarray(color, dtype=np.float32)
     base[sel] = np.round((1 - TINT_ALPHA) * photo[sel] + TINT_ALPHA * tint).astype(np.uint8)
     return overlay_mask(base, mask.mask, mask.instances, alpha=0.0)
+
+
+def _lines(lines: Sequence[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
 def _json_value(v: object) -> object:
@@ -399,10 +326,13 @@ class GalleryExporter:
             json.dumps(self.query, default=_json_value)
         except (TypeError, ValueError) as e:
             raise ValueError(f"the query options cannot be written as JSON: {e}") from e
-        self._names = _Names()
+        self._names = UniqueStems()
         self._seen: set[str] = set()
         self._images: list[dict[str, Any]] = []
         self._annotations: list[dict[str, Any]] = []
+        self._polygons: list[list[list[float]]] = []  # per annotation, for the polygons file
+        self._labelme: list[Path] = []
+        self._classes = list(options.class_names) or [category_name(self.query)]
         self._masks: list[Path] = []
         self._overlays: list[Path] = []
         self._unmatched = 0
@@ -420,6 +350,7 @@ class GalleryExporter:
         mask: PhotoMask,
         *,
         photo: np.ndarray | None = None,
+        photo_path: Path | None = None,
     ) -> PurePosixPath | None:
         """Export one photo's files and remember its COCO entries.
 
@@ -428,6 +359,8 @@ class GalleryExporter:
             photo_hw: (H, W) of the photo, in pixels.
             mask: its mask at (H, W) (full resolution).
             photo: (H, W, 3) uint8 RGB, for the overlay; None writes no overlay.
+            photo_path: the photo's file (LabelMe's ``imagePath``, YOLO's image link);
+                default ``photo_folder / name``.
 
         Returns:
             The export stem (``masks/<stem>.png``), or None when ``only_matches`` left the
@@ -455,7 +388,13 @@ class GalleryExporter:
         image: dict[str, Any] = {"id": len(self._images) + 1, "width": w, "height": h}
         image["file_name"] = PurePath(name).as_posix()
         first = len(self._annotations) + 1  # annotations first: a bad mask writes nothing
-        anns = _instance_annotations(mask, image["id"], first) if self.options.coco else []
+        regions = mask_regions(mask)
+        for region in regions:
+            while region.class_index >= len(self._classes):
+                self._classes.append(f"group {len(self._classes)}")
+        anns = _region_annotations(mask, regions, image["id"], first)
+        polygons = [coco_polygon_segmentation(r.pixels) for r in regions]
+        source = photo_path if photo_path is not None else self.photo_folder / name
         if self.options.binary_png:
             path = self._write(MASKS_DIR, stem, ".png", png_bytes(mask.mask.astype(np.uint8) * 255))
             self._masks.append(path)
@@ -465,7 +404,18 @@ class GalleryExporter:
             path = self._write(OVERLAYS_DIR, stem, ".jpg", preview)
             self._overlays.append(path)
             image["sketchpad_overlay"] = path.relative_to(self.out_dir).as_posix()
+        if self.options.labelme:
+            json_path = self.out_dir / LABELME_DIR / stem.parent / (stem.name + ".json")
+            rel = os.path.relpath(source, json_path.parent)
+            doc = labelme_document(
+                Path(rel).as_posix(), (h, w), regions, self._classes, score=mask.score
+            )
+            self._labelme.append(self._write(LABELME_DIR, stem, ".json", _json_bytes(doc)))
+        if self.options.yolo:
+            self._write(YOLO_DIR + "/labels", stem, ".txt", _lines(yolo_lines(regions, (h, w))))
+            self._link_image(source, stem)
         self._annotations += anns
+        self._polygons += polygons
         image["sketchpad_score"] = round(float(mask.score), 6)
         image["sketchpad_refined"] = bool(mask.refined)
         self._images.append(image)
@@ -481,11 +431,22 @@ class GalleryExporter:
         Raises:
             sketchpad.atomic.SaveError: a file could not be written.
         """
-        annotations = sketch_path = None
+        annotations = sketch_path = polygons = yolo = None
         self._mkdir(self.out_dir)
         if self.options.coco:
             annotations = self.out_dir / ANNOTATIONS_NAME
-            atomic_write_bytes(annotations, _json_bytes(self.coco()))
+            doc = self.coco()
+            atomic_write_bytes(annotations, _json_bytes(doc))
+            if self.options.coco_polygons:
+                for ann, poly in zip(doc["annotations"], self._polygons, strict=True):
+                    ann["segmentation"] = poly
+                polygons = self.out_dir / POLYGONS_NAME
+                atomic_write_bytes(polygons, _json_bytes(doc))
+        if self.options.yolo:
+            yolo = self.out_dir / YOLO_DIR
+            self._mkdir(yolo)
+            yaml = yolo_data_yaml(yolo, self._classes)
+            atomic_write_bytes(yolo / "data.yaml", yaml.encode("utf-8"))
         if self.options.sketch and sketch is not None:
             sketch_path = self.out_dir / SKETCH_NAME
             write_sketch(sketch, sketch_path)
@@ -497,6 +458,9 @@ class GalleryExporter:
             masks=tuple(self._masks),
             overlays=tuple(self._overlays),
             annotations=annotations,
+            polygons=polygons,
+            labelme=tuple(self._labelme),
+            yolo=yolo,
             sketch=sketch_path,
             cancelled=cancelled,
         )
@@ -525,9 +489,37 @@ class GalleryExporter:
             "info": info,
             "licenses": [],
             "images": list(self._images),
-            "annotations": list(self._annotations) if self.options.coco else [],
-            "categories": [{"id": CATEGORY_ID, "name": label, "supercategory": "sketch"}],
+            "annotations": [dict(a) for a in self._annotations] if self.options.coco else [],
+            "categories": [
+                {"id": k + 1, "name": name, "supercategory": "sketch"}
+                for k, name in enumerate(self._classes)
+            ],
         }
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes written so far (class 0 first)."""
+        return tuple(self._classes)
+
+    def _link_image(self, source: Path, stem: PurePosixPath) -> None:
+        """``yolo/images/<stem><ext>`` → the photo: a symbolic link, else a hard link, else a
+        copy (a YOLO trainer finds labels by replacing ``images`` with ``labels``)."""
+        import shutil
+
+        target = self.out_dir / YOLO_DIR / "images" / stem.parent / (stem.name + source.suffix)
+        self._mkdir(target.parent)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        try:
+            target.symlink_to(Path(source).resolve())
+        except OSError:
+            try:
+                os.link(source, target)
+            except OSError:
+                try:
+                    shutil.copyfile(source, target)
+                except OSError as e:
+                    raise SaveError(target, f"cannot link or copy the photo ({e})") from e
 
     def _write(self, sub: str, stem: PurePosixPath, suffix: str, data: bytes) -> Path:
         path = self.out_dir / sub / stem.parent / (stem.name + suffix)

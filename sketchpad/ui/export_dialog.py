@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sketchpad.gallery.export import ANNOTATIONS_NAME, ExportOptions, check_out_dir
+from sketchpad.gallery.export import ANNOTATIONS_NAME, ExportOptions
+from sketchpad.gallery.export_names import check_out_dir
 
 log = logging.getLogger(__name__)
 

@@ -331,7 +331,13 @@ def test_every_file_is_atomic_and_the_photo_folder_unchanged(
     out = tmp_path / "out"
     summary = run(folder, out, masks)
     written = {p for p in out.rglob("*") if p.is_file()}
-    assert written == {*summary.masks, *summary.overlays, summary.annotations, summary.sketch}
+    assert written == {
+        *summary.masks,
+        *summary.overlays,
+        summary.annotations,
+        summary.polygons,
+        summary.sketch,
+    }
     assert fingerprint(folder) == before
 
     # A failing write leaves no temporary file and keeps the previous annotations.json.

@@ -203,3 +203,23 @@ def test_segment_uses_and_fills_the_folder_cache(
 
     assert run(env, root / "bad", "--memory-budget", "lots") == 1
     assert "--memory-budget" in capsys.readouterr().err
+
+
+def test_segment_writes_the_formats_asked_for_with_the_class_names(env: dict[str, Path]) -> None:
+    import yaml
+
+    out = env["root"] / "out"
+    extra = ("--format", "coco,labelme,yolo", "--class-name", "cow", "--threshold", "0.05")
+    assert run(env, out, *extra) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["classes"] == ["cow"] and res["formats"] == ["coco", "labelme", "yolo"]
+    coco = json.loads((out / "annotations.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["cow"]
+    assert (out / "annotations_polygons.json").is_file()
+    for r in res["photos"]:
+        stem = Path(r["mask"]).stem
+        doc = json.loads((out / "labelme" / f"{stem}.json").read_text())
+        assert (out / "labelme" / doc["imagePath"]).resolve() == Path(r["photo"]).resolve()
+        assert (out / "yolo" / "labels" / f"{stem}.txt").is_file()
+    assert yaml.safe_load((out / "yolo" / "data.yaml").read_text())["names"] == {0: "cow"}
+    assert run(env, env["root"] / "o2", "--format", "coco,voc") == 1
