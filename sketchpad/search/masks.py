@@ -131,6 +131,21 @@ def photo_mask(
     return _cut(prob, t, score=score, refined=crf, group_map=group_map)
 
 
+def corrected_mask(pixels: np.ndarray, *, score: float, threshold: float) -> PhotoMask:
+    """A mask the user drew or corrected: ``pixels`` (H, W) bool as it is, whatever the
+    threshold (its probability is 1 inside and 0 outside), with the photo's score."""
+    px = np.asarray(pixels)
+    if px.ndim != 2 or px.dtype != np.bool_:
+        raise ValueError(f"a corrected mask must be (H, W) bool, got {px.shape} {px.dtype}")
+    return _cut(
+        px.astype(np.float32),
+        check_threshold(threshold),
+        score=score,
+        refined=False,
+        group_map=None,
+    )
+
+
 def rethreshold(mask: PhotoMask, threshold: float) -> PhotoMask:
     """``mask`` cut again at ``threshold`` from its probabilities (no model, no bank).
 
