@@ -200,7 +200,11 @@ class RayEncoder:
         return True
 
     def _stream(
-        self, ray: Any, folder: Path, paths: Sequence[Path], batch_size: int  # noqa: ANN401
+        self,
+        ray: Any,
+        folder: Path,
+        paths: Sequence[Path],
+        batch_size: int,  # noqa: ANN401
     ) -> Generator[list[Encoded], None, None]:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
@@ -246,7 +250,7 @@ class RayEncoder:
         batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
         try:
             for out in batches:
-                    yield [
+                yield [
                     Encoded(
                         str(rel),
                         by_abs[str(p)],
@@ -271,9 +275,7 @@ def _import_ray() -> Any:  # noqa: ANN401 - the module
         import ray
         import ray.data
     except ImportError as e:
-        raise ClusterError(
-            f"--cluster needs Ray ({e}): pip install 'sketchpad[cluster]'"
-        ) from e
+        raise ClusterError(f"--cluster needs Ray ({e}): pip install 'sketchpad[cluster]'") from e
     return ray
 
 
