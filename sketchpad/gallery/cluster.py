@@ -154,8 +154,6 @@ class RayEncoder:
         self.address = address
         self.workers = workers
         self.cpus = cpus
-        #: Set when a stream starts: (actors, GPUs per actor).
-        self.pool: tuple[int, int] | None = None
 
     def __call__(
         self, folder: Path, paths: Sequence[Path], batch_size: int
@@ -176,7 +174,7 @@ class RayEncoder:
             if started:
                 ray.shutdown()  # ends this job's actors, also on a cancel
 
-    def _connect(self, ray: Any) -> bool:  # noqa: ANN401 - the ray module
+    def _connect(self, ray: Any) -> bool:
         """Connect (or start Ray); returns whether this call did, i.e. must shut it down."""
         if ray.is_initialized():
             return False
@@ -204,13 +202,13 @@ class RayEncoder:
         ray: Any,
         folder: Path,
         paths: Sequence[Path],
-        batch_size: int,  # noqa: ANN401
+        batch_size: int,
     ) -> Generator[list[Encoded], None, None]:
         resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        n = self.workers or (gpus or max(1, int(resources.get("CPU", 1))))
-        per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 1}
-        self.pool = (n, 1 if gpus else 0)
+        gpus = float(resources.get("GPU", 0))
+        n = self.workers or (max(1, int(gpus)) if gpus else max(1, int(resources.get("CPU", 1))))
+        # One GPU per actor; more actors than GPUs share them (else the extra ones would wait).
+        per_actor = {"num_gpus": min(1.0, gpus / n)} if gpus else {"num_cpus": 1}
         log.info(
             "cluster index: %d photos on %d %s actors (cluster: %s)",
             len(paths),
@@ -250,27 +248,31 @@ class RayEncoder:
         batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
         try:
             for out in batches:
-                yield [
-                    Encoded(
-                        str(rel),
-                        by_abs[str(p)],
-                        int(size),
-                        int(mtime),
-                        pickle.loads(blob) if blob else None,
-                        (str(code), str(reason)) if code else None,
-                    )
-                    for p, rel, size, mtime, code, reason, blob in zip(
-                        out["path"], out["rel"], out["size"], out["mtime_ns"], out["code"],
-                        out["reason"], out["features"], strict=True,
-                    )
-                ]  # fmt: skip
+                yield encoded_rows(out, by_abs)
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # stops the streaming execution: its actors end
 
 
-def _import_ray() -> Any:  # noqa: ANN401 - the module
+def encoded_rows(out: dict[str, np.ndarray], paths: dict[str, Path]) -> list[Encoded]:
+    """An actor's output rows (:class:`_PhotoEncoder`) as :class:`Encoded`, each with the
+    driver's own path of the photo (``paths``: the absolute path sent → the scanned path)."""
+    columns = ("path", "rel", "size", "mtime_ns", "code", "reason", "features")
+    return [
+        Encoded(
+            str(rel),
+            paths[str(p)],
+            int(size),
+            int(mtime),
+            pickle.loads(blob) if blob else None,
+            (str(code), str(reason)) if code else None,
+        )
+        for p, rel, size, mtime, code, reason, blob in zip(*(out[c] for c in columns), strict=True)
+    ]
+
+
+def _import_ray() -> Any:
     try:
         import ray
         import ray.data

@@ -1,6 +1,8 @@
 """``sketchpad index --cluster``: Ray actors encode, ``index_folder`` commits (issue 19).
 
-One local Ray cluster of two CPUs for the module (started once: it takes seconds). A job in
+The actor's code runs here first, without Ray: it rebuilds the model from the weights sent to
+it and reports the bad photos with their reasons, as the local index does. Then one local Ray
+cluster of two CPUs for the module (started once: it takes seconds). A job in
 another process is killed (SIGKILL) after its first committed batch, the command line resumes
 it and is cancelled after another, and a local run finishes the folder: each run encodes only
 what the ones before left, and the rows the cluster wrote equal a local index's, byte for byte.
@@ -24,13 +26,13 @@ import pytest
 from PIL import Image
 
 from sketchpad.cli import main
+from sketchpad.gallery import index as index_module
 from sketchpad.gallery.cache import FeatureCache
+from sketchpad.gallery.cluster import DECODE_THREADS, _Model, _PhotoEncoder, encoded_rows
 from sketchpad.gallery.images import scan_folder
 from sketchpad.gallery.index import index_folder, model_key
 from sketchpad.vision.backbone import create_backbone
 from sketchpad.vision.segmenter import Segmenter
-
-ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = 14  # good ones; batches of 2
@@ -39,6 +41,7 @@ PHOTOS = 14  # good ones; batches of 2
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A two-CPU Ray cluster; its address. Its workers import this checkout's code."""
+    ray = pytest.importorskip("ray")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
     try:
@@ -124,6 +127,8 @@ def test_a_killed_then_cancelled_cluster_job_resumes_and_equals_the_local_index(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import ray
+
     folder = tmp_path / "photos"
     good = photo_folder(folder)
     seg = Segmenter(create_backbone("test-clip-tiny", weights=str(weights), device="cpu"))
@@ -157,10 +162,16 @@ def test_a_killed_then_cancelled_cluster_job_resumes_and_equals_the_local_index(
         if done:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(EtaProgress, "__call__", cancel)
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cluster run encoded in the driver")
+
     args = ["index", str(folder), "--recursive", "--backbone", "test-clip-tiny",
             "--weights", str(weights), "--batch-size", "2", "--cluster", "local"]  # fmt: skip
-    assert main(args) == 130  # this process's Ray connection serves as the "local" cluster
+    with monkeypatch.context() as m:
+        m.setattr(EtaProgress, "__call__", cancel)
+        m.setattr(index_module, "encode_locally", not_here)  # the actors have their own
+        status = main(args)  # this process's Ray connection serves as the "local" cluster
+    assert status == 130
     assert seen[0] == (0, todo - len(first))  # only what the killed job left
     assert "interrupted after" in capsys.readouterr().err
     second = rows(folder, seg)
@@ -186,3 +197,41 @@ def test_a_killed_then_cancelled_cluster_job_resumes_and_equals_the_local_index(
         assert (a.grid_hw, a.letterbox, a.patch_size) == (b.grid_hw, b.letterbox, b.patch_size)
         np.testing.assert_array_equal(a.patches, b.patches, err_msg=name)
         np.testing.assert_array_equal(a.global_embedding, b.global_embedding, err_msg=name)
+
+
+def test_the_actor_encodes_as_the_local_index_and_reports_bad_photos(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The actor class and the driver's reading of its rows, in this process (no Ray): the
+    model rebuilt from the state dict sent, the same features as the local encoder, the bad
+    photo with its reason, the driver's own paths."""
+    from sketchpad.gallery.index import encode_locally
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path("photos")  # relative, as a person types it: the actors get absolute paths
+    photo_folder(folder)
+    seg = Segmenter(create_backbone("test-clip-tiny", weights=str(weights), device="cpu"))
+    bb = seg.backbone
+    sd = {k: v.clone() for k, v in bb.model.state_dict().items()}
+    actor = _PhotoEncoder(
+        _Model(bb.spec.id, sd, bb.weights, seg.input_size, seg.patch_path),
+        str(folder.absolute()),
+        DECODE_THREADS,
+    )
+    scanned = list(scan_folder(folder, recursive=True).photos[:4])  # broken.jpg first
+    sent = {str(folder.absolute() / p.relative_to(folder)): p for p in scanned}
+    out = actor({"path": np.array(list(sent), dtype=object)})
+    got = encoded_rows(out, sent)
+    want = [e for b in encode_locally(seg, folder, scanned, 4) for e in b]
+    assert [e.path for e in got] == scanned and [e.rel for e in got] == [e.rel for e in want]
+    assert got[0].rel == "broken.jpg" and got[0].features is None
+    assert got[0].error == want[0].error and got[0].error[0] == "corrupt"
+    assert (got[0].size, got[0].mtime_ns) == (
+        scanned[0].stat().st_size,
+        scanned[0].stat().st_mtime_ns,
+    )
+    for a, b in zip(got[1:], want[1:], strict=True):
+        assert a.error is None and a.features is not None and b.features is not None
+        np.testing.assert_array_equal(a.features.patches, b.features.patches)
+        np.testing.assert_array_equal(a.features.global_embedding, b.features.global_embedding)
+        assert a.features.letterbox == b.features.letterbox

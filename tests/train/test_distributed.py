@@ -117,6 +117,10 @@ def run(kind: str, world: SyntheticWorld, out: Path) -> dict:
     second = build(kind, world, _loop(STEPS, out))
     assert second.resume() and second.step == HALF
     second.fit()
+    if probe.dist.active:  # a stop asked in one process only: every process stops there
+        stopper = build(kind, world, _loop(STEPS))
+        stopper.fit(should_stop=lambda: stopper.dist.rank == 1 and stopper.step >= 1)
+        assert stopper.step == 1
     losses = first.history.losses["total"] + second.history.losses["total"]
     return {"grads": grads, "losses": losses}
 
@@ -170,3 +174,33 @@ def test_rows_split_the_batch_evenly_or_refuse() -> None:
     assert [d.rows(8) for d in two] == [slice(0, 4), slice(4, 8)]
     with pytest.raises(ValueError, match="multiple of 2"):
         two[1].rows(7)
+
+
+def test_train_command_with_nproc_2_resumes_a_one_process_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``train sbir --nproc 2 --resume`` goes on from a one-process checkpoint: the processes
+    print one summary and write one checkpoint, whose last losses are those of one process
+    going on alone."""
+    from test_train_cli import write_sketchy  # tests/train is on sys.path
+
+    from sketchpad.cli import main
+    from sketchpad.train.checkpoint import read_metadata
+
+    data = write_sketchy(tmp_path / "sketchy")
+    common = ["train", "sbir", "--data", str(data), "--backbone", TINY, "--random-weights",
+              "--batch-size", "4", "--device", "cpu", "--checkpoint-every", "0",
+              "--lr", "1e-3"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*common, "--out", str(two), "--steps", "1"]) == 0
+    assert main([*common, "--out", str(two), "--steps", "3", "--resume", "--nproc", "2"]) == 0
+    out, err = capfd.readouterr()
+    assert out.count("sbir: trained to step 3/3") == 1, out  # rank 0 alone reports
+    assert "training in 2 processes" in err and "resumed" in err
+    assert main([*common, "--out", str(one), "--steps", "3"]) == 0
+    a, b = read_metadata(one / "sbir.json"), read_metadata(two / "sbir.json")
+    assert a["step"] == b["step"] == 3
+    for k, v in a["losses"].items():
+        assert b["losses"][k] == pytest.approx(v, rel=1e-4), k
+    assert main([*common, "--out", str(tmp_path / "x"), "--nproc", "3"]) == 1
+    assert "does not split evenly over --nproc 3" in capfd.readouterr().err
