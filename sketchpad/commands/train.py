@@ -317,7 +317,10 @@ def _launch(args: argparse.Namespace) -> int:
     from sketchpad.vision.errors import WeightsError
 
     try:
-        if choose_device(args.device).type == "cuda" and torch.cuda.device_count() < args.nproc:
+        device = choose_device(args.device)
+        if device.type not in ("cuda", "cpu"):
+            raise ValueError(f"--nproc trains on CUDA GPUs or CPUs, not on {device.type}")
+        if device.type == "cuda" and torch.cuda.device_count() < args.nproc:
             raise ValueError(
                 f"--nproc {args.nproc} needs a GPU per process; this machine has "
                 f"{torch.cuda.device_count()}: use fewer processes or --device cpu"

@@ -157,7 +157,8 @@ def init_from_env(device: str | None) -> tuple[Dist, str | None]:
     device it trains on (``cuda:LOCAL_RANK`` when ``device`` means CUDA, else ``device``).
 
     Raises:
-        ValueError: a variable is missing, or fewer GPUs than processes on this machine.
+        ValueError: a variable is missing, fewer GPUs than processes on this machine, or a
+            device other than CUDA or the CPU (MPS: gloo cannot reduce its tensors).
     """
     missing = [k for k in ENV if k not in os.environ]
     if missing:
@@ -166,6 +167,8 @@ def init_from_env(device: str | None) -> tuple[Dist, str | None]:
     from sketchpad.vision.backbone import choose_device
 
     chosen = choose_device(device)
+    if chosen.type not in ("cuda", "cpu"):
+        raise ValueError(f"several processes train on CUDA GPUs or CPUs, not on {chosen.type}")
     if chosen.type == "cuda":
         if local >= torch.cuda.device_count():
             raise ValueError(

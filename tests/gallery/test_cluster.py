@@ -235,3 +235,31 @@ def test_the_actor_encodes_as_the_local_index_and_reports_bad_photos(
         np.testing.assert_array_equal(a.features.patches, b.features.patches)
         np.testing.assert_array_equal(a.features.global_embedding, b.features.global_embedding)
         assert a.features.letterbox == b.features.letterbox
+
+
+def test_a_cancel_closes_the_encoder_stream_after_the_batch_in_flight(tmp_path: Path) -> None:
+    """index_folder closes an encoder's stream when progress raises (a cancel), so a cluster
+    job ends with it; the batches committed before stay."""
+    from sketchpad.gallery.index import Encoded, encode_locally
+
+    folder = tmp_path / "photos"
+    photo_folder(folder)
+    seg = Segmenter(create_backbone("test-clip-tiny", pretrained=False, device="cpu"))
+    closed: list[bool] = []
+
+    def encoder(folder: Path, paths: list[Path], batch_size: int) -> Iterator[list[Encoded]]:
+        try:
+            yield from encode_locally(seg, folder, paths, batch_size)
+        finally:
+            closed.append(True)
+
+    def cancel(done: int, total: int) -> None:
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "c.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        index_folder(folder, seg, recursive=True, batch_size=2, progress=cancel,
+                     cache_path=path, encoder=encoder)  # fmt: skip
+    assert closed == [True]
+    assert len(rows(folder, seg, path)) == 3  # broken.jpg + 3 photos done, 3 rows kept
