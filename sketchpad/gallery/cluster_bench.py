@@ -9,8 +9,9 @@ Reported, never asserted:
 
 - **end to end**: photos / wall time of the whole ``index_folder`` call, the cluster's
   including starting Ray and its actors (each imports torch and builds the model);
-- **steady state**: photos after the first committed batch / time from that batch to the
-  last, i.e. once every actor is up (the figure that grows with the cluster);
+- **steady state**: photos / time between the commit by which every worker has delivered a
+  batch (the ``workers``-th commit; the first for the local run) and the last, i.e. once every
+  actor is up (the figure that grows with the cluster; keep the run long against a batch);
 - **equality**: the two caches row by row: the same names, letterboxes and grids, and the
   largest difference of any patch or global value (0 when byte-identical).
 """
@@ -34,21 +35,25 @@ Report = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Timing:
-    """One indexing run: photos, total seconds, seconds from the first committed batch."""
+    """One indexing run: photos, total seconds, and (time, photos done) at each commit."""
 
     photos: int
     seconds: float
-    after_first: float
-    first_batch: int
+    commits: tuple[tuple[float, int], ...]  # seconds since the start, photos done
 
     @property
     def rate(self) -> float:
         return self.photos / self.seconds
 
-    @property
-    def steady_rate(self) -> float:
-        later = self.photos - self.first_batch
-        return later / self.after_first if later > 0 and self.after_first > 0 else float("nan")
+    def steady_rate(self, skip: int) -> float:
+        """Photos per second between the ``skip``-th commit and the last: with ``skip`` = the
+        number of workers, once every worker has delivered its first batch (each one's
+        start-up excluded; the batches in flight then were partly computed before, so keep
+        the run long against one batch)."""
+        if len(self.commits) <= skip:
+            return float("nan")
+        (t0, n0), (t1, n1) = self.commits[skip - 1], self.commits[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -103,17 +108,15 @@ def _photo_folder(folder: Path, n: int) -> None:
 
 
 def _timed(run: Callable[[Callable[[int, int], None]], object], photos: int) -> Timing:
-    first: list[tuple[float, int]] = []
+    commits: list[tuple[float, int]] = []
+    t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        if done and not first:
-            first.append((time.perf_counter(), done))
+        if done:
+            commits.append((time.perf_counter() - t0, done))
 
-    t0 = time.perf_counter()
     run(progress)
-    t1 = time.perf_counter()
-    t_first, n_first = first[0] if first else (t1, photos)
-    return Timing(photos, t1 - t0, t1 - t_first, n_first)
+    return Timing(photos, time.perf_counter() - t0, tuple(commits))
 
 
 def run(
@@ -168,14 +171,18 @@ def run(
         drift = compare_caches(folder, key, local_a, local_b)
 
     loc_rate = (before.rate + after.rate) / 2
-    loc_steady = (before.steady_rate + after.steady_rate) / 2
+    loc_steady = (before.steady_rate(1) + after.steady_rate(1)) / 2
+    ray_steady = ray_run.steady_rate(workers)
     report("")
     report(f"{'':>14} {'photos/s':>9} {'steady photos/s':>16} {'wall s':>8}")
-    for name, t in (("local", before), (f"cluster ×{workers}", ray_run), ("local again", after)):
-        report(f"{name:>14} {t.rate:>9.2f} {t.steady_rate:>16.2f} {t.seconds:>8.1f}")
+    runs = (("local", before, 1), (f"cluster ×{workers}", ray_run, workers),
+            ("local again", after, 1))  # fmt: skip
+    for name, t, skip in runs:
+        report(f"{name:>14} {t.rate:>9.2f} {t.steady_rate(skip):>16.2f} {t.seconds:>8.1f}")
     report(
         f"cluster / local throughput: end to end {ray_run.rate / loc_rate:.2f}×, steady state "
-        f"{ray_run.steady_rate / loc_steady:.2f}× (local: mean of the runs before and after)"
+        f"{ray_steady / loc_steady:.2f}× (local: mean of the runs before and after; steady: "
+        "from each worker's first committed batch to the last)"
     )
     report(
         f"cache equality, cluster vs local: {diff.identical}/{diff.rows_a} rows byte-identical, "

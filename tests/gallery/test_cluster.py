@@ -11,6 +11,7 @@ what the ones before left, and the rows the cluster wrote equal a local index's,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -269,3 +270,29 @@ def test_a_cancel_closes_the_encoder_stream_after_the_batch_in_flight(tmp_path: 
     assert closed == [True]  # closed at once, not when the stream is collected
     del held
     assert len(rows(folder, seg, path)) == 3  # broken.jpg + 3 photos done, 3 rows kept
+
+
+def test_the_benchmark_compares_caches_row_by_row_and_skips_start_up(tmp_path: Path) -> None:
+    from sketchpad.gallery.cluster_bench import Timing, compare_caches
+
+    folder = tmp_path / "photos"
+    photo_folder(folder)
+    seg = Segmenter(create_backbone("test-clip-tiny", pretrained=False, device="cpu"))
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    for path in (a, b):
+        index_folder(folder, seg, recursive=True, batch_size=4, cache_path=path)
+    same = compare_caches(folder, model_key(seg), a, b)
+    assert same.equal and same.identical == same.rows_a == PHOTOS and same.max_abs == 0
+    with FeatureCache.open(folder, model_key(seg), path=b) as cache:
+        f = cache.get("img1.jpg")
+        assert f is not None
+        changed = dataclasses.replace(f, patches=f.patches + np.float16(0.25))
+        cache.put([("img1.jpg", 1, 1, changed)])
+    diff = compare_caches(folder, model_key(seg), a, b)
+    assert not diff.equal and diff.identical == PHOTOS - 1 and diff.same_layouts == PHOTOS
+    assert diff.max_abs == pytest.approx(0.25, rel=1e-2)
+
+    t = Timing(10, 9.0, ((5.0, 2), (5.5, 4), (7.0, 6), (9.0, 10)))
+    assert t.rate == pytest.approx(10 / 9)
+    assert t.steady_rate(1) == pytest.approx(8 / 4.0)  # from the first commit
+    assert t.steady_rate(2) == pytest.approx(6 / 3.5)  # once both workers delivered
