@@ -46,6 +46,7 @@ import numpy as np
 from sketchpad.gallery.index import Encoded, encode_locally
 
 if TYPE_CHECKING:
+    from sketchpad.vision.backbone import WeightsInfo
     from sketchpad.vision.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class _Model:
 
     backbone_id: str
     state: dict[str, Any]  # the model's state dict (CPU tensors)
-    weights: Any  # WeightsInfo: part of the cache key
+    weights: WeightsInfo  # part of the cache key
     input_size: int
     patch_path: str
 
@@ -87,20 +88,19 @@ class _PhotoEncoder:
         from sketchpad.vision.registry import build_model, get_spec
         from sketchpad.vision.segmenter import Segmenter
 
-        m = model
-        spec = get_spec(m.backbone_id)
+        spec = get_spec(model.backbone_id)
         net = build_model(spec)
-        net.load_state_dict(m.state, strict=True)
+        net.load_state_dict(model.state, strict=True)
         gpu = torch.cuda.is_available()  # Ray shows an actor only the GPU it was given
         device = torch.device("cuda" if gpu else "cpu")
         if not gpu:
             torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         dtype = torch.float16 if gpu else torch.float32  # as create_backbone on that device
-        backbone = Backbone(spec, net, m.weights, device, dtype)
+        backbone = Backbone(spec, net, model.weights, device, dtype)
         self.segmenter = Segmenter(
             backbone,
-            input_size=m.input_size,
-            patch_path=m.patch_path,  # type: ignore[arg-type]
+            input_size=model.input_size,
+            patch_path=model.patch_path,  # type: ignore[arg-type]
         )
         self.folder = Path(folder)
         self.threads = threads
