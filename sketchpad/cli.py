@@ -55,6 +55,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return bench.run(ids, report=print, device=args.device, repeats=args.repeats)
     if args.what == "gallery":
         return _bench_gallery(args)
+    if args.what == "cluster":
+        from sketchpad.gallery import cluster_bench
+        from sketchpad.vision.registry import get_spec
+
+        bid = (args.backbones or ["clip-vit-b16"])[0]
+        try:
+            get_spec(bid)
+            if args.index_photos < 1 or args.workers < 1:
+                raise ValueError("--index-photos and --workers must be ≥ 1")
+        except (KeyError, ValueError) as e:
+            print(f"sketchpad bench: error: {str(e).strip(chr(39))}", file=sys.stderr)
+            return 1
+        return cluster_bench.run(bid, report=print, photos=args.index_photos, workers=args.workers)
     if args.what == "train":
         from sketchpad.train import bench as train_bench
 
@@ -130,11 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "what",
-        choices=["startup", "vision", "gallery", "ui", "train"],
+        choices=["startup", "vision", "gallery", "cluster", "ui", "train"],
         help="startup: time from launch to the first painted window; vision: encoder and "
         "mask timings per backbone (random weights); gallery: indexing throughput, query "
         "latency over cached photos, speed-up over re-encoding, cache size and memory; ui: "
-        "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling; train: "
+        "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling; "
+        "cluster: `index --cluster local` with --workers Ray workers against the local index "
+        "on the same photos (throughput ratio, caches compared row by row); train: "
         "trains a tiny SBIR critic and a mask-free segmenter (and its ablations) on a synthetic "
         "world on the CPU and scores them on held-out seen and unseen classes",
     )
@@ -143,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbones",
         nargs="+",
         metavar="ID",
-        help="vision: which (default all); gallery: the first (default clip-vit-b16); ui: the "
-        "first (default test-clip-tiny)",
+        help="vision: which (default all); gallery, cluster: the first (default "
+        "clip-vit-b16); ui: the first (default test-clip-tiny)",
     )
     p.add_argument("--device", help="vision: auto (default), cpu, cuda, mps")
     p.add_argument("--repeats", type=int, default=3, help="vision: timed repetitions (default 3)")
@@ -157,7 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="gallery: cached photos per latency run (default 1000 10000)",
     )
     p.add_argument(
-        "--index-photos", type=int, default=64, help="gallery: photos indexed (default 64)"
+        "--index-photos",
+        type=int,
+        default=64,
+        help="gallery, cluster: photos indexed (default 64)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=2, help="cluster: Ray workers (default 2)"
     )
     p.add_argument(
         "--naive-photos",

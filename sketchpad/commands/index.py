@@ -1,5 +1,6 @@
 """``sketchpad index DIR``: compute and cache a photo folder's features (incremental,
-resumable), with a progress bar, an ETA and a summary."""
+resumable), with a progress bar, an ETA and a summary; ``--cluster`` encodes on a Ray cluster
+(:mod:`sketchpad.gallery.cluster`) into the same cache."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 NAME = "sketchpad index"
+#: Exit status after Ctrl+C (what was committed is kept).
+INTERRUPTED = 130
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +30,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--batch-size", type=int, default=8, help="photos per forward (default 8)")
     p.add_argument("--input-size", type=int, help="model input side (finer maps when larger)")
     p.add_argument("--plain", action="store_true", help="plain CLIP patch tokens, not v-v")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="encode on a Ray cluster: its address (ray://HOST:10001, HOST:6379, auto) or "
+        "'local' to start Ray on this machine; the cache is the one a local run writes. "
+        "Needs pip install 'sketchpad[cluster]'; the folder must be at the same path on "
+        "every node",
+    )
+    p.add_argument(
+        "--cluster-workers",
+        type=int,
+        metavar="N",
+        help="model actors on the cluster (default: one per GPU, else one per CPU)",
+    )
     p.set_defaults(func=run)
 
 
@@ -42,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         return _err(f"{folder}: not a folder")
+    if args.cluster_workers is not None and not args.cluster:
+        return _err("--cluster-workers needs --cluster")
+    if args.cluster_workers is not None and args.cluster_workers < 1:
+        return _err(f"--cluster-workers must be at least 1, got {args.cluster_workers}")
+    if args.cluster and args.device:
+        return _err("--device does not apply with --cluster: the actors use their own GPUs")
     from sketchpad.gallery.cache import CacheError
     from sketchpad.gallery.index import index_folder
     from sketchpad.vision.backbone import create_backbone
@@ -49,12 +72,21 @@ def run(args: argparse.Namespace) -> int:
     from sketchpad.vision.segmenter import Segmenter
 
     try:
-        backbone = create_backbone(args.backbone, weights=args.weights, device=args.device)
+        # With --cluster the weights are only read here and sent on: keep them exact (fp32).
+        device = "cpu" if args.cluster else args.device
+        backbone = create_backbone(args.backbone, weights=args.weights, device=device)
         seg = Segmenter(
             backbone, input_size=args.input_size, patch_path="plain" if args.plain else "vv"
         )
     except (KeyError, ValueError, WeightsError) as e:
         return _err(str(e).strip("'\""))
+    encoder = None
+    if args.cluster:
+        from sketchpad.gallery.cluster import RayEncoder
+
+        encoder = RayEncoder(seg, args.cluster, workers=args.cluster_workers)
+    from sketchpad.gallery.cluster import ClusterError  # light: Ray loads when a run starts
+
     progress = EtaProgress("photos encoded")
     try:
         summary = index_folder(
@@ -64,9 +96,19 @@ def run(args: argparse.Namespace) -> int:
             rebuild=args.rebuild,
             batch_size=max(1, args.batch_size),
             progress=progress,
+            encoder=encoder,
         )
-    except (CacheError, PhotoError) as e:
+    except (CacheError, PhotoError, ClusterError) as e:
+        progress.finish()
         return _err(str(e))
+    except KeyboardInterrupt:
+        progress.finish()
+        print(
+            f"{NAME}: interrupted after {progress.done} photos; their features are kept: run "
+            "the same command again to go on",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     progress.finish()
     for path, code, reason in summary.skipped:
         print(f"{NAME}: skipped {path}: {reason} [{code}]", file=sys.stderr)

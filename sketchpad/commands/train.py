@@ -9,14 +9,20 @@ scene labeller also ``.extra.safetensors``) every ``--checkpoint-every`` steps a
 Ctrl+C finishes the step, saves and exits (a second Ctrl+C stops at once, still saving).
 ``--resume`` goes on with the batches the uninterrupted run would have seen; a checkpoint is
 never overwritten without it, and a folder with another kind of checkpoint is refused.
+
+``--nproc N`` runs the same command in N processes (:mod:`sketchpad.train.distributed`); a
+process started by torchrun joins its group. Rank 0 prints and writes the checkpoint; the
+others print only their errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -36,6 +42,8 @@ NAME = "sketchpad train"
 INTERRUPTED = 130
 #: Seconds between progress lines when stderr is not a terminal (a log file).
 LOG_EVERY_S = 60.0
+#: This process's rank when training in several (only rank 0 prints notes and progress).
+_rank = 0
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,17 +55,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _err(msg: str) -> int:
-    print(f"{NAME}: error: {msg}", file=sys.stderr)
+    who = f" (process {_rank})" if _rank else ""
+    print(f"{NAME}{who}: error: {msg}", file=sys.stderr)
     return 1
 
 
 def _warn(msg: str) -> None:
+    if _rank:
+        return
     lead = "\n" if sys.stderr.isatty() else ""
     print(f"{lead}{NAME}: warning: {msg}", file=sys.stderr)
 
 
 def _note(msg: str) -> None:
-    print(f"{NAME}: {msg}", file=sys.stderr)
+    if not _rank:
+        print(f"{NAME}: {msg}", file=sys.stderr)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -70,6 +82,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.batch_size % args.nproc:
+        raise ValueError(
+            f"--batch-size {args.batch_size} does not split evenly over --nproc {args.nproc}: "
+            "the batch size is the whole step's, make it a multiple of the process count"
+        )
     margin = getattr(args, "margin", None)
     if margin is not None and not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"--margin must be 0 or more, got {margin}")
@@ -245,10 +264,12 @@ def _fit(trainer: Trainer, args: argparse.Namespace, kind: str, config: Mapping[
         _note(f"the checkpoint is at step {start} already: raise --steps to train further")
         return 0
 
-    bar = TextProgress(kind, total)
+    bar = TextProgress(kind, total, stream=io.StringIO() if _rank else None)  # rank 0 shows it
     logged = [time.monotonic()]
 
     def progress(step: int, steps: int, losses: Mapping[str, float]) -> None:
+        if _rank:
+            return
         bar.label = f"{kind} {_format_losses(losses)}"
         bar.update(step, steps)
         if not sys.stderr.isatty() and time.monotonic() - logged[0] >= LOG_EVERY_S:
@@ -273,6 +294,8 @@ def _fit(trainer: Trainer, args: argparse.Namespace, kind: str, config: Mapping[
     if extra.is_file():
         files.insert(1, extra)
     how = "interrupted at" if interrupted else "trained to"
+    if _rank:
+        return INTERRUPTED if interrupted else 0
     print(
         f"{kind}: {how} step {trainer.step}/{total} in {time.perf_counter() - t0:.1f} s; "
         f"last losses {_format_losses(trainer.last_losses)}; checkpoint: "
@@ -281,13 +304,72 @@ def _fit(trainer: Trainer, args: argparse.Namespace, kind: str, config: Mapping[
     return INTERRUPTED if interrupted else 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """One of ``--nproc`` processes: the same command, joining the others (in ``_run``)."""
+    return int(args.func(args))
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--nproc N`` (N > 1): resolve the weights once here, then run N processes."""
+    import torch
+
+    from sketchpad.train import distributed
+    from sketchpad.vision.backbone import choose_device
+    from sketchpad.vision.errors import WeightsError
+
+    try:
+        device = choose_device(args.device)
+        if device.type not in ("cuda", "cpu"):
+            raise ValueError(f"--nproc trains on CUDA GPUs or CPUs, not on {device.type}")
+        if device.type == "cuda" and torch.cuda.device_count() < args.nproc:
+            raise ValueError(
+                f"--nproc {args.nproc} needs a GPU per process; this machine has "
+                f"{torch.cuda.device_count()}: use fewer processes or --device cpu"
+            )
+        _check_backbone(args)  # a download happens once, not in every process
+    except (ValueError, WeightsError) as e:
+        return _err(str(e))
+    except KeyError as e:
+        return _err(str(e.args[0]) if e.args else str(e))
+    _note(f"training in {args.nproc} processes")
+    return distributed.launch(args.nproc, _worker, args)
+
+
 def _run(args: argparse.Namespace, kind: str, build: Callable[[], Trainer]) -> int:
-    """Checks, then ``build()`` the trainer and fit it; every expected failure is one line."""
+    """Checks, then ``build()`` the trainer and fit it; every expected failure is one line.
+    With ``--nproc`` N > 1 this process launches N that each run this again and join."""
+    global _rank
     try:
         _check_args(args)
         _check_out(Path(args.out), kind, args.resume)
     except ValueError as e:
         return _err(str(e))
+    from sketchpad.train import distributed
+
+    if not distributed.launched():
+        if args.nproc > 1:
+            return _launch(args)
+        return _build_and_fit(args, kind, build)
+    try:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", args.nproc))
+        if args.nproc not in (1, local):
+            raise ValueError(f"--nproc {args.nproc} under torchrun: leave --nproc out")
+        here, args.device = distributed.init_from_env(args.device)
+    except ValueError as e:
+        return _err(str(e))
+    _rank = here.rank
+    try:
+        if args.batch_size % here.world:
+            return _err(
+                f"--batch-size {args.batch_size} does not split evenly over {here.world} "
+                "processes: the batch size is the whole step's, make it a multiple of that"
+            )
+        return _build_and_fit(args, kind, build)
+    finally:
+        distributed.shutdown()
+
+
+def _build_and_fit(args: argparse.Namespace, kind: str, build: Callable[[], Trainer]) -> int:
     from sketchpad.train.checkpoint import CheckpointError
     from sketchpad.train.datasets import DatasetError
     from sketchpad.train.loop import TrainingError

@@ -187,6 +187,16 @@ def _add_common(p: argparse.ArgumentParser, data: str, lr_default: str) -> None:
     )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine (DistributedDataParallel: one GPU each with "
+        "CUDA, else CPU processes); --batch-size stays the whole step's batch, split evenly, "
+        "so the run follows the one-process run (default 1). Several machines: torchrun "
+        "--nnodes … -m sketchpad train …",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=int,
         default=200,

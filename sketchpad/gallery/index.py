@@ -4,14 +4,20 @@ Incremental (only new or changed files are encoded; rows of deleted files are re
 resumable (each batch is committed before the next starts, so an interruption, even kill -9,
 loses at most the batch in flight). Photos are decoded in a thread pool while the model runs,
 so indexing goes at the model's speed.
+
+Encoding is pluggable (``index_folder(encoder=…)``): the default, :func:`encode_locally`, runs
+the model in this process; :mod:`sketchpad.gallery.cluster` runs the same function on a pool
+of Ray actors. Either way this module scans, skips, commits each batch, reports progress and
+stops on a cancel, so a cluster run writes the very cache a local run writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +39,33 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 #: [(rel_path, features), …] of one committed batch → None.
 BatchFn = Callable[[list[tuple[str, "PhotoFeatures"]]], None]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One photo after encoding: its features, or why it was skipped (plain data: it crosses
+    process boundaries).
+
+    Attributes:
+        rel: the cache's name of the photo (:func:`relative_name`).
+        path: the photo's path.
+        size: bytes, as stat'ed just before it was read.
+        mtime_ns: modification time, as stat'ed just before it was read.
+        features: the features, or None when the photo was skipped.
+        error: (reason code, message) when it was skipped (``PhotoError.code`` / ``.reason``).
+    """
+
+    rel: str
+    path: Path
+    size: int
+    mtime_ns: int
+    features: PhotoFeatures | None
+    error: tuple[str, str] | None = None
+
+
+#: ``encoder(folder, paths, batch_size)`` → batches of :class:`Encoded`, each committed whole
+#: as it arrives, in any order. Closing the iterator must stop the work (a cancel).
+Encoder = Callable[[Path, Sequence[Path], int], Generator[list[Encoded], None, None]]
 
 
 def model_key(segmenter: PhotoEncoder) -> ModelKey:
@@ -122,6 +155,28 @@ def _prefetched(
             yield batch
 
 
+def encode_locally(
+    segmenter: object, folder: Path, paths: Sequence[Path], batch_size: int, workers: int = 2
+) -> Generator[list[Encoded], None, None]:
+    """The local :data:`Encoder`: photos decoded in ``workers`` threads while
+    ``segmenter.embed_photos`` runs on the batch before, batches in ``paths`` order."""
+    for batch in _prefetched(folder, paths, batch_size, workers):
+        images = [d.image for d in batch if d.image is not None]
+        embed = segmenter.embed_photos  # type: ignore[attr-defined]
+        feats = iter(embed(images, batch_size=len(images)) if images else [])
+        yield [
+            Encoded(
+                d.rel,
+                d.path,
+                d.size,
+                d.mtime_ns,
+                next(feats) if d.image is not None else None,
+                (d.error.code, d.error.reason) if d.error is not None else None,
+            )
+            for d in batch
+        ]
+
+
 def index_folder(
     folder: Path,
     segmenter: PhotoEncoder,
@@ -133,6 +188,7 @@ def index_folder(
     progress: ProgressFn | None = None,
     cache_path: Path | None = None,
     on_batch: BatchFn | None = None,
+    encoder: Encoder | None = None,
 ) -> IndexSummary:
     """Bring ``folder``'s feature cache up to date for ``segmenter``'s model.
 
@@ -148,6 +204,8 @@ def index_folder(
         cache_path: override the cache file (tests); default in the user cache folder.
         on_batch: called with each committed batch's ``[(rel_path, features), …]`` (e.g. to
             grow a live gallery's bank while indexing goes on).
+        encoder: how photos become features (default :func:`encode_locally` with
+            ``segmenter`` and ``workers``; e.g. a :class:`~sketchpad.gallery.cluster.RayEncoder`).
 
     Raises:
         sketchpad.gallery.images.PhotoError: the folder cannot be listed.
@@ -181,22 +239,26 @@ def index_folder(
         done = indexed = 0
         if progress is not None:
             progress(0, len(todo))
-        for batch in _prefetched(folder, todo, batch_size, workers):
-            good = [d for d in batch if d.image is not None]
-            for d in batch:
-                if d.error is not None:
-                    skipped.append((d.path, d.error.code, d.error.reason))
-            if good:
-                images = [d.image for d in good if d.image is not None]  # all: types narrowed
-                feats = segmenter.embed_photos(images, batch_size=len(good))
-                rows = [(d.rel, d.size, d.mtime_ns, f) for d, f in zip(good, feats, strict=True)]
-                cache.put(rows)
-                indexed += len(rows)
-                if on_batch is not None:
-                    on_batch([(d.rel, f) for d, f in zip(good, feats, strict=True)])
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(todo))
+        if encoder is None:
+            stream = encode_locally(segmenter, folder, todo, batch_size, workers)
+        else:
+            stream = encoder(folder, todo, batch_size)
+        with contextlib.closing(stream):  # a cancel (progress raising) stops the encoder
+            for batch in stream:
+                skipped += [(e.path, *e.error) for e in batch if e.error is not None]
+                good = [
+                    (e.rel, e.size, e.mtime_ns, e.features)
+                    for e in batch
+                    if e.features is not None
+                ]
+                if good:
+                    cache.put(good)
+                    indexed += len(good)
+                    if on_batch is not None:
+                        on_batch([(rel, f) for rel, _, _, f in good])
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(todo))
         path = cache_path or default_cache_path(folder, key)
     log.info(
         "indexed %s: %d new, %d current, %d removed, %d skipped",

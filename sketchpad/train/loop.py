@@ -4,6 +4,11 @@ A trainer subclasses :class:`Trainer` and implements ``compute_losses(step)``, w
 named scalar losses with the one to minimise under ``"total"``. Batches must be a function of
 ``(seed, step)`` only (:func:`step_rng`), so a resumed run sees exactly the batches the
 uninterrupted run would have seen; torch's own RNG is saved with the checkpoint.
+
+Several processes (``--nproc``, :mod:`sketchpad.train.distributed`): the loop wraps the model
+in DistributedDataParallel and agrees on stopping; a trainer encodes only its process's rows
+of the step's batch (:meth:`Trainer.rows`) and gathers what its losses compare across the
+batch (:meth:`Trainer.gather`), so N processes follow one process's loss curve.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sketchpad.train import distributed
 from sketchpad.train.checkpoint import (
     CheckpointError,
     CheckpointPaths,
@@ -115,6 +121,19 @@ class History:
         return {k: float(np.mean(v[-n:])) for k, v in self.losses.items() if v}
 
 
+class _Closure(nn.Module):
+    """What DistributedDataParallel wraps: the trained model, and a forward that runs a
+    closure (the trainer's ``compute_losses``), so the trainers call their models' methods as
+    they like while DDP prepares each step's gradient averaging."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return compute()
+
+
 class Trainer:
     """The step loop shared by the trainers.
 
@@ -134,6 +153,9 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer
         self.history = History()
         self.last_losses: dict[str, float] = {}
+        #: This process's place among the training processes (one process: rank 0 of 1).
+        self.dist = distributed.current()
+        self._ddp: nn.Module | None = None
 
     # -- to implement ---------------------------------------------------------------------
     def compute_losses(self, step: int) -> dict[str, torch.Tensor]:
@@ -151,24 +173,61 @@ class Trainer:
     def load_saved_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(sd, strict=True)
 
-    # -- the loop -------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
-    def train_step(self) -> dict[str, float]:
-        """One optimiser step; returns its losses as floats."""
+    # -- several processes ------------------------------------------------------------------
+    def rows(self, n: int) -> slice:
+        """This process's rows of the step's global batch of ``n`` (all of them in one process).
+
+        Raises:
+            TrainingError: ``n`` does not split evenly over the processes.
+        """
+        try:
+            return self.dist.rows(n)
+        except ValueError as e:
+            raise TrainingError(str(e)) from e
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """The rows of ``x`` of every process, in batch order, gradients flowing to each
+        process's own: (n, …) → (processes·n, …); ``x`` itself in one process."""
+        return self.dist.gather(x)
+
+    def _forward(self, step: int) -> dict[str, torch.Tensor]:
+        if not self.dist.active:
+            return self.compute_losses(step)
+        if self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # find_unused_parameters: a process may leave a part unused in a step (the scene
+            # labeller's category path when its rows name no category; DINOv2's mask token).
+            self._ddp = DistributedDataParallel(_Closure(self.model), find_unused_parameters=True)
+        return self._ddp(lambda: self.compute_losses(step))
+
+    def backward(self) -> dict[str, float]:
+        """Step ``self.step``'s losses (means over the processes) with their gradients in the
+        parameters' ``.grad`` (averaged over the processes: the global batch's gradient).
+
+        Raises:
+            TrainingError: the loss is not finite (in any process: all raise).
+        """
         self.model.train()
-        losses = self.compute_losses(self.step)
-        total = losses["total"]
-        if not torch.isfinite(total):
+        losses = self._forward(self.step)
+        values = self.dist.mean({k: float(v.detach()) for k, v in losses.items()})
+        if not math.isfinite(values["total"]):
             raise TrainingError(
-                f"the loss became {float(total.detach())} at step {self.step} "
-                f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}): "
-                "lower the "
+                f"the loss became {values['total']} at step {self.step} "
+                f"({', '.join(f'{k}={v:.4g}' for k, v in values.items())}): lower the "
                 "learning rate or resume from the last checkpoint"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        losses["total"].backward()
+        return values
+
+    # -- the loop -------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step; returns its losses as floats (means over the processes)."""
+        values = self.backward()
         if self.loop.warmup > 0:
             if not hasattr(self, "_base_lrs"):
                 self._base_lrs = [g["lr"] for g in self.optimizer.param_groups]
@@ -179,7 +238,6 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.loop.grad_clip)
         self.optimizer.step()
         self.step += 1
-        values = {k: float(v.detach()) for k, v in losses.items()}
         self.history.add(values)
         self.last_losses = values
         return values
@@ -191,12 +249,14 @@ class Trainer:
         should_stop: Callable[[], bool] | None = None,
     ) -> History:
         """Train from ``self.step`` up to ``loop.steps``; save checkpoints on the way and at the
-        end (also when stopped early or interrupted with Ctrl+C: nothing trained is lost)."""
+        end (also when stopped early or interrupted with Ctrl+C: nothing trained is lost).
+        With several processes, all stop at the same step when any is asked to."""
         t0 = time.perf_counter()
         smoothed: dict[str, float] = {}
         try:
             while self.step < self.loop.steps:
-                if should_stop is not None and should_stop():
+                stop = should_stop is not None and should_stop()
+                if self.dist.any(stop):
                     break
                 values = self.train_step()
                 for k, v in values.items():
@@ -220,8 +280,9 @@ class Trainer:
         return CheckpointPaths.of(Path(self.loop.out) / self.loop.name)
 
     def save(self) -> CheckpointPaths | None:
-        """Write the checkpoint (nothing when ``loop.out`` is None)."""
-        if self.checkpoint is None:
+        """Write the checkpoint (nothing when ``loop.out`` is None, or in a process other than
+        rank 0: the weights are the same in every process)."""
+        if self.checkpoint is None or not self.dist.chief:
             return None
         meta = {
             "kind": self.kind,

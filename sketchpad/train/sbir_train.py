@@ -235,19 +235,26 @@ class SBIRTrainer(Trainer):
         return {**self.model.metadata(), "config": asdict(self.config)}
 
     def compute_losses(self, step: int) -> dict[str, torch.Tensor]:
+        """Triplet and class losses (means over rows), the consistency loss (a ratio over the
+        whole batch). The step's whole batch is drawn and erased as in one process; this
+        process encodes its rows (:meth:`Trainer.rows`)."""
         rng = step_rng(self.loop.seed, step)
         batch = self.source.triplets(rng, self.loop.batch_size, self.config.level)
-        critic = self.model
-        s = critic.embed_sketch(to_tensor(batch.sketches, self.device))
+        critic: SBIRCritic = self.model
+        k = len(batch.sketches)
+        mine = self.rows(k)
         photos = np.concatenate([batch.positives, batch.negatives])
         erased = random_erase(photos, rng, self.config.erase)
+        take = np.r_[np.arange(k)[mine], k + np.arange(k)[mine]]  # my positives, negatives
+        photos, erased = photos[take], erased[take]
+        s = critic.embed_sketch(to_tensor(batch.sketches[mine], self.device))
         if self.config.consistency > 0:
             pn, patches = critic.embed_photo_and_patches(to_tensor(erased, self.device))
         else:
             pn, patches = critic.embed_photo(to_tensor(erased, self.device)), None
         p, n = pn[: len(s)], pn[len(s) :]
         trip = triplet_loss(s, p, n, self.config.margin)
-        labels = torch.from_numpy(batch.labels).long().to(self.device)
+        labels = torch.from_numpy(batch.labels[mine]).long().to(self.device)
         cls = 0.5 * (
             F.cross_entropy(critic.logits(s), labels) + F.cross_entropy(critic.logits(p), labels)
         )
@@ -263,18 +270,23 @@ class SBIRTrainer(Trainer):
     ) -> torch.Tensor:
         """Mean ``1 − cos`` between the erased photos' tokens and the whole photos' tokens over
         the patches whose pixels the erasing left untouched (the whole photos are encoded
-        again; both sides get gradients)."""
+        again; both sides get gradients). A mean over the kept patches of the whole batch:
+        with several processes, this process's sum over the global count of kept patches,
+        times the number of processes (their mean is then the global mean)."""
         b, gh, gw = patches.shape[:3]
         changed = (erased != photos).any(axis=-1)
-        rows = np.flatnonzero(changed.reshape(b, -1).any(axis=1))
-        if not len(rows):
-            return patches.sum() * 0.0
         ph, pw = changed.shape[1] // gh, changed.shape[2] // gw
         kept = ~changed[:, : gh * ph, : gw * pw].reshape(b, gh, ph, gw, pw).any(axis=(2, 4))
+        rows = np.flatnonzero(changed.reshape(b, -1).any(axis=1))
+        count = float(kept[rows].sum())
+        if self.dist.active:
+            count = self.dist.mean({"n": count})["n"] * self.dist.world
+        if not len(rows):
+            return patches.sum() * 0.0
         _, whole = self.model.photo.encode_patches(to_tensor(photos[rows], self.device))
         keep = torch.from_numpy(kept[rows]).to(self.device, whole.dtype)
         cos = F.cosine_similarity(patches[torch.from_numpy(rows).to(self.device)], whole, dim=-1)
-        return ((1.0 - cos) * keep).sum() / keep.sum().clamp(min=1.0)
+        return ((1.0 - cos) * keep).sum() / max(count, 1.0) * self.dist.world
 
 
 def _load_backbone_weights(critic: SBIRCritic, weights: str | None) -> None:

@@ -331,16 +331,20 @@ class SceneTrainer(Trainer):
     def compute_losses(self, step: int) -> dict[str, torch.Tensor]:
         """``total`` = ``scene`` (level I) + ``category`` (level II); ``threshold`` is θ's value
         (logged, not a loss)."""
-        idx, cats = self.batch(step)
+        idx_all, cats_all = self.batch(step)
         dev = self.device
+        mine = self.rows(len(idx_all))  # this process's sketches; the captions of all
+        idx, cats = idx_all[mine], cats_all[mine]
         ink = self._ink[torch.from_numpy(idx).to(dev)]  # (B, S, S)
         vst, patches = self.model.encode_scene(self._images(ink))  # (B, E), (B, gh, gw, E)
 
-        # Level I: VST ↔ its caption, the hardest other caption of the batch as the negative.
-        cap = torch.from_numpy(self._caption_of[idx]).to(dev)  # (B,)
-        cst = self._caption_emb[cap]  # (B, E)
-        same = cap[:, None] == cap[None, :]
-        rows = torch.arange(len(idx), device=dev)
+        # Level I: VST ↔ its caption, the hardest other caption of the batch as the negative
+        # (the captions' embeddings are frozen: every process has the whole batch's).
+        cap_all = torch.from_numpy(self._caption_of[idx_all]).to(dev)  # (B_all,)
+        cst = self._caption_emb[cap_all]  # (B_all, E)
+        cap = cap_all[mine]
+        same = cap[:, None] == cap_all[None, :]
+        rows = torch.arange(mine.start, mine.stop, device=dev)
         scene = hardest_negative_triplet(vst, cst, rows, self.config.margin, same=same)
 
         # Level II: one category sketch per (sketch, category) pair.
@@ -360,6 +364,9 @@ class SceneTrainer(Trainer):
                     for v in vcts
                 ]
             ).mean()
+            if self.dist.active:  # a mean over the whole batch's pairs, not this process's
+                pairs = sum(len(c) for c in cats_all)
+                category = category * (owner.size * self.dist.world / pairs)
         return {
             "total": scene + category,
             "scene": scene,
@@ -398,9 +405,9 @@ class SceneTrainer(Trainer):
         self.model.load_extra_state_dict(extras)
 
     def save(self) -> CheckpointPaths | None:
-        """Write the extras, then the checkpoint (module docstring)."""
+        """Write the extras, then the checkpoint (module docstring); rank 0 only."""
         paths = self.checkpoint
-        if paths is None:
+        if paths is None or not self.dist.chief:
             return None
         from safetensors.torch import save as st_save
 

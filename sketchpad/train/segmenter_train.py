@@ -10,6 +10,9 @@ Per step, k sketch–photo pairs and one unpaired photo per sketch (DESIGN §4.5
 - on a fraction of the batch (half by default) the sketch is cut in two sectors around its
   centroid (``sketch.parts.sector_part``) and ``M = M_A + M_B − 2·M_A·M_B`` replaces the mask.
 
+With several processes (``--nproc``) each encodes its rows of the batch; InfoNCE compares the
+pairs of the whole batch (gathered with their gradients), the other losses are means over rows.
+
 The saved weights are the backbone model's own state dict, so the app loads a checkpoint as
 it loads any weights file; its JSON says ``"sketchpad_fine_tuned": true`` (maps calibrated:
 'fixed' threshold 0.5 at the training τ).
@@ -189,9 +192,13 @@ class SegmenterTrainer(Trainer):
         rng = step_rng(self.loop.seed, step)
         batch = self.source.pairs(rng, self.loop.batch_size, cfg.partition_fraction)
         dev, enc = self.device, self.encoder
-        sketches = to_tensor(batch.sketches, dev)
-        photos = to_tensor(batch.photos, dev)
-        k, hw = len(sketches), (photos.shape[-2], photos.shape[-1])
+        k = len(batch.sketches)  # the whole batch; this process encodes its rows
+        mine = self.rows(k)
+        sketches = to_tensor(batch.sketches[mine], dev)
+        photos = to_tensor(batch.photos[mine], dev)
+        hw = (int(photos.shape[-2]), int(photos.shape[-1]))
+        cut = (batch.part_rows >= mine.start) & (batch.part_rows < mine.stop)
+        part_rows, parts = batch.part_rows[cut] - mine.start, batch.parts[cut]
 
         s = enc.encode_global(sketches)
         _, p = enc.encode_patches(photos)
@@ -199,18 +206,18 @@ class SegmenterTrainer(Trainer):
         zero = s.sum() * 0.0
         out: dict[str, torch.Tensor] = {}
 
-        out["infonce"] = (
-            L.info_nce(s, L.attention_pool(c, p, cfg.pool_temperature), cfg.nce_temperature)
-            if cfg.lambda_infonce > 0 and k > 1
-            else zero
-        )
+        if cfg.lambda_infonce > 0 and k > 1:  # every pair of the whole batch: gathered
+            p_hat = L.attention_pool(c, p, cfg.pool_temperature)
+            out["infonce"] = L.info_nce(self.gather(s), self.gather(p_hat), cfg.nce_temperature)
+        else:
+            out["infonce"] = zero
         logits = L.mask_logits(c, hw, cfg.tau)
         mask = torch.sigmoid(logits)
         reg_rows = L.mask_regulariser(logits, per_row=True)
-        if len(batch.part_rows):
-            rows = torch.from_numpy(batch.part_rows).to(dev)
+        if len(part_rows):
+            rows = torch.from_numpy(part_rows).to(dev)
             m = len(rows)
-            halves = to_tensor(batch.parts.reshape(2 * m, *batch.parts.shape[2:]), dev)
+            halves = to_tensor(parts.reshape(2 * m, *parts.shape[2:]), dev)
             s_ab = enc.encode_global(halves).reshape(m, 2, -1)
             p_rows = p[rows]
             m_a = L.soft_mask(L.correlation(s_ab[:, 0], p_rows), hw, cfg.tau)
@@ -230,7 +237,7 @@ class SegmenterTrainer(Trainer):
             out["sbir"] = zero
 
         if cfg.lambda_unpaired > 0:
-            _, pn = enc.encode_patches(to_tensor(batch.unpaired, dev))
+            _, pn = enc.encode_patches(to_tensor(batch.unpaired[mine], dev))
             out["unpaired"] = L.unpaired_loss(L.correlation(s, pn))
         else:
             out["unpaired"] = zero
