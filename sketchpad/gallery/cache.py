@@ -46,8 +46,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import sketchpad
-from sketchpad.gallery import filelock
+from sketchpad.gallery import cache_repair, filelock
+from sketchpad.gallery import cache_rows as rows
+from sketchpad.gallery.cache_rows import COLS as _COLS
+from sketchpad.gallery.cache_rows import SCHEMA as _SCHEMA
+from sketchpad.gallery.cache_rows import SCHEMA_VERSION
+from sketchpad.gallery.cache_rows import VALID as _VALID
 from sketchpad.gallery.images import natural_key
+from sketchpad.names import display_name
 from sketchpad.paths import cache_dir
 from sketchpad.vision.letterbox import Letterbox
 
@@ -56,8 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Bump when the tables change; a cache of another version is moved aside and rebuilt.
-SCHEMA_VERSION = 1
+#: Schema versions a writer migrates in place (older or unknown ones are moved aside).
+MIGRATABLE = frozenset({1})
 #: ``PRAGMA application_id`` of every Sketchpad feature cache ("SkPF").
 APPLICATION_ID = 0x536B5046
 #: Moved-aside files kept per cache (older ones are deleted: the cache is rebuildable).
@@ -68,22 +74,6 @@ _PAGE_SIZE = 16384  # rows are ~100-400 kB of blobs: fewer overflow pages than 4
 _BUSY_S = 10.0
 _CHUNK = 64  # rows per SELECT in items()
 _ASIDE_TAGS = ("corrupt", "foreign", "old-schema", "newer-schema", "other-model")
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE features (
-    rel_path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    gh INTEGER NOT NULL, gw INTEGER NOT NULL, d INTEGER NOT NULL, patch_size INTEGER NOT NULL,
-    photo_h INTEGER NOT NULL, photo_w INTEGER NOT NULL, input_size INTEGER NOT NULL,
-    x0 INTEGER NOT NULL, y0 INTEGER NOT NULL, x1 INTEGER NOT NULL, y1 INTEGER NOT NULL,
-    patches BLOB NOT NULL, global_emb BLOB NOT NULL
-);
-"""
-_COLS = (
-    "rel_path, size, mtime_ns, gh, gw, d, patch_size, photo_h, photo_w, input_size, "
-    "x0, y0, x1, y1, patches, global_emb"
-)
-# length() of a blob reads only the record header, so this costs no blob I/O.
-_VALID = "length(patches) = gh * gw * d * 2 AND length(global_emb) = d * 4 AND d > 0"
 
 
 @dataclass(frozen=True)
@@ -154,7 +144,7 @@ class CacheLockedError(CacheError):
 
 def cache_path(folder: Path, key: ModelKey) -> Path:
     """The cache file of ``folder``'s photos under ``key``, in the user cache directory."""
-    resolved = str(Path(folder).resolve()).encode("utf-8")
+    resolved = os.fsencode(Path(folder).resolve())  # bytes: any folder name hashes
     name = hashlib.sha1(resolved, usedforsecurity=False).hexdigest()[:16]
     return cache_dir() / "features" / f"{name}-{key.digest()}.sqlite"
 
@@ -163,11 +153,21 @@ class FeatureCache:
     """Photo features of one folder under one model, kept across runs. Open with :meth:`open`.
 
     Thread-safe (one connection behind a lock). Arrays returned are read-only views of the
-    stored bytes: patches float16, global embedding float32.
+    stored bytes: patches float16, global embedding float32. Every read checks what it returns
+    against the row's checksums; a damaged row is never returned (see :attr:`damaged`).
+
+    Attributes:
+        notes: what opening found and repaired, in words (moved aside, salvaged, migrated,
+            damaged rows removed, commits lost, "verified: sound"); empty when nothing happened.
     """
 
     def __init__(
-        self, path: Path, key: ModelKey, conn: sqlite3.Connection, lock_fd: int | None
+        self,
+        path: Path,
+        key: ModelKey,
+        conn: sqlite3.Connection,
+        lock_fd: int | None,
+        notes: Sequence[str] = (),
     ) -> None:
         self._path = path
         self._key = key
@@ -175,18 +175,35 @@ class FeatureCache:
         self._lock_fd = lock_fd
         self._writable = lock_fd is not None
         self._mutex = threading.RLock()
+        self._damaged: dict[str, str] = {}
+        self.notes: list[str] = list(notes)
+        self._commits = 0
+        if lock_fd is not None:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            self._commits = _int(meta.get("commits")) or 0
+            filelock.write_holder(lock_fd, self._commits)  # the lock file knows the count
 
     @classmethod
     def open(
-        cls, folder: Path, key: ModelKey, *, writer: bool = True, path: Path | None = None
+        cls,
+        folder: Path,
+        key: ModelKey,
+        *,
+        writer: bool = True,
+        path: Path | None = None,
+        verify: bool = False,
     ) -> FeatureCache:
-        """Open (a writer creates, checks and if needed rebuilds) the cache of ``folder``.
+        """Open (a writer creates, checks and if needed repairs or rebuilds) the cache of
+        ``folder``.
 
         Args:
             folder: the photo folder (only its resolved path is used; it is never written).
             key: the model the features come from.
             writer: take the writer lock; ``False`` opens read-only without locking.
             path: the cache file instead of :func:`cache_path` (not inside ``folder``).
+            verify: (writer) check the whole cache now: SQLite's ``integrity_check`` and every
+                row's checksums; damaged rows are removed (to be re-encoded), a damaged file is
+                moved aside and its sound rows salvaged. The outcome is in :attr:`notes`.
 
         Raises:
             CacheLockedError: ``writer`` and another process holds the lock.
@@ -203,8 +220,9 @@ class FeatureCache:
         except OSError as e:
             raise CacheError(db, f"cannot create it ({e.strerror or e})") from e
         try:
-            _take_lock(db, fd)
-            return cls(db, key, _open_writer(db, key, Path(folder)), fd)
+            recorded = _take_lock(db, fd)
+            conn, notes = _open_writer(db, key, Path(folder), recorded, verify)
+            return cls(db, key, conn, fd, notes)
         except BaseException:
             os.close(fd)  # also releases the lock
             raise
@@ -221,14 +239,23 @@ class FeatureCache:
     def writable(self) -> bool:
         return self._writable
 
+    @property
+    def damaged(self) -> dict[str, str]:
+        """Rows this cache met damaged while reading, name → what failed. They were not
+        served; a writer removed them at once (so indexing re-encodes them), a reader left a
+        mark that makes the next writer check the whole cache."""
+        with self._mutex:
+            return dict(self._damaged)
+
     def is_current(self, rel_path: str, size: int, mtime_ns: int) -> bool:
         """Whether a valid row with exactly this (rel_path, size, mtime_ns) exists."""
         sql = (
             f"SELECT 1 FROM features WHERE rel_path = ? AND size = ? AND mtime_ns = ? AND {_VALID}"
         )
-        return bool(self._query("check a row", sql, (rel_path, int(size), int(mtime_ns))))
+        args = (rows.db_name(rel_path), int(size), int(mtime_ns))
+        return bool(self._query("check a row", sql, args))
 
-    def put(self, rows: Sequence[tuple[str, int, int, PhotoFeatures]]) -> None:
+    def put(self, items: Sequence[tuple[str, int, int, PhotoFeatures]]) -> None:
         """Store (rel_path, size, mtime_ns, features) rows in one transaction, durable on return;
         a row replaces any older row of the same rel_path. Patches are stored as float16.
 
@@ -236,76 +263,94 @@ class FeatureCache:
             ValueError: a row's features are malformed or not finite (nothing is stored).
             CacheError: read-only cache, or SQLite failed (disk full …; nothing is stored).
         """
-        encoded = [_encode(*row) for row in rows]
+        encoded = [rows.encode(*row) for row in items]
         if encoded:
             marks = ", ".join("?" * len(encoded[0]))
             sql = f"INSERT OR REPLACE INTO features ({_COLS}) VALUES ({marks})"
             self._write("store features", lambda c: c.executemany(sql, encoded).rowcount)
 
     def get(self, rel_path: str) -> PhotoFeatures | None:
-        """The features stored for ``rel_path`` (any identity), or None (absent or corrupt)."""
-        rows = self._query(
-            "read a row", f"SELECT {_COLS} FROM features WHERE rel_path = ?", (rel_path,)
+        """The features stored for ``rel_path`` (any identity), or None (absent or damaged)."""
+        found = self._query(
+            "read a row",
+            f"SELECT {_COLS} FROM features WHERE rel_path = ?",
+            (rows.db_name(rel_path),),
         )
-        return self._decode_or_drop(rows[0]) if rows else None
+        return self._decode_or_drop(found[0]) if found else None
 
     def items(self) -> Iterator[tuple[str, PhotoFeatures]]:
         """(rel_path, features) in the folder scan's natural order ("/"-separated rel_paths,
         component by component), read in chunks (rows removed meanwhile are skipped; no
         transaction is held between chunks)."""
         names = sorted(
-            (r[0] for r in self._query("list rows", "SELECT rel_path FROM features")),
+            (rows.py_name(r[0]) for r in self._query("list rows", "SELECT rel_path FROM features")),
             key=_path_order,
         )
         for i in range(0, len(names), _CHUNK):
             chunk = names[i : i + _CHUNK]
             sql = f"SELECT {_COLS} FROM features WHERE rel_path IN ({', '.join('?' * len(chunk))})"
-            by_name = {r[0]: r for r in self._query("read rows", sql, chunk)}
+            found = self._query("read rows", sql, [rows.db_name(n) for n in chunk])
+            by_name = {rows.py_name(r[0]): r for r in found}
             for name in chunk:
                 if name in by_name and (f := self._decode_or_drop(by_name[name])) is not None:
                     yield name, f
 
     def layouts(self) -> list[RowLayout]:
-        """Every valid row's layout and global embedding, in natural order, without reading
-        the patch blobs (what a query keeps in memory for each photo)."""
-        sql = (
-            "SELECT rel_path, gh, gw, d, patch_size, photo_h, photo_w, input_size, "
-            f"x0, y0, x1, y1, global_emb FROM features WHERE {_VALID}"
-        )
+        """Every sound row's layout and global embedding, in natural order, without reading
+        the patch blobs (what a query keeps in memory for each photo). Rows failing their
+        layout checksum are left out and reported (:attr:`damaged`)."""
+        sql = f"SELECT {rows.META_COLS} FROM features WHERE {_VALID}"
         out = []
         for r in self._query("list layouts", sql):
-            rel, gh, gw, d, ps, h, w, size, x0, y0, x1, y1, eb = r
-            if min(gh, gw, d, ps, h, w, size) <= 0:
-                log.warning("Feature cache %s: skipping the bad row of %r", self._path, rel)
+            rel = rows.py_name(r[0]) if isinstance(r[0], (bytes, str)) else repr(r[0])
+            try:
+                rows.verify_meta(r)
+            except rows.RowDamage as e:
+                self._report(rel, str(e))
                 continue
-            box = Letterbox((h, w), size, (x0, y0, x1, y1))
-            out.append(RowLayout(rel, (gh, gw), d, ps, box, np.frombuffer(eb, dtype="<f4")))
+            gh, gw, d, ps = r[3:7]
+            out.append(
+                RowLayout(
+                    rel, (gh, gw), d, ps, rows.letterbox_of(r), np.frombuffer(r[14], dtype="<f4")
+                )
+            )
         out.sort(key=lambda row: _path_order(row.rel_path))
         return out
 
     def patch_rows(self, rel_paths: Sequence[str]) -> Iterator[tuple[str, np.ndarray | None]]:
         """(rel_path, (T, d) float16 patches) for these rows in this order, read in chunks;
-        None for a row that is gone or malformed."""
+        None for a row that is gone, malformed or fails its checksum (the last two are
+        reported: :attr:`damaged`)."""
         for i in range(0, len(rel_paths), _CHUNK):
             chunk = list(rel_paths[i : i + _CHUNK])
             marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT rel_path, gh, gw, d, patches FROM features WHERE rel_path IN ({marks})"
-            by_name = {r[0]: r for r in self._query("read patches", sql, chunk)}
+            sql = (
+                "SELECT rel_path, gh, gw, d, patches, check_patches FROM features "
+                f"WHERE rel_path IN ({marks})"
+            )
+            found = self._query("read patches", sql, [rows.db_name(n) for n in chunk])
+            by_name = {rows.py_name(r[0]): r for r in found}
             for name in chunk:
                 row = by_name.get(name)
-                if row is None or len(row[4]) != row[1] * row[2] * row[3] * 2:
+                if row is None:
                     yield name, None
-                else:
-                    yield name, np.frombuffer(row[4], dtype="<f2").reshape(-1, row[3])
+                    continue
+                try:
+                    pb = rows.verify_patches(row[4], row[1], row[2], row[3], row[5])
+                except rows.RowDamage as e:
+                    self._report(name, str(e))
+                    yield name, None
+                    continue
+                yield name, np.frombuffer(pb, dtype="<f2").reshape(-1, row[3])
 
     def paths(self) -> dict[str, tuple[int, int]]:
         """rel_path → (size, mtime_ns) of every valid row."""
         sql = f"SELECT rel_path, size, mtime_ns FROM features WHERE {_VALID}"
-        return {r[0]: (r[1], r[2]) for r in self._query("list rows", sql)}
+        return {rows.py_name(r[0]): (r[1], r[2]) for r in self._query("list rows", sql)}
 
     def remove(self, rel_paths: Iterable[str]) -> int:
         """Delete these rows (one transaction); returns how many existed."""
-        names = [(p,) for p in dict.fromkeys(rel_paths)]
+        names = [(rows.db_name(p),) for p in dict.fromkeys(rel_paths)]
         if not names:
             return 0
         sql = "DELETE FROM features WHERE rel_path = ?"
@@ -363,57 +408,57 @@ class FeatureCache:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 n = int(action(conn))
+                conn.execute(_COUNT_COMMIT, (str(self._commits + 1),))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._commits += 1
+            if self._lock_fd is not None:  # after the commit: the file never runs ahead
+                filelock.write_holder(self._lock_fd, self._commits)
             return n
 
     def _decode_or_drop(self, row: tuple[Any, ...]) -> PhotoFeatures | None:
         try:
-            return _decode(row)
-        except (ValueError, TypeError) as e:
-            log.warning(
-                "Feature cache %s: dropping the corrupt row of %r (%s)", self._path, row[0], e
-            )
-            if self.writable:
-                self.remove([row[0]])
+            return rows.decode(row)
+        except rows.RowDamage as e:
+            name = rows.py_name(row[0]) if isinstance(row[0], (bytes, str)) else repr(row[0])
+            self._report(name, str(e))
             return None
 
+    def _report(self, name: str, why: str) -> None:
+        """A damaged row met while reading: log it (once), never serve it; a writer removes it
+        (so indexing re-encodes it), a reader marks the file for a whole check."""
+        with self._mutex:
+            first = name not in self._damaged
+            self._damaged[name] = why
+        if first:
+            then = "removed; it will be re-encoded" if self.writable else "not used"
+            log.warning(
+                "Feature cache %s: the row of %s is damaged (%s): %s",
+                self._path,
+                display_name(name),
+                why,
+                then,
+            )
+        if self.writable:
+            self.remove([name])
+        else:
+            with contextlib.suppress(OSError):
+                _marker(self._path).touch()
 
-def _encode(rel_path: str, size: int, mtime_ns: int, f: PhotoFeatures) -> tuple[Any, ...]:
-    gh, gw = (int(v) for v in f.grid_hw)
-    patches = np.ascontiguousarray(f.patches, dtype="<f2")
-    emb = np.ascontiguousarray(f.global_embedding, dtype="<f4")
-    if patches.ndim != 2 or patches.shape[0] != gh * gw or emb.shape != (patches.shape[1],):
-        raise ValueError(
-            f"{rel_path}: features of shape {patches.shape} / {emb.shape} "
-            f"do not match the grid {gh}×{gw}"
-        )
-    if not (np.isfinite(patches).all() and np.isfinite(emb).all()):
-        raise ValueError(f"{rel_path}: features are not finite (as float16)")
-    lb = f.letterbox
-    ints = (size, mtime_ns, gh, gw, emb.shape[0], f.patch_size, *lb.photo_hw, lb.input_size)
-    ints += tuple(lb.content_xyxy)
-    return (str(rel_path), *map(int, ints), patches.tobytes(), emb.tobytes())
+
+# The commit counter: the lock file keeps a copy, so a cache that lost commits (its
+# write-ahead log deleted, or an older copy put back) is noticed by the next writer.
+_COUNT_COMMIT = "INSERT OR REPLACE INTO meta (key, value) VALUES ('commits', ?)"
 
 
-def _decode(row: tuple[Any, ...]) -> PhotoFeatures:
-    from sketchpad.vision.features import PhotoFeatures  # loads torch: only when needed
-
-    _, _, _, gh, gw, d, ps, h, w, size, x0, y0, x1, y1, pb, eb = row
-    if min(gh, gw, d, ps, h, w, size) <= 0:
-        raise ValueError(f"bad shape fields {(gh, gw, d, ps, h, w, size)}")
-    if len(pb) != gh * gw * d * 2 or len(eb) != d * 4:
-        raise ValueError(f"{len(pb)} + {len(eb)} bytes do not fit ({gh}×{gw}, {d})")
-    return PhotoFeatures(
-        patches=np.frombuffer(pb, dtype="<f2").reshape(gh * gw, d),
-        grid_hw=(gh, gw),
-        global_embedding=np.frombuffer(eb, dtype="<f4"),
-        letterbox=Letterbox((h, w), size, (x0, y0, x1, y1)),
-        patch_size=ps,
-    )
+def _int(text: object) -> int | None:
+    try:
+        return int(str(text))
+    except ValueError:
+        return None
 
 
 def _is_corruption(e: sqlite3.Error) -> bool:
@@ -441,12 +486,15 @@ def _sidecars(db: Path) -> list[Path]:
     return [db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal")]
 
 
-def _take_lock(db: Path, fd: int) -> None:
+def _take_lock(db: Path, fd: int) -> int | None:
+    """Lock; returns the commit count the previous writer left in the lock file (if any)."""
     try:
         filelock.try_lock(fd)
     except OSError as e:
         raise CacheLockedError(db, filelock.read_holder(fd)) from e
-    filelock.write_holder(fd)  # who holds it, for the other process's message
+    recorded = filelock.read_commits(fd)
+    filelock.write_holder(fd, recorded)  # who holds it, for the other process's message
+    return recorded
 
 
 def _connect(db: Path, *, writable: bool) -> sqlite3.Connection:
@@ -460,8 +508,12 @@ def _connect(db: Path, *, writable: bool) -> sqlite3.Connection:
     return conn
 
 
-def _diagnose(db: Path, key: ModelKey, *, writable: bool) -> tuple[str, str] | None:
-    """None if ``db`` is a sound cache for ``key``; else (aside tag, reason)."""
+def _diagnose(
+    db: Path, key: ModelKey, *, writable: bool, full: bool = False
+) -> tuple[str, str] | None:
+    """None if ``db`` is a sound cache for ``key``; else (aside tag, reason). The tag
+    ``"migrate"`` is a cache of a schema a writer converts in place (:data:`MIGRATABLE`).
+    ``full``: run ``integrity_check`` whatever the header says."""
     try:
         with open(db, "rb") as f:
             head = f.read(100)
@@ -486,13 +538,16 @@ def _diagnose(db: Path, key: ModelKey, *, writable: bool) -> tuple[str, str] | N
                 conn.execute("PRAGMA user_version").fetchone()[0],
             }
             if versions != {SCHEMA_VERSION}:
+                if len(versions) == 1 and versions <= MIGRATABLE:
+                    return "migrate", f"has schema version {min(versions)}"
                 tag = "old-schema" if min(versions) < SCHEMA_VERSION else "newer-schema"
                 return tag, f"has schema version {sorted(versions)}, not {SCHEMA_VERSION}"
             stored = ModelKey(*(meta.get(k, "") for k in _KEY_FIELDS))
             if stored != key:
                 return "other-model", f"holds features of another model ({stored})"
-            if suspicious:
-                result = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if suspicious or full:
+                check = "integrity_check" if full else "quick_check"
+                result = [r[0] for r in conn.execute(f"PRAGMA {check}").fetchall()]
                 if result != ["ok"]:
                     return "corrupt", f"fails its integrity check ({'; '.join(result[:3])})"
     except (sqlite3.Error, ValueError) as e:
@@ -523,23 +578,128 @@ def _open_reader(db: Path, key: ModelKey) -> sqlite3.Connection:
     return conn
 
 
-def _open_writer(db: Path, key: ModelKey, folder: Path) -> sqlite3.Connection:
+def _open_writer(
+    db: Path, key: ModelKey, folder: Path, recorded: int | None, verify: bool
+) -> tuple[sqlite3.Connection, list[str]]:
+    """The writer's connection, after checking (and if needed repairing) the file; and notes
+    saying what was found and done."""
     for p in db.parent.glob(f"{db.name}.tmp-*"):  # a creation killed half-way
         with contextlib.suppress(OSError):
             p.unlink()
-    if db.exists():
-        problem = _diagnose(db, key, writable=True)
-        if problem is None:
-            try:
-                conn = _connect(db, writable=True)
-                _marker(db).unlink(missing_ok=True)
-                return conn
-            except sqlite3.Error as e:
-                problem = ("corrupt", f"cannot be opened ({e})")
-        _move_aside(db, *problem)
-    else:
+    notes: list[str] = []
+    if not db.exists():
         for p in _sidecars(db):  # a stale log must not be replayed into a new database
             p.unlink(missing_ok=True)
+        return _created(db, key, folder), notes
+    marked = _marker(db).exists()
+    problem = _diagnose(db, key, writable=True, full=verify)
+    if problem is not None and problem[0] == "migrate":
+        problem = _migrate(db, problem[1], notes)
+    if problem is None:
+        try:
+            conn = _connect(db, writable=True)
+            problem = _check_rows(conn, db, recorded, marked or verify, notes)
+        except sqlite3.Error as e:
+            problem = ("corrupt", f"cannot be opened ({e})")
+        if problem is None:
+            _marker(db).unlink(missing_ok=True)
+            if verify and not notes:
+                n = conn.execute("SELECT count(*) FROM features").fetchone()[0]
+                notes.append(f"verified: the file and all {n} rows' checksums are sound")
+            return conn, notes
+        conn.close()
+    tag, reason = problem
+    aside = _move_aside(db, tag, reason)
+    notes.append(f"the cache {reason}: moved it aside to {aside.name} and started a new one")
+    conn = _created(db, key, folder)
+    if tag == "corrupt":
+        _salvage(conn, aside, key, notes)
+    return conn, notes
+
+
+def _check_rows(
+    conn: sqlite3.Connection, db: Path, recorded: int | None, check: bool, notes: list[str]
+) -> tuple[str, str] | None:
+    """Commits lost since the lock file's count, then (when asked, or when commits were lost)
+    every row's checksums; damaged rows are deleted. A file-level problem is returned."""
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    commits = _int(meta.get("commits")) or 0
+    if recorded is not None and commits < recorded:
+        notes.append(
+            f"{recorded - commits} of its {recorded} writes are missing (its write-ahead log "
+            "was lost, or an older copy of the file was put back): the photos written since "
+            "will be re-encoded"
+        )
+        log.warning("Feature cache %s: %s", db, notes[-1])
+        result = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        if result != ["ok"]:
+            return "corrupt", f"fails its integrity check ({'; '.join(result[:3])})"
+        check = True
+    if not check:
+        return None
+    bad = cache_repair.damaged_rows(conn)
+    if bad:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("DELETE FROM features WHERE rowid = ?", [(rowid,) for rowid, _, _ in bad])
+        conn.execute("COMMIT")
+        for _, name, why in bad:
+            log.warning("Feature cache %s: removed the damaged row of %s (%s)", db, name, why)
+        shown = ", ".join(name for _, name, _ in bad[:5]) + (", …" if len(bad) > 5 else "")
+        rows_word = "row" if len(bad) == 1 else "rows"
+        notes.append(f"{len(bad)} damaged {rows_word} removed, to be re-encoded: {shown}")
+    return None
+
+
+def _migrate(db: Path, reason: str, notes: list[str]) -> tuple[str, str] | None:
+    """Convert an older schema in place; a problem (then moved aside) if that fails."""
+    try:
+        with contextlib.closing(_connect(db, writable=True)) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                kept, dropped = cache_repair.migrate_v1(conn, SCHEMA_VERSION)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+    except sqlite3.Error as e:
+        return "old-schema", f"{reason} and cannot be converted ({e})"
+    notes.append(
+        f"converted from an older format ({reason}) to version {SCHEMA_VERSION}: "
+        f"{kept} rows kept"
+        + (f", {dropped} unsound rows dropped (to be re-encoded)" if dropped else "")
+    )
+    log.info("Feature cache %s: %s", db, notes[-1])
+    return None
+
+
+def _salvage(conn: sqlite3.Connection, aside: Path, key: ModelKey, notes: list[str]) -> None:
+    """Copy the sound rows of a moved-aside damaged file into the new cache."""
+
+    def accept(meta: dict[str, str]) -> bool:
+        same = ModelKey(*(meta.get(k, "") for k in _KEY_FIELDS)) == key
+        return same and meta.get("schema_version") == str(SCHEMA_VERSION)
+
+    def store(found: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join("?" * len(found[0]))
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT OR REPLACE INTO features ({_COLS}) VALUES ({marks})", found)
+        conn.execute("COMMIT")
+
+    try:
+        copied, damaged = cache_repair.salvage(aside, accept, store)
+    except sqlite3.Error as e:  # the new cache itself failed: keep what is there
+        log.warning("Feature cache %s: salvaging %s stopped (%s)", aside.parent, aside.name, e)
+        return
+    if copied or damaged:
+        notes.append(
+            f"{copied} sound rows salvaged from it"
+            + (f" ({damaged} damaged rows left behind)" if damaged else "")
+        )
+        log.warning("Feature cache %s: %s", aside.with_name(aside.name), notes[-1])
+
+
+def _created(db: Path, key: ModelKey, folder: Path) -> sqlite3.Connection:
     try:
         _create(db, key, folder)
         return _connect(db, writable=True)
@@ -554,7 +714,8 @@ def _create(db: Path, key: ModelKey, folder: Path) -> None:
         **{k: getattr(key, k) for k in _KEY_FIELDS},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "app_version": sketchpad.__version__,
-        "folder": str(folder.resolve()),
+        "folder": display_name(folder.resolve()),  # for people reading the file: any name
+        "commits": "0",
     }
     try:
         with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as conn:
@@ -572,7 +733,7 @@ def _create(db: Path, key: ModelKey, folder: Path) -> None:
         raise
 
 
-def _move_aside(db: Path, tag: str, reason: str) -> None:
+def _move_aside(db: Path, tag: str, reason: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside = db.with_name(f"{db.name}.{tag}-{stamp}")
     n = 1
@@ -592,9 +753,14 @@ def _move_aside(db: Path, tag: str, reason: str) -> None:
         "Feature cache %s %s; moved it aside to %s and starting a new one", db, reason, aside.name
     )
     pattern = re.compile(re.escape(db.name) + rf"\.(?:{'|'.join(_ASIDE_TAGS)})-([\d-]+)$")
-    found = [(m.group(1), p) for p in db.parent.iterdir() if (m := pattern.match(p.name))]
+    found = [
+        (m.group(1), p)
+        for p in db.parent.iterdir()
+        if p != aside and (m := pattern.match(p.name))  # never the one just made
+    ]
     found.sort(key=lambda sp: natural_key(sp[0]), reverse=True)  # newest first
-    for _, old in found[KEEP_ASIDE:]:
+    for _, old in found[KEEP_ASIDE - 1 :]:
         for p in (old, old.with_name(old.name + "-wal")):
             with contextlib.suppress(OSError):
                 p.unlink()
+    return aside
