@@ -27,6 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="photos per forward (default 8)")
     p.add_argument("--input-size", type=int, help="model input side (finer maps when larger)")
     p.add_argument("--plain", action="store_true", help="plain CLIP patch tokens, not v-v")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the whole cache first (SQLite's integrity check and every row's "
+        "checksum); damaged rows are re-encoded by this run",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,10 +44,11 @@ def _err(msg: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from sketchpad.commands.progress import EtaProgress
     from sketchpad.gallery.images import PhotoError
+    from sketchpad.names import display_name
 
     folder = Path(args.folder)
     if not folder.is_dir():
-        return _err(f"{folder}: not a folder")
+        return _err(f"{display_name(folder)}: not a folder")
     from sketchpad.gallery.cache import CacheError
     from sketchpad.gallery.index import index_folder
     from sketchpad.vision.backbone import create_backbone
@@ -64,16 +71,20 @@ def run(args: argparse.Namespace) -> int:
             rebuild=args.rebuild,
             batch_size=max(1, args.batch_size),
             progress=progress,
+            verify=args.verify,
         )
     except (CacheError, PhotoError) as e:
         return _err(str(e))
     progress.finish()
+    for note in summary.repairs:
+        print(f"{NAME}: feature cache: {note}", file=sys.stderr)
     for path, code, reason in summary.skipped:
-        print(f"{NAME}: skipped {path}: {reason} [{code}]", file=sys.stderr)
+        print(f"{NAME}: skipped {display_name(path)}: {reason} [{code}]", file=sys.stderr)
     by_code = ", ".join(f"{n} {c}" for c, n in sorted(summary.skipped_by_code().items()))
     print(
         f"{summary.indexed} indexed, {summary.up_to_date} already current, "
         f"{len(summary.skipped)} skipped{f' ({by_code})' if by_code else ''}, "
-        f"{summary.removed} removed → {summary.cache_path} ({summary.seconds:.1f} s)"
+        f"{summary.removed} removed → {display_name(summary.cache_path)} "
+        f"({summary.seconds:.1f} s)"
     )
     return 0
