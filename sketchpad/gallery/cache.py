@@ -694,7 +694,11 @@ def _salvage(conn: sqlite3.Connection, aside: Path, key: ModelKey, notes: list[s
     if copied or damaged:
         notes.append(
             f"{copied} sound rows salvaged from it"
-            + (f" ({damaged} damaged rows left behind)" if damaged else "")
+            + (
+                f" ({damaged} damaged {'row' if damaged == 1 else 'rows'} left behind)"
+                if damaged
+                else ""
+            )
         )
         log.warning("Feature cache %s: %s", aside.with_name(aside.name), notes[-1])
 
