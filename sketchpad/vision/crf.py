@@ -127,7 +127,7 @@ def refine_with_crf(
     b_compat = _positive("bilateral_compat", bilateral_compat)
 
     h, w = prob.shape
-    prob32 = prob.astype(np.float32)
+    prob32: np.ndarray = prob.astype(np.float32)
     limit = int(working_long_side) if compute_long_side is None else int(compute_long_side)
     run_long = min(max(h, w), int(working_long_side), limit)
     scale = run_long / max(h, w)  # photo pixels → pixels inference runs at
