@@ -18,7 +18,6 @@ import threading
 import time
 import unicodedata
 import warnings
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from sketchpad.gallery.images import (
     scan_folder,
     scan_photos,
 )
+from sketchpad.gallery.samples import jpeg_declaring, png_declaring
 
 PKG = Path(__file__).resolve().parents[2] / "sketchpad"
 needs_symlinks = pytest.mark.skipif(
@@ -78,33 +78,6 @@ def encoded(im: Image.Image | np.ndarray, fmt: str, **kw: Any) -> bytes:
     buf = io.BytesIO()
     save(buf, im, fmt, **kw)
     return buf.getvalue()
-
-
-def png_declaring(w: int, h: int) -> bytes:
-    """A tiny PNG whose header declares w × h (its pixel data is a few bytes)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-def jpeg_declaring(w: int, h: int) -> bytes:
-    data = bytearray(encoded(noise(8, 8), "JPEG"))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", h, w)
-    return bytes(data)
 
 
 def tiff_rgb16(a: np.ndarray) -> bytes:

@@ -165,49 +165,10 @@ def test_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def bad_folder(root: Path) -> tuple[Path, set[str]]:
     """Every kind of bad input the scan and decoder meet, next to good photos; returns the
     folder and the relative names that must be indexed (each exactly once)."""
-    from test_images import jpeg_declaring, png_declaring  # tests/gallery is on sys.path
+    from sketchpad.gallery.samples import bad_corpus
 
     f = root / "bad"
-    (f / "sub").mkdir(parents=True)
-    rng = np.random.default_rng(1)
-
-    def img(name: str, a: np.ndarray, **kw: object) -> None:
-        Image.fromarray(a).save(f / name, **kw)
-
-    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    img("good.jpg", rgb)
-    img("1x1.png", rgb[:1, :1])
-    img("10000x10.png", np.zeros((10, 10000, 3), np.uint8))
-    Image.fromarray((rng.integers(0, 65536, (16, 16))).astype(np.uint16)).save(f / "deep16.png")
-    Image.fromarray(rgb).convert("CMYK").save(f / "cmyk.jpg")
-    pal = Image.fromarray(rgb).convert("P")
-    pal.save(f / "palette.png", transparency=0)
-    Image.fromarray(rgb).convert("LA").save(f / "grey_alpha.png")
-    Image.fromarray(rgb).convert("RGBA").save(f / "rgba.png")
-    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
-    frames[0].save(f / "anim.gif", save_all=True, append_images=frames[1:])
-    img("ünï cödé 🐄.png", rgb)
-    img("sub/deep.png", rgb)
-    Image.fromarray(rgb).save(f / "really_png.jpg", format="PNG")  # wrong extension
-    (f / "zero.jpg").write_bytes(b"")
-    (f / "random.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
-    whole = (f / "good.jpg").read_bytes()
-    (f / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
-    (f / "bomb.png").write_bytes(png_declaring(100000, 100000))
-    (f / "bomb.jpg").write_bytes(jpeg_declaring(60000, 60000))
-    (f / "dir.jpg").mkdir()  # recursive: a folder with a photo's name is a folder
-    img("dir.jpg/inside.png", rgb)
-    os.mkfifo(f / "fifo.jpg")
-    os.symlink(f / "missing.png", f / "dangling.png")
-    os.symlink(f, f / "sub" / "loop")  # a symlink loop back to the top
-    os.link(f / "good.jpg", f / "hardlink.jpg")  # the same file twice
-    os.symlink(f / "rgba.png", f / "alias.png")
-    ok = {
-        "good.jpg", "1x1.png", "10000x10.png", "deep16.png", "cmyk.jpg", "palette.png",
-        "grey_alpha.png", "rgba.png", "anim.gif", "ünï cödé 🐄.png", "sub/deep.png",
-        "really_png.jpg", "truncated.jpg", "dir.jpg/inside.png",
-    }  # fmt: skip
-    return f, ok
+    return f, bad_corpus(f)
 
 
 def test_a_folder_of_bad_input_indexes_each_photo_once(tmp_path: Path, seg: Segmenter) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from camera_files import dng_bytes, exif_with_orientation, save_avif, save_heic
 from PIL import Image
 
 from sketchpad.gallery import decode
 from sketchpad.gallery.images import PhotoError, is_photo_name, load_photo, load_photo_at
+from sketchpad.gallery.samples import dng_bytes, exif_with_orientation, save_avif, save_heic
 from sketchpad.gallery.thumbs import load_thumbnail
 
 
