@@ -385,6 +385,10 @@ def decode_photo(
         Image.MAX_IMAGE_PIXELS = max(1, int(limit))
         try:
             opened = Image.open(fp, formats=allowed_formats())
+        except Image.DecompressionBombError as e:  # Pillow's own: over twice its limit
+            raise Image.DecompressionBombError(
+                f"more than {2 * limit:,} pixels declared, over the limit of {limit:,}"
+            ) from e
         finally:
             Image.MAX_IMAGE_PIXELS = saved
     with opened as im:

@@ -59,5 +59,5 @@ def test_bench_library_accounts_for_every_file(
     assert "tracebacks: 0 (PASS)" in out
     assert "no_preview.dng: a camera RAW file without an embedded preview" in out
     assert "caf\\xe9 (latin-1).jpg" not in out  # indexed, so not in the skip list
-    assert "peak resident memory" in out
+    assert "peak resident memory" in out and "the library's photos add" in out
     assert not list(tmp_path.glob("sketchpad-bench-*"))
