@@ -145,12 +145,18 @@ class CacheStreamBlock:
 
 class CachedBank(FeatureBank):
     """A :class:`FeatureBank` read from a folder's cache; ``names`` are paths relative to
-    ``folder``. Close it (or use it as a context manager) to release a streaming reader."""
+    ``folder``. Close it (or use it as a context manager) to release a streaming reader.
+
+    Attributes:
+        damaged: rows the cache held damaged (name → what failed its check), left out of the
+            bank; the cache is marked so the next indexing run re-encodes them.
+    """
 
     def __init__(self, folder: Path, cache_path: Path) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.cache_path = Path(cache_path)
+        self.damaged: dict[str, str] = {}
 
     def paths(self) -> list[Path]:
         """The photos' paths, in bank order."""
@@ -228,6 +234,7 @@ def load_bank(
             progress(len(rows), len(rows))
         return bank
     finally:
+        bank.damaged = cache.damaged
         if not keep_open:
             cache.close()
 
@@ -262,7 +269,8 @@ def _load_resident(
         r = by_name[name]
         done += 1
         if patches is None or patches.shape != (r.grid_hw[0] * r.grid_hw[1], dim):
-            log.warning("Feature cache %s: %r vanished while loading", cache.path, name)
+            if name not in cache.damaged:  # a damaged row was reported by the cache itself
+                log.warning("Feature cache %s: %r vanished while loading", cache.path, name)
             continue
         layouts.append(PhotoLayout(r.grid_hw, r.letterbox, r.patch_size))
         globs.append(r.global_embedding)

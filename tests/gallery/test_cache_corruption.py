@@ -120,7 +120,8 @@ def test_each_kind_of_damage_is_detected_and_repaired(
                 expect = clean[name].patches.astype(np.float32) @ clean[name].global_embedding
                 assert np.allclose(cos, expect, atol=2e-2)
             if kind == "flipped-bytes":
-                assert len(served) == 11  # the damaged row is left out
+                assert len(served) == 11  # the damaged row is left out, and said so
+                assert set(bank.damaged) == set(clean) - set(served)
     except CacheError:
         assert kind != "flipped-bytes"
     summary = index_folder(folder, seg, batch_size=4)
