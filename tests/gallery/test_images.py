@@ -896,6 +896,29 @@ def test_big_photos_are_decoded_at_the_size_needed(
     assert small.shape == (100, 75, 3) and full == (200, 150)  # upright: turned 90°
 
 
+def test_non_jpeg_is_reduced_before_conversion_and_big_decodes_take_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG asked for small is reduced by a whole factor right after decoding, so the
+    conversion never sees its full size; a decode over BIG_DECODE_BYTES holds the lock that
+    makes such decodes take turns, a small one does not."""
+    png = save(tmp_path / "big.png", noise(1200, 1600), "PNG", compress_level=1)
+    seen: list[tuple[tuple[int, int], bool]] = []
+    real = decode.to_rgb_array
+
+    def spy(im: Image.Image) -> np.ndarray:
+        seen.append((im.size, decode._BIG_LOCK.locked()))
+        return real(im)
+
+    monkeypatch.setattr(decode, "to_rgb_array", spy)
+    assert load_photo(png, side=200).shape == (150, 200, 3)
+    assert seen == [((400, 300), False)]  # reduced ×4 (twice the target at least), no lock
+    monkeypatch.setattr(decode, "BIG_DECODE_BYTES", 1_000_000)  # 1600×1200×3 is over it
+    assert load_photo(png).shape == (1200, 1600, 3)
+    assert seen[-1] == ((1600, 1200), True)
+    assert not decode._BIG_LOCK.locked()
+
+
 @pytest.mark.slow
 def test_a_real_96_megapixel_photo(tmp_path: Path) -> None:
     """12000 × 8000 noise, over Pillow's 89.5 Mpx warning level (refused before, as a
