@@ -187,15 +187,12 @@ def riff_truncated(header: bytes, size: int) -> bool:
     return struct.unpack("<I", header[4:8])[0] + 8 > size
 
 
-def orientation(im: Image.Image, default: int = 1) -> int:
-    """The EXIF orientation (1–8) as ``ImageOps.exif_transpose`` reads it; ``default`` when
-    the tag is absent, 1 when out of range or unreadable (a damaged EXIF block costs the
-    orientation, not the photo)."""
+def orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1–8) as ``ImageOps.exif_transpose`` reads it; 1 when absent,
+    out of range or unreadable (a damaged EXIF block costs the orientation, not the photo)."""
     try:
-        exif = im.getexif()
-        if ORIENTATION_TAG not in exif:
-            return default
-        value = int(exif.get(ORIENTATION_TAG, 1))
+        value = im.getexif().get(ORIENTATION_TAG, 1)
+        value = int(value)
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error):
         return 1
     return value if 1 <= value <= 8 else 1
@@ -348,8 +345,6 @@ def decode_photo(
     limit: int,
     side: int | None = None,
     file_size: int | None = None,
-    *,
-    orientation_default: int = 1,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Open ``fp`` (lazily), check the declared size, decode frame 0, convert, turn upright.
 
@@ -361,8 +356,6 @@ def decode_photo(
             decoding; then resampled bicubically, as ``Image.thumbnail`` does, before turning
             upright. None: full size.
         file_size: the file's size in bytes, for the density check above ``DENSE_PIXELS``.
-        orientation_default: the orientation when the file has no EXIF orientation tag (a RAW
-            file's preview is turned as the RAW says).
 
     Returns:
         The (h, w, 3) uint8 RGB array, upright, and the photo's full upright (H, W).
@@ -394,7 +387,7 @@ def decode_photo(
     with opened as im:
         w, h = im.size
         check_declared_size(w, h, limit, file_size)
-        upright = orientation(im, orientation_default)
+        upright = orientation(im)
         full_hw = (w, h) if upright in _TRANSPOSING else (h, w)
         target = thumbnail_size(w, h, side) if side is not None else (w, h)
         if im.format in DRAFT_FORMATS and target != (w, h):

@@ -3,9 +3,10 @@
 Every camera stores a rendered preview (usually a full-size or near full-size JPEG) next to the
 sensor data; LibRaw, through ``rawpy``, extracts it without demosaicing anything, in a fraction
 of a RAW development's time and memory. That preview is what the camera showed, which is what
-a search needs. It is decoded like any JPEG (``decode.decode_photo``: draft scaling, size
-checks), then turned upright: by the preview's own EXIF orientation when it has the tag, else
-by the RAW's orientation (LibRaw's ``flip``), since previews are usually stored unrotated.
+a search needs. A JPEG preview is decoded like any JPEG (``decode.decode_photo``: draft
+scaling, size checks, EXIF orientation: LibRaw writes the RAW's orientation into a preview that
+has no EXIF of its own, as dcraw does); an uncompressed preview is turned by the RAW's
+orientation (LibRaw's ``flip``).
 
 Files without a usable preview, RAW variants LibRaw cannot read, or a missing ``rawpy`` are
 skipped with a ``PhotoError`` whose reason says which; nothing here raises anything else.
@@ -94,14 +95,11 @@ def decode_raw(
         raise RawError(f"the file is truncated or unreadable ({_text(e)})", TRUNCATED) from e
     except (rawpy.LibRawError, ValueError, OSError) as e:
         raise RawError(f"damaged camera RAW data ({_text(e)})", CORRUPT) from e
-    fallback = _FLIP_TO_EXIF.get(flip, 1)
     if thumb.format == rawpy.ThumbFormat.JPEG:
+        # LibRaw gives a preview without EXIF one holding the RAW's orientation: turned by it.
         data = bytes(thumb.data)
-        preview = io.BytesIO(data)
-        rgb, full_hw = decode.decode_photo(
-            preview, limit, side, len(data), orientation_default=fallback
-        )
-        return rgb, full_hw
+        return decode.decode_photo(io.BytesIO(data), limit, side, len(data))
+    upright = _FLIP_TO_EXIF.get(flip, 1)
     bitmap = np.asarray(thumb.data)
     if bitmap.ndim != 3 or bitmap.shape[2] != 3 or bitmap.dtype != np.uint8:
         raise RawError(f"an embedded preview of an unexpected shape {bitmap.shape}", UNSUPPORTED)
@@ -116,8 +114,8 @@ def decode_raw(
                 target, Image.Resampling.BICUBIC, reducing_gap=decode.REDUCING_GAP
             )
         )
-    full_hw = (w, h) if fallback in (5, 6, 7, 8) else (h, w)
-    return np.ascontiguousarray(decode.apply_orientation(bitmap, fallback)), full_hw
+    full_hw = (w, h) if upright in (5, 6, 7, 8) else (h, w)
+    return np.ascontiguousarray(decode.apply_orientation(bitmap, upright)), full_hw
 
 
 def _text(e: BaseException) -> str:
