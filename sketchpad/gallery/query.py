@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from sketchpad.gallery.cache import FeatureCache, ModelKey, RowLayout
+from sketchpad.names import display_name
 from sketchpad.vision.bank import BLOCK_ROWS, FeatureBank, PhotoLayout, TensorBlock
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ class CacheStreamBlock:
 
     def _log_missing(self, name: str) -> None:
         if not self._missing_logged:
-            log.warning("Feature cache %s: %r is gone; reload the gallery", self.cache.path, name)
+            shown = display_name(name)
+            log.warning("Feature cache %s: %s is gone; reload the gallery", self.cache.path, shown)
             self._missing_logged = True
 
     def close(self) -> None:
@@ -270,7 +272,8 @@ def _load_resident(
         done += 1
         if patches is None or patches.shape != (r.grid_hw[0] * r.grid_hw[1], dim):
             if name not in cache.damaged:  # a damaged row was reported by the cache itself
-                log.warning("Feature cache %s: %r vanished while loading", cache.path, name)
+                shown = display_name(name)
+                log.warning("Feature cache %s: %s vanished while loading", cache.path, shown)
             continue
         layouts.append(PhotoLayout(r.grid_hw, r.letterbox, r.patch_size))
         globs.append(r.global_embedding)
