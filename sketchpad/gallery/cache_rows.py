@@ -8,27 +8,29 @@ A row of ``features`` is one photo's features (see :mod:`sketchpad.gallery.cache
 - 13 integers: size, mtime_ns, the grid (gh, gw), d, the patch size, the photo's (h, w), the
   model input size and the letterbox (x0, y0, x1, y1).
 - ``patches`` (gh·gw·d little-endian float16) and ``global_emb`` (d little-endian float32).
-- Two CRC-32 checksums, verified whenever the data they cover is read:
-  ``check_meta`` over the name, the 13 integers (as little-endian int64) and ``global_emb``
-  (what :meth:`FeatureCache.layouts` reads), ``check_patches`` over the stored ``patches``
-  bytes (what :meth:`FeatureCache.patch_rows` reads). Two checksums rather than one so loading
-  a gallery never reads a blob twice; a later storage of the patches (compressed, mapped)
-  keeps ``check_patches`` over the bytes as stored.
+- Two checksums (XXH3, 64 bits, stored as signed SQLite integers), verified whenever the data
+  they cover is read: ``check_meta`` over the name, the 13 integers (as little-endian int64)
+  and ``global_emb`` (what :meth:`FeatureCache.layouts` reads), ``check_patches`` over the
+  stored ``patches`` bytes (what :meth:`FeatureCache.patch_rows` reads). Two checksums rather
+  than one so loading a gallery never reads a blob twice; a later storage of the patches
+  (compressed, mapped) keeps ``check_patches`` over the bytes as stored.
 
-Why CRC-32 (``zlib.crc32``): a checksum against accidental damage (bit rot, a torn page, a
-bad copy), not an attacker, so a cryptographic hash would only cost time. zlib ships with
-Python, runs at ~2.5 GB/s here (SHA-1 ~1.5, BLAKE2b ~0.6; xxhash is not installed), and
-detects every burst error of up to 32 bits and all odd numbers of flipped bits; a random
-damage slips through with probability 2⁻³².
+Why XXH3 (the ``xxhash`` package): a checksum against accidental damage (bit rot, a torn page,
+a bad copy), not an attacker, so a cryptographic hash would only cost time, and every byte of a
+gallery's patches is checked on each load (2 GB for 10,000 ViT-B/16 photos). Measured on this
+project's shared 2-core machine, on 200 kB rows: XXH3-64 4.2-6.6 GB/s, zlib.crc32 1.1-1.4 GB/s
+(2.5 when the machine was quiet), SHA-1 1.5, BLAKE2b 0.6. With crc32, loading 10,000 rows took
+1.5× as long as without checks on the loaded machine (11.5 s against 7.8 s); XXH3 costs a
+quarter of that. A random damage goes unnoticed with probability 2⁻⁶⁴ per row.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import xxhash
 
 from sketchpad.names import name_bytes, name_from_bytes
 from sketchpad.vision.letterbox import Letterbox
@@ -80,16 +82,20 @@ def py_name(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else name_from_bytes(raw)
 
 
+def _digest(data: bytes | memoryview) -> int:
+    """XXH3-64 of ``data`` as a signed 64-bit integer (what an SQLite INTEGER holds)."""
+    h = xxhash.xxh3_64_intdigest(data)
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
 def check_meta(name: bytes, ints: tuple[int, ...], global_emb: bytes) -> int:
-    """CRC-32 of a row's name, its 13 integers and its global embedding bytes."""
-    crc = zlib.crc32(name)
-    crc = zlib.crc32(_INTS.pack(*ints), crc)
-    return zlib.crc32(global_emb, crc)
+    """Checksum of a row's name, its 13 integers and its global embedding bytes."""
+    return _digest(b"".join((struct.pack("<I", len(name)), name, _INTS.pack(*ints), global_emb)))
 
 
-def check_patches(patches: bytes) -> int:
-    """CRC-32 of a row's stored patch bytes."""
-    return zlib.crc32(patches)
+def check_patches(patches: bytes | memoryview) -> int:
+    """Checksum of a row's stored patch bytes."""
+    return _digest(patches)
 
 
 def encode(rel_path: str, size: int, mtime_ns: int, f: PhotoFeatures) -> tuple[Any, ...]:
