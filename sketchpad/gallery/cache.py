@@ -5,19 +5,27 @@
 - **Key**: the file name and its ``meta`` table carry the backbone id, the weights SHA-256 and the
   preprocessing; each row carries the photo's (rel_path, size, mtime_ns). A row is current only
   for exactly that identity.
-- **Rows**: patches as little-endian float16 bytes with their shape (gh, gw, d), the global
-  embedding as float32 bytes, the letterbox and the patch size. A row is written whole in one
-  transaction, so its features exist before the row does ("served only once flushed"); rows whose
-  byte lengths disagree with their shape are dropped on read and logged.
+- **Rows** (format in :mod:`~sketchpad.gallery.cache_rows`, schema 2): the name as the OS's
+  bytes (any name, losslessly), patches as little-endian float16 bytes with their shape
+  (gh, gw, d), the global embedding as float32 bytes, the letterbox, the patch size, and two
+  checksums verified by every read. A row is written whole in one transaction, so its features
+  exist before the row does ("served only once flushed"). A row that fails a check is never
+  returned: it is logged and listed in :attr:`FeatureCache.damaged`; a writer deletes it (the
+  next index run re-encodes it), a reader marks the file so the next writer checks every row.
 - **Durability**: WAL with ``synchronous=FULL``: :meth:`FeatureCache.put` returns after the WAL is
   fsync'd, so a committed row survives a crash of the process *and* of the machine. The cost, one
-  fsync per batch, is negligible next to the forward pass that produced the batch.
+  fsync per batch, is negligible next to the forward pass that produced the batch. Each commit
+  also counts up ``meta.commits``, copied into the lock file after the commit: a file with fewer
+  commits than its lock file says lost its write-ahead log (or was replaced by an older copy).
 - **Recovery**: a writer opening a file checks the SQLite header, ``application_id``, the schema
   version and the stored model key, and runs ``PRAGMA quick_check`` only when the header looks
-  suspicious (size ≠ page count, …) or an earlier read hit corruption. A bad file is renamed
-  ``<name>.<why>-<timestamp>`` (why: corrupt, foreign, old-schema, newer-schema, other-model;
-  the newest :data:`KEEP_ASIDE` are kept) and a fresh cache is created (in a temporary file,
-  then renamed into place, so a kill during creation leaves no half-made cache).
+  suspicious (size ≠ page count, …), an earlier read hit corruption or commits were lost; then,
+  when marked or asked (``verify``: ``integrity_check`` too), every row's checksums. A schema-1
+  cache is converted in place. A bad file is renamed ``<name>.<why>-<timestamp>`` (why:
+  corrupt, foreign, old-schema, newer-schema, other-model; the newest :data:`KEEP_ASIDE` are
+  kept), a fresh cache is created (in a temporary file, then renamed into place, so a kill
+  during creation leaves no half-made cache) and a corrupt file's sound rows are salvaged into
+  it. :attr:`FeatureCache.notes` says in words what was found and done.
 - **Locking**: one writer, by an advisory lock on ``<name>.lock`` (``flock`` on POSIX, ``msvcrt``
   on Windows); the OS releases it when the process dies, even by ``kill -9``. A second writer gets
   :class:`CacheLockedError`. Readers (``writer=False``) take no lock, never block, see committed
@@ -596,18 +604,21 @@ def _open_writer(
     if problem is not None and problem[0] == "migrate":
         problem = _migrate(db, problem[1], notes)
     if problem is None:
+        conn: sqlite3.Connection | None = None
         try:
             conn = _connect(db, writable=True)
             problem = _check_rows(conn, db, recorded, marked or verify, notes)
         except sqlite3.Error as e:
             problem = ("corrupt", f"cannot be opened ({e})")
-        if problem is None:
+        if problem is None and conn is not None:
             _marker(db).unlink(missing_ok=True)
             if verify and not notes:
                 n = conn.execute("SELECT count(*) FROM features").fetchone()[0]
                 notes.append(f"verified: the file and all {n} rows' checksums are sound")
             return conn, notes
-        conn.close()
+        if conn is not None:
+            conn.close()
+    assert problem is not None
     tag, reason = problem
     aside = _move_aside(db, tag, reason)
     notes.append(f"the cache {reason}: moved it aside to {aside.name} and started a new one")
