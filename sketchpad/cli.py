@@ -68,6 +68,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"sketchpad bench: error: {str(e).strip(chr(39))}", file=sys.stderr)
             return 1
         return cluster_bench.run(bid, report=print, photos=args.index_photos, workers=args.workers)
+    if args.what == "library":
+        from sketchpad.gallery import bench_library
+        from sketchpad.vision.registry import get_spec
+
+        bid = (args.backbones or ["clip-vit-b16"])[0]
+        try:
+            get_spec(bid)
+        except KeyError as e:
+            print(f"sketchpad bench: error: {e.args[0]}", file=sys.stderr)
+            return 1
+        return bench_library.run(bid, report=print, big=not args.small)
     if args.what == "train":
         from sketchpad.train import bench as train_bench
 
@@ -143,13 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "what",
-        choices=["startup", "vision", "gallery", "cluster", "ui", "train"],
+        choices=["startup", "vision", "gallery", "library", "cluster", "ui", "train"],
         help="startup: time from launch to the first painted window; vision: encoder and "
         "mask timings per backbone (random weights); gallery: indexing throughput, query "
-        "latency over cached photos, speed-up over re-encoding, cache size and memory; ui: "
-        "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling; "
+        "latency over cached photos, speed-up over re-encoding, cache size and memory; library: a "
+        "generated real-world photo folder (odd names, HEIC, AVIF, RAW, 108/200 Mpx JPEGs, bad "
+        "files) indexed by `sketchpad index`: every file accounted for, peak memory; "
         "cluster: `index --cluster local` with --workers Ray workers against the local index "
-        "on the same photos (throughput ratio, caches compared row by row); train: "
+        "on the same photos (throughput ratio, caches compared row by row); ui: "
+        "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling; train: "
         "trains a tiny SBIR critic and a mask-free segmenter (and its ablations) on a synthetic "
         "world on the CPU and scores them on held-out seen and unseen classes",
     )
@@ -158,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbones",
         nargs="+",
         metavar="ID",
-        help="vision: which (default all); gallery, cluster: the first (default "
+        help="vision: which (default all); gallery, library, cluster: the first (default "
         "clip-vit-b16); ui: the first (default test-clip-tiny)",
     )
     p.add_argument("--device", help="vision: auto (default), cpu, cuda, mps")
@@ -188,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--queries", type=int, default=40, help="gallery: queries per size (default 40)")
     p.add_argument("--memory-budget", metavar="SIZE", help="gallery: query memory budget")
+    p.add_argument(
+        "--small", action="store_true", help="library: without the 108 and 200 Mpx photos"
+    )
     p.add_argument(
         "--photos", type=int, default=10_000, help="ui: generated photos (default 10000)"
     )

@@ -44,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="N",
         help="model actors on the cluster (default: one per GPU, else one per CPU)",
     )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the whole cache first (SQLite's integrity check and every row's "
+        "checksum); damaged rows are re-encoded by this run",
+    )
     p.set_defaults(func=run)
 
 
@@ -55,10 +61,11 @@ def _err(msg: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from sketchpad.commands.progress import EtaProgress
     from sketchpad.gallery.images import PhotoError
+    from sketchpad.names import display_name
 
     folder = Path(args.folder)
     if not folder.is_dir():
-        return _err(f"{folder}: not a folder")
+        return _err(f"{display_name(folder)}: not a folder")
     if args.cluster_workers is not None and not args.cluster:
         return _err("--cluster-workers needs --cluster")
     if args.cluster_workers is not None and args.cluster_workers < 1:
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=max(1, args.batch_size),
             progress=progress,
             encoder=encoder,
+            verify=args.verify,
         )
     except (CacheError, PhotoError, ClusterError) as e:
         progress.finish()
@@ -110,12 +118,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return INTERRUPTED
     progress.finish()
+    for note in summary.repairs:
+        print(f"{NAME}: feature cache: {note}", file=sys.stderr)
     for path, code, reason in summary.skipped:
-        print(f"{NAME}: skipped {path}: {reason} [{code}]", file=sys.stderr)
+        print(f"{NAME}: skipped {display_name(path)}: {reason} [{code}]", file=sys.stderr)
     by_code = ", ".join(f"{n} {c}" for c, n in sorted(summary.skipped_by_code().items()))
     print(
         f"{summary.indexed} indexed, {summary.up_to_date} already current, "
         f"{len(summary.skipped)} skipped{f' ({by_code})' if by_code else ''}, "
-        f"{summary.removed} removed → {summary.cache_path} ({summary.seconds:.1f} s)"
+        f"{summary.removed} removed → {display_name(summary.cache_path)} "
+        f"({summary.seconds:.1f} s)"
     )
     return 0

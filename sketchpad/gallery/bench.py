@@ -27,6 +27,7 @@ from sketchpad.gallery.query import load_bank
 from sketchpad.search.core import SearchCore
 from sketchpad.search.spec import QuerySpec
 from sketchpad.sketch.model import Sketch, Stroke
+from sketchpad.vision.bank import FeatureBank, TensorBlock
 from sketchpad.vision.segmenter import Segmenter
 
 Report = Callable[[str], None]
@@ -146,6 +147,11 @@ def latency(
     t = time.perf_counter()
     bank = load_bank(folder, model_key(seg), budget_bytes=budget, cache_path=path)
     load_s = time.perf_counter() - t
+    check_s = checksum_seconds(bank)
+    report(
+        f"  load {load_s:.2f} s, of which verifying the rows' checksums ≈ {check_s:.2f} s "
+        f"({100 * check_s / load_s:.0f} %: the same checksum over the same bytes, timed alone)"
+    )
     try:
         SearchCore(seg).search(QuerySpec(sketch=query_sketch(0)), bank)  # warm-up
         full, sk, prod = [], [], []
@@ -183,6 +189,18 @@ def latency(
         path.unlink(missing_ok=True)
         for side in ("-wal", "-shm", ".lock"):
             path.with_name(path.name + side).unlink(missing_ok=True)
+
+
+def checksum_seconds(bank: FeatureBank) -> float:
+    """Seconds the rows' patch checksum takes over a loaded bank's resident patch bytes: the
+    share of ``load_bank`` spent verifying them (the layouts' small checksums left out)."""
+    from sketchpad.gallery.cache_rows import check_patches
+
+    t = time.perf_counter()
+    for block in bank.blocks:
+        if isinstance(block, TensorBlock):
+            check_patches(block.tensor.numpy().data)  # no copy
+    return time.perf_counter() - t
 
 
 def make_photo_folder(folder: Path, n: int) -> list[Path]:

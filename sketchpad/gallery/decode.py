@@ -5,10 +5,29 @@ turns the errors into ``PhotoError`` with one of the reason codes defined here. 
 are *scaled* (16-bit: 65535 → 255, float: [0, 1] → ×255, otherwise min–max), never clipped;
 alpha, palette transparency and colour keys are composited on a fixed background (white);
 the EXIF orientation is applied as ``ImageOps.exif_transpose`` applies it.
+
+Formats: Pillow's JPEG, PNG, BMP, GIF, TIFF, WebP and AVIF (Pillow ≥ 11.3 reads AVIF itself),
+and HEIF/HEIC through the pillow-heif plugin (libheif applies the file's rotation and mirror
+while decoding and pillow-heif then reports orientation 1, so nothing is turned twice). Camera
+RAW files go through ``sketchpad.gallery.raw`` (their embedded preview) before reaching here.
+
+Size policy, all from the header before anything large is allocated:
+
+- more than ``MAX_PIXELS`` (2²⁸ ≈ 268 Mpx: 200-megapixel camera photos pass) is refused;
+- above ``DENSE_PIXELS`` (Pillow's own 89.5 Mpx warning level) a file must also hold at least
+  one byte per ``MAX_PIXELS_PER_BYTE`` pixels: real photos of that size are tens of megabytes
+  (a noisy 200 Mpx JPEG ≈ 60 MB: < 4 px per byte), a decompression bomb is a huge declared size
+  in a small file (a PNG header claiming 100000² in 1 kB);
+- a JPEG asked for at a smaller size (indexing, thumbnails) is decoded small by the DCT
+  (``Image.draft``), other formats are reduced by whole factors right after decoding
+  (``Image.reduce``), so a 200 Mpx JPEG never exists in memory at full size;
+- a decode that still needs more than ``BIG_DECODE_BYTES`` runs one at a time (a lock), so
+  parallel decoders cannot multiply the peak.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import stat
 import struct
@@ -16,21 +35,27 @@ import threading
 import unicodedata
 import warnings
 from collections.abc import Callable
-from typing import IO, Literal
+from typing import IO
 
 import numpy as np
 from PIL import Image
 
-#: The Pillow formats a photo may be (MPO only where this Pillow still has it apart from JPEG).
-PILLOW_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+#: The Pillow formats a photo may be (MPO only where this Pillow still has it apart from JPEG;
+#: AVIF where Pillow was built with libavif; HEIF where pillow-heif is installed).
+PILLOW_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP", "AVIF", "HEIF")
 #: Background under transparent pixels.
 BACKGROUND_RGB = (255, 255, 255)
 #: EXIF tag of the orientation (1–8).
 ORIENTATION_TAG = 0x0112
 
-#: Pixel limit of one photo, checked on the declared size before decoding: Pillow's default
-#: ``MAX_IMAGE_PIXELS`` (89,478,485 px), past which Pillow only *warns*; here it is an error.
-MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+#: Pixel limit of one photo, checked on the declared size before decoding (2²⁸ ≈ 268 Mpx).
+MAX_PIXELS = 2**28
+#: Above this many pixels (Pillow's default ``MAX_IMAGE_PIXELS``) the file size is checked too.
+DENSE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+#: At most this many declared pixels per byte of file above ``DENSE_PIXELS``.
+MAX_PIXELS_PER_BYTE = 64
+#: A decode needing more memory than this waits for any other such decode to finish.
+BIG_DECODE_BYTES = 256 * 2**20
 
 # Reason codes of PhotoError.code.
 NOT_FOUND = "not-found"  #: no such file or folder, or a symbolic link to nothing
@@ -53,6 +78,9 @@ REASON_CODES = frozenset(
 )
 
 _OPEN_LOCK = threading.Lock()
+_BIG_LOCK = threading.Lock()
+_PLUGINS_LOCK = threading.Lock()
+_plugins_registered = False
 _ROWS_PIXELS = 1 << 20  # deep images are converted in blocks of about this many pixels
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -78,9 +106,15 @@ _SIGNATURES: tuple[tuple[int, bytes, str, bool], ...] = (
     (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL", False),
     (4, b"ftypheic", "HEIF", False),
     (4, b"ftypheix", "HEIF", False),
+    (4, b"ftyphevc", "HEIF", False),
+    (4, b"ftyphevx", "HEIF", False),
+    (4, b"ftypheim", "HEIF", False),
+    (4, b"ftypheis", "HEIF", False),
     (4, b"ftypmif1", "HEIF", False),
+    (4, b"ftypmsf1", "HEIF", False),
     (4, b"ftypavif", "AVIF", False),
     (4, b"ftypavis", "AVIF", False),
+    (4, b"ftypcrx ", "Canon CR3 (camera RAW)", False),
     (0, b"\x00\x00\x01\x00", "Windows icon (ICO)", False),
     (0, b"icns", "Apple icon (ICNS)", False),
     (0, b"qoif", "QOI", False),
@@ -107,12 +141,27 @@ def kind(mode: int) -> str:
     return "not a regular file"
 
 
+def register_plugins() -> None:
+    """Register the pillow-heif opener once (HEIF/HEIC), when pillow-heif is installed."""
+    global _plugins_registered
+    with _PLUGINS_LOCK:
+        if _plugins_registered:
+            return
+        _plugins_registered = True
+        try:
+            import pillow_heif
+        except ImportError:  # HEIF stays a clear "not an allowed format" skip
+            return
+        pillow_heif.register_heif_opener()
+
+
 def allowed_formats() -> tuple[str, ...]:
     """The formats of ``PILLOW_FORMATS`` this Pillow can open (``Image.OPEN`` after init).
 
     ``Image.open(formats=...)`` must only name registered formats, and recent Pillow (13)
     reads MPO as part of JPEG: there is no separate ``"MPO"`` entry there.
     """
+    register_plugins()
     Image.init()
     return tuple(f for f in PILLOW_FORMATS if f in Image.OPEN)
 
@@ -127,7 +176,7 @@ def sniff(header: bytes) -> tuple[str, bool] | None:
         return "WebP", True
     for offset, magic, name, allowed in _SIGNATURES:
         if header[offset : offset + len(magic)] == magic:
-            return name, allowed
+            return name, allowed or name in allowed_formats()
     return None
 
 
@@ -295,52 +344,115 @@ def thumbnail_size(width: int, height: int, side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def decode_rgb(fp: IO[bytes], limit: int, side: int | None = None) -> np.ndarray:
+def decode_photo(
+    fp: IO[bytes],
+    limit: int,
+    side: int | None = None,
+    file_size: int | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Open ``fp`` (lazily), check the declared size, decode frame 0, convert, turn upright.
 
     Args:
-        side: shrink so that the long side is at most ``side`` (thumbnails): a JPEG is decoded
-            at a reduced scale by the DCT itself (``Image.draft``, never smaller than the
-            reducing gap asks), then reduced by whole factors and resampled bicubically, as
-            ``Image.thumbnail`` does, before turning upright. None: full size.
+        limit: the most pixels accepted (``MAX_PIXELS`` by default in ``load_photo``).
+        side: shrink so that the long side is at most ``side`` (thumbnails, indexing): a JPEG
+            is decoded at a reduced scale by the DCT itself (``Image.draft``, never smaller
+            than the reducing gap asks), other formats are reduced by whole factors after
+            decoding; then resampled bicubically, as ``Image.thumbnail`` does, before turning
+            upright. None: full size.
+        file_size: the file's size in bytes, for the density check above ``DENSE_PIXELS``.
+
+    Returns:
+        The (h, w, 3) uint8 RGB array, upright, and the photo's full upright (H, W).
 
     Raises:
-        Image.DecompressionBombError: more than ``limit`` pixels (checked before decoding).
+        Image.DecompressionBombError: more than ``limit`` pixels, or too many for the file's
+            size (checked on the header, before decoding).
         NotImplementedError: a mode that cannot be converted to RGB.
         ...: Pillow's own documented errors, unchanged.
     """
-    pillow_limit = Image.MAX_IMAGE_PIXELS
-    bomb_warning: Literal["error", "ignore"] = (
-        "error" if pillow_limit is None or limit <= pillow_limit else "ignore"
-    )
     # Pillow checks the size (and warns) while opening, frames included (GIF seeks to frame 0
-    # there). catch_warnings swaps process-wide state, so decoder threads take turns here;
-    # opening reads headers only, the decoding below runs in parallel.
+    # there), against its process-wide MAX_IMAGE_PIXELS: set to our limit for this open, its
+    # warning made an error. catch_warnings and the limit are process-wide state, so decoder
+    # threads take turns here; opening reads headers only, the decoding below runs in parallel.
+    # (Another thread's own Image.open in this instant sees our limit: Sketchpad's only other
+    # Pillow reader, the bitmap-sketch importer, checks the size itself as well.)
     with _OPEN_LOCK, warnings.catch_warnings():
-        warnings.simplefilter(bomb_warning, Image.DecompressionBombWarning)
-        opened = Image.open(fp, formats=allowed_formats())
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max(1, int(limit))
+        try:
+            opened = Image.open(fp, formats=allowed_formats())
+        except Image.DecompressionBombError as e:  # Pillow's own: over twice its limit
+            raise Image.DecompressionBombError(
+                f"more than {2 * limit:,} pixels declared, over the limit of {limit:,}"
+            ) from e
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
     with opened as im:
         w, h = im.size
-        if w * h > limit:
-            raise Image.DecompressionBombError(f"{w}×{h} pixels, over the limit of {limit:,}")
-        if w < 1 or h < 1:
-            raise ValueError(f"an image of {w}×{h} pixels")
+        check_declared_size(w, h, limit, file_size)
         upright = orientation(im)
+        full_hw = (w, h) if upright in _TRANSPOSING else (h, w)
         target = thumbnail_size(w, h, side) if side is not None else (w, h)
         if im.format in DRAFT_FORMATS and target != (w, h):
             tw, th = target
             im.draft(im.mode, (math.ceil(tw * REDUCING_GAP), math.ceil(th * REDUCING_GAP)))
-        im.load()  # the first frame only: no seek
-        try:
-            rgb = to_rgb_array(im)
-        except ValueError as e:
-            raise NotImplementedError(f"cannot convert mode {im.mode} to RGB ({e})") from e
+        big = _decoded_bytes(im) > BIG_DECODE_BYTES
+        with _BIG_LOCK if big else contextlib.nullcontext():
+            im.load()  # the first frame only: no seek
+            small = _reduced(im, target)
+            try:
+                rgb = to_rgb_array(small)
+            except ValueError as e:
+                raise NotImplementedError(f"cannot convert mode {im.mode} to RGB ({e})") from e
+            del small
     if rgb.shape[1::-1] != target:
-        small = Image.fromarray(rgb).resize(
+        resized = Image.fromarray(rgb).resize(
             target, Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP
         )
-        rgb = np.array(small, dtype=np.uint8)
-    return np.ascontiguousarray(apply_orientation(rgb, upright))
+        rgb = np.array(resized, dtype=np.uint8)
+    return np.ascontiguousarray(apply_orientation(rgb, upright)), full_hw
+
+
+#: EXIF orientations that swap width and height.
+_TRANSPOSING = frozenset({5, 6, 7, 8})
+#: Modes ``Image.reduce`` averages exactly like the resampling after it (no rescaling).
+_REDUCE_MODES = frozenset({"RGB", "RGBA", "RGBX", "L", "LA"})
+
+
+def check_declared_size(w: int, h: int, limit: int, file_size: int | None) -> None:
+    """Refuse a declared size: not positive, over ``limit`` pixels, or, above
+    ``DENSE_PIXELS``, more than ``MAX_PIXELS_PER_BYTE`` pixels per byte of the file.
+
+    Raises:
+        Image.DecompressionBombError: too many pixels (for the limit or for the file's size).
+        ValueError: a zero or negative side.
+    """
+    if w * h > limit:
+        raise Image.DecompressionBombError(f"{w}×{h} pixels, over the limit of {limit:,}")
+    if w < 1 or h < 1:
+        raise ValueError(f"an image of {w}×{h} pixels")
+    if file_size is not None and w * h > DENSE_PIXELS and w * h > file_size * MAX_PIXELS_PER_BYTE:
+        raise Image.DecompressionBombError(
+            f"{w}×{h} pixels declared in a file of only {file_size:,} bytes (a real photo of "
+            f"that size takes at least {w * h // MAX_PIXELS_PER_BYTE:,})"
+        )
+
+
+def _decoded_bytes(im: Image.Image) -> int:
+    """Bytes Pillow allocates to decode ``im`` at its current (drafted) size."""
+    w, h = im.size
+    per_band = {"I": 4, "F": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}.get(im.mode, 1)
+    return w * h * max(1, len(im.getbands())) * per_band
+
+
+def _reduced(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """``im`` reduced by the whole factor ``resize(reducing_gap=REDUCING_GAP)`` would use,
+    so the full-size pixels are converted no further; ``im`` itself when there is none."""
+    factor = int(min(im.size[0] / target[0], im.size[1] / target[1]) // REDUCING_GAP)
+    if factor < 2 or im.mode not in _REDUCE_MODES or "transparency" in im.info:
+        return im
+    return im.reduce(factor)
 
 
 def unidentified_reason(header: bytes) -> tuple[str, str]:

@@ -1,6 +1,8 @@
 """An advisory, non-blocking, cross-platform lock on an open file (``flock`` on POSIX,
 ``msvcrt`` on Windows). The OS drops it when the process dies, even by ``kill -9``. The file
-also holds a line naming the holder, for the message another process shows."""
+also holds a line naming the holder, for the message another process shows, and the feature
+cache's count of committed writes (see ``cache.FeatureCache``: a cache that has fewer than its
+lock file recorded lost some)."""
 
 from __future__ import annotations
 
@@ -34,17 +36,34 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def read_holder(fd: int) -> str | None:
-    """The holder line written by :func:`write_holder`, if readable."""
+def _lines(fd: int) -> list[str]:
     with contextlib.suppress(OSError):
         os.lseek(fd, 0, os.SEEK_SET)
-        return os.read(fd, 200).decode("utf-8", "replace").strip() or None
+        return os.read(fd, 400).decode("utf-8", "replace").splitlines()
+    return []
+
+
+def read_holder(fd: int) -> str | None:
+    """The holder line written by :func:`write_holder`, if readable."""
+    lines = _lines(fd)
+    return lines[0].strip() or None if lines else None
+
+
+def read_commits(fd: int) -> int | None:
+    """The commit count written by :func:`write_holder`, or None when absent or unreadable."""
+    for line in _lines(fd)[1:]:
+        key, _, value = line.partition(" ")
+        if key == "commits" and value.strip().isdigit():
+            return int(value)
     return None
 
 
-def write_holder(fd: int) -> None:
-    """Say who holds the lock (best effort)."""
+def write_holder(fd: int, commits: int | None = None) -> None:
+    """Say who holds the lock, and the commit count when given (best effort)."""
+    text = f"pid {os.getpid()} on {socket.gethostname()}\n"
+    if commits is not None:
+        text += f"commits {int(commits)}\n"
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        os.write(fd, text.encode())

@@ -3,16 +3,19 @@
 - ``scan_folder`` / ``scan_photos``: regular files only (a FIFO or a folder named ``x.jpg`` is
   skipped, and never opened), no symlink loops (device + inode tracked), each file listed once
   however many links lead to it, an extension allow-list, natural sort.
-- ``load_photo``: Pillow only (mixing decoders disagrees about EXIF), formats restricted, the
-  declared size checked before decoding (the decompression-bomb warning made an error), EXIF
-  orientation applied, 16-bit and float images scaled (not clipped), palette/alpha composited
-  on white, first frame only. Truncated files stay errors (``LOAD_TRUNCATED_IMAGES`` is never
-  set). Pillow's documented failures (``OSError, SyntaxError, MemoryError, ValueError,
-  NotImplementedError, OverflowError``, the bomb error) become a ``PhotoError``; anything else
-  is a bug of ours and propagates. OpenCV is not used here, so there is no ``cv2.error``.
+- ``load_photo``: Pillow only (mixing decoders disagrees about EXIF), formats restricted (JPEG,
+  PNG, BMP, GIF, TIFF, WebP, AVIF, HEIF/HEIC; camera RAW through its embedded preview, see
+  ``raw``), the declared size checked before decoding (see ``decode``: up to 268 Mpx, bombs
+  refused from the header), EXIF orientation applied, 16-bit and float images scaled (not
+  clipped), palette/alpha composited on white, first frame only; ``load_photo_at`` decodes at
+  the size needed and says the photo's full size. Truncated files stay errors
+  (``LOAD_TRUNCATED_IMAGES`` is never set). Pillow's documented failures (``OSError,
+  SyntaxError, MemoryError, ValueError, NotImplementedError, OverflowError``, the bomb error)
+  become a ``PhotoError``; anything else is a bug of ours and propagates. OpenCV is not used
+  here, so there is no ``cv2.error``.
 
 Every file skipped is a ``PhotoError`` with a reason ``code`` (one of ``REASON_CODES``) and a
-message naming the file.
+message naming the file (as ``sketchpad.names.display_name`` shows it: any name prints).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sketchpad.gallery import decode
+from sketchpad.gallery import decode, raw
 from sketchpad.gallery.decode import (
     BACKGROUND_RGB,
     BOMB,
@@ -51,6 +54,7 @@ from sketchpad.gallery.decode import (
     kind,
     natural_key,
 )
+from sketchpad.names import display_name
 
 __all__ = [
     "BACKGROUND_RGB",
@@ -77,21 +81,26 @@ __all__ = [
     "expand_photo_args",
     "is_photo_name",
     "load_photo",
+    "load_photo_at",
     "natural_key",
     "scan_folder",
     "scan_photos",
 ]
 
-#: Extensions we open (lower case).
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: Extensions we open (lower case): Pillow's formats, then HEIF/AVIF, then camera RAW.
+PHOTO_EXTENSIONS = (
+    (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+    + (".heic", ".heif", ".hif", ".avif")
+    + raw.RAW_EXTENSIONS
+)
 
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 _O_FLAGS |= getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _shown(path: Path | str) -> str:
-    """A path as text that can always be printed (undecodable bytes become U+FFFD)."""
-    return os.fsencode(path).decode("utf-8", "replace")
+    """A path as text that can always be printed (``sketchpad.names.display_name``)."""
+    return display_name(path)
 
 
 class PhotoError(Exception):
@@ -367,16 +376,29 @@ def load_photo(
     """Decode a photo as a new (H, W, 3) uint8 RGB array, upright (EXIF orientation applied).
 
     Args:
-        path: The file. Only JPEG, PNG, BMP, GIF, TIFF and WebP are decoded, whatever the
-            extension says; of an animation or multi-page file, the first frame.
-        max_pixels: Refuse images declaring more pixels (default ``MAX_PIXELS``). Above
-            Pillow's ``MAX_IMAGE_PIXELS``, Pillow's own hard limit (twice that) still applies.
-        side: Decode small, the long side at most ``side`` (thumbnails; see
-            ``decode.decode_rgb``). None: full size.
+        path: The file. Only JPEG, PNG, BMP, GIF, TIFF, WebP, AVIF and HEIF are decoded,
+            whatever the extension says (of an animation or multi-page file, the first frame);
+            a camera RAW (by its extension, or a CR3 by its header) through its preview.
+        max_pixels: Refuse images declaring more pixels (default ``MAX_PIXELS``).
+        side: Decode small, the long side at most ``side`` (thumbnails, indexing; see
+            ``decode.decode_photo``). None: full size.
 
     Raises:
         PhotoError: with ``code`` one of ``REASON_CODES``: missing, not a regular file, empty,
             not an allowed format, truncated, corrupt, too many pixels, out of memory …
+    """
+    return load_photo_at(path, side, max_pixels=max_pixels)[0]
+
+
+def load_photo_at(
+    path: Path | str, side: int | None, *, max_pixels: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`load_photo` decoding at most ``side`` on the long side (None: full size), and
+    the photo's full upright (H, W) (what a letterbox computed on the small image must be
+    mapped back onto).
+
+    Raises:
+        PhotoError: as :func:`load_photo`.
     """
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
@@ -399,7 +421,11 @@ def load_photo(
         except OSError as e:
             raise _os_problem(path, e) from e
         try:
-            return decode.decode_rgb(fp, limit, side)
+            if raw.is_raw_name(path) or raw.is_raw_header(header):
+                return raw.decode_raw(fp, limit, side, st.st_size)
+            return decode.decode_photo(fp, limit, side, st.st_size)
+        except raw.RawError as e:
+            raise PhotoError(path, e.reason, e.code) from e
         except UnidentifiedImageError as e:
             raise PhotoError(path, *decode.unidentified_reason(header)) from e
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

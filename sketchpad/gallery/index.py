@@ -3,7 +3,9 @@
 Incremental (only new or changed files are encoded; rows of deleted files are removed) and
 resumable (each batch is committed before the next starts, so an interruption, even kill -9,
 loses at most the batch in flight). Photos are decoded in a thread pool while the model runs,
-so indexing goes at the model's speed.
+so indexing goes at the model's speed, and at the size the model needs (a 200-megapixel JPEG
+is decoded by the DCT at 1/8 scale, never in full): the cached letterbox still records the
+photo's full upright size, so masks map back onto the real photo.
 
 Encoding is pluggable (``index_folder(encoder=…)``): the default, :func:`encode_locally`, runs
 the model in this process; :mod:`sketchpad.gallery.cluster` runs the same function on a pool
@@ -14,6 +16,7 @@ stops on a cancel, so a cluster run writes the very cache a local run writes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -27,7 +30,8 @@ import numpy as np
 
 from sketchpad.gallery.cache import FeatureCache, ModelKey
 from sketchpad.gallery.cache import cache_path as default_cache_path
-from sketchpad.gallery.images import PhotoError, load_photo, scan_folder
+from sketchpad.gallery.images import PhotoError, load_photo_at, scan_folder
+from sketchpad.vision.letterbox import Letterbox
 
 if TYPE_CHECKING:
     from sketchpad.vision.features import PhotoFeatures
@@ -87,6 +91,9 @@ class IndexSummary:
         removed: cached rows dropped because their file is gone.
         skipped: photos that could not be read, as (path, reason code, message).
         seconds: wall time of the run.
+        repairs: what opening the cache found and repaired, in words (a damaged file moved
+            aside and its sound rows salvaged, damaged rows removed and re-encoded, lost
+            writes, a format conversion; with ``verify``, the check's verdict).
     """
 
     folder: Path
@@ -96,6 +103,7 @@ class IndexSummary:
     removed: int
     skipped: tuple[tuple[Path, str, str], ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    repairs: tuple[str, ...] = field(default_factory=tuple)
 
     def skipped_by_code(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -116,40 +124,52 @@ class _Decoded:
     size: int
     mtime_ns: int
     image: np.ndarray | None
+    full_hw: tuple[int, int]
     error: PhotoError | None
 
 
-def _decode(folder: Path, path: Path) -> _Decoded:
+def _decode(folder: Path, path: Path, side: int | None) -> _Decoded:
     rel = relative_name(folder, path)
     try:
         st = os.stat(path)
     except OSError as e:
         err = PhotoError(path, f"vanished before it was read ({e.strerror})", "vanished")
-        return _Decoded(rel, path, 0, 0, None, err)
+        return _Decoded(rel, path, 0, 0, None, (0, 0), err)
     try:
-        image = load_photo(path)
+        image, full_hw = load_photo_at(path, side)
     except PhotoError as e:
-        return _Decoded(rel, path, st.st_size, st.st_mtime_ns, None, e)
-    return _Decoded(rel, path, st.st_size, st.st_mtime_ns, image, None)
+        return _Decoded(rel, path, st.st_size, st.st_mtime_ns, None, (0, 0), e)
+    return _Decoded(rel, path, st.st_size, st.st_mtime_ns, image, full_hw, None)
+
+
+def _at_full_size(f: PhotoFeatures, full_hw: tuple[int, int]) -> PhotoFeatures:
+    """Features of a photo decoded small, recorded against its full size: the content box is
+    where the decoded image sat in the model input (the same box the full photo gets, as the
+    small decode keeps the aspect ratio the letterbox rounds), the photo size the real one."""
+    lb = f.letterbox
+    if tuple(lb.photo_hw) == tuple(full_hw):
+        return f
+    return dataclasses.replace(f, letterbox=Letterbox(full_hw, lb.input_size, lb.content_xyxy))
 
 
 def _prefetched(
-    folder: Path, paths: Sequence[Path], batch_size: int, workers: int
+    folder: Path, paths: Sequence[Path], batch_size: int, workers: int, side: int | None
 ) -> Iterator[list[_Decoded]]:
-    """Batches of decoded photos; the next batches decode in threads while one is encoded."""
+    """Batches of decoded photos (long side at most ``side``); the next batches decode in
+    threads while one is encoded."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
         ahead = 2 * max(1, batch_size)
         futures: list[Future[_Decoded]] = []
         it = iter(paths)
         for p in it:
-            futures.append(pool.submit(_decode, folder, p))
+            futures.append(pool.submit(_decode, folder, p, side))
             if len(futures) >= ahead:
                 break
         while futures:
             batch = [f.result() for f in futures[:batch_size]]
             del futures[:batch_size]
             for p in it:
-                futures.append(pool.submit(_decode, folder, p))
+                futures.append(pool.submit(_decode, folder, p, side))
                 if len(futures) >= ahead:
                     break
             yield batch
@@ -158,9 +178,11 @@ def _prefetched(
 def encode_locally(
     segmenter: object, folder: Path, paths: Sequence[Path], batch_size: int, workers: int = 2
 ) -> Generator[list[Encoded], None, None]:
-    """The local :data:`Encoder`: photos decoded in ``workers`` threads while
-    ``segmenter.embed_photos`` runs on the batch before, batches in ``paths`` order."""
-    for batch in _prefetched(folder, paths, batch_size, workers):
+    """The local :data:`Encoder`: photos decoded (at the model's input size) in ``workers``
+    threads while ``segmenter.embed_photos`` runs on the batch before, batches in ``paths``
+    order; the features record each photo's full size."""
+    side = _decode_side(segmenter)
+    for batch in _prefetched(folder, paths, batch_size, workers, side):
         images = [d.image for d in batch if d.image is not None]
         embed = segmenter.embed_photos  # type: ignore[attr-defined]
         feats = iter(embed(images, batch_size=len(images)) if images else [])
@@ -170,7 +192,7 @@ def encode_locally(
                 d.path,
                 d.size,
                 d.mtime_ns,
-                next(feats) if d.image is not None else None,
+                _at_full_size(next(feats), d.full_hw) if d.image is not None else None,
                 (d.error.code, d.error.reason) if d.error is not None else None,
             )
             for d in batch
@@ -189,6 +211,7 @@ def index_folder(
     cache_path: Path | None = None,
     on_batch: BatchFn | None = None,
     encoder: Encoder | None = None,
+    verify: bool = False,
 ) -> IndexSummary:
     """Bring ``folder``'s feature cache up to date for ``segmenter``'s model.
 
@@ -206,6 +229,8 @@ def index_folder(
             grow a live gallery's bank while indexing goes on).
         encoder: how photos become features (default :func:`encode_locally` with
             ``segmenter`` and ``workers``; e.g. a :class:`~sketchpad.gallery.cluster.RayEncoder`).
+        verify: check the whole cache first (``FeatureCache.open(verify=True)``): damaged
+            rows are removed and so re-encoded by this run.
 
     Raises:
         sketchpad.gallery.images.PhotoError: the folder cannot be listed.
@@ -216,7 +241,8 @@ def index_folder(
     scan = scan_folder(folder, recursive=recursive)
     skipped = [(e.path, e.code, e.reason) for e in scan.skipped]
     key = model_key(segmenter)
-    with FeatureCache.open(folder, key, writer=True, path=cache_path) as cache:
+    with FeatureCache.open(folder, key, writer=True, path=cache_path, verify=verify) as cache:
+        repairs = tuple(cache.notes)
         known = cache.paths()
         names = {relative_name(folder, p): p for p in scan.photos}
         if rebuild:
@@ -269,5 +295,19 @@ def index_folder(
         len(skipped),
     )
     return IndexSummary(
-        folder, path, indexed, up_to_date, removed, tuple(skipped), time.perf_counter() - t0
+        folder,
+        path,
+        indexed,
+        up_to_date,
+        removed,
+        tuple(skipped),
+        time.perf_counter() - t0,
+        repairs,
     )
+
+
+def _decode_side(segmenter: object) -> int | None:
+    """The long side photos are decoded at: the model input's side (the letterbox shrinks
+    every photo to fit it whole); None (full size) when the segmenter does not say."""
+    size = getattr(segmenter, "input_size", None)
+    return int(size) if isinstance(size, int) and size > 0 else None

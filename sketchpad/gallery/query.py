@@ -6,8 +6,8 @@ the ``budget_bytes`` argument change it). Beyond the budget the remaining rows a
 from the cache for each query in chunks, so memory stays bounded whatever the folder's size,
 at the price of reading those rows from disk every time.
 
-A query is then ``Segmenter.score(query, bank)`` (one matrix product over every photo, all
-photos ranked) and masks are made only for the photos asked for (``Segmenter.mask``).
+A query is then ``SearchCore.search(spec, bank)`` (:mod:`sketchpad.search.core`: one matrix
+product over every photo, all photos ranked) and masks are made only for the photos asked for.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from sketchpad.gallery.cache import FeatureCache, ModelKey, RowLayout
+from sketchpad.names import display_name
 from sketchpad.vision.bank import BLOCK_ROWS, FeatureBank, PhotoLayout, TensorBlock
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ class CacheStreamBlock:
 
     def _log_missing(self, name: str) -> None:
         if not self._missing_logged:
-            log.warning("Feature cache %s: %r is gone; reload the gallery", self.cache.path, name)
+            shown = display_name(name)
+            log.warning("Feature cache %s: %s is gone; reload the gallery", self.cache.path, shown)
             self._missing_logged = True
 
     def close(self) -> None:
@@ -145,12 +147,18 @@ class CacheStreamBlock:
 
 class CachedBank(FeatureBank):
     """A :class:`FeatureBank` read from a folder's cache; ``names`` are paths relative to
-    ``folder``. Close it (or use it as a context manager) to release a streaming reader."""
+    ``folder``. Close it (or use it as a context manager) to release a streaming reader.
+
+    Attributes:
+        damaged: rows the cache held damaged (name → what failed its check), left out of the
+            bank; the cache is marked so the next indexing run re-encodes them.
+    """
 
     def __init__(self, folder: Path, cache_path: Path) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.cache_path = Path(cache_path)
+        self.damaged: dict[str, str] = {}
 
     def paths(self) -> list[Path]:
         """The photos' paths, in bank order."""
@@ -228,6 +236,7 @@ def load_bank(
             progress(len(rows), len(rows))
         return bank
     finally:
+        bank.damaged = cache.damaged
         if not keep_open:
             cache.close()
 
@@ -262,7 +271,9 @@ def _load_resident(
         r = by_name[name]
         done += 1
         if patches is None or patches.shape != (r.grid_hw[0] * r.grid_hw[1], dim):
-            log.warning("Feature cache %s: %r vanished while loading", cache.path, name)
+            if name not in cache.damaged:  # a damaged row was reported by the cache itself
+                shown = display_name(name)
+                log.warning("Feature cache %s: %s vanished while loading", cache.path, shown)
             continue
         layouts.append(PhotoLayout(r.grid_hw, r.letterbox, r.patch_size))
         globs.append(r.global_embedding)

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
     QToolTip,
 )
 
+from sketchpad.names import display_name
 from sketchpad.ui.gallery_model import Cell, CellRole, NameRole, PathRole
 from sketchpad.ui.thumbnails import ThumbnailCache
 
@@ -233,7 +234,7 @@ class GalleryDelegate(QStyledItemDelegate):
         if score is not None:
             self._paint_badge(painter, target, score, c.match)
 
-        name = c.name
+        name = display_name(c.name)
         text_rect = QRect(
             cell.x() + PADDING // 2,
             area.bottom() + 1 + PADDING // 2,

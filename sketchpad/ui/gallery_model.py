@@ -34,6 +34,7 @@ from PySide6.QtCore import (
 )
 
 from sketchpad.gallery.decode import natural_key
+from sketchpad.names import display_name
 
 if TYPE_CHECKING:  # at run time only duck-typed: importing them would import torch
     from sketchpad.engine.requests import MaskResult, QueryResult
@@ -353,8 +354,10 @@ class GalleryModel(QAbstractListModel):
         if not index.isValid() or not 0 <= row < len(self._names):
             return None
         name = self._names[row]
-        if role in (Qt.ItemDataRole.DisplayRole, NameRole):
-            return name
+        if role == NameRole:
+            return name  # the exact name (it may hold undecodable bytes as surrogates)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return display_name(name)  # Qt would silently drop undecodable bytes
         if role == PathRole:
             return self.path_of(name)
         if role == ScoreRole:
@@ -381,9 +384,10 @@ class GalleryModel(QAbstractListModel):
 
     def _tooltip(self, row: int, name: str) -> str:
         s = float(self._scores[row])
+        shown = display_name(name)
         if np.isnan(s):
-            return name
-        text = f"{name}\nscore {s:.2f}" + ("" if self._is_match_row(row) else " (no match)")
+            return shown
+        text = f"{shown}\nscore {s:.2f}" + ("" if self._is_match_row(row) else " (no match)")
         mask = self.mask_for(name)
         n = len(mask.instances) if mask is not None else 0
         return text + (f" · {n} region{'s' if n != 1 else ''}" if n else "")

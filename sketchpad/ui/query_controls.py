@@ -3,7 +3,7 @@
 :class:`QueryControls` only holds the user's choices and says when one changes
 (``changed(what)``); :class:`~sketchpad.ui.photo_search.PhotoSearch` turns them into queries.
 Typing and dragging the α slider are debounced so that a query runs once the hand rests;
-the threshold slider is not (re-thresholding needs no model, see ``Segmenter.rescore``).
+the threshold slider is not (scores do not depend on it: masks are re-cut locally).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ def test_bench_gallery_reports_every_figure(
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(("30 ", "60 "))]
     assert [r[0] for r in rows] == ["30", "60"] and all(len(r) == 11 for r in rows)
     assert out.count("speed-up over re-encoding") == 2 and "p95/ref" in out
+    assert out.count("of which verifying the rows' checksums") == 2
     assert not list(tmp_path.glob("sketchpad-bench-*"))  # the work folder is removed
     assert not list((tmp_path / "home").rglob("*.sqlite"))  # no cache left in the user's
     # It measured without gradients but gave them back: later training in the same process
@@ -39,3 +40,24 @@ def test_bench_gallery_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "nope" in capsys.readouterr().err
     assert main(["bench", "gallery", "--sizes", "0"]) == 1
     assert main(["bench", "gallery", "--memory-budget", "lots"]) == 1
+
+
+@pytest.mark.slow
+def test_bench_library_accounts_for_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The generated real-world folder (without the 108/200 Mpx photos here: the benchmark
+    itself has them) through `sketchpad index` in a child process: every photo indexed or
+    skipped with its reason, no traceback, peak memory reported."""
+    monkeypatch.setenv("SKETCHPAD_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = ["bench", "library", "--backbones", "test-clip-tiny", "--small"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "exit status 0" in out, out
+    assert "every expected outcome met: PASS" in out, out
+    assert "tracebacks: 0 (PASS)" in out
+    assert "no_preview.dng: a camera RAW file without an embedded preview" in out
+    assert "caf\\xe9 (latin-1).jpg" not in out  # indexed, so not in the skip list
+    assert "peak resident memory" in out and "the library's photos add" in out
+    assert not list(tmp_path.glob("sketchpad-bench-*"))

@@ -27,6 +27,7 @@ from sketchpad.gallery.export import (
     check_out_dir,
     export_gallery,
 )
+from sketchpad.gallery.export_names import UniqueStems
 from sketchpad.search.masks import PhotoMask, photo_mask
 from sketchpad.search.scoring import score_query
 from sketchpad.sketch.io import read_sketch
@@ -245,14 +246,14 @@ def test_names_keep_folders_are_safe_and_never_collide(
     ],
 )
 def test_stems_are_safe_everywhere(names: list[str], stems: list[str]) -> None:
-    n = E._Names()
+    n = UniqueStems()
     assert [str(n.stem_for(name)) for name in names] == stems
 
 
 @pytest.mark.parametrize("name", ["../x.jpg", "/abs/x.jpg", "a/../../x.jpg", ""])
 def test_names_outside_the_folder_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="photo name"):
-        E._Names().stem_for(name)
+        UniqueStems().stem_for(name)
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "deep-new", "via-link", "masks-is-photos"])

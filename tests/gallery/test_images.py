@@ -18,7 +18,6 @@ import threading
 import time
 import unicodedata
 import warnings
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from sketchpad.gallery.images import (
     scan_folder,
     scan_photos,
 )
+from sketchpad.gallery.samples import jpeg_declaring, png_declaring
 
 PKG = Path(__file__).resolve().parents[2] / "sketchpad"
 needs_symlinks = pytest.mark.skipif(
@@ -78,33 +78,6 @@ def encoded(im: Image.Image | np.ndarray, fmt: str, **kw: Any) -> bytes:
     buf = io.BytesIO()
     save(buf, im, fmt, **kw)
     return buf.getvalue()
-
-
-def png_declaring(w: int, h: int) -> bytes:
-    """A tiny PNG whose header declares w × h (its pixel data is a few bytes)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-def jpeg_declaring(w: int, h: int) -> bytes:
-    data = bytearray(encoded(noise(8, 8), "JPEG"))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", h, w)
-    return bytes(data)
 
 
 def tiff_rgb16(a: np.ndarray) -> bytes:
@@ -165,8 +138,8 @@ def error_of(path: Path, **kw: Any) -> PhotoError:
 
 
 def shown(path: Path) -> str:
-    """How a message prints a path (undecodable bytes as U+FFFD)."""
-    return os.fsencode(path).decode("utf-8", "replace")
+    """How a message prints a path (undecodable bytes as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def codes(result: ScanResult) -> dict[str, str]:
@@ -239,7 +212,7 @@ def test_undecodable_file_name_gives_a_printable_message(tmp_path: Path) -> None
     e = error_of(path)
     assert e.code == "corrupt"
     str(e).encode("utf-8")  # no lone surrogates: safe to print or log
-    assert "bad\ufffd name.jpg" in str(e)
+    assert "bad\\xff name.jpg" in str(e)  # the byte as \xNN: two such names stay apart
 
 
 # --------------------------------------------------------------------------- scan
@@ -261,6 +234,11 @@ def test_extension_allow_list_any_case(tmp_path: Path) -> None:
         "l.heic",
         ".jpg",
         "m.psd",
+        "n.AVIF",
+        "o.NEF",
+        "p.dng",
+        "q.HIF",
+        "r.cr3",
     ]:
         (tmp_path / name).write_bytes(b"x")
     result = scan_folder(tmp_path)
@@ -273,6 +251,12 @@ def test_extension_allow_list_any_case(tmp_path: Path) -> None:
         "f.webp",
         "g.gif",
         "h.bmp",
+        "l.heic",
+        "n.AVIF",
+        "o.NEF",
+        "p.dng",
+        "q.HIF",
+        "r.cr3",
     ]
     assert result.skipped == ()  # other names are not photos: ignored, not reported
     assert scan_photos(tmp_path) == list(result.photos)
@@ -829,39 +813,122 @@ def test_allowed_formats_are_registered() -> None:
     assert not {"EPS", "PSD", "PDF"} & set(formats)
 
 
-def test_decompression_bombs_refused_fast(tmp_path: Path) -> None:
-    for name, data in [
+def _never_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any pixel decoding (and so any large allocation) fail the test."""
+
+    def load(self: Image.Image) -> None:
+        raise AssertionError(f"decoded {self.size}: the header should have been refused")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+def test_decompression_bombs_are_refused_from_the_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = [
         ("huge.png", png_declaring(100_000, 100_000)),
-        ("between.png", png_declaring(10_000, 10_000)),  # 1–2 × Pillow's limit
+        ("between.png", png_declaring(10_000, 10_000)),  # 1–2 × Pillow's limit, tiny file
+        ("under-limit.png", png_declaring(15_000, 15_000)),  # under MAX_PIXELS, tiny file
         ("huge.jpg", jpeg_declaring(60_000, 60_000)),
+        ("big.jpg", jpeg_declaring(16_000, 12_000)),  # 192 Mpx declared in 1 kB
         ("wide.png", png_declaring(2**31 - 1, 1)),
-    ]:
+    ]
+    _never_decoded(monkeypatch)
+    for name, data in files:
         p = tmp_path / name
         p.write_bytes(data)
-        t0 = time.perf_counter()
         e = error_of(p)
-        assert time.perf_counter() - t0 < 0.5, name  # refused from the header, nothing decoded
         assert e.code == "bomb", (name, e)
         assert "decompression bomb" in e.reason
+    assert "declared in a file of only" in error_of(tmp_path / "under-limit.png").reason
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is left as it was
 
 
-def test_pixel_limit(tmp_path: Path) -> None:
-    assert MAX_PIXELS == Image.MAX_IMAGE_PIXELS == 89_478_485
+def test_pixel_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert MAX_PIXELS == 2**28 > 200_000_000  # 200-megapixel camera photos pass
+    assert decode.DENSE_PIXELS == Image.MAX_IMAGE_PIXELS == 89_478_485
     p = save(tmp_path / "small.png", Image.new("L", (5, 4)))
     assert error_of(p, max_pixels=19).code == "bomb"
     assert load_photo(p, max_pixels=20).shape == (4, 5, 3)
+    # Above DENSE_PIXELS, the file must hold a byte per MAX_PIXELS_PER_BYTE pixels: a photo
+    # of noise does, a flat image of the same size (a bomb's signature) does not.
+    monkeypatch.setattr(decode, "DENSE_PIXELS", 100_000)
+    real = save(tmp_path / "real.jpg", noise(400, 400), "JPEG", quality=90)
+    flat = save(tmp_path / "flat.png", Image.new("RGB", (400, 400), (9, 9, 9)))
+    assert 160_000 / real.stat().st_size < decode.MAX_PIXELS_PER_BYTE
+    assert 160_000 / flat.stat().st_size > decode.MAX_PIXELS_PER_BYTE
+    assert load_photo(real).shape == (400, 400, 3)
+    assert error_of(flat).code == "bomb"
+    monkeypatch.setattr(decode, "DENSE_PIXELS", 160_000)  # the rule starts above it
+    assert load_photo(flat).shape == (400, 400, 3)
 
 
-def test_a_real_100_megapixel_image(tmp_path: Path) -> None:
-    """10000 × 10000 is over Pillow's MAX_IMAGE_PIXELS (89.5 Mpx): refused by default, from its
-    header, and decoded when the caller allows it (a solid grey PNG: a tiny file)."""
-    p = save(tmp_path / "100mpx.png", Image.new("L", (10_000, 10_000), 77), compress_level=1)
-    t0 = time.perf_counter()
-    assert error_of(p).code == "bomb"
-    assert time.perf_counter() - t0 < 0.5
-    a = load_photo(p, max_pixels=120_000_000)  # past Pillow's warning, under its hard limit
-    assert a.shape == (10_000, 10_000, 3) and a.dtype == np.uint8
-    assert a[0, 0].tolist() == a[-1, -1].tolist() == [77, 77, 77]
+def test_big_photos_are_decoded_at_the_size_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JPEG asked for small is decoded small by the DCT (draft), other formats are reduced
+    right after decoding; the full upright size is reported; the result matches a full decode
+    shrunk the same way."""
+    jpg = save(tmp_path / "big.jpg", noise(1500, 2000), "JPEG", quality=92)
+    png = save(tmp_path / "big.png", noise(1500, 2000), "PNG", compress_level=1)
+    loaded: list[tuple[int, int]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def spy(self: ImageFile.ImageFile) -> Any:
+        loaded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    small, full = images.load_photo_at(jpg, 224)
+    assert small.shape == (168, 224, 3) and full == (1500, 2000)
+    assert set(loaded) == {(500, 375)}  # 1/4 scale: the smallest at least twice the target
+    ref = np.asarray(
+        Image.fromarray(load_photo(jpg)).resize((224, 168), Image.Resampling.BICUBIC)
+    ).astype(int)
+    assert np.abs(small.astype(int) - ref).mean() < 6  # the same picture, resampled
+    small, full = images.load_photo_at(png, 224)
+    assert small.shape == (168, 224, 3) and full == (1500, 2000)
+    rotated = tmp_path / "rotated.jpg"
+    ex = Image.Exif()
+    ex[decode.ORIENTATION_TAG] = 6
+    Image.fromarray(noise(150, 200)).save(rotated, exif=ex.tobytes())
+    small, full = images.load_photo_at(rotated, 100)
+    assert small.shape == (100, 75, 3) and full == (200, 150)  # upright: turned 90°
+
+
+def test_non_jpeg_is_reduced_before_conversion_and_big_decodes_take_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG asked for small is reduced by a whole factor right after decoding, so the
+    conversion never sees its full size; a decode over BIG_DECODE_BYTES holds the lock that
+    makes such decodes take turns, a small one does not."""
+    png = save(tmp_path / "big.png", noise(1200, 1600), "PNG", compress_level=1)
+    seen: list[tuple[tuple[int, int], bool]] = []
+    real = decode.to_rgb_array
+
+    def spy(im: Image.Image) -> np.ndarray:
+        seen.append((im.size, decode._BIG_LOCK.locked()))
+        return real(im)
+
+    monkeypatch.setattr(decode, "to_rgb_array", spy)
+    assert load_photo(png, side=200).shape == (150, 200, 3)
+    assert seen == [((400, 300), False)]  # reduced ×4 (twice the target at least), no lock
+    monkeypatch.setattr(decode, "BIG_DECODE_BYTES", 1_000_000)  # 1600×1200×3 is over it
+    assert load_photo(png).shape == (1200, 1600, 3)
+    assert seen[-1] == ((1600, 1200), True)
+    assert not decode._BIG_LOCK.locked()
+
+
+@pytest.mark.slow
+def test_a_real_96_megapixel_photo(tmp_path: Path) -> None:
+    """12000 × 8000 noise, over Pillow's 89.5 Mpx warning level (refused before, as a
+    "possible decompression bomb"): read, decoded at 1/8 scale for a 224-pixel target."""
+    rng = np.random.default_rng(0)
+    grey = np.tile(rng.integers(0, 256, (500, 500), dtype=np.uint8), (16, 24))
+    p = save(tmp_path / "96mpx.jpg", Image.fromarray(grey), "JPEG", quality=75)
+    del grey
+    small, full = images.load_photo_at(p, 224)
+    assert full == (8000, 12000) and small.shape == (149, 224, 3)
 
 
 def test_concurrent_loads_leave_the_warning_filters_alone(tmp_path: Path) -> None:
@@ -898,7 +965,7 @@ def test_permission_and_io_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         raise OSError(errno.EIO, "Input/output error")
 
     with monkeypatch.context() as m:
-        m.setattr(decode, "decode_rgb", eio)
+        m.setattr(decode, "decode_photo", eio)
         e = error_of(p)
         assert e.code == "io-error" and "Input/output error" in e.reason
 

@@ -165,49 +165,10 @@ def test_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def bad_folder(root: Path) -> tuple[Path, set[str]]:
     """Every kind of bad input the scan and decoder meet, next to good photos; returns the
     folder and the relative names that must be indexed (each exactly once)."""
-    from test_images import jpeg_declaring, png_declaring  # tests/gallery is on sys.path
+    from sketchpad.gallery.samples import bad_corpus
 
     f = root / "bad"
-    (f / "sub").mkdir(parents=True)
-    rng = np.random.default_rng(1)
-
-    def img(name: str, a: np.ndarray, **kw: object) -> None:
-        Image.fromarray(a).save(f / name, **kw)
-
-    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    img("good.jpg", rgb)
-    img("1x1.png", rgb[:1, :1])
-    img("10000x10.png", np.zeros((10, 10000, 3), np.uint8))
-    Image.fromarray((rng.integers(0, 65536, (16, 16))).astype(np.uint16)).save(f / "deep16.png")
-    Image.fromarray(rgb).convert("CMYK").save(f / "cmyk.jpg")
-    pal = Image.fromarray(rgb).convert("P")
-    pal.save(f / "palette.png", transparency=0)
-    Image.fromarray(rgb).convert("LA").save(f / "grey_alpha.png")
-    Image.fromarray(rgb).convert("RGBA").save(f / "rgba.png")
-    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
-    frames[0].save(f / "anim.gif", save_all=True, append_images=frames[1:])
-    img("ünï cödé 🐄.png", rgb)
-    img("sub/deep.png", rgb)
-    Image.fromarray(rgb).save(f / "really_png.jpg", format="PNG")  # wrong extension
-    (f / "zero.jpg").write_bytes(b"")
-    (f / "random.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
-    whole = (f / "good.jpg").read_bytes()
-    (f / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
-    (f / "bomb.png").write_bytes(png_declaring(100000, 100000))
-    (f / "bomb.jpg").write_bytes(jpeg_declaring(60000, 60000))
-    (f / "dir.jpg").mkdir()  # recursive: a folder with a photo's name is a folder
-    img("dir.jpg/inside.png", rgb)
-    os.mkfifo(f / "fifo.jpg")
-    os.symlink(f / "missing.png", f / "dangling.png")
-    os.symlink(f, f / "sub" / "loop")  # a symlink loop back to the top
-    os.link(f / "good.jpg", f / "hardlink.jpg")  # the same file twice
-    os.symlink(f / "rgba.png", f / "alias.png")
-    ok = {
-        "good.jpg", "1x1.png", "10000x10.png", "deep16.png", "cmyk.jpg", "palette.png",
-        "grey_alpha.png", "rgba.png", "anim.gif", "ünï cödé 🐄.png", "sub/deep.png",
-        "really_png.jpg", "truncated.jpg", "dir.jpg/inside.png",
-    }  # fmt: skip
-    return f, ok
+    return f, bad_corpus(f)
 
 
 def test_a_folder_of_bad_input_indexes_each_photo_once(tmp_path: Path, seg: Segmenter) -> None:
@@ -247,3 +208,113 @@ def test_on_batch_sees_each_committed_batch(tmp_path: Path, seg: Segmenter) -> N
     index_folder(folder, seg, batch_size=2, on_batch=on_batch)
     assert seen == [["img0.png", "img1.png"], ["img2.png", "img3.png"], ["img4.png"]]
     assert cache_rows == [2, 4, 5]
+
+
+@pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="needs byte file names")
+def test_any_file_name_indexes_and_prints(
+    tmp_path: Path, seg: Segmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names as the OS gives them: undecodable bytes (a Latin-1 copy), NFC and NFD twins,
+    emoji, a newline; all indexed once each, under their exact names; `sketchpad index`
+    prints them readably (undecodable bytes as \\xNN)."""
+    import unicodedata
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    raw_names = [
+        b"caf\xe9.jpg",
+        b"\xff\xfe\xfd.png",
+        unicodedata.normalize("NFC", "é.png").encode(),
+        unicodedata.normalize("NFD", "é.png").encode(),
+        "🐄 cow.png".encode(),
+        b"two\nlines.png",
+    ]
+    rgb = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    for raw in raw_names:
+        Image.fromarray(rgb).save(os.path.join(os.fsencode(folder), raw), format="PNG")
+    (folder / os.fsdecode(b"broken\xe9.jpg")).write_bytes(b"not a jpeg")
+    s = index_folder(folder, seg, batch_size=4)
+    assert s.indexed == len(raw_names) and [c for _, c, _ in s.skipped] == ["corrupt"]
+    with FeatureCache.open(folder, model_key(seg), writer=False) as cache:
+        assert {os.fsencode(n) for n in cache.paths()} == set(raw_names)
+    assert index_folder(folder, seg).up_to_date == len(raw_names)
+    weights = tmp_path / "tiny.safetensors"
+    _save_tiny_weights(weights)
+    args = ["index", str(folder), "--backbone", "test-clip-tiny", "--weights", str(weights)]
+    assert main([*args, "--rebuild"]) == 0
+    out = capsys.readouterr()
+    assert f"{len(raw_names)} indexed" in out.out
+    assert "skipped " in out.err and "broken\\xe9.jpg" in out.err  # readable, one line
+    out.err.encode("utf-8")  # no lone surrogates reached the streams
+
+
+def _save_tiny_weights(path: Path) -> None:
+    import safetensors.torch
+    import torch
+
+    from sketchpad.vision.registry import build_model, get_spec
+
+    torch.manual_seed(0)
+    model = build_model(get_spec("test-clip-tiny"))
+    state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, str(path))
+
+
+def test_index_verify_reports_and_repairs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "tiny.safetensors"
+    _save_tiny_weights(weights)
+    folder = tmp_path / "photos"
+    make_photos(folder, 3)
+    args = ["index", str(folder), "--backbone", "test-clip-tiny", "--weights", str(weights)]
+    assert main(args) == 0
+    assert main([*args, "--verify"]) == 0
+    assert "verified: the file and all 3 rows' checksums are sound" in capsys.readouterr().err
+    (cache,) = (tmp_path / "home" / "cache" / "features").glob("*.sqlite")
+    with sqlite3.connect(cache) as raw:
+        raw.execute("UPDATE features SET check_patches = check_patches + 1 WHERE rowid = 2")
+    raw.close()
+    assert main([*args, "--verify"]) == 0
+    out = capsys.readouterr()
+    assert "1 damaged row removed, to be re-encoded: img1.png" in out.err
+    assert "1 indexed, 2 already current" in out.out
+
+
+def test_photos_are_decoded_at_the_size_the_model_needs(
+    tmp_path: Path, seg: Segmenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big photo is decoded small (never whole) and its features are those of the full
+    photo; the cached letterbox records the full upright size, so masks map onto it."""
+    from PIL import ImageFile
+
+    from sketchpad.gallery.images import load_photo
+    from sketchpad.vision.letterbox import fit_letterbox
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    big = np.kron(rng.integers(0, 256, (30, 40, 3)), np.ones((40, 40, 1))).astype(np.uint8)
+    Image.fromarray(big).save(folder / "big.jpg", quality=95)  # 1600 × 1200
+    decoded: list[tuple[int, int]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def spy(im: ImageFile.ImageFile) -> object:
+        decoded.append(im.size)
+        return real_load(im)
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageFile.ImageFile, "load", spy)
+        index_folder(folder, seg)
+    assert decoded and max(w for w, _ in decoded) <= 4 * seg.input_size  # by the DCT, small
+    with FeatureCache.open(folder, model_key(seg), writer=False) as cache:
+        cached = cache.get("big.jpg")
+    assert cached is not None
+    size = seg.input_size
+    assert cached.letterbox == fit_letterbox((1200, 1600), size)
+    full = seg.embed_photos([load_photo(folder / "big.jpg")])[0]
+    assert full.letterbox == cached.letterbox
+    cos = np.sum(full.patches * cached.patches.astype(np.float32), axis=1) / (
+        np.linalg.norm(full.patches, axis=1) * np.linalg.norm(cached.patches, axis=1)
+    )
+    assert cos.min() > 0.99, cos.min()  # the same features, up to resampling

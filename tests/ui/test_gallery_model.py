@@ -405,3 +405,62 @@ def test_flags_and_tooltips(model) -> None:
     i = model.index(model.row_of("img2.jpg"))
     assert i.flags() & Qt.ItemFlag.ItemIsSelectable
     assert "no match" in i.data(Qt.ItemDataRole.ToolTipRole)
+
+
+def test_every_name_is_shown_readably(qtbot) -> None:
+    """File names are bytes on POSIX: an undecodable one arrives as lone surrogates, which Qt
+    silently drops ("caf\\udce9.jpg" would show as "caf.jpg", like "caf\\udce8.jpg"). What the
+    gallery shows is ``display_name``: \\xNN for such bytes, NFC and NFD kept, emoji kept."""
+    import os
+    import unicodedata
+
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    from sketchpad.names import display_name
+    from sketchpad.ui.gallery_delegate import GalleryDelegate
+    from sketchpad.ui.thumbnails import ThumbnailCache
+
+    names = [
+        os.fsdecode(b"caf\xe9.jpg"),
+        os.fsdecode(b"caf\xe8.jpg"),
+        unicodedata.normalize("NFC", "é.jpg"),
+        unicodedata.normalize("NFD", "é.jpg"),
+        "🐄 cow.jpg",
+        "two\nlines.jpg",
+    ]
+    model = GalleryModel()
+    model.set_folder(FOLDER, names)
+    proxy = GalleryProxy()
+    proxy.setSourceModel(model)
+    shown = [proxy.index(r, 0).data(Qt.ItemDataRole.DisplayRole) for r in range(len(names))]
+    assert sorted(shown) == sorted(display_name(n) for n in names)
+    assert "caf\\xe9.jpg" in shown and "caf\\xe8.jpg" in shown and "🐄 cow.jpg" in shown
+    assert "two\\x0alines.jpg" in shown  # one line in a cell
+    assert len(set(shown)) == len(names)  # no two names collapse into one
+    tips = [proxy.index(r, 0).data(Qt.ItemDataRole.ToolTipRole) for r in range(len(names))]
+    assert sorted(tips) == sorted(shown)
+    # The cells paint the same text.
+    delegate = GalleryDelegate(ThumbnailCache(side=32))
+    painted: list[str] = []
+    metrics = delegate._metrics
+
+    class Recording:
+        def height(self) -> int:
+            return metrics.height()
+
+        def elidedText(self, text: str, mode: object, width: int) -> str:  # noqa: N802
+            painted.append(text)
+            return metrics.elidedText(text, mode, width)
+
+    delegate._metrics = Recording()  # type: ignore[assignment]
+    image = QImage(200, 200, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        for r in range(len(names)):
+            option = QStyleOptionViewItem()
+            option.rect = image.rect()
+            delegate.paint(painter, option, model.index(r, 0))
+    finally:
+        painter.end()
+    assert painted == [display_name(n) for n in names]
