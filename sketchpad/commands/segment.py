@@ -479,12 +479,22 @@ def _cached_folder(
     from sketchpad.gallery.images import PhotoError
     from sketchpad.gallery.index import index_folder, model_key
     from sketchpad.gallery.query import load_bank
+    from sketchpad.names import display_name
 
     bar = EtaProgress(f"photos of {folder} indexed")
     try:
         summary = index_folder(folder, seg, batch_size=max(1, batch_size), progress=bar)
         bar.finish()
         bank = load_bank(folder, model_key(seg), budget_bytes=budget, cache_path=None)
+        if bank.damaged:  # rows that failed their checksums: re-encoded now, not next time
+            print(
+                f"{NAME}: warning: {len(bank.damaged)} cached photos of {display_name(folder)} "
+                "were damaged: encoding them again",
+                file=sys.stderr,
+            )
+            bank.close()
+            index_folder(folder, seg, batch_size=max(1, batch_size))
+            bank = load_bank(folder, model_key(seg), budget_bytes=budget, cache_path=None)
     except CacheLockedError as e:
         print(f"{NAME}: warning: {e}; encoding its photos without the cache", file=sys.stderr)
         return None

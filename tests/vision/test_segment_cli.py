@@ -223,3 +223,24 @@ def test_segment_writes_the_formats_asked_for_with_the_class_names(env: dict[str
         assert (out / "yolo" / "labels" / f"{stem}.txt").is_file()
     assert yaml.safe_load((out / "yolo" / "data.yaml").read_text())["names"] == {0: "cow"}
     assert run(env, env["root"] / "o2", "--format", "coco,voc") == 1
+
+
+def test_damaged_cache_rows_are_encoded_again_in_the_same_run(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from sketchpad.gallery.cache import cache_dir
+
+    assert run(env, env["root"] / "first") == 0
+    (db,) = (cache_dir() / "features").glob("*.sqlite")
+    with sqlite3.connect(db) as raw:
+        rowid, blob = raw.execute("SELECT rowid, patches FROM features LIMIT 1").fetchone()
+        flipped = bytes([blob[0] ^ 0x40]) + blob[1:]
+        raw.execute("UPDATE features SET patches = ? WHERE rowid = ?", (flipped, rowid))
+    raw.close()
+    capsys.readouterr()
+    out = env["root"] / "second"
+    assert run(env, out) == 0
+    assert "were damaged: encoding them again" in capsys.readouterr().err
+    assert len(json.loads((out / "results.json").read_text())["photos"]) == 3
