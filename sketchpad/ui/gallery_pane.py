@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
 
 from sketchpad.gallery.images import PhotoError, ScanResult
 from sketchpad.ui.gallery_delegate import GalleryDelegate
-from sketchpad.ui.gallery_model import GalleryModel, NameRole
+from sketchpad.ui.gallery_model import GalleryModel
 from sketchpad.ui.gallery_proxy import GalleryProxy
 from sketchpad.ui.gallery_view import GalleryView, ScanBridge, ScanJob
 from sketchpad.ui.thumbnails import ThumbnailCache
@@ -104,7 +104,8 @@ class GalleryPane(QWidget):
         thumb_side: thumbnail size in pixels when the cache is made here.
 
     Signals:
-        photoActivated(str): a photo was double-clicked or Enter pressed on it (its name).
+        photoActivated(object): a photo was double-clicked or Enter pressed on it (its name,
+            a str that may hold surrogate escapes: passed as an object so Qt keeps it whole).
         cancelIndexing(): the Cancel button of the indexing footer.
         folderDropped(object): a folder (Path) was dropped on the pane.
         visibleNamesChanged(): the photos on screen changed (debounced); see ``visible_names``.
@@ -113,7 +114,7 @@ class GalleryPane(QWidget):
         message(str): a line for the status bar.
     """
 
-    photoActivated = Signal(str)
+    photoActivated = Signal(object)
     cancelIndexing = Signal()
     folderDropped = Signal(object)
     visibleNamesChanged = Signal()
@@ -465,16 +466,25 @@ class GalleryPane(QWidget):
         names = self._model.names()
         return [names[int(r)] for r in self._proxy.source_order()]
 
+    def name_at(self, index: QModelIndex) -> str | None:
+        """The photo name of a proxy index, exactly (read from the model: a name crossing Qt
+        as a string loses bytes that are not valid UTF-8)."""
+        if not index.isValid():
+            return None
+        row = self._proxy.mapToSource(index).row()
+        names = self._model.names()
+        return names[row] if 0 <= row < len(names) else None
+
     def current_name(self) -> str | None:
         """The selected (or current) photo's name, or None."""
-        index = self._view.currentIndex()
-        return index.data(NameRole) if index.isValid() else None
+        return self.name_at(self._view.currentIndex())
 
     def visible_names(self) -> tuple[str, ...]:
         """Names of the cells that intersect the viewport, plus one row of cells above and
         below, in display order."""
-        rows = self.visible_rows()
-        return tuple(self._proxy.index(r, 0).data(NameRole) for r in rows)
+        names = self._model.names()
+        order = self._proxy.source_order()
+        return tuple(names[int(order[r])] for r in self.visible_rows())
 
     def visible_rows(self) -> range:
         """Proxy rows of ``visible_names``. Cells sit on a regular grid (uniform sizes), so
@@ -537,7 +547,7 @@ class GalleryPane(QWidget):
             self._view.update(self._proxy.index(row, 0))
 
     def _on_activated(self, index: QModelIndex) -> None:
-        name = index.data(NameRole)
+        name = self.name_at(index)
         if name:
             self.photoActivated.emit(name)
 

@@ -524,7 +524,7 @@ class PhotoSearch(QObject):
         if name:
             self.show_photo(name)
 
-    @Slot(str)
+    @Slot(object)
     def show_photo(self, name: str) -> None:
         """The large view of one photo: full-resolution (CRF-refined) mask, boxes, zoom."""
         from sketchpad.ui.photo_viewer import PhotoViewerDialog

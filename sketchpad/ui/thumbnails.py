@@ -57,7 +57,7 @@ class _Bridge(QObject):
     """Carries results from pool threads to the GUI thread (it lives there, so its signal's
     connections are queued)."""
 
-    landed = Signal(int, str, object, str)  # generation, path, QImage | None, failure reason
+    landed = Signal(int, object, object, str)  # generation, path (str), QImage | None, reason
 
 
 class _Drain(QRunnable):
@@ -101,12 +101,13 @@ class ThumbnailCache(QObject):
         threads: Decoder threads.
 
     Signals:
-        ready(str): the path's thumbnail is now in the cache.
-        failed(str, str): the path cannot be decoded, and why (reported once per path).
+        ready(object): the path's thumbnail is now in the cache (the path as a str, passed as
+            an object: Qt would drop the bytes of a name that are not valid UTF-8).
+        failed(object, str): the path cannot be decoded, and why (reported once per path).
     """
 
-    ready = Signal(str)
-    failed = Signal(str, str)
+    ready = Signal(object)
+    failed = Signal(object, str)
 
     def __init__(
         self,
@@ -230,7 +231,7 @@ class ThumbnailCache(QObject):
                 self._decoding.add(key)
             return generation, key
 
-    @Slot(int, str, object, str)
+    @Slot(int, object, object, str)
     def _on_landed(self, generation: int, key: str, image: QImage | None, reason: str) -> None:
         with self._lock:
             if generation != self._generation:

@@ -407,3 +407,27 @@ def test_overlays_of_non_contiguous_masks(qapp) -> None:
         assert image.pixelColor(1, 1).alpha() > 0 and image.pixelColor(6, 1).alpha() == 0
     groups = np.asfortranarray(mask.astype(np.int16))
     assert overlay_image(np.asfortranarray(mask), groups).pixelColor(1, 1).alpha() > 0
+
+
+def test_a_name_that_is_not_utf8_survives_qt_whole(qtbot, pane, tmp_path) -> None:
+    """Qt turns a str with surrogate escapes into another string (the bytes are lost): names
+    read back from the gallery, the large view's photo and thumbnails keep them whole."""
+    odd = os.fsdecode(b"caf\xe9.png")
+    twin = os.fsdecode(b"caf\xe8.png")
+    for name in (odd, twin):
+        solid(tmp_path / name, GREY)
+    open_folder(qtbot, pane, tmp_path)
+    assert set(pane.visible_names()) == {odd, twin}
+    activated: list[str] = []
+    pane.photoActivated.connect(activated.append)
+    for row in range(pane.proxy.rowCount()):
+        index = pane.proxy.index(row, 0)
+        pane._view.setCurrentIndex(index)
+        assert pane.current_name() in (odd, twin)
+        pane._on_activated(index)
+    assert sorted(activated) == sorted([odd, twin])
+    got: list[object] = []
+    pane.thumbnails.ready.connect(got.append)
+    with qtbot.waitSignals([pane.thumbnails.ready, pane.thumbnails.ready], timeout=5000):
+        painted(pane)
+    assert {os.path.basename(str(p)) for p in got} == {odd, twin}
