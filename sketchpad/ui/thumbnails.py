@@ -54,37 +54,82 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
 
 
 class _Bridge(QObject):
-    """Carries results from pool threads to the GUI thread (it lives there, so its signal's
-    connections are queued)."""
+    """Carries results from pool threads to the GUI thread. One for the process, created on the
+    GUI thread by the first cache and never deleted: a drain that outlives its cache has
+    something alive to emit on, and no Qt object is ever destroyed on a pool thread."""
 
-    landed = Signal(int, object, object, str)  # generation, path (str), QImage | None, reason
+    landed = Signal(object, int, object, object, str)  # queue, generation, path, image, reason
+
+
+_BRIDGE: _Bridge | None = None
+
+
+def _bridge() -> _Bridge:
+    global _BRIDGE
+    if _BRIDGE is None:
+        _BRIDGE = _Bridge()
+    return _BRIDGE
+
+
+class _Queue:
+    """The decode queue a cache shares with its drains. Plain Python on purpose: the drains
+    hold this, never the cache, so the cache's last reference always drops on the GUI thread
+    (a QObject deleted on a pool thread, with its own pool as a child waiting for that very
+    thread, is how a test run ended in a segmentation fault)."""
+
+    def __init__(self, side: int, threads: int) -> None:
+        self.side = side
+        self.threads = threads
+        self.lock = threading.Lock()  # guards every field below
+        self.pending: OrderedDict[str, int] = OrderedDict()  # path → generation, newest last
+        self.decoding: set[str] = set()
+        self.drains = 0
+        self.generation = 0
+        self.closed = False  # the cache is gone: drains stop after the decode in hand
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.generation += 1
+            self.pending.clear()
+
+    def take(self) -> tuple[int, str] | None:
+        """The newest queued path (called by pool threads), or None: the drain ends."""
+        with self.lock:
+            if self.closed or not self.pending:
+                self.drains -= 1
+                return None
+            key, generation = self.pending.popitem(last=True)
+            if generation == self.generation:
+                self.decoding.add(key)
+            return generation, key
 
 
 class _Drain(QRunnable):
-    """Decodes queued paths, newest first, until the queue is empty."""
+    """Decodes queued paths, newest first, until the queue is empty or closed."""
 
-    def __init__(self, cache: ThumbnailCache) -> None:
+    def __init__(self, queue: _Queue, bridge: _Bridge) -> None:
         super().__init__()
-        self._cache = cache
-        self._bridge = cache._bridge  # keeps the bridge alive while this runs
+        self._queue = queue
+        self._bridge = bridge
 
     def run(self) -> None:
-        cache = self._cache
+        queue = self._queue
         while True:
-            job = cache._take_job()
+            job = queue.take()
             if job is None:
                 return
             generation, key = job
             image, reason = None, ""
             try:
-                image = rgb_to_qimage(load_thumbnail(Path(key), cache.side))
+                image = rgb_to_qimage(load_thumbnail(Path(key), queue.side))
             except PhotoError as e:
                 reason = e.reason
             except Exception as e:  # a bug of ours: log it, but never leave the cell waiting
                 log.exception("decoding the thumbnail of %s failed", key)
                 reason = f"internal error while decoding: {type(e).__name__}: {e}"
             try:
-                self._bridge.landed.emit(generation, key, image, reason)
+                self._bridge.landed.emit(queue, generation, key, image, reason)
             except RuntimeError:  # the application is being torn down: nobody to tell
                 return
 
@@ -128,18 +173,17 @@ class ThumbnailCache(QObject):
         self.max_pending = max(1, int(max_pending))
         self._images: OrderedDict[str, QImage] = OrderedDict()
         self._failures: dict[str, str] = {}
-        self._lock = threading.Lock()  # guards the fields below (pool threads read them)
-        self._pending: OrderedDict[str, int] = OrderedDict()  # path → generation, newest last
-        self._decoding: set[str] = set()
-        self._drains = 0
-        self._generation = 0
-        self._bridge = _Bridge()  # no parent: running drains hold it until they finish
+        self._threads = max(1, int(threads))
+        self._queue = _Queue(self.side, self._threads)
+        self._bridge = _bridge()
         self._bridge.landed.connect(self._on_landed)
         self._pool = QThreadPool(self)
-        self._threads = max(1, int(threads))
         self._pool.setMaxThreadCount(self._threads)
         self._pool.setThreadPriority(QThread.Priority.LowPriority)  # the GUI thread first
         self._pool.setObjectName("sketchpad-thumbnails")
+        # Emitted before the children (the pool, which waits for its drains) are deleted:
+        # drains then stop after the decode in hand instead of working through the queue.
+        self.destroyed.connect(self._queue.close)
         app = QCoreApplication.instance()
         if app is not None:  # decodes in flight must not outlive the application
             app.aboutToQuit.connect(self.shutdown)
@@ -156,18 +200,19 @@ class ThumbnailCache(QObject):
         if key in self._failures:
             return None
         start = False
-        with self._lock:
-            if key in self._pending:
-                self._pending.move_to_end(key)  # asked again: decode it sooner
-            elif key not in self._decoding:
-                self._pending[key] = self._generation
-                while len(self._pending) > self.max_pending:
-                    self._pending.popitem(last=False)
-                if self._drains < self._threads:
-                    self._drains += 1
+        queue = self._queue
+        with queue.lock:
+            if key in queue.pending:
+                queue.pending.move_to_end(key)  # asked again: decode it sooner
+            elif key not in queue.decoding:
+                queue.pending[key] = queue.generation
+                while len(queue.pending) > self.max_pending:
+                    queue.pending.popitem(last=False)
+                if queue.drains < self._threads:
+                    queue.drains += 1
                     start = True
         if start:
-            self._pool.start(_Drain(self))
+            self._pool.start(_Drain(queue, self._bridge))
         return None
 
     def failure(self, path: Path | str) -> str | None:
@@ -182,17 +227,19 @@ class ThumbnailCache(QObject):
 
     def pending(self) -> int:
         """Decodes queued or running."""
-        with self._lock:
-            return len(self._pending) + len(self._decoding)
+        queue = self._queue
+        with queue.lock:
+            return len(queue.pending) + len(queue.decoding)
 
     # -- state -------------------------------------------------------------------------------
     def clear(self) -> None:
         """Forget every thumbnail, failure and queued request; decodes still running are
         dropped when they land."""
-        with self._lock:
-            self._generation += 1
-            self._pending.clear()
-            self._decoding.clear()
+        queue = self._queue
+        with queue.lock:
+            queue.generation += 1
+            queue.pending.clear()
+            queue.decoding.clear()
         self._images.clear()
         self._failures.clear()
 
@@ -205,8 +252,9 @@ class ThumbnailCache(QObject):
             finished = self._pool.waitForDone(left_ms)
             QCoreApplication.processEvents()
             QCoreApplication.processEvents()
-            with self._lock:
-                idle = not self._pending and not self._decoding and self._drains == 0
+            queue = self._queue
+            with queue.lock:
+                idle = not queue.pending and not queue.decoding and queue.drains == 0
             if finished and idle:
                 return True
             if time.monotonic() >= deadline:
@@ -214,29 +262,23 @@ class ThumbnailCache(QObject):
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Drop the queue and wait for the decodes in flight; returns whether they ended."""
-        with self._lock:
-            self._generation += 1
-            self._pending.clear()
+        queue = self._queue
+        with queue.lock:
+            queue.generation += 1
+            queue.pending.clear()
         return self._pool.waitForDone(timeout_ms)
 
     # -- pool side ---------------------------------------------------------------------------
-    def _take_job(self) -> tuple[int, str] | None:
-        """The newest queued path (called by pool threads), or None: the drain ends."""
-        with self._lock:
-            if not self._pending:
-                self._drains -= 1
-                return None
-            key, generation = self._pending.popitem(last=True)
-            if generation == self._generation:
-                self._decoding.add(key)
-            return generation, key
-
-    @Slot(int, object, object, str)
-    def _on_landed(self, generation: int, key: str, image: QImage | None, reason: str) -> None:
-        with self._lock:
-            if generation != self._generation:
+    @Slot(object, int, object, object, str)
+    def _on_landed(
+        self, queue: _Queue, generation: int, key: str, image: QImage | None, reason: str
+    ) -> None:
+        if queue is not self._queue:
+            return  # another cache's decode (they share the process's bridge)
+        with queue.lock:
+            if generation != queue.generation:
                 return  # cleared since: obsolete
-            self._decoding.discard(key)
+            queue.decoding.discard(key)
         if image is None:
             log.info("no thumbnail for %s: %s", key, reason)
             self._failures[key] = reason

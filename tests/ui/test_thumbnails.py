@@ -207,3 +207,37 @@ def test_bad_arguments_are_refused(qapp) -> None:
         ThumbnailCache(side=0)
     with pytest.raises(ValueError, match="capacity"):
         ThumbnailCache(capacity=0)
+
+
+def test_a_cache_dropped_mid_decode_goes_at_once_and_its_queue_with_it(qapp, tmp_path, recorder):
+    """A cache whose last reference drops while a decode runs: before, the running decode held
+    the cache, so the cache (and its pool, which waits for that very thread) was destroyed on
+    the pool thread — the full test run ended in a segmentation fault that way. Now the cache
+    goes on the GUI thread at once, the decode in hand lands nowhere, the queue behind it is
+    not decoded, and a cache made afterwards still works."""
+    import gc
+    import weakref
+
+    first = solid(tmp_path / "first.png", (10, 10, 200))
+    second = solid(tmp_path / "second.png", (10, 200, 10))
+    recorder.gate.clear()
+    cache = ThumbnailCache(side=16, threads=1)
+    cache.get(first)
+    assert recorder.entered.acquire(timeout=5)  # the decode of `first` is running
+    cache.get(second)  # queued behind it
+    ref = weakref.ref(cache)
+    opener = threading.Timer(0.05, recorder.gate.set)  # the pool's destructor waits for it
+    opener.start()
+    del cache
+    gc.collect()
+    opener.join()
+    assert ref() is None
+    qapp.processEvents()
+    assert recorder.calls == ["first.png"]  # `second` was never decoded
+    again = ThumbnailCache(side=16)
+    try:
+        again.get(second)
+        assert again.wait_for_done(5000)
+        assert second in again
+    finally:
+        again.shutdown()
