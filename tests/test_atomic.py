@@ -48,11 +48,16 @@ def test_target_is_old_or_new_after_sigkill_at_random_moments(tmp_path: Path) ->
     target.write_bytes(a)
 
     seen = {"A": 0, "B": 0}
-    started = time.monotonic()
     for _ in range(50):
         child = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(target), str(tmp_path / "a.json"),
-             str(tmp_path / "b.json")],
+            [
+                sys.executable,
+                "-c",
+                _WRITER,
+                str(target),
+                str(tmp_path / "a.json"),
+                str(tmp_path / "b.json"),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -66,7 +71,6 @@ def test_target_is_old_or_new_after_sigkill_at_random_moments(tmp_path: Path) ->
         data = target.read_bytes()
         assert data in (a, b), f"target is neither payload ({len(data)} bytes)"
         seen[json.loads(data)["tag"]] += 1
-    assert time.monotonic() - started < 30
     # Temp files of killed writers may stay behind (nothing can remove them after a
     # SIGKILL), but they never take the target's name.
     assert all(p.name.startswith(".target.json.") for p in tmp_path.glob(".*"))

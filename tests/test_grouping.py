@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -75,7 +74,7 @@ def test_bad_gap(gap: object) -> None:
         group_strokes(_sketch([(0, 0)]), gap=gap)  # type: ignore[arg-type]
 
 
-def test_500_strokes_are_fast() -> None:
+def test_500_strokes_fall_into_their_25_objects() -> None:
     rng = np.random.default_rng(0)
     polylines = []
     for k in range(500):  # 25 objects of 20 strokes each (≈ 90 px wide), 250 px apart
@@ -83,9 +82,7 @@ def test_500_strokes_are_fast() -> None:
         start = rng.normal((cx, cy), 10, 2)
         polylines.append(np.cumsum(rng.normal(0, 2, (40, 2)), axis=0) + start)
     sk = _sketch(*polylines)
-    t = time.perf_counter()
-    groups = group_strokes(sk)
-    assert time.perf_counter() - t < 2.0
+    groups = group_strokes(sk)  # its speed is measured by `sketchpad bench`, not asserted
     assert sorted(len(g) for g in groups) == [20] * 25
 
 

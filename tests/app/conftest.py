@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
+from qtevents import deliver_posted_events
 
 from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.model import Stroke
@@ -91,7 +92,7 @@ def make_window(qtbot: Any) -> Iterator[Callable[..., Any]]:
         window.document.undo_stack.setClean()
         window.close()
         window.deleteLater()
-    qtbot.wait(1)  # deliver the deferred deletes
+    deliver_posted_events()  # the deferred deletes
 
 
 @pytest.fixture

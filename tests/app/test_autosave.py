@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,9 @@ def _crashed_session(original: Path | None) -> Path:
     """Run a session that autosaves and SIGKILL it; returns its autosave file."""
     child = subprocess.Popen(
         [sys.executable, "-c", _CRASHING_SESSION, str(original) if original else ""],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     )
     assert child.stdout is not None
     file = Path(child.stdout.readline().strip())
@@ -52,8 +53,9 @@ def _crashed_session(original: Path | None) -> Path:
     return file
 
 
-def test_autosave_follows_edits_and_goes_after_save(window: Any, draw: Any, qtbot: Any,
-                                                    tmp_path: Path, sketchpad_home: Path) -> None:
+def test_autosave_follows_edits_and_goes_after_save(
+    window: Any, draw: Any, qtbot: Any, tmp_path: Path, sketchpad_home: Path
+) -> None:
     saver = window.autosaver
     assert saver.file.parent == sketchpad_home / "data" / "autosave"
     assert saver.lock_file.exists() and not saver.file.exists()
@@ -76,8 +78,9 @@ def test_autosave_follows_edits_and_goes_after_save(window: Any, draw: Any, qtbo
     qtbot.waitUntil(lambda: not saver.file.exists(), timeout=2000)
 
 
-def test_autosave_failure_is_reported_and_retried(window: Any, draw: Any, qtbot: Any,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_autosave_failure_is_reported_and_retried(
+    window: Any, draw: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sketchpad import atomic
 
     def full(*args: object) -> None:
@@ -106,8 +109,10 @@ def test_restore_after_crash(make_window: Any, qtbot: Any, tmp_path: Path) -> No
     original = tmp_path / "house.json"
     old_file = _crashed_session(original)
     window = make_window()
-    window.dialogs.script("restore", lambda orphan: (
-        "restore" if orphan.contents.file_name == "house.json" else "wrong"))
+    window.dialogs.script(
+        "restore",
+        lambda orphan: "restore" if orphan.contents.file_name == "house.json" else "wrong",
+    )
     assert window.offer_restore()
     doc = window.document
     assert len(doc.sketch.strokes) == 3 and doc.path == original and doc.is_modified
@@ -164,19 +169,46 @@ def test_autosave_file_is_readable_json(window: Any, draw: Any) -> None:
     assert isinstance(obj["sketch"], dict)
 
 
-def test_continuous_edits_are_still_autosaved(qtbot: Any, draw: Any) -> None:
+def test_continuous_edits_are_still_autosaved(
+    qtbot: Any, draw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edits every 50 ms never leave 200 ms of quiet: once a change has waited max_wait_ms, a
+    new edit no longer postpones the write. Time is a fake clock and the timer a recorder."""
+    from sketchpad.ui import autosave
     from sketchpad.ui.autosave import Autosaver
     from sketchpad.ui.document import Document
 
+    now = [1000.0]
+    monkeypatch.setattr(autosave.time, "monotonic", lambda: now[0])
+
+    class Timer:
+        def __init__(self) -> None:
+            self.active, self.starts = False, []
+
+        def isActive(self) -> bool:  # noqa: N802 - QTimer's name
+            return self.active
+
+        def start(self) -> None:
+            self.active = True
+            self.starts.append(round((now[0] - 1000.0) * 1000))  # ms since the first edit
+
+        def stop(self) -> None:
+            self.active = False
+
     doc = Document()
     saver = Autosaver(doc, delay_ms=200, max_wait_ms=300)
+    timer = Timer()
+    saver._timer.stop()
+    saver._timer = timer  # type: ignore[assignment]
     try:
-        deadline = time.monotonic() + 3
-        seed = 0
-        while not saver.file.exists() and time.monotonic() < deadline:
-            seed += 1
-            draw(doc, 1, seed=seed)  # an edit every 50 ms: never 200 ms of quiet
-            qtbot.wait(50)
+        for seed in range(10):  # t = 0, 62.5, …, 562.5 ms
+            draw(doc, 1, seed=seed)
+            now[0] += 0.0625  # exact in binary: no rounding at the 300 ms edge
+        # Restarted while the first change had waited < 300 ms (t = 0…250), then left to run.
+        assert sorted(set(timer.starts)) == [0, 62, 125, 188, 250]
+        assert timer.active and not saver.file.exists()
+        timer.active = False
+        saver._on_timeout()  # the timer fires
         assert saver.file.exists()
     finally:
         saver.close()

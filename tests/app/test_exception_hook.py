@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QTimer
+from qtevents import deliver_posted_events
 
 from sketchpad.logs import setup_logging, teardown_logging
 from sketchpad.ui.errors import ExceptionHook
@@ -24,7 +25,8 @@ def hook(qapp: Any, sketchpad_home: Path) -> Iterator[tuple[ExceptionHook, list[
     shown: list[tuple[str, str, threading.Thread]] = []
     h = ExceptionHook(log_path)
     h.show_dialog = lambda summary, details: shown.append(  # type: ignore[method-assign]
-        (summary, details, threading.current_thread()))
+        (summary, details, threading.current_thread())
+    )
     h.install()
     yield h, shown, log_path
     h.uninstall()
@@ -89,12 +91,12 @@ def test_a_second_error_while_the_dialog_is_open_is_only_logged(hook: Any, qtbot
         nested.append(summary)
         if len(nested) == 1:
             _raise_and_hook(TypeError("while showing"))
-            qtbot.wait(20)  # the queued report arrives while this "dialog" is open
+            deliver_posted_events()  # the queued report arrives while this "dialog" is open
 
     h.show_dialog = dialog  # type: ignore[method-assign]
     _raise_and_hook(ValueError("first"))
     qtbot.waitUntil(lambda: len(nested) >= 1, timeout=2000)
-    qtbot.wait(50)
+    deliver_posted_events()
     assert nested == ["ValueError: first"]
     assert "TypeError: while showing" in log_path.read_text()
 

@@ -4,7 +4,6 @@ cancellation, staleness and idleness."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -117,8 +116,13 @@ def test_stop_wakes_a_blocked_worker_and_ends_taking() -> None:
     got: list[object] = []
     t = threading.Thread(target=lambda: got.append(box.take()))
     t.start()
-    time.sleep(0.05)
-    assert t.is_alive()
+    for _ in range(10_000):  # until the worker is waiting on the inbox's condition
+        with box._cond:
+            if box._cond._waiters:  # type: ignore[attr-defined]
+                break
+        t.join(0.001)
+    with box._cond:
+        assert box._cond._waiters and got == []  # type: ignore[attr-defined]  # blocked in take()
     box.stop()
     t.join(2.0)
     assert not t.is_alive() and got == [None]

@@ -4,7 +4,6 @@ joins promptly and leaves the cache consistent."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +104,11 @@ def test_a_new_folder_supersedes_the_one_being_indexed(
     loader.backbone.photo_delay_s = 0.05
     engine.open_folder(slow, batch_size=BATCH)
     wait_progress(engine, qtbot, recorder, BATCH)
-    t0 = time.monotonic()
     with qtbot.waitSignal(engine.indexFinished, timeout=WAIT_MS) as blocker:
         gen = engine.open_folder(small, batch_size=BATCH)
     assert blocker.args[0].generation == gen and blocker.args[0].photos == 3
-    assert time.monotonic() - t0 < 0.05 * N / 2  # did not wait for the slow folder to end
+    assert engine.wait_until_idle()
+    assert len(cached_rows(slow, loader)) < N  # did not wait for the slow folder to end
     assert [s.generation for (s,) in recorder.of("indexFinished")] == [gen]  # old one dropped
 
 
@@ -191,12 +190,10 @@ def test_shutdown_during_indexing_joins_promptly_and_the_cache_is_consistent(
     loader.backbone.photo_delay_s = 0.1  # 1.2 s left to index at least
     engine.open_folder(folder, batch_size=BATCH)
     wait_progress(engine, qtbot, recorder, BATCH)
-    t0 = time.monotonic()
     assert engine.shutdown(5.0)
-    assert time.monotonic() - t0 < 0.6  # the batch in flight, not the whole folder
     assert not engine.is_running
     rows = cached_rows(folder, loader)
-    assert 0 < len(rows) < N and len(rows) % BATCH == 0
+    assert 0 < len(rows) < N and len(rows) % BATCH == 0  # the batch in flight, not the folder
 
 
 def test_a_photo_changed_on_disk_is_reindexed_and_its_old_features_replaced(

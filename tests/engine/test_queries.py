@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from planted import GALLERY, box_mask
+from qtevents import deliver_posted_events
 from standins import Recorder, StandInLoader, has_object, make_photos, sketch_at
 
 from sketchpad.engine.client import Engine
@@ -121,7 +122,7 @@ def test_the_engine_drops_a_result_that_arrives_after_a_newer_query(
     engine.queryFinished.connect(delivered.append)
     try:
         engine.worker.queryFinished.emit(late)  # the older result arrives now
-        qtbot.wait(20)
+        deliver_posted_events()
         assert delivered == []
     finally:
         gate.set()

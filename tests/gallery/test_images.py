@@ -15,7 +15,6 @@ import re
 import struct
 import sys
 import threading
-import time
 import unicodedata
 import warnings
 from collections.abc import Callable
@@ -404,9 +403,7 @@ def test_symlink_loop_terminates_and_lists_each_photo_once(tmp_path: Path) -> No
     os.symlink(root, root / "sub" / "up")  # sub/up → root: a loop
     os.symlink("..", root / "sub" / "parent")  # relative, same loop
     os.symlink(root / "sub", root / "again")  # a second route into sub
-    t0 = time.perf_counter()
     result = scan_folder(root, recursive=True)
-    assert time.perf_counter() - t0 < 2
     assert result.photos == (root / "a.png", root / "sub" / "b.png")  # real paths win
     assert codes(result) == {"again": "duplicate", "parent": "loop", "up": "loop"}
     assert all("symbolic link back to" in e.reason for e in result.skipped if e.code == "loop")

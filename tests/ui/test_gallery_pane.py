@@ -15,6 +15,7 @@ from PIL import Image
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRect, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QHelpEvent, QImage
 from PySide6.QtWidgets import QApplication, QStyleOptionViewItem, QToolTip
+from qtevents import deliver_posted_events
 
 from sketchpad.engine.requests import QueryResult
 from sketchpad.gallery.images import ScanResult, scan_folder
@@ -344,7 +345,7 @@ def test_a_newer_folder_wins_over_a_scan_in_flight(qtbot, pane, tmp_path, monkey
     gate.set()
     assert pane.wait_for_scan(5000)
     qtbot.waitUntil(lambda: len(finished) >= 1, timeout=5000)
-    qtbot.wait(50)
+    deliver_posted_events()
     assert [[p.name for p in r.photos] for r in finished] == [["two.png"]]
     assert pane.model.folder == second and pane.model.names() == ("two.png",)
 

@@ -17,6 +17,7 @@ from planted import GALLERY, box_mask, photo
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import QApplication, QGraphicsView
+from qtevents import deliver_posted_events
 
 import sketchpad.ui.photo_viewer as pv
 from sketchpad.engine.client import Engine
@@ -240,7 +241,7 @@ def test_the_photo_is_decoded_off_the_gui_thread_and_a_newer_one_wins(
     finally:
         gate.set()
     assert lone.wait_until_idle(10.0)
-    qtbot.wait(20)  # p000's late result is delivered now, and must be dropped
+    deliver_posted_events()  # p000's late result is delivered now, and must be dropped
     assert lone.photo_size == (128, 64) and lone.name == "p003.png"
     assert (render(lone) == planted_photo("p003.png")).all()  # no mask: the photo as it is
 
@@ -317,7 +318,7 @@ def test_a_photo_that_cannot_be_opened_says_why_in_the_status_line(
     assert reason in viewer.status_text().lower() and viewer.photo_size is None
     assert "c62828" in viewer.status_label.styleSheet()
     assert engine.wait_until_idle(10.0)  # the engine's answer ("not in the gallery") too
-    qtbot.wait(20)
+    deliver_posted_events()
     assert viewer.status_text().startswith("cannot open broken.png: ") and viewer.shown_mask is None
 
 
@@ -338,7 +339,7 @@ def test_a_photo_the_viewer_cannot_decode_shows_no_mask_either(
     qtbot.waitUntil(lambda: viewer.status_text().startswith("cannot open"), timeout=WAIT_MS)
     assert viewer.status_text() == "cannot open p000.png: injected decoder failure"
     assert engine.wait_until_idle(10.0)  # the engine's mask for p000 comes, and is not shown
-    qtbot.wait(20)
+    deliver_posted_events()
     assert viewer.shown_mask is None and viewer.mask_state == "none"
     assert viewer.status_text() == "cannot open p000.png: injected decoder failure"
 
@@ -424,7 +425,7 @@ def test_answers_of_other_channels_names_or_requests_are_ignored(
         lambda: viewer.name == "p003.png" and viewer.mask_state == "done", timeout=WAIT_MS
     )
     assert engine.wait_until_idle(10.0) and viewer.wait_until_idle(10.0)
-    qtbot.wait(20)
+    deliver_posted_events()
     assert viewer.shown_mask is not None and viewer.shown_mask.mask.shape == (64, 128)
     assert viewer.photo_size == (128, 64)
 
@@ -460,7 +461,7 @@ def test_a_full_mask_still_being_built_when_a_newer_one_is_asked_for_is_dropped(
         viewer.set_crf(False)  # a newer request while its overlay is being built
         built.set()
         assert viewer.wait_until_idle(10.0)
-        qtbot.wait(20)  # the CRF overlay is delivered now, and must be dropped
+        deliver_posted_events()  # the CRF overlay is delivered now, and must be dropped
         assert viewer.shown_mask is None and viewer.mask_state == "pending"
     finally:
         built.set()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from PySide6.QtCore import QEvent, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QColor, QMouseEvent
 from PySide6.QtWidgets import QApplication
+from qtevents import deliver_posted_events
 from scene.scene_planted import SceneBackbone, quadrant_sketch, ring
 
 from sketchpad.sketch.edit import SketchEdit
@@ -98,7 +98,7 @@ def make_window(qtbot: Any, backbone: GatedBackbone) -> Iterator[Callable[..., M
         window.close()
         assert not window.scene.service.is_running, "closing did not join the labelling thread"
         window.deleteLater()
-    qtbot.wait(1)
+    deliver_posted_events()
 
 
 @pytest.fixture
@@ -205,20 +205,15 @@ def test_label_runs_in_the_background_and_applies_exact_labels(
 ) -> None:
     scene = window.scene
     scene.add_labels(QUADRANTS)
-    ticks: list[int] = []
-    timer = QTimer(interval=10)
-    timer.timeout.connect(lambda: ticks.append(1))
-    timer.start()
-    backbone.gate.clear()
-    t0 = time.monotonic()
-    window.scene_panel.actions_by_name["label"].trigger()
-    assert time.monotonic() - t0 < 0.5  # the call returned before the result
+    backbone.gate.clear()  # the model cannot answer until the gate opens
+    window.scene_panel.actions_by_name["label"].trigger()  # so this returns before the result
     assert scene.is_busy and window.scene_panel.busy_bar.isVisible()
-    qtbot.wait(100)  # the GUI thread runs while the model works
-    assert ticks and labels_of(window) == [None] * 5 and scene.is_busy
+    ran: list[bool] = []
+    QTimer.singleShot(0, lambda: ran.append(scene.is_busy))
+    qtbot.waitUntil(lambda: bool(ran), timeout=10_000)  # the GUI thread runs meanwhile
+    assert ran == [True] and labels_of(window) == [None] * 5 and scene.is_busy
     backbone.gate.set()
     qtbot.waitUntil(lambda: not scene.is_busy, timeout=10_000)
-    timer.stop()
     assert labels_of(window) == TRUTH
     assert not window.scene_panel.busy_bar.isVisible()
     assert window.document.undo_stack.undoText() == "Label strokes"
@@ -240,7 +235,8 @@ def test_a_newer_request_wins_and_stale_results_are_dropped(
     assert first is not None and third == first + 2
     backbone.gate.set()
     qtbot.waitUntil(lambda: not scene.is_busy, timeout=10_000)
-    qtbot.wait(50)
+    assert service.wait_until_idle(10.0)
+    deliver_posted_events()
     assert backbone.calls == 2  # the second never ran; the first's result was never applied
     assert service.latest_generation == third
     assert scene.result is not None and scene.result.request.generation == third
@@ -416,7 +412,7 @@ def test_strokes_are_painted_in_their_label_colour(window: MainWindow, qtbot: An
     scene.add_labels(["tree"])
     scene.set_label_color("tree", "#2ca02c")
     scene.relabel_stroke("thick", "tree")
-    qtbot.wait(1)
+    deliver_posted_events()
     assert canvas_rgb(canvas, 200, 100) == (0x2C, 0xA0, 0x2C)
     assert doc.sketch.strokes[0].color == "#000000"  # the stroke's own colour is kept
     window.scene_panel.color_check.setChecked(False)
