@@ -40,7 +40,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "startup":
         from sketchpad.ui.startup_bench import run
 
-        return run(runs=args.runs, report=print)
+        return run(runs=args.runs, report=print)  # the real start: cold, then warm
     if args.what == "vision":
         from sketchpad.search import bench_vision as bench
         from sketchpad.vision.registry import get_spec, list_backbones
@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "trains a tiny SBIR critic and a mask-free segmenter (and its ablations) on a synthetic "
         "world on the CPU and scores them on held-out seen and unseen classes",
     )
-    p.add_argument("--runs", type=int, default=5, help="startup: repetitions (default 5)")
+    p.add_argument(
+        "--runs", type=int, default=5, help="startup: warm runs after the cold one (default 5)"
+    )
     p.add_argument(
         "--backbones",
         nargs="+",
@@ -190,9 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="gallery, cluster: photos indexed (default 64)",
     )
-    p.add_argument(
-        "--workers", type=int, default=2, help="cluster: Ray workers (default 2)"
-    )
+    p.add_argument("--workers", type=int, default=2, help="cluster: Ray workers (default 2)")
     p.add_argument(
         "--naive-photos",
         type=int,
@@ -247,12 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         qt_argv.append(args.file)
     if not args.startup_probe:
         return run_app(qt_argv)
-    from sketchpad.ui.startup_bench import probe_report_lines
+    from sketchpad.ui.startup_bench import engine_report_line, probe_report_lines
 
     def report() -> None:
         print("\n".join(probe_report_lines()), flush=True)
 
-    return run_app(qt_argv, on_first_paint=report)
+    def engine(error: str) -> None:
+        print(engine_report_line(error), flush=True)
+
+    return run_app(qt_argv, on_first_paint=report, on_engine=engine)
 
 
 if __name__ == "__main__":

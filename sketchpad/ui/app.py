@@ -2,8 +2,9 @@
 
 Nothing on this path imports torch, open_clip or cv2 (STYLE habit 14): the window
 must paint within two seconds. In probe mode (``sketchpad --startup-probe``, used by
-``sketchpad bench startup``, see :mod:`sketchpad.ui.startup_bench`) a callback reports the
-first paint and the window closes.
+``sketchpad bench startup``, see :mod:`sketchpad.ui.startup_bench`) the start is the real one,
+background engine import included; callbacks report the first paint and the moment the engine
+is ready (or has failed), and then the window closes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QWidget
 
 from sketchpad.logs import setup_logging
+
+if TYPE_CHECKING:
+    from sketchpad.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ def app_icon() -> QIcon:
 
 
 class _FirstPaintProbe(QObject):
-    """Calls ``on_first_paint`` after the first paint of ``window``, then closes it."""
+    """Calls ``on_first_paint`` after the first paint of ``window``."""
 
     def __init__(self, window: QWidget, on_first_paint: Callable[[], None]) -> None:
         super().__init__(window)
@@ -53,21 +58,54 @@ class _FirstPaintProbe(QObject):
         ):
             self._done = True
             # Report after the whole paint pass has reached the screen.
-            QTimer.singleShot(0, self._report)
+            QTimer.singleShot(0, self._on_first_paint)
         return False
 
-    def _report(self) -> None:
-        self._on_first_paint()
-        QTimer.singleShot(0, self._window.close)
+
+def _probe(
+    window: MainWindow,
+    on_first_paint: Callable[[], None] | None,
+    on_engine: Callable[[str], None] | None,
+) -> None:
+    """Report the first paint and the engine's readiness, then close the window."""
+    left = {"paint", "engine"}
+
+    def done(what: str) -> None:
+        left.discard(what)
+        if not left:
+            QTimer.singleShot(0, window.close)
+
+    def painted() -> None:
+        if on_first_paint is not None:
+            on_first_paint()
+        done("paint")
+
+    def engine(error: str) -> None:
+        if "engine" in left and on_engine is not None:
+            on_engine(error)
+        done("engine")
+
+    app = QApplication.instance()
+    assert app is not None
+    app.installEventFilter(_FirstPaintProbe(window, painted))  # child widgets paint too
+    host = window.photos.host
+    host.ready.connect(lambda _engine: engine(""))
+    host.failed.connect(engine)
 
 
-def run_app(argv: list[str], on_first_paint: Callable[[], None] | None = None) -> int:
+def run_app(
+    argv: list[str],
+    on_first_paint: Callable[[], None] | None = None,
+    on_engine: Callable[[str], None] | None = None,
+) -> int:
     """Run the GUI until the last window closes.
 
     Args:
         argv: arguments after the program name: Qt options and files to open.
-        on_first_paint: start-up probe mode: called once the window has first painted,
-            after which the window closes (``sketchpad bench startup``).
+        on_first_paint: start-up probe mode (``sketchpad bench startup``): called once the
+            window has first painted.
+        on_engine: probe mode too: called with "" once the background engine is ready, or
+            with the error when it failed. The window closes once both have been called.
 
     Returns:
         The process exit status.
@@ -94,22 +132,22 @@ def run_app(argv: list[str], on_first_paint: Callable[[], None] | None = None) -
         show_error(None, "Sketchpad cannot start", f"{type(e).__name__}: {e}\n\nLog: {log_path}")
         hook.uninstall()
         return 1
-    if on_first_paint is not None:
-        app.installEventFilter(_FirstPaintProbe(window, on_first_paint))
+    probing = on_first_paint is not None or on_engine is not None
+    if probing:
+        _probe(window, on_first_paint, on_engine)
     window.show()
-    if on_first_paint is None:
-        files = [Path(a) for a in args if not a.startswith("-")]
+    files = [] if probing else [Path(a) for a in args if not a.startswith("-")]
 
-        def after_show() -> None:
-            folders = [f for f in files if f.is_dir()]
-            drawings = [f for f in files if not f.is_dir()]
-            if not window.offer_restore() and drawings:
-                window.open_path(drawings[0])
-            window.photos.start()  # the engine and the model load in the background
-            if folders:
-                window.photos.open_folder(folders[0])
+    def after_show() -> None:
+        folders = [f for f in files if f.is_dir()]
+        drawings = [f for f in files if not f.is_dir()]
+        if not probing and not window.offer_restore() and drawings:
+            window.open_path(drawings[0])
+        window.photos.start()  # the engine and the model load in the background
+        if folders:
+            window.photos.open_folder(folders[0])
 
-        QTimer.singleShot(0, after_show)
+    QTimer.singleShot(0, after_show)
     log.info("Sketchpad started; log file %s", log_path)
     try:
         return app.exec()
