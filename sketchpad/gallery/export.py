@@ -119,6 +119,8 @@ class ExportOptions:
             stroke group, as the app does).
         class_names: the classes' names, typed by the user (class 0 first; a composed query's
             groups after it); empty: the query's words, else "sketch", and "group k".
+        accepted_only: only photos the user accepted in review (rejected photos are never
+            exported; :meth:`sketchpad.gallery.review.FolderReview.export_names` applies both).
     """
 
     binary_png: bool = True
@@ -131,6 +133,7 @@ class ExportOptions:
     only_matches: bool = True
     color: tuple[int, int, int] = DEFAULT_COLOR
     class_names: tuple[str, ...] = ()
+    accepted_only: bool = False
 
     def __post_init__(self) -> None:
         rgb = tuple(self.color)
@@ -340,8 +343,9 @@ class GalleryExporter:
 
     def wants(self, mask: PhotoMask) -> bool:
         """Whether ``add`` would export a photo with this mask (``only_matches``: its score
-        reaches the threshold the mask was cut at, as the gallery counts matches)."""
-        return mask.score >= mask.threshold or not self.options.only_matches
+        reaches the threshold the mask was cut at, as the gallery counts matches; a mask the
+        user corrected is always wanted)."""
+        return mask.corrected or mask.score >= mask.threshold or not self.options.only_matches
 
     def add(
         self,
@@ -418,6 +422,7 @@ class GalleryExporter:
         self._polygons += polygons
         image["sketchpad_score"] = round(float(mask.score), 6)
         image["sketchpad_refined"] = bool(mask.refined)
+        image["sketchpad_corrected"] = bool(mask.corrected)
         self._images.append(image)
         return stem
 

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from sketchpad.atomic import SaveError, atomic_write_bytes
+from sketchpad.search.masks import PhotoMask, corrected_mask
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class FolderReview:
         self.folder = Path(folder)
         self.dir = review_dir(self.folder, root)
         self._photos: dict[str, dict[str, Any]] = {}
+        self._pixels: dict[str, np.ndarray] = {}  # corrected masks read or written, by key
         self._load()
 
     # -- reading -----------------------------------------------------------------------------
@@ -104,9 +106,12 @@ class FolderReview:
 
     def corrected(self, name: str) -> np.ndarray | None:
         """``name``'s corrected mask, (H, W) bool, or None (none, or its file is unreadable)."""
-        rec = self._photos.get(_key(name))
+        key = _key(name)
+        rec = self._photos.get(key)
         if not rec or not rec.get("corrected"):
             return None
+        if (cached := self._pixels.get(key)) is not None:
+            return cached
         path = self.dir / "masks" / str(rec["corrected"])
         try:
             with Image.open(path) as im:
@@ -118,7 +123,36 @@ class FolderReview:
         if hw is not None and tuple(pixels.shape) != tuple(hw):
             log.warning("corrected mask of %r is not at the photo's size: ignored", name)
             return None
+        pixels.flags.writeable = False
+        self._pixels[key] = pixels
         return pixels
+
+    def mask_for(self, name: str, mask: PhotoMask) -> PhotoMask:
+        """What to show and export for ``name`` in place of the query's ``mask``: the corrected
+        mask (with the photo's score, marked ``corrected``) when there is one, scaled with
+        nearest neighbours to ``mask``'s size when that differs (a thumbnail); else ``mask``."""
+        pixels = self.corrected(name)
+        if pixels is None:
+            return mask
+        hw = tuple(int(v) for v in mask.mask.shape)
+        if pixels.shape != hw:
+            import cv2
+
+            small = cv2.resize(
+                pixels.astype(np.uint8), (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST
+            )
+            pixels = small.astype(bool)
+        return corrected_mask(pixels, score=mask.score, threshold=mask.threshold)
+
+    def export_names(self, names: Iterable[str], *, accepted_only: bool) -> list[str]:
+        """``names`` an export writes: never a rejected photo; only accepted ones when asked."""
+        keep = []
+        for name in names:
+            state = self.state(name)
+            if state == "rejected" or (accepted_only and state != "accepted"):
+                continue
+            keep.append(name)
+        return keep
 
     def has_correction(self, name: str) -> bool:
         return bool(self._photos.get(_key(name), {}).get("corrected"))
@@ -154,6 +188,7 @@ class FolderReview:
             ValueError: not a bool mask. sketchpad.atomic.SaveError: it could not be saved.
         """
         rec = self._record(name)
+        self._pixels.pop(_key(name), None)
         if pixels is None:
             old = rec.get("corrected")
             rec["corrected"], rec["photo_hw"] = None, None
@@ -174,6 +209,9 @@ class FolderReview:
         atomic_write_bytes(self.dir / "masks" / file, buf.getvalue())
         rec["corrected"], rec["photo_hw"] = file, [int(px.shape[0]), int(px.shape[1])]
         self._save()
+        kept = px.copy()
+        kept.flags.writeable = False
+        self._pixels[_key(name)] = kept
 
     def _record(self, name: str) -> dict[str, Any]:
         return self._photos.setdefault(_key(name), {"state": None, "corrected": None})

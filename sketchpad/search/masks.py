@@ -13,7 +13,7 @@ no bank): the window's threshold slider uses it on the masks it already holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,6 +46,8 @@ class PhotoMask:
         group_map: (H, W) int16 for composed queries: 0 = none, k = the query vector
             ``k − 1`` that gives the pixel its highest probability (1 = the whole sketch,
             2… = the stroke groups); None for single queries.
+        corrected: the user drew or corrected it (:func:`corrected_mask`): it is what every
+            view and export shows, whatever the threshold or the query's map.
     """
 
     prob: np.ndarray
@@ -56,6 +58,7 @@ class PhotoMask:
     refined: bool
     threshold: float = 0.5
     group_map: np.ndarray | None = None
+    corrected: bool = False
 
 
 def mask_hw(photo_hw: tuple[int, int], side: int | None) -> tuple[int, int]:
@@ -137,13 +140,14 @@ def corrected_mask(pixels: np.ndarray, *, score: float, threshold: float) -> Pho
     px = np.asarray(pixels)
     if px.ndim != 2 or px.dtype != np.bool_:
         raise ValueError(f"a corrected mask must be (H, W) bool, got {px.shape} {px.dtype}")
-    return _cut(
+    cut = _cut(
         px.astype(np.float32),
         check_threshold(threshold),
         score=score,
         refined=False,
         group_map=None,
     )
+    return replace(cut, corrected=True)
 
 
 def rethreshold(mask: PhotoMask, threshold: float) -> PhotoMask:
@@ -153,6 +157,8 @@ def rethreshold(mask: PhotoMask, threshold: float) -> PhotoMask:
     pixel's group where it had one; pixels that join the mask take group 1 (the whole sketch,
     whose vector the union always includes)."""
     t = check_threshold(threshold)
+    if mask.corrected:  # the user's pixels are not cut again
+        return replace(mask, threshold=t)
     group_map = None
     if mask.group_map is not None:
         group_map = np.maximum(mask.group_map, 1).astype(np.int16)

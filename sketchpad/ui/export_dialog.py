@@ -46,6 +46,9 @@ class ExportDialog(QDialog):
         options: the options to start with (their ``color`` is kept as it is).
         crf: whether "refine edges with CRF" starts checked.
         has_sketch: False for a text-only query: there is no sketch to save.
+        default_class: the class name offered (the query's words, or the sketch's label).
+        groups: stroke groups of a composed query: each is a class of its own after the first.
+        reviewed: photos the user accepted (the "accepted only" box says how many).
     """
 
     def __init__(
@@ -57,6 +60,9 @@ class ExportDialog(QDialog):
         options: ExportOptions | None = None,
         crf: bool = False,
         has_sketch: bool = True,
+        default_class: str = "sketch",
+        groups: int = 0,
+        reviewed: int = 0,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export Masks — Sketchpad")
@@ -78,14 +84,35 @@ class ExportDialog(QDialog):
         self.binary_box = QCheckBox("Masks as PNG (black and white, at the photo's size)")
         self.overlay_box = QCheckBox("Colour overlays (the photo with its mask and boxes, JPEG)")
         self.coco_box = QCheckBox("COCO annotations (RLE masks, boxes and scores)")
+        self.polygons_box = QCheckBox("COCO polygons too (annotations_polygons.json)")
+        self.labelme_box = QCheckBox("LabelMe JSON, one file per photo (labelme/)")
+        self.yolo_box = QCheckBox("YOLO segmentation labels with data.yaml (yolo/)")
+        self.class_edit = QLineEdit()
+        self.class_edit.setToolTip(
+            "The class name written in every format; a composed query's groups: one name "
+            "per group, separated by commas"
+        )
+        names = [default_class] + [f"{default_class} {k}" for k in range(1, groups)]
+        if opts.class_names:
+            names = list(opts.class_names)
+        self.class_edit.setText(", ".join(names))
         self.sketch_box = QCheckBox("The sketch (sketch.json)")
         self.only_matches_box = QCheckBox("Only photos that match")
         self.only_matches_box.setToolTip("Leave out photos in which nothing was found")
+        self.accepted_only_box = QCheckBox(f"Only photos I accepted ({reviewed} so far)")
+        self.accepted_only_box.setToolTip(
+            "Review photos with A (accept) and X (reject) in the gallery or the large view; "
+            "rejected photos are never exported"
+        )
+        self.accepted_only_box.setChecked(opts.accepted_only)
         self.crf_box = QCheckBox("Refine edges with CRF (slower)")
         self.crf_box.setToolTip("Dense-CRF refinement of every mask along the photo's edges")
         self.binary_box.setChecked(opts.binary_png)
         self.overlay_box.setChecked(opts.overlay)
         self.coco_box.setChecked(opts.coco)
+        self.polygons_box.setChecked(opts.coco_polygons)
+        self.labelme_box.setChecked(opts.labelme)
+        self.yolo_box.setChecked(opts.yolo)
         self.sketch_box.setChecked(opts.sketch and has_sketch)
         self.sketch_box.setEnabled(has_sketch)
         if not has_sketch:
@@ -95,11 +122,18 @@ class ExportDialog(QDialog):
 
         what = QGroupBox("Write")
         what_layout = QVBoxLayout(what)
-        for box in (self.binary_box, self.overlay_box, self.coco_box, self.sketch_box):
+        for box in self._format_boxes():
             what_layout.addWidget(box)
+        class_label = QLabel("&Class name:")
+        class_label.setBuddy(self.class_edit)
+        class_row = QHBoxLayout()
+        class_row.addWidget(class_label)
+        class_row.addWidget(self.class_edit, 1)
+        what_layout.addLayout(class_row)
         which = QGroupBox("Photos")
         which_layout = QVBoxLayout(which)
         which_layout.addWidget(self.only_matches_box)
+        which_layout.addWidget(self.accepted_only_box)
         which_layout.addWidget(self.crf_box)
 
         self.message_label = QLabel()
@@ -121,11 +155,28 @@ class ExportDialog(QDialog):
         layout.addWidget(self.buttons)
 
         self.folder_edit.textChanged.connect(self._validate)
-        for box in (self.binary_box, self.overlay_box, self.coco_box, self.sketch_box):
+        self.class_edit.textChanged.connect(self._validate)
+        self.coco_box.toggled.connect(self.polygons_box.setEnabled)
+        for box in self._format_boxes():
             box.toggled.connect(self._validate)
         if out_dir is not None:
             self.folder_edit.setText(str(out_dir))
         self._validate()
+
+    def _format_boxes(self) -> tuple[QCheckBox, ...]:
+        return (
+            self.binary_box,
+            self.overlay_box,
+            self.coco_box,
+            self.polygons_box,
+            self.labelme_box,
+            self.yolo_box,
+            self.sketch_box,
+        )
+
+    def class_names(self) -> tuple[str, ...]:
+        """The class names typed (comma-separated; blanks dropped)."""
+        return tuple(n.strip() for n in self.class_edit.text().split(",") if n.strip())
 
     # -- answers ----------------------------------------------------------------------------
     def out_dir(self) -> Path:
@@ -138,9 +189,14 @@ class ExportDialog(QDialog):
             binary_png=self.binary_box.isChecked(),
             overlay=self.overlay_box.isChecked(),
             coco=self.coco_box.isChecked(),
+            coco_polygons=self.polygons_box.isChecked(),  # written only with COCO
+            labelme=self.labelme_box.isChecked(),
+            yolo=self.yolo_box.isChecked(),
             sketch=self.sketch_box.isChecked(),
             only_matches=self.only_matches_box.isChecked(),
+            accepted_only=self.accepted_only_box.isChecked(),
             color=self._color,
+            class_names=self.class_names(),
         )
 
     def crf(self) -> bool:
@@ -165,11 +221,13 @@ class ExportDialog(QDialog):
             return str(e)
         if out.exists() and not out.is_dir():
             return f"{out} is a file, not a folder."
-        if not any(
-            b.isChecked()
-            for b in (self.binary_box, self.overlay_box, self.coco_box, self.sketch_box)
-        ):
+        if not any(b.isChecked() for b in self._format_boxes() if b is not self.polygons_box):
             return "Choose at least one thing to write."
+        names = self.class_names()
+        if not names:
+            return "Type a class name."
+        if len(set(names)) != len(names):
+            return "Each class needs its own name."
         return None
 
     # -- internals ---------------------------------------------------------------------------

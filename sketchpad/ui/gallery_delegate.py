@@ -78,6 +78,10 @@ _BADGE_FILL = QColor(0, 0, 0, 170)
 _BADGE_MATCH_FILL = QColor(20, 120, 50, 220)
 
 
+_REVIEW_FILL = {"accepted": QColor(46, 125, 50, 230), "rejected": QColor(198, 40, 40, 230)}
+_CORRECTED_FILL = QColor(94, 53, 177, 230)
+
+
 def fit_rect(width: int, height: int, area: QRect | QRectF) -> QRectF:
     """The rectangle of a ``width`` × ``height`` image scaled to fit ``area``, centred."""
     a = QRectF(area)
@@ -233,6 +237,8 @@ class GalleryDelegate(QStyledItemDelegate):
         painter.setOpacity(1.0)
         if score is not None:
             self._paint_badge(painter, target, score, c.match)
+        if c.review is not None or c.corrected:
+            self._paint_review(painter, target, c.review, c.corrected)
 
         name = display_name(c.name)
         text_rect = QRect(
@@ -269,6 +275,29 @@ class GalleryDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(badge, 4.0, 4.0)
         painter.setPen(QColor(255, 255, 255))
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+
+    def _paint_review(
+        self, painter: QPainter, target: QRectF, state: str | None, corrected: bool
+    ) -> None:
+        """Top left: ✓ on green (accepted) or ✗ on red (rejected); ✎ when the mask was
+        corrected by hand. Symbols and colours both, so neither alone carries the meaning."""
+        marks = []
+        if state is not None:
+            marks.append(("✓" if state == "accepted" else "✗", _REVIEW_FILL[state]))
+        if corrected:
+            marks.append(("✎", _CORRECTED_FILL))
+        painter.setFont(self._badge_font)
+        fm = painter.fontMetrics()
+        x = target.left() + 2
+        for text, fill in marks:
+            w, h = fm.horizontalAdvance(text) + 8, fm.height() + 2
+            badge = QRectF(x, target.top() + 2, w, h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(fill)
+            painter.drawRoundedRect(badge, 4.0, 4.0)
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+            x += w + 2
 
     # -- tooltips ----------------------------------------------------------------------------
     def helpEvent(  # noqa: N802 (Qt API)

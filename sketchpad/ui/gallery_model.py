@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +38,7 @@ from sketchpad.names import display_name
 
 if TYPE_CHECKING:  # at run time only duck-typed: importing them would import torch
     from sketchpad.engine.requests import MaskResult, QueryResult
+    from sketchpad.gallery.review import FolderReview
     from sketchpad.search.masks import PhotoMask
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ MaskKeyRole = Qt.ItemDataRole.UserRole + 6
 #: Cell: everything the delegate paints, in one call (each ``data`` call through the proxy
 #: costs two Python round trips, and a cell would otherwise need six).
 CellRole = Qt.ItemDataRole.UserRole + 7
+#: "accepted" | "rejected" | None: the photo's review state (``set_review``).
+ReviewRole = Qt.ItemDataRole.UserRole + 8
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,14 @@ class Cell:
     path: Path | None  # None without a folder
     score: float | None
     match: bool
-    mask: PhotoMask | None  # at the current threshold
+    mask: PhotoMask | None  # at the current threshold; the user's correction where made
     mask_key: tuple[str, int, float, int] | None
+    review: str | None = None  # "accepted", "rejected" or None
+    corrected: bool = False  # the user corrected this photo's mask
 
 
 _RESULT_ROLES = [ScoreRole, MatchRole, MaskRole, MaskKeyRole, CellRole, Qt.ItemDataRole.ToolTipRole]
+_REVIEW_ROLES = [ReviewRole, MaskRole, MaskKeyRole, CellRole, Qt.ItemDataRole.ToolTipRole]
 _MASK_ROLES = [MaskRole, MaskKeyRole, CellRole, Qt.ItemDataRole.ToolTipRole]
 
 
@@ -127,6 +133,7 @@ class GalleryModel(QAbstractListModel):
         self._next_serial = 0
         self._generation: int | None = None
         self._threshold: float | None = None
+        self._review: FolderReview | None = None
 
     # -- photos ------------------------------------------------------------------------------
     @property
@@ -246,20 +253,77 @@ class GalleryModel(QAbstractListModel):
         return float(self._scores[row])
 
     def mask_for(self, name: str) -> PhotoMask | None:
-        """Photo ``name``'s mask at the current threshold, or None (not asked for yet)."""
+        """Photo ``name``'s mask at the current threshold, or None (not asked for yet); the
+        user's corrected mask instead where there is one (at the thumbnail mask's size)."""
         base = self._base_masks.get(name)
         if base is None:
             return None
         t = self._threshold
+        derived = self._derived.get(name)
+        if derived is not None:
+            return derived
+        review = self._review
+        if review is not None and review.has_correction(name):
+            derived = review.mask_for(name, base if t is None else replace(base, threshold=t))
+            self._derived[name] = derived
+            return derived
         if t is None or t == base.threshold:
             return base
-        derived = self._derived.get(name)
         if derived is None:
             from sketchpad.search.masks import rethreshold  # cv2: on first use, not at start
 
             derived = rethreshold(base, t)
             self._derived[name] = derived
         return derived
+
+    # -- review ------------------------------------------------------------------------------
+    @property
+    def review(self) -> FolderReview | None:
+        return self._review
+
+    def set_review(self, review: FolderReview | None) -> None:
+        """The folder's review (accepted / rejected, corrected masks), shown in every cell."""
+        self._review = review
+        self._derived = {}
+        self._changed(_REVIEW_ROLES)
+
+    def review_state(self, name: str) -> str | None:
+        return self._review.state(name) if self._review is not None else None
+
+    def review_states(self) -> np.ndarray:
+        """(N,) int8 by row: 0 not reviewed, 1 accepted, 2 rejected."""
+        out = np.zeros(len(self._names), dtype=np.int8)
+        if self._review is not None:
+            for state, code in (("accepted", 1), ("rejected", 2)):
+                for name in self._review.names(state):  # type: ignore[arg-type]
+                    row = self._rows.get(name)
+                    if row is not None:
+                        out[row] = code
+        return out
+
+    def set_review_state(self, names: Sequence[str], state: str | None) -> None:
+        """Accept, reject or un-review photos (saved at once by the review).
+
+        Raises:
+            RuntimeError: no review (no folder open). sketchpad.atomic.SaveError.
+        """
+        if self._review is None:
+            raise RuntimeError("no folder is open: nothing to review")
+        self._review.set_states(names, state)  # type: ignore[arg-type]
+        self._rows_changed(names, _REVIEW_ROLES)
+
+    def review_changed(self, name: str) -> None:
+        """``name``'s corrected mask changed (set or reset in the large view): repaint it."""
+        self._derived.pop(name, None)
+        if name in self._serial:
+            self._serial[name] = self._next_serial
+            self._next_serial += 1
+        self._rows_changed([name], _REVIEW_ROLES)
+
+    def _rows_changed(self, names: Iterable[str], roles: list[int]) -> None:
+        rows = [r for n in names if (r := self._rows.get(n)) is not None]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), roles)
 
     def mask_key(self, name: str) -> tuple[str, int, float, int] | None:
         """Identity of ``name``'s current mask pixels (see ``MaskKeyRole``), or None."""
@@ -373,7 +437,21 @@ class GalleryModel(QAbstractListModel):
             s = float(self._scores[row])
             score = None if np.isnan(s) else s
             mask, key = self.mask_for(name), self.mask_key(name)
-            return Cell(name, self.path_of(name), score, self._is_match_row(row), mask, key)
+            review = self._review
+            state = review.state(name) if review is not None else None
+            corrected = review is not None and review.has_correction(name)
+            return Cell(
+                name,
+                self.path_of(name),
+                score,
+                self._is_match_row(row),
+                mask,
+                key,
+                state,
+                corrected,
+            )
+        if role == ReviewRole:
+            return self.review_state(name)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, name)
         return None
@@ -388,6 +466,10 @@ class GalleryModel(QAbstractListModel):
         if np.isnan(s):
             return shown
         text = f"{shown}\nscore {s:.2f}" + ("" if self._is_match_row(row) else " (no match)")
+        if (state := self.review_state(name)) is not None:
+            text += f" · {state}"
+        if self._review is not None and self._review.has_correction(name):
+            text += " · mask corrected"
         mask = self.mask_for(name)
         n = len(mask.instances) if mask is not None else 0
         return text + (f" · {n} region{'s' if n != 1 else ''}" if n else "")

@@ -32,7 +32,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtGui import QAction, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -178,7 +178,7 @@ class GalleryPane(QWidget):
         v.setBatchSize(LAYOUT_BATCH)
         v.setResizeMode(QListView.ResizeMode.Adjust)
         v.setMovement(QListView.Movement.Static)
-        v.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        v.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         v.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         v.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         v.setWrapping(True)
@@ -190,6 +190,20 @@ class GalleryPane(QWidget):
         v.setItemDelegate(self._delegate)
         v.setModel(self._proxy)
         v.verticalScrollBar().setSingleStep(self._delegate.cell_size.height() // 4)
+        self.review_actions: dict[str, QAction] = {}
+        for key, text, state, tip in (
+            ("accept", "Accept", "accepted", "Accept the selected photos' masks (A)"),
+            ("reject", "Reject", "rejected", "Reject the selected photos (X): never exported"),
+            ("unreview", "Clear Review", None, "Mark the selected photos not reviewed (U)"),
+        ):
+            a = QAction(text, v)
+            a.setShortcut(QKeySequence({"accept": "A", "reject": "X", "unreview": "U"}[key]))
+            a.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            a.setToolTip(tip)
+            a.triggered.connect(lambda _c=False, st=state: self.review_selected(st))
+            v.addAction(a)
+            self.review_actions[key] = a
+        v.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
 
     def _build_layout(self) -> None:
         self._folder_label = QLabel("No folder", self)
@@ -204,6 +218,20 @@ class GalleryPane(QWidget):
         self._matches_box = QCheckBox("Matches only", self)
         self._matches_box.setToolTip("Hide the photos where the sketch was not found")
         self._matches_box.toggled.connect(self._proxy.set_matches_only)
+        self._review_combo = QComboBox(self)
+        for text, which in (
+            ("All photos", "all"),
+            ("Not reviewed", "unreviewed"),
+            ("Accepted", "accepted"),
+            ("Rejected", "rejected"),
+        ):
+            self._review_combo.addItem(text, which)
+        self._review_combo.setToolTip(
+            "Show the photos by review: accept with A, reject with X, clear with U"
+        )
+        self._review_combo.currentIndexChanged.connect(
+            lambda _i: self._proxy.set_review_filter(self._review_combo.currentData())
+        )
         self._busy_bar = QProgressBar(self)
         self._busy_bar.setRange(0, 0)  # indeterminate
         self._busy_bar.setTextVisible(False)
@@ -217,6 +245,7 @@ class GalleryPane(QWidget):
         header.addWidget(self._busy_bar)
         header.addWidget(self._sort_combo)
         header.addWidget(self._matches_box)
+        header.addWidget(self._review_combo)
 
         self._empty_label = QLabel(EMPTY_TEXT, self)
         self._empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -475,6 +504,42 @@ class GalleryPane(QWidget):
         names = self._model.names()
         return names[row] if 0 <= row < len(names) else None
 
+    def selected_names(self) -> list[str]:
+        """The selected photos' names in display order (else the current photo's)."""
+        rows = sorted(i.row() for i in self._view.selectionModel().selectedIndexes())
+        names = [n for r in rows if (n := self.name_at(self._proxy.index(r, 0)))]
+        if not names and (current := self.current_name()) is not None:
+            names = [current]
+        return names
+
+    def review_selected(self, state: str | None) -> int:
+        """Accept ("accepted"), reject ("rejected") or clear (None) the selected photos' review;
+        returns how many. Says why in ``message`` when it cannot (no folder, a disk error)."""
+        names = self.selected_names()
+        if not names:
+            return 0
+        from sketchpad.atomic import SaveError
+
+        try:
+            self._model.set_review_state(names, state)
+        except (RuntimeError, SaveError) as e:
+            self.message.emit(f"Review not saved: {e}")
+            return 0
+        what = {"accepted": "accepted", "rejected": "rejected", None: "not reviewed"}[state]
+        self.message.emit(f"{len(names)} photo{'s' if len(names) != 1 else ''} {what}")
+        return len(names)
+
+    def set_review_filter(self, which: str) -> None:
+        """Show all photos, or the "unreviewed", "accepted" or "rejected" ones."""
+        i = self._review_combo.findData(which)
+        if i < 0:
+            raise ValueError(f"unknown review filter {which!r}")
+        self._review_combo.setCurrentIndex(i)
+
+    @property
+    def review_combo(self) -> QComboBox:
+        return self._review_combo
+
     def current_name(self) -> str | None:
         """The selected (or current) photo's name, or None."""
         return self.name_at(self._view.currentIndex())
@@ -532,7 +597,16 @@ class GalleryPane(QWidget):
 
     def _update_empty(self) -> None:
         empty = self._proxy.rowCount() == 0
-        if empty and self._model.rowCount() > 0:
+        if empty and self._model.rowCount() > 0 and self._proxy.review_filter != "all":
+            self._empty_label.setText(
+                {
+                    "unreviewed": "Every photo shown is reviewed",
+                    "accepted": "No photo is accepted yet (A accepts the selected photos)",
+                    "rejected": "No photo is rejected (X rejects the selected photos)",
+                }[self._proxy.review_filter]
+                + " — choose “All photos” to see them all"
+            )
+        elif empty and self._model.rowCount() > 0:
             self._empty_label.setText("No photo matches the sketch (untick “Matches only”)")
         elif not empty and self._model.folder is None:
             self._empty_label.setText(EMPTY_TEXT)

@@ -8,12 +8,23 @@ It sorts and filters with numpy and maps rows through a plain index array:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, Qt
 
-from sketchpad.ui.gallery_model import GalleryModel, MatchRole, ModelIndex, ScoreRole, SortKey
+from sketchpad.ui.gallery_model import (
+    GalleryModel,
+    MatchRole,
+    ModelIndex,
+    ReviewRole,
+    ScoreRole,
+    SortKey,
+)
+
+ReviewFilter = Literal["all", "unreviewed", "accepted", "rejected"]
+#: In this order: a row's review code (0 unreviewed, 1 accepted, 2 rejected) + 1 indexes it.
+REVIEW_FILTERS: tuple[ReviewFilter, ...] = ("all", "unreviewed", "accepted", "rejected")
 
 
 class GalleryProxy(QAbstractListModel):
@@ -36,6 +47,7 @@ class GalleryProxy(QAbstractListModel):
         super().__init__(parent)
         self._sort: SortKey = "score"
         self._matches_only = False
+        self._review_filter: ReviewFilter = "all"
         self._order = np.zeros(0, dtype=np.int64)  # proxy row → source row
         self._inverse = np.zeros(0, dtype=np.int64)  # source row → proxy row, −1: hidden
         self._model: GalleryModel | None = None
@@ -85,6 +97,18 @@ class GalleryProxy(QAbstractListModel):
             self._matches_only = bool(on)
             self.refresh()
 
+    @property
+    def review_filter(self) -> ReviewFilter:
+        return self._review_filter
+
+    def set_review_filter(self, which: ReviewFilter) -> None:
+        """Show "all" photos, or only the "accepted", "rejected" or "unreviewed" ones."""
+        if which not in REVIEW_FILTERS:
+            raise ValueError(f"review filter must be one of {REVIEW_FILTERS}, got {which!r}")
+        if which != self._review_filter:
+            self._review_filter = which
+            self.refresh()
+
     # -- ordering ----------------------------------------------------------------------------
     def _compute(self) -> np.ndarray:
         m = self._model
@@ -99,6 +123,9 @@ class GalleryProxy(QAbstractListModel):
             order = np.lexsort((rank, best_first))
         if self._matches_only and m.has_query:
             order = order[m.matches()[order]]
+        if self._review_filter != "all":
+            code = REVIEW_FILTERS.index(self._review_filter) - 1  # unreviewed 0, accepted 1 …
+            order = order[m.review_states()[order] == code]
         return order.astype(np.int64, copy=False)
 
     def refresh(self) -> None:
@@ -168,7 +195,8 @@ class GalleryProxy(QAbstractListModel):
     def _on_data_changed(
         self, top: QModelIndex, bottom: QModelIndex, roles: Sequence[int] = ()
     ) -> None:
-        if not roles or ScoreRole in roles or MatchRole in roles:
+        review = ReviewRole in roles and self._review_filter != "all"
+        if not roles or ScoreRole in roles or MatchRole in roles or review:
             self.refresh()
         rows = self._inverse[top.row() : bottom.row() + 1]
         rows = rows[rows >= 0]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import QProgressDialog
+from PySide6.QtWidgets import QMessageBox, QProgressDialog
 
 from sketchpad.gallery.export import ExportOptions, GalleryExporter
 from sketchpad.gallery.images import PhotoError, load_photo
@@ -24,6 +24,7 @@ from sketchpad.gallery.images import PhotoError, load_photo
 if TYPE_CHECKING:
     from sketchpad.engine.client import Engine
     from sketchpad.engine.requests import MaskResult, QueryResult
+    from sketchpad.gallery.review import FolderReview
     from sketchpad.search.masks import PhotoMask
     from sketchpad.sketch.model import Sketch
     from sketchpad.ui.photo_search import PhotoSearch
@@ -70,6 +71,7 @@ class MaskExportJob(QObject):
         crf: bool,
         threshold: float,
         sketch: Sketch | None,
+        review: FolderReview | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -80,6 +82,7 @@ class MaskExportJob(QObject):
         self.crf = crf
         self.threshold = threshold
         self.sketch = sketch
+        self.review = review  # corrected masks replace the model's
         self.written = 0
         self.problems: list[str] = []
         self._next = 0
@@ -117,6 +120,8 @@ class MaskExportJob(QObject):
         QTimer.singleShot(0, self._report)
 
     def _write(self, name: str, mask: PhotoMask) -> None:
+        if self.review is not None:
+            mask = self.review.mask_for(name, mask)
         photo: np.ndarray | None = None
         if self._wanted:
             try:
@@ -169,6 +174,18 @@ class MaskExportJob(QObject):
         poll()
 
 
+def default_class_name(search: PhotoSearch) -> str:
+    """The class an export offers: the query's words, else the label most strokes carry
+    (scene labels), else "sketch"."""
+    words = search.controls.options().text.strip()
+    if words:
+        return words.replace(",", " ")
+    from collections import Counter
+
+    labels = Counter(s.label for s in search.document.sketch.strokes if s.label)
+    return labels.most_common(1)[0][0].replace(",", " ") if labels else "sketch"
+
+
 def run_export_dialog(search: PhotoSearch) -> MaskExportJob | None:
     """Ask where and what, then export with a progress dialog."""
     from sketchpad.ui.export_dialog import ExportDialog
@@ -177,14 +194,21 @@ def run_export_dialog(search: PhotoSearch) -> MaskExportJob | None:
     if result is None or folder is None or engine is None:
         return None
     sketch = search.document.sketch
+    review = search.review
     dialog = ExportDialog(
         folder,
         search.window,
+        out_dir=search.last_export_dir,
+        options=search.last_export_options,
         crf=search.controls.options().crf,
         has_sketch=bool(sketch.strokes) or sketch.raster is not None,
+        default_class=default_class_name(search),
+        groups=len(result.scores) if search.controls.options().compose else 0,
+        reviewed=len(review.names("accepted")) if review is not None else 0,
     )
     if not dialog.exec():
         return None
+    search.last_export_dir, search.last_export_options = dialog.out_dir(), dialog.options()
     return start_export(search, dialog.out_dir(), dialog.options(), crf=dialog.crf())
 
 
@@ -197,7 +221,16 @@ def start_export(
     opts = search.controls.options()
     order = [result.names[i] for i in result.ranking]
     scores = dict(zip(result.names, result.photo_scores.tolist(), strict=True))
-    names = [n for n in order if scores[n] >= opts.threshold] if options.only_matches else order
+    review = search.review
+    corrected = set(review.corrected_names()) if review is not None else set()
+    if options.only_matches:  # a photo whose mask the user corrected counts as found
+        names = [n for n in order if scores[n] >= opts.threshold or n in corrected]
+    else:
+        names = order
+    if review is not None:
+        names = review.export_names(names, accepted_only=options.accepted_only)
+    elif options.accepted_only:
+        names = []
     query = query_description(
         result,
         opts.threshold,
@@ -224,6 +257,7 @@ def start_export(
         crf=crf,
         threshold=opts.threshold,
         sketch=sketch,
+        review=review,
         parent=search,
     )
     bar = QProgressDialog("Exporting masks…", "Cancel", 0, max(1, len(names)), search.window)
@@ -245,6 +279,7 @@ def start_export(
             for p in job.problems:
                 log.warning("export: %s", p)
         search._status(text)
+        show_export_done(search, out_dir, text)
         search.exportFinished.emit(summary)
 
     def failed(message: str) -> None:
@@ -256,3 +291,26 @@ def start_export(
     job.failed.connect(failed)
     job.start()
     return job
+
+
+def show_export_done(search: PhotoSearch, out_dir: Path, text: str) -> QMessageBox:
+    """Say the export is done, with an Open Folder button (non-modal: work goes on)."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+
+    box = QMessageBox(
+        QMessageBox.Icon.Information, "Export Masks", text + ".", parent=search.window
+    )
+    open_button = box.addButton("Open Folder", QMessageBox.ButtonRole.ActionRole)
+    box.addButton(QMessageBox.StandardButton.Close)
+    box.setWindowModality(Qt.WindowModality.NonModal)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+    def clicked(button: object) -> None:
+        if button is open_button and not QDesktopServices.openUrl(QUrl.fromLocalFile(str(out_dir))):
+            search.report_error("Export Masks", f"Cannot open {out_dir} in the file manager.")
+
+    box.buttonClicked.connect(clicked)
+    box.open()
+    search.export_done_box = box
+    return box

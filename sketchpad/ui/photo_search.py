@@ -30,9 +30,13 @@ from sketchpad.ui.weights_banner import WeightsBanner
 from sketchpad.vision.installed import CLIP_BACKBONES, DINO_BACKBONES
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QMessageBox
+
     from sketchpad.engine.client import Engine
     from sketchpad.engine.requests import FolderSummary, MaskResult, ModelInfo, QueryResult
     from sketchpad.engine.worker import Loader
+    from sketchpad.gallery.export import ExportOptions
+    from sketchpad.gallery.review import FolderReview
     from sketchpad.search.model import ModelChoice
     from sketchpad.search.spec import QuerySpec
     from sketchpad.ui.model_manager import ModelManagerDialog
@@ -115,6 +119,10 @@ class PhotoSearch(QObject):
         self.banner = WeightsBanner()
         self.banner.hide()
         self.viewer: PhotoViewerDialog | None = None
+        self.review: FolderReview | None = None  # the open folder's
+        self.last_export_dir: Path | None = None  # the last export's choices, offered again
+        self.last_export_options: ExportOptions | None = None
+        self.export_done_box: QMessageBox | None = None
         self.model_manager: ModelManagerDialog | None = None
         self.folder: Path | None = None
         self.model: ModelInfo | None = None
@@ -304,10 +312,24 @@ class PhotoSearch(QObject):
         self._epoch += 1
         self.actions["export_masks"].setEnabled(False)
         self.pane.set_folder(self.folder)
+        self._open_review(self.folder)
         self._remember(self.folder)
         self.host.when_ready(self._open_in_engine)
         self.actions["cancel_indexing"].setEnabled(True)
         return True
+
+    def _open_review(self, folder: Path) -> None:
+        """The folder's review (accepted / rejected, corrected masks), kept in the user data
+        folder; shown in the gallery and the large view."""
+        from sketchpad.gallery.review import FolderReview
+
+        self.review = FolderReview(folder)
+        self.pane.model.set_review(self.review)
+        if self.viewer is not None:
+            self.viewer.viewer.set_review(self.review)
+
+    def _on_review_changed(self, name: object) -> None:
+        self.pane.model.review_changed(str(name))
 
     def _open_in_engine(self, engine: Engine) -> None:
         """Open the folder shown when the engine is ready (the latest one, if several)."""
@@ -434,7 +456,7 @@ class PhotoSearch(QObject):
         self.resultShown.emit(result.generation)  # (the large view follows queries itself)
 
     def _show_matches(self) -> None:
-        """"N of M photos match" for the result shown, at the threshold shown."""
+        """ "N of M photos match" for the result shown, at the threshold shown."""
         result = self.last_result
         if result is None:
             return
@@ -533,6 +555,10 @@ class PhotoSearch(QObject):
             return
         if self.viewer is None:
             self.viewer = PhotoViewerDialog(self.engine, self.window)
+            editor = self.viewer.viewer.editor
+            editor.correctionChanged.connect(self._on_review_changed)
+            editor.reviewChanged.connect(self._on_review_changed)
+            self.viewer.viewer.set_review(self.review)
         v = self.viewer
         v.viewer.set_threshold(self.controls.options().threshold)
         v.viewer.set_sequence(self.pane.ordered_names())

@@ -83,6 +83,10 @@ class ImageItem(QGraphicsItem):
         self._image, self._rect = image, QRectF(rect)
         self.update()
 
+    @property
+    def image(self) -> QImage:
+        return self._image
+
     def boundingRect(self) -> QRectF:  # noqa: N802
         return self._rect
 
@@ -133,6 +137,11 @@ class PhotoView(QGraphicsView):
     def photo_rect(self) -> QRectF:
         """The photo's rectangle in the scene, (0, 0, W, H); empty when there is none."""
         return self._photo_item.boundingRect()
+
+    def photo_image(self) -> QImage | None:
+        """The photo shown, or None."""
+        image = self._photo_item.image
+        return None if image.isNull() else image
 
     def set_photo(self, image: QImage | None) -> None:
         """Show ``image`` (None: nothing), fitted; the overlay and boxes are cleared."""

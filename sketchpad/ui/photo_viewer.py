@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QToolBar, QVBoxLayou
 from sketchpad.engine.client import Engine
 from sketchpad.engine.requests import MaskResult, QueryResult
 from sketchpad.gallery.images import PhotoError, load_photo
+from sketchpad.gallery.review import FolderReview
 from sketchpad.search.masks import PhotoMask
 from sketchpad.ui.canvas_actions import ZOOM_STEP
 from sketchpad.ui.photo_view import PhotoView, overlay_qimage, photo_qimage
@@ -112,6 +113,8 @@ class PhotoViewer(QWidget):
         self._photo_hw: tuple[int, int] | None = None
         self._load_error: str | None = None
         self._mask: PhotoMask | None = None
+        self._model_mask: PhotoMask | None = None  # the model's, before any correction
+        self._review: FolderReview | None = None
         self._overlay_image: QImage | None = None  # the mask's tint, built once per mask
         self._mask_gen = -1  # the pending mask request, −1: none
         self._mask_query_gen = -1  # the query it was asked under
@@ -122,10 +125,15 @@ class PhotoViewer(QWidget):
         self._mask_outdated = False  # a newer query came while hidden
         self._crf = True
         self._threshold = 0.5  # the gallery's: masks are cut here, matches counted here
+        self._editor_note = ""  # the mask editor's last message, until the photo changes
 
         self.view = PhotoView(self)
         self.view.key_filter = self.handle_key
         self.actions_by_name = self._build_actions()
+        from sketchpad.ui.mask_editor import MaskEditor
+
+        self.editor = MaskEditor(self)
+        self.editor.message.connect(self._on_editor_message)
         self.toolbar = QToolBar("Photo", self)
         for name in ("previous", "next", "|", "overlay", "boxes", "crf", "|", "zoom_out"):
             if name == "|":
@@ -134,6 +142,14 @@ class PhotoViewer(QWidget):
                 self.toolbar.addAction(self.actions_by_name[name])
         for name in ("zoom_in", "fit", "zoom_100"):
             self.toolbar.addAction(self.actions_by_name[name])
+        self.toolbar.addSeparator()
+        edit = self.editor.actions_by_name
+        for name in ("view", "brush", "eraser", "scribble", "undo", "redo", "reset", "|",
+                     "accept", "reject", "unreview"):  # fmt: skip
+            if name == "|":
+                self.toolbar.addSeparator()
+            else:
+                self.toolbar.addAction(edit[name])
         self.status_label = QLabel(self)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.zoom_label = QLabel(self)
@@ -192,8 +208,50 @@ class PhotoViewer(QWidget):
 
     @property
     def shown_mask(self) -> PhotoMask | None:
-        """The mask shown over the photo (quick or full resolution), or None."""
+        """The mask shown over the photo (quick or full resolution, or the user's corrected
+        one), or None."""
         return self._mask
+
+    @property
+    def model_mask(self) -> PhotoMask | None:
+        """The model's mask for the photo (quick or full resolution), before any correction."""
+        return self._model_mask
+
+    def set_review(self, review: FolderReview | None) -> None:
+        """The open folder's review: corrected masks are shown instead of the model's, and the
+        editor's edits and accept/reject keys go there."""
+        self._review = review
+        self.editor.set_review(review)
+        self.show_correction()
+
+    def show_correction(self) -> None:
+        """Show the photo's mask again after its correction changed (set, edited or reset)."""
+        if self._model_mask is not None:
+            self._show_mask(self._model_mask, full=self._mask_state == "done")
+        elif self._name is not None and self._photo_hw is not None:
+            corrected = self._corrected(None)
+            if corrected is not None:
+                self._show_mask(corrected, full=False)
+            else:
+                self._clear_mask()
+                self._update_status()
+
+    def _corrected(self, model: PhotoMask | None) -> PhotoMask | None:
+        """The user's corrected mask of the photo shown, with the model's score, or None."""
+        review, name, hw = self._review, self._name, self._photo_hw
+        if review is None or name is None or not review.has_correction(name):
+            return None
+        pixels = review.corrected(name)
+        if pixels is None or (hw is not None and pixels.shape != hw):
+            return None
+        from sketchpad.search.masks import corrected_mask
+
+        score = model.score if model is not None else 0.0
+        return corrected_mask(pixels, score=score, threshold=self._threshold)
+
+    def _on_editor_message(self, text: str) -> None:
+        self._editor_note = text
+        self.update_status()
 
     @property
     def photo_size(self) -> tuple[int, int] | None:
@@ -227,6 +285,7 @@ class PhotoViewer(QWidget):
         """
         folder = Path(folder)
         changed = (folder, name) != (self._folder, self._name)
+        self._editor_note = ""
         self._folder, self._name = folder, name
         self._relay.photo_token += 1
         self._pool.clear()  # queued loads and overlays of earlier photos
@@ -339,7 +398,10 @@ class PhotoViewer(QWidget):
 
     def handle_key(self, event: QKeyEvent) -> bool:
         """The viewer's keys: Left/Right step, +/− zoom, 0 fits, 1 is 100 %, M and B toggle
-        the overlay and the boxes. Returns whether the key was used."""
+        the overlay and the boxes; the mask editor's (tools, review, undo) first. Returns
+        whether the key was used."""
+        if self.editor.handle_key(event):
+            return True
         K = Qt.Key
         keys: dict[Qt.Key, Callable[[], object]] = {
             K.Key_Left: self.previous_photo,
@@ -465,11 +527,15 @@ class PhotoViewer(QWidget):
         self.view.setFocus()
 
     def _show_mask(self, mask: PhotoMask, *, full: bool = False) -> None:
-        """Build the mask's overlay (in the pool when large), then show it."""
+        """Build the mask's overlay (in the pool when large), then show it; the user's corrected
+        mask is shown in place of the model's."""
         if mask.threshold != self._threshold:
             from sketchpad.search.masks import rethreshold
 
             mask = rethreshold(mask, self._threshold)
+        if not mask.corrected:
+            self._model_mask = mask
+            mask = self._corrected(mask) or mask
         self._relay.overlay_token += 1
         relay, token = self._relay, self._relay.overlay_token
         if mask.mask.size <= SYNC_OVERLAY_PIXELS:
@@ -489,9 +555,14 @@ class PhotoViewer(QWidget):
     def _clear_mask(self) -> None:
         self._relay.overlay_token += 1
         self._mask, self._overlay_image = None, None
+        self._model_mask = None
         self.view.set_mask(None, None)
 
     # -- status ----------------------------------------------------------------------------
+    def update_status(self) -> None:
+        """Say again what is shown (after a review or correction changed)."""
+        self._update_status()
+
     def _update_status(self) -> None:
         text, error = self._status()
         self.status_label.setText(text)
@@ -522,6 +593,12 @@ class PhotoViewer(QWidget):
             parts.append("no mask: the photo is not in the indexed gallery")
         elif state == "error":
             parts.append(f"mask failed: {self._mask_error}")
+        if mask is not None and mask.corrected:
+            parts.append("corrected by hand")
+        if self._review is not None and (review := self._review.state(self._name)):
+            parts.append(review)
+        if self._editor_note:
+            parts.append(self._editor_note)
         return " — ".join(parts), state == "error"
 
     def _set_crf_checked(self, enabled: bool) -> None:

@@ -30,7 +30,7 @@ def test_defaults_and_a_folder_beside_the_photos(dialog: ExportDialog, tmp_path:
     assert not dialog.ok_button.isEnabled()  # no folder yet
     assert dialog.message_label.text() == "Choose a folder for the export."
     assert not dialog.message_is_error()
-    assert dialog.options() == ExportOptions() and dialog.crf() is False
+    assert dialog.options() == ExportOptions(class_names=("sketch",)) and dialog.crf() is False
     dialog.set_out_dir(tmp_path / "exports")
     assert dialog.ok_button.isEnabled() and dialog.message_label.text() == ""
     assert dialog.out_dir() == tmp_path / "exports"
@@ -88,7 +88,9 @@ def test_the_checkboxes_are_the_options(qtbot, dialog: ExportDialog, tmp_path: P
     for box in (dialog.overlay_box, dialog.only_matches_box, dialog.crf_box):
         # on the indicator: a check box's label ends before the middle of its row
         qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(8, box.height() // 2))
-    assert dialog.options() == ExportOptions(overlay=False, only_matches=False)
+    assert dialog.options() == ExportOptions(
+        overlay=False, only_matches=False, class_names=("sketch",)
+    )
     assert dialog.crf() is True
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
@@ -97,7 +99,16 @@ def test_the_checkboxes_are_the_options(qtbot, dialog: ExportDialog, tmp_path: P
 def test_starting_values_round_trip_and_text_queries_have_no_sketch(
     qtbot, photos: Path, tmp_path: Path
 ) -> None:
-    given = ExportOptions(binary_png=False, coco=False, only_matches=False, color=(1, 2, 3))
+    given = ExportOptions(
+        binary_png=False,
+        coco=False,
+        only_matches=False,
+        color=(1, 2, 3),
+        labelme=True,
+        yolo=True,
+        accepted_only=True,
+        class_names=("cow", "calf"),
+    )
     d = ExportDialog(photos, out_dir=tmp_path / "last", options=given, crf=True)
     qtbot.addWidget(d)
     assert d.options() == given and d.crf() and d.out_dir() == tmp_path / "last"
@@ -120,3 +131,29 @@ def test_browse_fills_the_folder(dialog: ExportDialog, tmp_path: Path) -> None:
     dialog.browse_button.click()  # cancelled: the folder stays
     assert dialog.out_dir() == tmp_path / "picked"
     assert asked[1] == str(tmp_path / "picked")
+
+
+def test_formats_class_names_and_accepted_only(qtbot, photos: Path, tmp_path: Path) -> None:
+    """The formats annotators use, the class names typed once (a composed query's groups get
+    their own), and "accepted only" with the count of accepted photos."""
+    d = ExportDialog(photos, default_class="brown cow", groups=3, reviewed=4)
+    qtbot.addWidget(d)
+    d.set_out_dir(tmp_path / "out")
+    assert d.class_edit.text() == "brown cow, brown cow 1, brown cow 2"
+    assert "4 so far" in d.accepted_only_box.text()
+    for box in (d.labelme_box, d.yolo_box, d.accepted_only_box):
+        box.setChecked(True)
+    d.class_edit.setText("cow, calf , dog")
+    opts = d.options()
+    assert opts.labelme and opts.yolo and opts.accepted_only and opts.coco_polygons
+    assert opts.class_names == ("cow", "calf", "dog")
+    d.class_edit.setText(" , ")
+    assert not d.ok_button.isEnabled() and "class name" in d.message_label.text()
+    d.class_edit.setText("cow, cow")
+    assert not d.ok_button.isEnabled() and "own name" in d.message_label.text()
+    d.class_edit.setText("cow")
+    for box in (d.binary_box, d.overlay_box, d.coco_box, d.sketch_box, d.labelme_box):
+        box.setChecked(False)
+    assert d.ok_button.isEnabled()  # YOLO alone is something to write
+    d.yolo_box.setChecked(False)
+    assert not d.ok_button.isEnabled() and not d.polygons_box.isEnabled()
