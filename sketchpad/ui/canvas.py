@@ -89,7 +89,7 @@ class Canvas(QWidget):
         self._document = document
         self._settings = ToolSettings()
         self._view = ViewTransform()
-        self._auto_fit = True  # refit on resize until the user pans or zooms
+        self._auto_fit = True  # refit on resize until the user first touches the canvas
         self._tools: dict[ToolName, Tool] = {n: create_tool(n, self) for n in TOOL_NAMES}
         self._tool = self._tools["pen"]
         self._hand = PanTool(self)  # Space + drag and middle-button drags, with any tool
@@ -251,11 +251,15 @@ class Canvas(QWidget):
     def zoom(self) -> float:
         return self._view.scale
 
+    @property
+    def auto_fit(self) -> bool:
+        """True while resizes refit the page (a new document the user has not touched yet)."""
+        return self._auto_fit
+
     def fit_to_view(self) -> None:
-        """Show the whole page, centred; keep fitting on resizes until the user zooms."""
+        """Show the whole page, centred (the user's Fit; later resizes do not refit)."""
         sketch = self._document.sketch
         self._set_view(ViewTransform.fit(sketch.width, sketch.height, self.width(), self.height()))
-        self._auto_fit = True
 
     def zoom_by(self, factor: float, about: QPointF | None = None) -> None:
         """Multiply the zoom by ``factor`` (clamped) keeping view point ``about`` (default:
@@ -335,6 +339,7 @@ class Canvas(QWidget):
         assert isinstance(tool, PenTool)
         tool.reset_clock()
         self.fit_to_view()
+        self._auto_fit = True  # a new document: fit it until the user starts working on it
 
     def _on_clipboard_changed(self) -> None:
         self._paste_count = 0
@@ -367,6 +372,8 @@ class Canvas(QWidget):
         p.end()
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        """Refit an untouched new document; otherwise keep the view as it is (the canvas
+        point at the top-left corner stays there: no rescale, nothing moves)."""
         if self._auto_fit:
             self.fit_to_view()
         super().resizeEvent(event)
@@ -383,6 +390,7 @@ class Canvas(QWidget):
     def _press(self, button: Qt.MouseButton, p: PointerInput) -> bool:
         if self._drag is not None:
             return False
+        self._auto_fit = False  # the user works on this view: resizes no longer refit
         if button == Qt.MouseButton.MiddleButton or (
             button == Qt.MouseButton.LeftButton and self._space_held
         ):
@@ -469,7 +477,16 @@ class Canvas(QWidget):
 
     def event(self, event: QEvent) -> bool:
         """Pinch zoom: native gestures (macOS, Wayland/X11 touchpads) and QPinchGesture
-        (touch screens)."""
+        (touch screens). Space belongs to the canvas while it has the focus (held, it pans):
+        no window shortcut may take it."""
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Space
+            and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        ):
+            event.accept()
+            return True
         if isinstance(event, QNativeGestureEvent):
             if event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture:
                 self.zoom_by(1.0 + event.value(), event.position())

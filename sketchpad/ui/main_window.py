@@ -167,6 +167,8 @@ class MainWindow(QMainWindow):
         self.canvas.cursor_moved.connect(self._update_cursor)
         self.canvas.zoom_changed.connect(self._update_zoom)
         self.canvas.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        # After Cancel on the indexing footer the keyboard is the canvas's again (tool keys).
+        self.photos.pane.cancelIndexing.connect(self._focus_canvas)
         self.setAcceptDrops(True)
         self._update_title()
         self._update_counts()
@@ -302,6 +304,9 @@ class MainWindow(QMainWindow):
 
     def _update_zoom(self, scale: float) -> None:
         self.zoom_label.setText(f"{scale * 100:.0f}%")
+
+    def _focus_canvas(self) -> None:
+        self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _on_autosave_failed(self, reason: str) -> None:
         self.statusBar().showMessage(f"Autosave failed: {reason}", 10_000)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu
 
@@ -156,9 +156,15 @@ class PhotoSearch(QObject):
             "open_folder": action("Open &Folder…", self.open_folder_dialog, "Ctrl+Shift+O"),
             "export_masks": action("Export &Masks…", self.export_dialog, "Ctrl+Alt+E"),
             "cancel_indexing": action("&Cancel Indexing", self.cancel_indexing),
-            "large_view": action("&Large View", self.show_current_photo, "Space"),
+            "large_view": action("&Large View", self.show_current_photo, "Return"),
             "models": action("&Model Manager…", self.show_model_manager),
         }
+        # Enter (or a double-click) on a photo opens the large view; only in the gallery, so
+        # Enter still works in text boxes, and Space stays the canvas's (held, it pans).
+        large = actions["large_view"]
+        large.setShortcuts([QKeySequence("Return"), QKeySequence("Enter")])
+        large.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.pane.addAction(large)
         actions["export_masks"].setEnabled(False)
         actions["cancel_indexing"].setEnabled(False)
         return actions
@@ -546,8 +552,6 @@ class PhotoSearch(QObject):
         v.raise_()
 
     def _model_manager(self) -> ModelManagerDialog:
-        from PySide6.QtCore import Qt
-
         from sketchpad.ui.model_manager import ModelManagerDialog
 
         dialog = ModelManagerDialog(self.window, preferences=self.preferences)
