@@ -38,6 +38,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGestureEvent, QPinchGesture, QWidget
 
+from sketchpad.search.spec import SectorPart
 from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.geometry import LassoMode
 from sketchpad.ui.canvas_actions import (
@@ -96,6 +97,7 @@ class Canvas(QWidget):
         self._drag: tuple[Tool, Qt.MouseButton] | None = None
         self._space_held = False
         self._painter = SketchPainter()  # stroke paths and the page + strokes layer
+        self._part_painter = SketchPainter()  # the pieces a cut lasso or a sector picks
         self._zoom_settle = QTimer(self, singleShot=True, interval=ZOOM_SETTLE_MS)
         self._zoom_settle.timeout.connect(self.update)
         self._paste_count = 0
@@ -138,8 +140,20 @@ class Canvas(QWidget):
         self.message.emit(text)
 
     def partition_changed(self) -> None:
+        self._end_stale_sector()
         self.partition_theta1_changed.emit(self._settings.partition_theta1)
         self.update()
+
+    def _end_stale_sector(self) -> None:
+        """A sector picked under other partition lines is no longer what is shown: drop it
+        (and the selection it made), so nothing stays highlighted that is not searched."""
+        part = self._document.selection_part
+        s = self._settings
+        if isinstance(part, SectorPart) and (part.n, part.theta) != (
+            s.partition_n,
+            s.partition_theta1,
+        ):
+            self._document.set_selection(())
 
     # -- tools and options ---------------------------------------------------------------
     @property
@@ -168,6 +182,8 @@ class Canvas(QWidget):
         value = ToolSettings.checked(name, value)
         if getattr(self._settings, name) != value:
             setattr(self._settings, name, value)
+            if name in ("partition_n", "partition_theta1"):
+                self._end_stale_sector()
             self.update()
             if changed is not None:
                 changed.emit(value)
@@ -330,6 +346,8 @@ class Canvas(QWidget):
         self.update()
 
     def _on_selection_changed(self) -> None:
+        pieces = self._document.part_sketch()  # forget the paths of earlier pieces
+        self._part_painter.prune(pieces or self._document.sketch.with_strokes(()))
         self._update_action_state()
         self.update()
 
@@ -367,7 +385,12 @@ class Canvas(QWidget):
             p.drawImage(self._overlay[1], self._overlay[0])
             p.restore()
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self._painter.paint_selection(p, doc.sketch, doc.selection, self._view, event.rect())
+        pieces = doc.part_sketch()
+        if pieces is None:
+            self._painter.paint_selection(p, doc.sketch, doc.selection, self._view, event.rect())
+        else:  # a cut lasso or a sector: highlight the pieces searched, not whole strokes
+            ids = {s.id for s in pieces.strokes}
+            self._part_painter.paint_selection(p, pieces, ids, self._view, event.rect())
         self._tool.paint_overlay(p, self._view)
         p.end()
 

@@ -370,7 +370,7 @@ class PhotoSearch(QObject):
     # -- queries -----------------------------------------------------------------------------
     def current_spec(self) -> QuerySpec | None:
         """The query the sketch and the controls describe, or None (nothing to search for)."""
-        from sketchpad.search.spec import QuerySpec, StrokesPart
+        from sketchpad.search.spec import QuerySpec
 
         opts = self.controls.options()
         sketch = self.document.sketch
@@ -379,8 +379,8 @@ class PhotoSearch(QObject):
         if empty and not text:
             return None
         part = None
-        if opts.mode == "part" and not empty and self.document.selection:
-            part = StrokesPart(tuple(sorted(self.document.selection)))
+        if opts.mode == "part" and not empty:
+            part = self.document.search_part  # the selected strokes, a cut lasso or a sector
         return QuerySpec(
             sketch=None if empty else sketch,
             part=part,
@@ -475,8 +475,17 @@ class PhotoSearch(QObject):
             )
 
     def _on_selection_changed(self) -> None:
+        self._show_searching()
         if self.controls.mode == "part":
             self.request_query("selection")
+
+    def _show_searching(self) -> None:
+        """Part mode: say what is searched ("Searching: sector 1 of 3")."""
+        if self.controls.mode != "part":
+            self.controls.set_searching("")
+            return
+        what = self.document.describe_selection()
+        self.controls.set_searching(f"Searching: {what or 'the whole sketch (nothing selected)'}")
 
     def _on_control_changed(self, what: str) -> None:
         if what == "threshold":  # no model, no product: re-cut what is shown
@@ -493,6 +502,8 @@ class PhotoSearch(QObject):
             if self.viewer is not None:
                 self.viewer.refresh(crf=self.controls.options().crf)
         else:  # mode, text, alpha, compose
+            if what == "mode":
+                self._show_searching()
             self.request_query(what)
 
     # -- errors ------------------------------------------------------------------------------
