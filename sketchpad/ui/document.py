@@ -235,6 +235,20 @@ class Document(QObject):
             return
         self.undo_stack.push(EditCommand(self, edit, text, merge_key))
 
+    def amend_last(self, edit: SketchEdit) -> bool:
+        """Fold ``edit`` into the last undo step (what an edit caused automatically, such as
+        the labels of a stroke just drawn, is undone with it). Only when the last step is an
+        edit of the strokes, nothing can be redone and the document is modified (a saved
+        state is never changed silently); False (nothing done) otherwise."""
+        stack = self.undo_stack
+        top = stack.command(stack.index() - 1) if stack.index() > 0 else None
+        if not isinstance(top, EditCommand) or stack.canRedo() or stack.isClean():
+            return False
+        if not edit.is_empty:
+            top._edits.append(edit)
+            self._set_sketch(edit.apply(self._sketch))
+        return True
+
     def set_metadata(self, key: str, value: Any, text: str) -> None:
         """Push ``metadata[key] = value`` as an undoable command (``value`` None removes the
         key); nothing happens when the value is already that. ``value`` must be

@@ -59,6 +59,7 @@ from sketchpad.ui.document import Document
 from sketchpad.ui.errors import show_error
 from sketchpad.ui.photo_search import PhotoSearch
 from sketchpad.ui.recent_files import RecentFiles
+from sketchpad.ui.scene_label_table import with_part_labels
 from sketchpad.ui.scene_labelling import SceneLabelling
 from sketchpad.ui.scene_panel import ScenePanel
 from sketchpad.ui.toolbar import CanvasToolBar
@@ -395,7 +396,7 @@ class MainWindow(QMainWindow):
                     if chosen is None:
                         return False
                     index = chosen
-            sketch = read_sketch(path, index)
+            read = read_sketch(path, index)
         except SketchFileError as e:
             log.warning("cannot open %s: %s", path, e.reason)
             self._show_error(
@@ -407,12 +408,13 @@ class MainWindow(QMainWindow):
             return False
         if not self.maybe_save():
             return False
+        sketch = with_part_labels(read)  # SPG parts: shown as labels with colours
         keeps_file = (
             not as_import and path.suffix.lower() == NATIVE_SUFFIX and count == 1
         )
         if keeps_file:
             self._suggested_name = None
-            self.document.reset(sketch, path.absolute())
+            self.document.reset(sketch, path.absolute(), modified=sketch is not read)
         else:
             self._suggested_name = f"{path.stem}{NATIVE_SUFFIX}"
             self.document.reset(sketch, None, modified=True)
