@@ -38,6 +38,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGestureEvent, QPinchGesture, QWidget
 
+from sketchpad.search.spec import SectorPart
 from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.geometry import LassoMode
 from sketchpad.ui.canvas_actions import (
@@ -89,13 +90,14 @@ class Canvas(QWidget):
         self._document = document
         self._settings = ToolSettings()
         self._view = ViewTransform()
-        self._auto_fit = True  # refit on resize until the user pans or zooms
+        self._auto_fit = True  # refit on resize until the user first touches the canvas
         self._tools: dict[ToolName, Tool] = {n: create_tool(n, self) for n in TOOL_NAMES}
         self._tool = self._tools["pen"]
         self._hand = PanTool(self)  # Space + drag and middle-button drags, with any tool
         self._drag: tuple[Tool, Qt.MouseButton] | None = None
         self._space_held = False
         self._painter = SketchPainter()  # stroke paths and the page + strokes layer
+        self._part_painter = SketchPainter()  # the pieces a cut lasso or a sector picks
         self._zoom_settle = QTimer(self, singleShot=True, interval=ZOOM_SETTLE_MS)
         self._zoom_settle.timeout.connect(self.update)
         self._paste_count = 0
@@ -138,8 +140,20 @@ class Canvas(QWidget):
         self.message.emit(text)
 
     def partition_changed(self) -> None:
+        self._end_stale_sector()
         self.partition_theta1_changed.emit(self._settings.partition_theta1)
         self.update()
+
+    def _end_stale_sector(self) -> None:
+        """A sector picked under other partition lines is no longer what is shown: drop it
+        (and the selection it made), so nothing stays highlighted that is not searched."""
+        part = self._document.selection_part
+        s = self._settings
+        if isinstance(part, SectorPart) and (part.n, part.theta) != (
+            s.partition_n,
+            s.partition_theta1,
+        ):
+            self._document.set_selection(())
 
     # -- tools and options ---------------------------------------------------------------
     @property
@@ -168,6 +182,8 @@ class Canvas(QWidget):
         value = ToolSettings.checked(name, value)
         if getattr(self._settings, name) != value:
             setattr(self._settings, name, value)
+            if name in ("partition_n", "partition_theta1"):
+                self._end_stale_sector()
             self.update()
             if changed is not None:
                 changed.emit(value)
@@ -251,11 +267,15 @@ class Canvas(QWidget):
     def zoom(self) -> float:
         return self._view.scale
 
+    @property
+    def auto_fit(self) -> bool:
+        """True while resizes refit the page (a new document the user has not touched yet)."""
+        return self._auto_fit
+
     def fit_to_view(self) -> None:
-        """Show the whole page, centred; keep fitting on resizes until the user zooms."""
+        """Show the whole page, centred (the user's Fit; later resizes do not refit)."""
         sketch = self._document.sketch
         self._set_view(ViewTransform.fit(sketch.width, sketch.height, self.width(), self.height()))
-        self._auto_fit = True
 
     def zoom_by(self, factor: float, about: QPointF | None = None) -> None:
         """Multiply the zoom by ``factor`` (clamped) keeping view point ``about`` (default:
@@ -326,6 +346,8 @@ class Canvas(QWidget):
         self.update()
 
     def _on_selection_changed(self) -> None:
+        pieces = self._document.part_sketch()  # forget the paths of earlier pieces
+        self._part_painter.prune(pieces or self._document.sketch.with_strokes(()))
         self._update_action_state()
         self.update()
 
@@ -335,6 +357,7 @@ class Canvas(QWidget):
         assert isinstance(tool, PenTool)
         tool.reset_clock()
         self.fit_to_view()
+        self._auto_fit = True  # a new document: fit it until the user starts working on it
 
     def _on_clipboard_changed(self) -> None:
         self._paste_count = 0
@@ -362,11 +385,18 @@ class Canvas(QWidget):
             p.drawImage(self._overlay[1], self._overlay[0])
             p.restore()
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self._painter.paint_selection(p, doc.sketch, doc.selection, self._view, event.rect())
+        pieces = doc.part_sketch()
+        if pieces is None:
+            self._painter.paint_selection(p, doc.sketch, doc.selection, self._view, event.rect())
+        else:  # a cut lasso or a sector: highlight the pieces searched, not whole strokes
+            ids = {s.id for s in pieces.strokes}
+            self._part_painter.paint_selection(p, pieces, ids, self._view, event.rect())
         self._tool.paint_overlay(p, self._view)
         p.end()
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        """Refit an untouched new document; otherwise keep the view as it is (the canvas
+        point at the top-left corner stays there: no rescale, nothing moves)."""
         if self._auto_fit:
             self.fit_to_view()
         super().resizeEvent(event)
@@ -383,6 +413,7 @@ class Canvas(QWidget):
     def _press(self, button: Qt.MouseButton, p: PointerInput) -> bool:
         if self._drag is not None:
             return False
+        self._auto_fit = False  # the user works on this view: resizes no longer refit
         if button == Qt.MouseButton.MiddleButton or (
             button == Qt.MouseButton.LeftButton and self._space_held
         ):
@@ -469,7 +500,16 @@ class Canvas(QWidget):
 
     def event(self, event: QEvent) -> bool:
         """Pinch zoom: native gestures (macOS, Wayland/X11 touchpads) and QPinchGesture
-        (touch screens)."""
+        (touch screens). Space belongs to the canvas while it has the focus (held, it pans):
+        no window shortcut may take it."""
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Space
+            and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        ):
+            event.accept()
+            return True
         if isinstance(event, QNativeGestureEvent):
             if event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture:
                 self.zoom_by(1.0 + event.value(), event.position())

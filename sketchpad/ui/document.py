@@ -4,6 +4,13 @@ Views subscribe to :class:`Document` signals; every change of the sketch goes
 through an undo command on ``undo_stack``: :class:`EditCommand` for strokes,
 :class:`MetadataCommand` for one entry of ``Sketch.metadata`` (the scene-label table). The
 selection (a set of stroke ids) is view state: it is not on the undo stack.
+
+Selecting never edits the drawing. A lasso that cuts, or a partition sector, selects the
+strokes it touches (what Move, Delete and Copy act on) and records the part it picks out
+(:class:`~sketchpad.search.spec.LassoPart`, :class:`~sketchpad.search.spec.SectorPart`):
+that part is what photo search looks for (:attr:`Document.search_part`), its pieces are what
+the canvas highlights (:meth:`Document.part_sketch`). Any change of the strokes ends such a
+part (the selection, if any, is then searched as whole strokes).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
+from sketchpad.search.spec import LassoPart, Part, SectorPart, StrokesPart, resolve_part
 from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.model import Sketch
 
@@ -109,6 +117,8 @@ class Document(QObject):
         self._sketch = sketch if sketch is not None else Sketch()
         self._path = path
         self._selection: frozenset[str] = frozenset()
+        self._part: LassoPart | SectorPart | None = None  # what a cut lasso or a sector picks
+        self._part_sketch: Sketch | None = None  # its pieces (computed when first asked)
         self.undo_stack = QUndoStack(self)  # no undo limit: deltas are small
 
     # -- state ---------------------------------------------------------------------------
@@ -136,6 +146,7 @@ class Document(QObject):
         """Replace the whole document (open, new, restore): history and selection cleared."""
         self.undo_stack.clear()
         self._selection = frozenset()
+        self._part = self._part_sketch = None
         self._sketch = sketch
         self._path = path
         if modified:
@@ -148,10 +159,12 @@ class Document(QObject):
         self.document_reset.emit()
 
     def _set_sketch(self, sketch: Sketch) -> None:
+        strokes_changed = sketch.strokes is not self._sketch.strokes
         self._sketch = sketch
         live = {s.id for s in sketch.strokes}
-        if not self._selection <= live:
+        if not self._selection <= live or (self._part is not None and strokes_changed):
             self._selection = self._selection & live
+            self._part = self._part_sketch = None  # its pieces were cut from other strokes
             self.selection_changed.emit()
         self.sketch_changed.emit()
 
@@ -160,12 +173,56 @@ class Document(QObject):
     def selection(self) -> frozenset[str]:
         return self._selection
 
-    def set_selection(self, stroke_ids: Iterable[str]) -> None:
+    def set_selection(
+        self, stroke_ids: Iterable[str], part: LassoPart | SectorPart | None = None
+    ) -> None:
+        """Select the strokes ``stroke_ids`` (ids not in the sketch are dropped); ``part``:
+        the part of them that is searched (a cut lasso, a sector), None for whole strokes."""
         live = {s.id for s in self._sketch.strokes}
         sel = frozenset(i for i in stroke_ids if i in live)
-        if sel != self._selection:
+        if not sel:
+            part = None
+        if sel != self._selection or part != self._part:
             self._selection = sel
+            self._part, self._part_sketch = part, None
             self.selection_changed.emit()
+
+    @property
+    def selection_part(self) -> LassoPart | SectorPart | None:
+        """The lasso or sector the selection came from (None: whole strokes)."""
+        return self._part
+
+    @property
+    def search_part(self) -> Part | None:
+        """What part mode searches for: the lasso or sector picked, else the selected
+        strokes, else None (nothing selected)."""
+        if self._part is not None:
+            return self._part
+        return StrokesPart(tuple(sorted(self._selection))) if self._selection else None
+
+    def part_sketch(self) -> Sketch | None:
+        """The pieces a cut lasso or a sector picks out, on the same canvas (None when the
+        selection is whole strokes); the same object until the selection changes."""
+        if self._part is None:
+            return None
+        if self._part_sketch is None:
+            try:
+                self._part_sketch = resolve_part(self._sketch, self._part)
+            except ValueError:  # it picks nothing
+                self._part_sketch = self._sketch.with_strokes(())
+        return self._part_sketch
+
+    def describe_selection(self) -> str:
+        """What part mode searches, in words: "2 strokes", "sector 1 of 3", "the lasso's
+        inside (3 strokes cut)"; "" when nothing is selected."""
+        part = self._part
+        if isinstance(part, SectorPart):
+            return f"sector {part.k + 1} of {part.n}"
+        n = len(self._selection)
+        if not n:
+            return ""
+        strokes = f"{n} stroke{'s' if n != 1 else ''}"
+        return f"the lasso's inside ({strokes} cut)" if isinstance(part, LassoPart) else strokes
 
     def selected_sketch(self) -> Sketch:
         """The selected strokes as a sketch on the same canvas (the part query)."""
@@ -177,6 +234,20 @@ class Document(QObject):
         if edit.is_empty:
             return
         self.undo_stack.push(EditCommand(self, edit, text, merge_key))
+
+    def amend_last(self, edit: SketchEdit) -> bool:
+        """Fold ``edit`` into the last undo step (what an edit caused automatically, such as
+        the labels of a stroke just drawn, is undone with it). Only when the last step is an
+        edit of the strokes, nothing can be redone and the document is modified (a saved
+        state is never changed silently); False (nothing done) otherwise."""
+        stack = self.undo_stack
+        top = stack.command(stack.index() - 1) if stack.index() > 0 else None
+        if not isinstance(top, EditCommand) or stack.canRedo() or stack.isClean():
+            return False
+        if not edit.is_empty:
+            top._edits.append(edit)
+            self._set_sketch(edit.apply(self._sketch))
+        return True
 
     def set_metadata(self, key: str, value: Any, text: str) -> None:
         """Push ``metadata[key] = value`` as an undoable command (``value`` None removes the

@@ -71,6 +71,16 @@ LAYOUT_BATCH = 500
 SKIPPED_SHOWN = 20
 
 
+#: The busy indicator's fixed size (logical pixels).
+BUSY_BAR_SIZE = QSize(60, 12)
+
+
+def _keep_size_when_hidden(widget: QWidget) -> None:
+    policy = widget.sizePolicy()
+    policy.setRetainSizeWhenHidden(True)
+    widget.setSizePolicy(policy)
+
+
 def format_eta(seconds: float) -> str:
     """A duration in words for the indexing footer: "25 s", "3 min", "1 h 5 min"."""
     s = max(0, round(seconds))
@@ -232,20 +242,27 @@ class GalleryPane(QWidget):
         self._review_combo.currentIndexChanged.connect(
             lambda _i: self._proxy.set_review_filter(self._review_combo.currentData())
         )
+        # Fixed sizes, kept in the layout while hidden: showing the busy bar, the indexing
+        # footer or a notice never changes the pane's minimum width, so the splitter never
+        # resizes the canvas for them. The folder's name has a row of its own.
         self._busy_bar = QProgressBar(self)
         self._busy_bar.setRange(0, 0)  # indeterminate
         self._busy_bar.setTextVisible(False)
-        self._busy_bar.setMaximumWidth(60)
+        self._busy_bar.setFixedSize(BUSY_BAR_SIZE)
         self._busy_bar.setToolTip("A query is running")
+        _keep_size_when_hidden(self._busy_bar)
         self._busy_bar.hide()
+        title = QHBoxLayout()
+        title.setContentsMargins(4, 2, 4, 0)
+        title.addWidget(self._folder_label, 1)
+        title.addWidget(self._skipped_label)
+        title.addWidget(self._review_combo)
         header = QHBoxLayout()
-        header.setContentsMargins(4, 2, 4, 2)
-        header.addWidget(self._folder_label, 1)
-        header.addWidget(self._skipped_label)
+        header.setContentsMargins(4, 0, 4, 2)
         header.addWidget(self._busy_bar)
+        header.addStretch(1)
         header.addWidget(self._sort_combo)
         header.addWidget(self._matches_box)
-        header.addWidget(self._review_combo)
 
         self._empty_label = QLabel(EMPTY_TEXT, self)
         self._empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -256,8 +273,15 @@ class GalleryPane(QWidget):
 
         self._progress = QProgressBar(self)
         self._progress.setTextVisible(False)
+        self._progress.setMinimumWidth(0)
+        self._progress.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self._eta_label = QLabel(self)
+        self._eta_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._cancel_button = QPushButton("Cancel", self)
+        # A click does not take the focus (tool keys keep working on the canvas); Tab does.
+        self._cancel_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        cancelling = self._cancel_button.fontMetrics().horizontalAdvance("Cancelling…") + 24
+        self._cancel_button.setFixedWidth(max(self._cancel_button.sizeHint().width(), cancelling))
         self._cancel_button.setToolTip("Stop indexing (the photos indexed so far stay searchable)")
         self._cancel_button.clicked.connect(self._on_cancel)
         self._footer = QWidget(self)
@@ -268,11 +292,13 @@ class GalleryPane(QWidget):
         footer.addWidget(self._cancel_button)
         self._footer.hide()
         self._notice_label = QLabel(self)
+        self._notice_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._notice_label.hide()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
+        layout.addLayout(title)
         layout.addLayout(header)
         layout.addWidget(self._stack, 1)
         layout.addWidget(self._footer)

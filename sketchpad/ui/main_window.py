@@ -59,6 +59,7 @@ from sketchpad.ui.document import Document
 from sketchpad.ui.errors import show_error
 from sketchpad.ui.photo_search import PhotoSearch
 from sketchpad.ui.recent_files import RecentFiles
+from sketchpad.ui.scene_label_table import with_part_labels
 from sketchpad.ui.scene_labelling import SceneLabelling
 from sketchpad.ui.scene_panel import ScenePanel
 from sketchpad.ui.toolbar import CanvasToolBar
@@ -167,6 +168,8 @@ class MainWindow(QMainWindow):
         self.canvas.cursor_moved.connect(self._update_cursor)
         self.canvas.zoom_changed.connect(self._update_zoom)
         self.canvas.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        # After Cancel on the indexing footer the keyboard is the canvas's again (tool keys).
+        self.photos.pane.cancelIndexing.connect(self._focus_canvas)
         self.setAcceptDrops(True)
         self._update_title()
         self._update_counts()
@@ -303,6 +306,9 @@ class MainWindow(QMainWindow):
     def _update_zoom(self, scale: float) -> None:
         self.zoom_label.setText(f"{scale * 100:.0f}%")
 
+    def _focus_canvas(self) -> None:
+        self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
+
     def _on_autosave_failed(self, reason: str) -> None:
         self.statusBar().showMessage(f"Autosave failed: {reason}", 10_000)
 
@@ -390,7 +396,7 @@ class MainWindow(QMainWindow):
                     if chosen is None:
                         return False
                     index = chosen
-            sketch = read_sketch(path, index)
+            read = read_sketch(path, index)
         except SketchFileError as e:
             log.warning("cannot open %s: %s", path, e.reason)
             self._show_error(
@@ -402,12 +408,13 @@ class MainWindow(QMainWindow):
             return False
         if not self.maybe_save():
             return False
+        sketch = with_part_labels(read)  # SPG parts: shown as labels with colours
         keeps_file = (
             not as_import and path.suffix.lower() == NATIVE_SUFFIX and count == 1
         )
         if keeps_file:
             self._suggested_name = None
-            self.document.reset(sketch, path.absolute())
+            self.document.reset(sketch, path.absolute(), modified=sketch is not read)
         else:
             self._suggested_name = f"{path.stem}{NATIVE_SUFFIX}"
             self.document.reset(sketch, None, modified=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu
 
@@ -164,9 +164,15 @@ class PhotoSearch(QObject):
             "open_folder": action("Open &Folder…", self.open_folder_dialog, "Ctrl+Shift+O"),
             "export_masks": action("Export &Masks…", self.export_dialog, "Ctrl+Alt+E"),
             "cancel_indexing": action("&Cancel Indexing", self.cancel_indexing),
-            "large_view": action("&Large View", self.show_current_photo, "Space"),
+            "large_view": action("&Large View", self.show_current_photo, "Return"),
             "models": action("&Model Manager…", self.show_model_manager),
         }
+        # Enter (or a double-click) on a photo opens the large view; only in the gallery, so
+        # Enter still works in text boxes, and Space stays the canvas's (held, it pans).
+        large = actions["large_view"]
+        large.setShortcuts([QKeySequence("Return"), QKeySequence("Enter")])
+        large.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.pane.addAction(large)
         actions["export_masks"].setEnabled(False)
         actions["cancel_indexing"].setEnabled(False)
         return actions
@@ -386,7 +392,7 @@ class PhotoSearch(QObject):
     # -- queries -----------------------------------------------------------------------------
     def current_spec(self) -> QuerySpec | None:
         """The query the sketch and the controls describe, or None (nothing to search for)."""
-        from sketchpad.search.spec import QuerySpec, StrokesPart
+        from sketchpad.search.spec import QuerySpec
 
         opts = self.controls.options()
         sketch = self.document.sketch
@@ -395,8 +401,8 @@ class PhotoSearch(QObject):
         if empty and not text:
             return None
         part = None
-        if opts.mode == "part" and not empty and self.document.selection:
-            part = StrokesPart(tuple(sorted(self.document.selection)))
+        if opts.mode == "part" and not empty:
+            part = self.document.search_part  # the selected strokes, a cut lasso or a sector
         return QuerySpec(
             sketch=None if empty else sketch,
             part=part,
@@ -491,8 +497,17 @@ class PhotoSearch(QObject):
             )
 
     def _on_selection_changed(self) -> None:
+        self._show_searching()
         if self.controls.mode == "part":
             self.request_query("selection")
+
+    def _show_searching(self) -> None:
+        """Part mode: say what is searched ("Searching: sector 1 of 3")."""
+        if self.controls.mode != "part":
+            self.controls.set_searching("")
+            return
+        what = self.document.describe_selection()
+        self.controls.set_searching(f"Searching: {what or 'the whole sketch (nothing selected)'}")
 
     def _on_control_changed(self, what: str) -> None:
         if what == "threshold":  # no model, no product: re-cut what is shown
@@ -509,6 +524,8 @@ class PhotoSearch(QObject):
             if self.viewer is not None:
                 self.viewer.refresh(crf=self.controls.options().crf)
         else:  # mode, text, alpha, compose
+            if what == "mode":
+                self._show_searching()
             self.request_query(what)
 
     # -- errors ------------------------------------------------------------------------------
@@ -572,8 +589,6 @@ class PhotoSearch(QObject):
         v.raise_()
 
     def _model_manager(self) -> ModelManagerDialog:
-        from PySide6.QtCore import Qt
-
         from sketchpad.ui.model_manager import ModelManagerDialog
 
         dialog = ModelManagerDialog(self.window, preferences=self.preferences)

@@ -124,6 +124,10 @@ class QueryControls(QWidget):
             "A sketch of several objects (a dog beside a frisbee): each group of strokes is "
             "searched for as well as the whole, and the masks are united"
         )
+        self.searching_label = QLabel()  # part mode: what is searched ("sector 1 of 3")
+        self.searching_label.setObjectName("query_searching")
+        self.searching_label.setWordWrap(True)
+        self.searching_label.hide()
         self.status_label = QLabel()
         self.status_label.setObjectName("query_status")
         self.status_label.setWordWrap(True)
@@ -150,6 +154,7 @@ class QueryControls(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.compose_box)
         layout.addWidget(self.crf_box)
+        layout.addWidget(self.searching_label)
         layout.addWidget(self.status_label)
         layout.addWidget(self.error_label)
         layout.addStretch(1)
@@ -236,6 +241,11 @@ class QueryControls(QWidget):
 
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
+
+    def set_searching(self, text: str) -> None:
+        """Say what is searched ("Searching: 2 strokes"); "" hides the line."""
+        self.searching_label.setText(text)
+        self.searching_label.setVisible(bool(text))
 
     def show_error(self, text: str) -> None:
         self.error_label.setText(text)

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sketchpad.sketch.model import Sketch, Stroke
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,44 @@ def stored_entries(metadata: Mapping[str, Any]) -> tuple[LabelEntry, ...]:
             color = next_color(e.color for e in out)
         out.append(LabelEntry(name, str(color)))
     return tuple(out)
+
+
+def with_part_labels(sketch: Sketch) -> Sketch:
+    """An imported part-labelled drawing (SPG: per-point part indices, ``metadata["part_names"]``)
+    with each stroke labelled by its most frequent part and the parts as the label table, so
+    they show as labels with colours; any other sketch (or one whose strokes already carry
+    labels) is returned as it is. Part indices without a name become "part N"."""
+    if not any(s.point_labels is not None for s in sketch.strokes):
+        return sketch
+    if any(s.label is not None for s in sketch.strokes):
+        return sketch
+    raw_names = sketch.metadata.get("part_names")
+    names = [clean_name(n) for n in raw_names] if isinstance(raw_names, list) else []
+    base = sketch.metadata.get("label_base", 0)
+    base = base if isinstance(base, int) else 0
+
+    def part_name(v: int) -> str:
+        i = v - base
+        return names[i] if 0 <= i < len(names) and names[i] else f"part {v}"
+
+    strokes: list[Stroke] = []
+    used: list[str] = []
+    for s in sketch.strokes:
+        if s.point_labels is None or not len(s.point_labels):
+            strokes.append(s)
+            continue
+        values, counts = np.unique(np.asarray(s.point_labels, dtype=np.int64), return_counts=True)
+        name = part_name(int(values[int(np.argmax(counts))]))
+        if name not in used:
+            used.append(name)
+        strokes.append(s.replace(label=name))
+    order = [n for n in names if n in used] + [n for n in used if n not in names]
+    table: list[LabelEntry] = []
+    for n in order:
+        table.append(LabelEntry(n, next_color(e.color for e in table)))
+    metadata = dict(sketch.metadata)
+    metadata[LABELS_KEY] = [e.to_json() for e in table]
+    return sketch.replace(strokes=tuple(strokes), metadata=metadata)
 
 
 def effective_entries(sketch: Sketch) -> tuple[LabelEntry, ...]:

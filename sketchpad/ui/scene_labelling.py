@@ -15,11 +15,12 @@ says how they are stored):
 Runs go to a :class:`~sketchpad.engine.labelling.LabellingService` (requests on the one
 inference engine, which labels with the CLIP model the user chose). A
 result is applied only if the drawing's geometry and the label names are still those it was
-asked for; otherwise it is dropped (and asked again when re-labelling after edits is on, or an
-export waits for it). Re-labelling after edits waits for a pause (``AUTO_DELAY_MS``) after any
+asked for; otherwise it is dropped (and asked again when re-labelling after edits is on).
+Re-labelling after edits waits for a pause (``AUTO_DELAY_MS``) after any
 change of the strokes' geometry (a pen-up, an erase, an undo); label-only changes do not
 trigger it, and its result is not applied while Redo is available (a new step would drop the
-redo history; after an undo the strokes have the labels of that state already).
+redo history; after an undo the strokes have the labels of that state already). Its labels join
+the step that caused them (the user's stroke, erase …): one Ctrl+Z undoes both.
 
 A bitmap sketch is labelled per ink component: its labels are not stroke fields, so they live
 in the current result only, shown as an overlay (:mod:`sketchpad.ui.scene_overlay`) and
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # the engine's requests import OpenCV: not at start-up
 log = logging.getLogger(__name__)
 
 AUTO_DELAY_MS = 600  # re-label after edits: this long after the last change
-Trigger = Literal["user", "auto", "export"]
+Trigger = Literal["user", "auto"]
 
 
 class SceneLabelling(QObject):
@@ -96,7 +97,6 @@ class SceneLabelling(QObject):
         self._pending: dict[int, tuple[Trigger, GeometryKey]] = {}
         self._requested_key: GeometryKey | None = None
         self._epoch_generation = 0  # requests before the last document reset are dropped
-        self._pending_export: Path | None = None
         self._isolated: str | None = None
         self._threshold: float | None = None
         self._color_by_label = True
@@ -338,9 +338,7 @@ class SceneLabelling(QObject):
             return  # asked for the drawing that was open before
         sketch = self.document.sketch
         if key != self._key(sketch) or result.request.labels != self.names:
-            if self._pending_export is not None:
-                self._request(trigger)
-            elif self._auto:
+            if self._auto:
                 self._debounce.start()
             else:
                 self.status.emit(
@@ -360,7 +358,10 @@ class SceneLabelling(QObject):
                     "press Label to update them."
                 )
                 return
-            self.document.apply(SketchEdit.replace(sketch, repl), "Label strokes")
+            edit = SketchEdit.replace(sketch, repl)
+            # Automatic labels belong to the edit that caused them: one undo step.
+            if trigger != "auto" or not self.document.amend_last(edit):
+                self.document.apply(edit, "Label strokes")
         self._result = result
         self._update_canvas()
         self.counts_changed.emit()
@@ -370,14 +371,10 @@ class SceneLabelling(QObject):
             f"Labelled {n} {self.unit(n)} with {len(labels.labels)} labels in "
             f"{result.seconds:.1f} s ({result.backbone_id})."
         )
-        if self._pending_export is not None:
-            folder, self._pending_export = self._pending_export, None
-            self._write_export(folder)
 
     def _on_failed(self, generation: int, kind: str, message: str) -> None:
         trigger, _ = self._pending.pop(generation, ("user", None))
         self._pending.clear()
-        self._pending_export = None
         if generation <= self._epoch_generation:
             return
         if kind == "weights":
@@ -415,7 +412,6 @@ class SceneLabelling(QObject):
     def _on_document_reset(self) -> None:
         self._debounce.stop()
         self._pending.clear()
-        self._pending_export = None
         self._epoch_generation = self.service.latest_generation
         self._result = None
         self._requested_key = None
@@ -426,28 +422,22 @@ class SceneLabelling(QObject):
 
     # -- export ------------------------------------------------------------------------------
     def export_labels(self, folder: Path) -> bool:
-        """Write the labelled drawing into ``folder`` (JSON, SVG, label map, CSV, isolation
-        masks; each atomically). Without a labelling that fits the drawing, one is run first
-        and the export follows it. True when written now or started."""
-        if self.fresh_result() is not None:
-            return self._write_export(Path(folder))
-        self._pending_export = Path(folder)
-        if self._request("export") is None:
-            self._pending_export = None
-            return False
-        self.status.emit("Labelling before the export…")
-        return True
+        """Write the labelled drawing as it is shown into ``folder``, created if needed (JSON,
+        SVG, label map, CSV, isolation masks; each atomically). It never runs the labeller:
+        with a labelling that fits the drawing, that one (with the hand relabels); otherwise
+        the strokes' own labels (imported, or given by hand). True when written."""
+        return self._write_export(Path(folder))
 
     def _write_export(self, folder: Path) -> bool:
         from sketchpad.atomic import SaveError
 
+        sketch = self.document.sketch
         r = self.fresh_result()
-        if r is None:
+        if r is None and (sketch.is_raster or not any(s.label for s in sketch.strokes)):
+            self.status.emit("Nothing is labelled yet: press Label first, then export.")
             return False
         try:
-            written = write_label_export(
-                folder, self.document.sketch, r, self._entries, self._threshold
-            )
+            written = write_label_export(folder, sketch, r, self._entries, self._threshold)
         except SaveError as e:
             log.warning("label export failed: %s", e)
             self.error.emit(

@@ -220,7 +220,16 @@ class ScenePanel(QDockWidget):
         return CANCEL if chosen is None else chosen.data()
 
     def _ask_export_folder(self, start: str) -> Path | None:
-        name = QFileDialog.getExistingDirectory(self, "Export Labels to Folder", start)
+        """A folder for the export: an existing one, or a new name (the export makes it)."""
+        doc_path = self.controller.document.path
+        stem = doc_path.stem if doc_path is not None else "drawing"
+        name, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export Labels to Folder (a new name makes a new folder)",
+            str(Path(start) / f"{stem}-labels"),
+            "Folder (*)",
+            options=QFileDialog.Option.DontConfirmOverwrite,
+        )
         return Path(name) if name else None
 
     # -- slots -------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ import pytest
 from PySide6.QtCore import QMimeData, Qt
 from PySide6.QtWidgets import QApplication
 
+from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.io import sketch_from_json_bytes
+from sketchpad.sketch.model import Stroke
 from sketchpad.ui.clipboard import STROKES_MIME
 
 SHIFT = Qt.KeyboardModifier.ShiftModifier
@@ -35,21 +37,48 @@ def test_lasso_whole_selects_touched_strokes(canvas, driver, document, three):
     canvas.grab()  # the selection paints (halo and dashed box)
 
 
-def test_lasso_cut_splits_strokes_undoably(canvas, driver, document, three, qtbot):
+def test_lasso_cut_selects_without_editing_and_searches_the_pieces(
+    canvas, driver, document, three, qtbot
+):
+    from sketchpad.search.spec import LassoPart, resolve_part
+
+    before = document.sketch
     canvas.set_tool("lasso")
     with qtbot.waitSignal(canvas.lasso_mode_changed):
         canvas.lasso_mode = "cut"
     driver.drag(rect_lasso(50, 50, 250.5, 250.5))
-    sketch = document.sketch
-    assert len(sketch) == 5  # strokes 0 and 1 cut in two, stroke 2 untouched
-    inside = [s for s in sketch.strokes if s.id in document.selection]
-    assert len(inside) == 2
-    assert all(s.points[:, 0].max() <= 250.5 + 1e-9 for s in inside)
-    assert document.undo_stack.undoText() == "Lasso cut"
-    document.undo_stack.undo()
-    assert [s.id for s in document.sketch.strokes] == three
+    assert document.sketch is before  # 3 strokes stay 3: selecting is not an edit
+    assert document.undo_stack.count() == 0
+    assert document.selection == {three[0], three[1]}  # the strokes touched, whole
+    part = document.search_part
+    assert isinstance(part, LassoPart) and part.mode == "cut"
+    pieces = resolve_part(document.sketch, part)  # what the search core receives
+    assert len(pieces) == 2 and all(s.points[:, 0].max() <= 250.5 + 1e-9 for s in pieces.strokes)
+    assert document.part_sketch() is document.part_sketch()  # highlighted: the pieces
+    assert len(document.part_sketch()) == 2
+    assert document.describe_selection() == "the lasso's inside (2 strokes cut)"
+    canvas.grab()  # the pieces paint highlighted
+    driver.drag(rect_lasso(50, 250, 250, 350), mods=SHIFT)  # Shift adds: whole strokes
+    assert document.selection == set(three) and document.selection_part is None
+    assert document.sketch is before
     with pytest.raises(ValueError):
         canvas.lasso_mode = "loose"
+
+
+def test_four_strokes_stay_four_whatever_is_selected(canvas, driver, document, three, line):
+    stroke = Stroke(points=line(100, 500, 700, 500))
+    document.apply(SketchEdit.add(document.sketch, [stroke]), "Draw stroke")
+    assert len(document.sketch) == 4
+    canvas.set_tool("lasso")
+    canvas.lasso_mode = "cut"
+    driver.drag(rect_lasso(50, 50, 400.5, 550.5))
+    canvas.set_tool("partition")
+    for k_point in ((400, 560), (400, 100), (100, 300)):
+        driver.click(*k_point)
+    canvas.partition_n = 3
+    driver.click(600, 400)
+    assert len(document.sketch) == 4
+    assert document.undo_stack.count() == 1
 
 
 def test_dragging_the_selection_moves_it_in_one_undo_step(canvas, driver, document, three):

@@ -208,6 +208,44 @@ def test_part_mode_queries_the_selection(window: Any, qtbot: Any, tmp_path: Path
     assert sent[-1].spec.sketch is window.document.sketch  # framed in the whole sketch
 
 
+def test_a_lasso_or_a_sector_is_searched_as_a_part_and_the_window_says_so(
+    window: Any, qtbot: Any, tmp_path: Path
+) -> None:
+    from sketchpad.search.spec import LassoPart, SectorPart
+
+    open_gallery(window, qtbot, tmp_path)
+    sent: list[QueryRequest] = []
+    engine = window.photos.engine
+    submit = engine.submit
+
+    def spy(request: Any) -> int:
+        if isinstance(request, QueryRequest):
+            sent.append(request)
+        return submit(request)
+
+    engine.submit = spy
+    for x in (200.0, 400.0):
+        with qtbot.waitSignal(window.photos.resultShown, timeout=WAIT_MS):
+            draw(window, x)
+    doc, canvas, controls = window.document, window.canvas, window.photos.controls
+    sketch = doc.sketch
+    controls.set_mode("part")
+    assert controls.searching_label.text() == "Searching: the whole sketch (nothing selected)"
+    canvas.set_tool("partition")
+    canvas.partition_n = 3
+    with qtbot.waitSignal(window.photos.resultShown, timeout=WAIT_MS):
+        canvas.tool_object().pick(0)
+    assert sent[-1].spec.part == SectorPart(3, 0, 0.0)
+    assert controls.searching_label.text() == "Searching: sector 1 of 3"
+    canvas.lasso_mode = "cut"
+    poly = np.array([[150.0, 150.0], [260.0, 150.0], [260.0, 300.0], [150.0, 300.0]])
+    with qtbot.waitSignal(window.photos.resultShown, timeout=WAIT_MS):
+        canvas.tool_object("lasso")._select(poly, add=False)
+    assert sent[-1].spec.part == LassoPart(poly, "cut")
+    assert controls.searching_label.text() == "Searching: the lasso's inside (1 stroke cut)"
+    assert doc.sketch is sketch and doc.undo_stack.count() == 2  # two strokes drawn, no more
+
+
 def test_export_decodes_to_exactly_the_masks_shown(window: Any, qtbot: Any, tmp_path: Path) -> None:
     from pycocotools import mask as rle
 

@@ -269,15 +269,16 @@ def test_auto_relabel_after_pen_up_and_undo_keeps_redo(
     window.scene_panel.auto_check.setChecked(True)
     assert window.scene_panel.actions_by_name["auto"].isChecked() and scene.auto_relabel
     qtbot.waitUntil(lambda: labels_of(window) == TRUTH, timeout=10_000)  # the drawing as is
+    steps = stack.count()
     doc.apply(SketchEdit.add(doc.sketch, [Stroke(ring(98, 42, 4), id="new")]), "Draw")
     qtbot.waitUntil(lambda: labels_of(window)[-1] == "dog", timeout=10_000)
-    assert stack.undoText() == "Label strokes"
+    # The automatic labels joined the stroke's step: one Ctrl+Z undoes both.
+    assert stack.undoText() == "Draw" and stack.count() == steps + 1
     calls = backbone.calls
-    stack.undo()  # the labels of the new stroke: no geometry change, no run
-    stack.undo()  # the stroke itself: runs again
+    stack.undo()  # the stroke and its labels: the geometry changed, a run (not applied)
+    assert labels_of(window) == TRUTH
     qtbot.waitUntil(lambda: backbone.calls == calls + 1 and not scene.is_busy, timeout=10_000)
     assert stack.canRedo() and labels_of(window) == TRUTH
-    stack.redo()
     stack.redo()
     assert labels_of(window)[-1] == "dog"
 
@@ -290,15 +291,47 @@ def test_auto_relabel_never_drops_the_redo_history(
     doc.apply(SketchEdit.add(doc.sketch, [Stroke(ring(98, 42, 4), id="new")]), "Draw")
     scene.set_auto_relabel(True)
     qtbot.waitUntil(lambda: labels_of(window)[-1] == "dog", timeout=10_000)
-    stack.undo()  # the labelling
-    stack.undo()  # the stroke: a run whose labels differ from the (unlabelled) strokes
+    stack.undo()  # the stroke with its labels: a run whose labels differ from the strokes'
     calls = backbone.calls
     qtbot.waitUntil(lambda: backbone.calls == calls + 1 and not scene.is_busy, timeout=10_000)
     assert labels_of(window) == [None] * 5 and stack.canRedo()
     assert "Redo stays available" in window.scene_panel.status_label.text()
     stack.redo()
-    stack.redo()
     assert labels_of(window) == [*TRUTH, "dog"]
+
+
+def test_a_pen_stroke_and_its_automatic_labels_are_one_undo_step(
+    window: MainWindow, qtbot: Any
+) -> None:
+    scene, doc = window.scene, window.document
+    scene.add_labels(QUADRANTS)
+    scene.set_auto_relabel(True)
+    qtbot.waitUntil(lambda: labels_of(window) == TRUTH, timeout=10_000)
+    canvas = window.canvas
+    canvas.set_tool("pen")
+    pts = ring(98, 42, 4)
+    left, none = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    for i, (x, y) in enumerate(pts):
+        kind = QEvent.Type.MouseButtonPress if i == 0 else QEvent.Type.MouseMove
+        pos = QPointF(*canvas.view.to_view(x, y))
+        QApplication.sendEvent(
+            canvas, QMouseEvent(kind, pos, canvas.mapToGlobal(pos), left, left, none)
+        )
+    QApplication.sendEvent(
+        canvas,
+        QMouseEvent(
+            QEvent.Type.MouseButtonRelease,
+            pos,
+            canvas.mapToGlobal(pos),
+            left,
+            Qt.MouseButton.NoButton,
+            none,
+        ),
+    )
+    assert len(doc.sketch.strokes) == 6
+    qtbot.waitUntil(lambda: labels_of(window)[-1] == "dog", timeout=10_000)
+    window.canvas.edit_actions()["undo"].trigger()  # the first Ctrl+Z
+    assert len(doc.sketch.strokes) == 5 and labels_of(window) == TRUTH
 
 
 def test_labeller_exception_shows_an_error_and_the_next_run_works(
@@ -469,15 +502,23 @@ def test_labels_survive_save_open_and_autosave(
     assert other.scene_panel.model.index(1).data() == "dog (2)"
 
 
-def test_export_writes_the_files(window: MainWindow, qtbot: Any, tmp_path: Path) -> None:
+def test_export_writes_the_files(
+    window: MainWindow, backbone: GatedBackbone, qtbot: Any, tmp_path: Path
+) -> None:
     scene, panel = window.scene, window.scene_panel
     scene.add_labels(QUADRANTS)
-    out = tmp_path / "out"
+    out = tmp_path / "new" / "out"  # not there yet: the export makes it
     panel._ask_export_folder = lambda start: out  # type: ignore[method-assign]
     written: list[list[Path]] = []
     scene.exported.connect(written.append)
-    panel.actions_by_name["export"].trigger()  # no labelling yet: one runs, then the export
-    qtbot.waitUntil(lambda: bool(written), timeout=10_000)
+    calls = backbone.calls
+    panel.actions_by_name["export"].trigger()  # nothing labelled: nothing run, nothing written
+    assert not written and backbone.calls == calls and not scene.is_busy
+    assert "press Label first" in panel.status_label.text()
+    run_labelling(window, qtbot)
+    calls = backbone.calls
+    panel.actions_by_name["export"].trigger()
+    assert len(written) == 1 and backbone.calls == calls
     names = {p.name for p in written[0]}
     assert {"labelled.json", "labelled.svg", "label_map.png", "strokes.csv"} <= names
     assert {f"isolated-{n}.png" for n in QUADRANTS} <= names
@@ -494,6 +535,51 @@ def test_export_writes_the_files(window: MainWindow, qtbot: Any, tmp_path: Path)
     assert meta["hand_labelled"] == ["tl"]
     rows = (out / "strokes.csv").read_text(encoding="utf-8").splitlines()
     assert rows[1].split(",")[1:3] == ["tl", "dog"]
+
+    # An edit after the labelling: the export writes what is shown, the labeller is not run.
+    shown = window.document.sketch
+    window.document.apply(SketchEdit.add(shown, [Stroke(ring(98, 42, 4), id="new")]), "Draw")
+    calls = backbone.calls
+    panel.actions_by_name["export"].trigger()
+    assert len(written) == 3 and backbone.calls == calls and not scene.is_busy
+    assert labels_of(window) == ["dog", *TRUTH[1:], None]  # the labels on screen unchanged
+    doc = json.loads((out / "labelled.json").read_text(encoding="utf-8"))
+    assert [s.get("label") for s in doc["strokes"]] == ["dog", *TRUTH[1:], None]
+    assert doc["metadata"]["scene_labels"]["backbone"] is None
+
+
+def test_spg_part_labels_show_as_coloured_labels_and_export(
+    window: MainWindow, backbone: GatedBackbone, qtbot: Any, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    parts = ["head", "body", "legs"]
+    (tmp_path / "cat.txt").write_text("\n".join(parts) + "\n", encoding="utf-8")
+    strokes = [
+        [[10, 60, 110], [10, 20, 10], [0, 0, 0]],  # head
+        [[20, 120, 120, 20], [60, 60, 140, 140], [1, 1, 1, 0]],  # body (mostly)
+        [[40, 40], [150, 240], [2, 2]],  # legs
+    ]
+    line = json.dumps({"key_id": "1", "drawing": strokes})
+    (tmp_path / "cat.ndjson").write_text(line + "\n", encoding="utf-8")
+    assert window.open_path(tmp_path / "cat.ndjson")
+    assert labels_of(window) == ["head", "body", "legs"]
+    scene = window.scene
+    assert scene.names == ("head", "body", "legs")
+    assert [scene.count(n) for n in parts] == [1, 1, 1]
+    legend = window.scene_panel.list_view.model()
+    assert legend.rowCount() >= 3
+    colors = [e.color for e in scene.entries]
+    assert len(set(colors)) == 3
+    assert canvas_rgb(window.canvas, 60, 20) == QColor(colors[0]).getRgb()[:3]  # head's colour
+    out = tmp_path / "labels"
+    calls = backbone.calls
+    assert scene.export_labels(out) and backbone.calls == calls  # no labeller run
+    doc = json.loads((out / "labelled.json").read_text(encoding="utf-8"))
+    assert [s["label"] for s in doc["strokes"]] == parts
+    legs = np.asarray(Image.open(out / "isolated-legs.png")) > 0
+    head = np.asarray(Image.open(out / "isolated-head.png")) > 0
+    assert legs.any() and head.any() and not (legs & head).any()
 
 
 def test_export_failure_names_the_path_and_reason(

@@ -8,6 +8,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 
+from sketchpad.search.spec import LassoPart
 from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.geometry import lasso_select, selection_bbox, translate
 from sketchpad.sketch.model import Sketch
@@ -21,8 +22,10 @@ GRAB_MARGIN_VIEW = 4.0  # the selection box is grabbable this far outside it (vi
 class LassoTool(Tool):
     """Press inside the selection's bounding box and drag: move the selection ("Move",
     one undo step per drag). Press elsewhere and drag: draw a lasso; on release select
-    with the settings' ``lasso_mode`` (``cut`` first pushes a "Lasso cut" step). Shift
-    adds to the selection. A click outside the selection clears it."""
+    with the settings' ``lasso_mode``: the strokes it touches are selected, and ``cut``
+    records the lasso as the part searched (its pieces are highlighted); the drawing is
+    never edited by selecting. Shift adds to the selection (whole strokes). A click outside
+    the selection clears it."""
 
     name = "lasso"
 
@@ -113,22 +116,33 @@ class LassoTool(Tool):
 
     def _select(self, polygon: np.ndarray, add: bool) -> None:
         doc = self.document
-        before = doc.selection
-        result = lasso_select(doc.sketch, polygon, self.host.settings.lasso_mode)
-        if result.replacements:
-            doc.apply(SketchEdit.replace(doc.sketch, result.replacements), "Lasso cut")
-        ids = set(result.selected_ids)
+        mode = self.host.settings.lasso_mode
+        result = lasso_select(doc.sketch, polygon, mode)
+        chosen = set(result.selected_ids)
+        # A cut stroke is selected whole (Move, Delete act on it); its pieces inside the
+        # lasso are what is searched and highlighted.
+        ids = (chosen - {p.id for v in result.replacements.values() for p in v}) | {
+            sid
+            for sid, pieces in result.replacements.items()
+            if any(p.id in chosen for p in pieces)
+        }
+        part = LassoPart(polygon, "cut") if result.replacements and ids else None
         if add:
-            ids |= before  # a stroke that was cut is gone: set_selection drops dead ids
-        doc.set_selection(ids)
+            ids |= doc.selection
+            part = None  # a union of selections: whole strokes
+        doc.set_selection(ids, part)
 
     def _bounds(self) -> tuple[float, float, float, float]:
         return rect_around(self._polygon, self.host.view.length_to_canvas(3.0))
 
     def paint_overlay(self, painter: QPainter, view: ViewTransform) -> None:
-        if len(self._polygon) < 2:
+        points: np.ndarray | list[tuple[float, float]] = self._polygon
+        part = self.document.selection_part
+        if len(points) < 2 and isinstance(part, LassoPart):
+            points = part.polygon  # the lasso that cut the searched part stays shown
+        if len(points) < 2:
             return
-        poly = QPolygonF([QPointF(*view.to_view(x, y)) for x, y in self._polygon])
+        poly = QPolygonF([QPointF(*view.to_view(x, y)) for x, y in points])
         painter.save()
         painter.setBrush(QColor(0, 120, 215, 30))
         painter.setPen(QPen(QColor(255, 255, 255), 1.0))

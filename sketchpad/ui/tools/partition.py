@@ -1,20 +1,20 @@
 """The partition tool (DESIGN §3, seed 000 §4.5): n sectors around the sketch's centroid.
 
-Drag to rotate the sector lines; click inside a sector to pick it: strokes crossing a
-boundary are split there ("Split at partition", one undo step, only when something is
-cut) and the sector's strokes become the selection.
+Drag to rotate the sector lines; click inside a sector to pick it: the strokes with a piece
+in it are selected and the sector is the part searched (:class:`SectorPart`); the drawing is
+never edited by picking (strokes crossing a boundary are cut only in the query). Rotating
+the lines or changing their number ends the pick.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 
-from sketchpad.sketch.edit import SketchEdit
+from sketchpad.search.spec import SectorPart
 from sketchpad.sketch.geometry import partition_sketch, sector_boundary_angles, sector_of_point
 from sketchpad.sketch.model import Sketch
 from sketchpad.ui.tools.base import PointerInput, Tool, ToolHost, is_click
@@ -38,16 +38,6 @@ def sector_polygon(
     return np.vstack([np.asarray(center, dtype=np.float64)[None], rim])
 
 
-@dataclass(frozen=True)
-class _Pick:
-    """The sector picked by the last click, valid while nothing it depends on changes."""
-
-    k: int
-    n: int
-    theta1: float
-    selection: frozenset[str]
-
-
 class PartitionTool(Tool):
     """See the module docstring. ``n`` and θ₁ live in the host's settings."""
 
@@ -58,12 +48,10 @@ class PartitionTool(Tool):
         self._center_for: tuple[Sketch, tuple[float, float]] | None = None
         self._press: PointerInput | None = None
         self._drag: tuple[float, float] | None = None  # (press angle, θ₁ at the press)
-        self._pick: _Pick | None = None
 
     @property
     def center(self) -> tuple[float, float]:
-        """The centre for the current sketch. After our own split it stays where it was,
-        although the inserted cut points move the centroid slightly."""
+        """The centre for the current sketch (the one :class:`SectorPart` uses)."""
         sketch = self.document.sketch
         if self._center_for is None or self._center_for[0] is not sketch:
             self._center_for = (sketch, partition_center(sketch))
@@ -71,12 +59,15 @@ class PartitionTool(Tool):
 
     @property
     def picked_sector(self) -> int | None:
-        """The sector picked by the last click, while it is still the selection."""
+        """The sector picked by the last click, while it is still the selection's part."""
         s = self.host.settings
-        pick = self._pick
-        if pick is None or (pick.n, pick.theta1) != (s.partition_n, s.partition_theta1):
+        part = self.document.selection_part
+        if not isinstance(part, SectorPart) or (part.n, part.theta) != (
+            s.partition_n,
+            s.partition_theta1,
+        ):
             return None
-        return pick.k if pick.selection == self.document.selection else None
+        return part.k
 
     def _angle(self, p: PointerInput) -> float:
         cx, cy = self.center
@@ -115,18 +106,13 @@ class PartitionTool(Tool):
         return s.partition_n, s.partition_theta1
 
     def pick(self, k: int) -> None:
-        """Split the sketch at the sector lines (undoable, if anything is cut) and select
-        sector ``k``."""
+        """Select the strokes with a piece in sector ``k`` and make the sector the part
+        searched; the strokes are not edited."""
         doc = self.document
-        center = self.center
         n, theta1 = self._n_theta()
-        part = partition_sketch(doc.sketch, n, theta1, center=center)
-        replacements = part.replacements
-        if replacements:
-            doc.apply(SketchEdit.replace(doc.sketch, replacements), "Split at partition")
-            self._center_for = (doc.sketch, center)
-        doc.set_selection(part.sector_ids(k))
-        self._pick = _Pick(k, n, theta1, doc.selection)
+        partition = partition_sketch(doc.sketch, n, theta1, center=self.center)
+        ids = {p.source_id for p in partition.pieces if p.sector == k}
+        doc.set_selection(ids, SectorPart(n, k, theta1))
         self.host.request_update()
 
     def paint_overlay(self, painter: QPainter, view: ViewTransform) -> None:
