@@ -26,6 +26,11 @@ MAX_POINTS = 1_000_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
 #: Longest single line of an ndjson file.
 MAX_LINE_BYTES = 64 * 1024 * 1024
+#: Largest magnitude of a coordinate, stroke width or canvas side (canvas pixels) a file
+#: may give. Beyond it a number is absurd for a drawing (a skewX(90), a stray 1e300), and
+#: float64 arithmetic on it (rasterising, framing, int conversion) is no longer exact to a
+#: pixel, so it is refused on reading rather than carried into exports.
+MAX_COORDINATE = 1e9
 
 MEMORY_PATH = Path("<memory>")
 
@@ -92,6 +97,23 @@ def read_file_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
+def iter_chunks(path: Path, size: int = 1 << 20, limit: int = MAX_FILE_BYTES) -> Iterator[bytes]:
+    """The file in pieces of ``size`` bytes, streamed; more than ``limit`` bytes is an error."""
+    with open_for_reading(path) as f:
+        total = 0
+        while True:
+            try:
+                chunk = f.read(size)
+            except OSError as e:
+                raise SketchFileError(path, os_reason(e)) from e
+            if not chunk:
+                return
+            total += len(chunk)
+            if total > limit:
+                raise SketchFileError(path, f"is over the {_mib(limit)} size limit")
+            yield chunk
+
+
 def iter_lines(path: Path, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """The file's lines (bytes, newline kept), streamed; a line over ``limit`` is an error."""
     with open_for_reading(path) as f:
@@ -150,25 +172,64 @@ def check_index(path: Path, index: int, count: int) -> None:
         raise SketchFileError(path, f"drawing index must be an integer, got {index!r}")
     if not 0 <= index < count:
         noun = "drawing" if count == 1 else "drawings"
-        raise SketchFileError(
-            path, f"has {count} {noun}; drawing index {index} is out of range"
-        )
+        raise SketchFileError(path, f"has {count} {noun}; drawing index {index} is out of range")
 
 
 def make_stroke(path: Path, where: str, **fields: Any) -> Stroke:
-    """A Stroke, with its validation error turned into a SketchFileError naming ``where``."""
+    """A Stroke, with its validation error turned into a SketchFileError naming ``where``.
+
+    Coordinates and widths beyond ``MAX_COORDINATE`` are refused too.
+    """
     try:
-        return Stroke(**fields)
+        stroke = Stroke(**fields)
     except (ValueError, TypeError, OverflowError) as e:
         raise SketchFileError(path, f"{where}: {e}") from e
+    big = float(np.abs(stroke.points).max())
+    if big > MAX_COORDINATE:
+        raise SketchFileError(
+            path,
+            f"{where}: a coordinate of {big:.6g} is out of range (at most "
+            f"{MAX_COORDINATE:.0e} pixels from the origin)",
+        )
+    if stroke.width > MAX_COORDINATE:
+        raise SketchFileError(
+            path, f"{where}: a stroke width of {stroke.width:.6g} is out of range"
+        )
+    return stroke
 
 
 def make_sketch(path: Path, **fields: Any) -> Sketch:
-    """A Sketch, with its validation error turned into a SketchFileError."""
+    """A Sketch, with its validation error turned into a SketchFileError.
+
+    A canvas side beyond ``MAX_COORDINATE`` is refused too.
+    """
     try:
-        return Sketch(**fields)
+        sketch = Sketch(**fields)
     except (ValueError, TypeError, OverflowError) as e:
         raise SketchFileError(path, str(e)) from e
+    if max(sketch.width, sketch.height) > MAX_COORDINATE:
+        raise SketchFileError(
+            path,
+            f"its canvas of {sketch.width:.6g} × {sketch.height:.6g} pixels is out of range "
+            f"(at most {MAX_COORDINATE:.0e} a side)",
+        )
+    return sketch
+
+
+def check_coordinates(sketch: Sketch, path: Path, format_name: str) -> None:
+    """Writers refuse sketches whose coordinates they could not write exactly.
+
+    A sketch read from a file is always within ``MAX_COORDINATE``; one built in memory
+    might not be.
+    """
+    for k, s in enumerate(sketch.strokes):
+        big = float(np.abs(s.points).max())
+        if big > MAX_COORDINATE:
+            raise SketchFileError(
+                path,
+                f"stroke {k} has a coordinate of {big:.6g}, too large to save as {format_name} "
+                f"(at most {MAX_COORDINATE:.0e} pixels from the origin)",
+            )
 
 
 def require_strokes(sketch: Sketch, path: Path, format_name: str) -> None:

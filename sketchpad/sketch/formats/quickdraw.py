@@ -102,6 +102,10 @@ def _numbers(path: Path, where: str, value: Any) -> np.ndarray:
     return a
 
 
+#: Largest point label read (SPG has a few dozen parts); beyond it int64 conversion is not exact.
+_MAX_POINT_LABEL = 2**31
+
+
 def _record_to_sketch(path: Path, rec: dict[str, Any], lineno: int, index: int) -> Sketch:
     is_raw = any(k in rec for k in _RAW_FIELDS)
     strokes_doc = rec["drawing"]
@@ -132,6 +136,10 @@ def _record_to_sketch(path: Path, rec: dict[str, Any], lineno: int, index: int) 
         if len(lists) == 3:
             third = lists[2]
             if not is_raw and (third.dtype.kind in "iu" or np.all(np.mod(third, 1) == 0)):
+                if third.size and np.abs(third).max() > _MAX_POINT_LABEL:
+                    raise SketchFileError(
+                        path, f"{where}: a point label of {np.abs(third).max():.6g} is out of range"
+                    )
                 fields["point_labels"] = third.astype(np.int64)
                 any_labels = True
             else:

@@ -29,6 +29,9 @@ from typing import Any, cast
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
+from defusedxml.ElementTree import ParseError as DefusedParseError
 
 from ..model import DEFAULT_COLOR, Sketch, Stroke, new_stroke_id
 from . import svg_path
@@ -38,10 +41,10 @@ from ._common import (
     check_index,
     check_point_count,
     format_number,
+    iter_chunks,
     make_sketch,
     make_stroke,
     plural,
-    read_file_bytes,
     require_strokes,
     with_warnings,
 )
@@ -50,19 +53,55 @@ EXTENSIONS = (".svg",)
 
 _SVG_NS = "http://www.w3.org/2000/svg"
 #: Containers whose content is never drawn directly.
-_NOT_RENDERED = {"defs", "clipPath", "mask", "marker", "pattern", "symbol", "style", "script",
-                 "metadata", "title", "desc", "linearGradient", "radialGradient", "filter"}
+_NOT_RENDERED = {
+    "defs",
+    "clipPath",
+    "mask",
+    "marker",
+    "pattern",
+    "symbol",
+    "style",
+    "script",
+    "metadata",
+    "title",
+    "desc",
+    "linearGradient",
+    "radialGradient",
+    "filter",
+}
 _SHAPES = {"path", "polyline", "polygon", "line", "rect", "circle", "ellipse"}
 _IGNORED_CONTENT = {"text", "image", "use", "foreignObject"}
 _NAMED_COLORS = {
-    "black": "#000000", "white": "#ffffff", "red": "#ff0000", "green": "#008000",
-    "blue": "#0000ff", "yellow": "#ffff00", "cyan": "#00ffff", "magenta": "#ff00ff",
-    "gray": "#808080", "grey": "#808080", "orange": "#ffa500", "purple": "#800080",
-    "brown": "#a52a2a", "pink": "#ffc0cb", "navy": "#000080", "lime": "#00ff00",
+    "black": "#000000",
+    "white": "#ffffff",
+    "red": "#ff0000",
+    "green": "#008000",
+    "blue": "#0000ff",
+    "yellow": "#ffff00",
+    "cyan": "#00ffff",
+    "magenta": "#ff00ff",
+    "gray": "#808080",
+    "grey": "#808080",
+    "orange": "#ffa500",
+    "purple": "#800080",
+    "brown": "#a52a2a",
+    "pink": "#ffc0cb",
+    "navy": "#000080",
+    "lime": "#00ff00",
 }
 #: Label colours of the exported ``<style>`` block (Tableau 10), reused in order.
-_LABEL_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_LABEL_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 _LENGTH = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(px)?\s*$")
 
 
@@ -82,10 +121,70 @@ class _Context:
 # ---------------------------------------------------------------- reading
 
 
+#: Longest value of an internal entity accepted (the Illustrator prolog's are < 60 chars).
+_MAX_ENTITY_CHARS = 1024
+#: Most entities one file may declare.
+_MAX_ENTITIES = 64
+
+
+class _EntityRefused(ValueError):
+    """An entity declaration outside the accepted policy (see :class:`_SafeXMLParser`)."""
+
+
+class _SafeXMLParser(DefusedXMLParser):
+    """defusedxml's parser with one allowance: *internal* general entities whose value is
+    plain text (no markup, no references), as Adobe Illustrator declares its namespace URIs
+    (``<!ENTITY ns_svg "http://www.w3.org/2000/svg">``, used as ``xmlns="&ns_svg;"``).
+
+    Refused: parameter entities, external (``SYSTEM``/``PUBLIC``) and unparsed entities,
+    values holding ``&``, ``%`` or ``<`` (so no nested expansion: a "billion laughs" file
+    fails at its second entity), values over ``_MAX_ENTITY_CHARS`` and more than
+    ``_MAX_ENTITIES`` of them; external references. Expat's own amplification limit (2.4+)
+    still bounds many references to one entity. All of this is enforced by expat as it
+    decodes, so it holds for every encoding (UTF-16 too).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            target=ET.TreeBuilder(), forbid_dtd=False, forbid_entities=True, forbid_external=True
+        )
+        self.n_entities = 0
+
+    def defused_entity_decl(
+        self,
+        name: str,
+        is_parameter_entity: bool,
+        value: str | None,
+        base: str | None,
+        sysid: str | None,
+        pubid: str | None,
+        notation_name: str | None,
+    ) -> None:
+        self.n_entities += 1
+        if is_parameter_entity:
+            raise _EntityRefused(f"declares the parameter entity %{name};")
+        if value is None or sysid is not None or pubid is not None or notation_name:
+            raise _EntityRefused(f"declares the external entity &{name};")
+        if any(ch in value for ch in "&%<"):
+            raise _EntityRefused(
+                f"declares the entity &{name}; holding markup or other entities "
+                "(entity expansion attack?)"
+            )
+        if len(value) > _MAX_ENTITY_CHARS or self.n_entities > _MAX_ENTITIES:
+            raise _EntityRefused(f"declares too many or too long entities (&{name};)")
+
+
+#: Expat's error code for its entity amplification limit (XML_ERROR_AMPLIFICATION_LIMIT_BREACH).
+_AMPLIFICATION_BREACH = 43
+_XML_REFUSED = (_EntityRefused, DefusedXmlException)
+#: The pure-Python ElementTree defusedxml builds on has its own ParseError class.
+_PARSE_ERRORS = (ET.ParseError, DefusedParseError)
+
+
 def read_svg(path: Path, index: int = 0) -> Sketch:
     """The strokes of an SVG file; see the module notes."""
     check_index(path, index, 1)
-    return _Reader(path).read(read_file_bytes(path))
+    return _Reader(path).read()
 
 
 class _Reader:
@@ -100,18 +199,32 @@ class _Reader:
         self.stack: list[_Context] = []
         self.canvas: tuple[float, float] | None = None
         self.root_seen = False
+        self.fill_only = 0
 
-    def read(self, data: bytes) -> Sketch:
-        if b"<!ENTITY" in data:
-            raise SketchFileError(self.path, "declares XML entities, which are refused for safety")
-        parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
-        damage: ET.ParseError | None = None
+    def read(self) -> Sketch:
+        parser = _SafeXMLParser()
+        pull: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(
+            events=("start", "end"),
+            _parser=parser,  # internal to ElementTree, but there since 3.4
+        )
+        damage: Exception | None = None
         try:
-            parser.feed(data)
-            self._handle(parser)
-            parser.close()
-            self._handle(parser)
-        except ET.ParseError as e:
+            for chunk in iter_chunks(self.path):
+                pull.feed(chunk)
+                self._handle(pull)
+            pull.close()
+            self._handle(pull)
+        except _XML_REFUSED as e:
+            raise SketchFileError(self.path, f"is refused for safety: {_xml_reason(e)}") from e
+        except svg_path.NumberOutOfRange as e:
+            raise SketchFileError(self.path, str(e)) from e
+        except _PARSE_ERRORS as e:
+            if getattr(e, "code", None) == _AMPLIFICATION_BREACH:
+                raise SketchFileError(
+                    self.path,
+                    "is refused for safety: its entities expand too much "
+                    f"(entity expansion attack?): {e}",
+                ) from e
             damage = e
         if not self.root_seen:
             why = f": {damage}" if damage else ""
@@ -129,6 +242,11 @@ class _Reader:
         if not self.strokes:
             raise SketchFileError(
                 self.path, "has no drawable paths (no <path>, <polyline>, <polygon> or <line>)"
+            )
+        if self.fill_only:
+            self.warnings.append(
+                f"skipped {plural(self.fill_only, 'filled shape')} with no outline "
+                "(a fill is not a stroke)"
             )
         if self.lone_moves:
             self.warnings.append(
@@ -151,6 +269,7 @@ class _Reader:
         )
 
     def _handle(self, parser: ET.XMLPullParser[ET.Element]) -> None:
+        """Handle the queued events (a truncated file keeps the events before the damage)."""
         for item in parser.read_events():
             # events=("start", "end") queues (event, element) pairs only
             event, el = cast("tuple[str, ET.Element]", item)
@@ -175,6 +294,8 @@ class _Reader:
         ctm = parent.ctm
         try:
             local = svg_path.parse_transform(el.get("transform"))
+        except svg_path.NumberOutOfRange as e:
+            raise SketchFileError(self.path, f"<{tag}>: {e}") from e
         except ValueError as e:
             self.warnings.append(f"<{tag}>: ignored a bad transform ({e})")
             local = svg_path.IDENTITY
@@ -182,7 +303,13 @@ class _Reader:
             ctm = ctm @ local
         if tag == "svg":  # nested viewport: place it at its x, y
             x, y = _length(el.get("x")) or 0.0, _length(el.get("y")) or 0.0
-            ctm = ctm @ svg_path.parse_transform(f"translate({x} {y})")
+            ctm = ctm @ svg_path.parse_transform(f"translate({x!r} {y!r})")
+        if not np.abs(ctm).max() <= svg_path.MAX_NUMBER:  # nested transforms multiply up
+            raise SketchFileError(
+                self.path,
+                f"<{tag}>: its transforms together scale or move by more than "
+                f"{svg_path.MAX_NUMBER:.0e}",
+            )
         hidden = parent.hidden or tag in _NOT_RENDERED or el.get("display") == "none"
         ctx = _Context(ctm, _style(el, parent.style), hidden)
         self.stack.append(ctx)
@@ -200,11 +327,13 @@ class _Reader:
         if vb is not None:
             try:
                 x, y, w, h = svg_path.parse_numbers(vb)
-                if w > 0 and h > 0 and np.isfinite([x, y, w, h]).all():
+                if w > 0 and h > 0:
                     self.canvas = (w, h)
                     if x or y:
-                        return svg_path.parse_transform(f"translate({-x} {-y})")
+                        return svg_path.parse_transform(f"translate({-x!r} {-y!r})")
                     return svg_path.IDENTITY
+            except svg_path.NumberOutOfRange as e:
+                raise SketchFileError(self.path, f"viewBox: {e}") from e
             except ValueError:
                 pass
             self.warnings.append(f"ignored the bad viewBox {vb!r}")
@@ -214,8 +343,13 @@ class _Reader:
         return svg_path.IDENTITY
 
     def _shape(self, tag: str, el: ET.Element, ctx: _Context) -> None:
+        if not _has_outline(ctx.style):
+            self.fill_only += 1
+            return
         try:
             d = _as_path_data(tag, el)
+        except svg_path.NumberOutOfRange as e:
+            raise SketchFileError(self.path, f"<{tag}>: {e}") from e
         except ValueError as e:
             self.warnings.append(f"skipped a <{tag}> with bad geometry ({e})")
             return
@@ -223,6 +357,8 @@ class _Reader:
             return
         try:
             subpaths, lone = svg_path.flatten_path(d, ctx.ctm, MAX_POINTS - self.n_points)
+        except svg_path.NumberOutOfRange as e:
+            raise SketchFileError(self.path, f"<{tag}>: {e}") from e
         except svg_path.TooManyPoints as e:
             check_point_count(self.path, self.n_points + e.args[0])
             raise AssertionError("unreachable") from e  # check_point_count raised
@@ -257,17 +393,37 @@ class _Reader:
         )
 
 
+_STYLE_PROPERTIES = ("stroke", "stroke-width", "stroke-opacity", "fill")
+
+
 def _style(el: ET.Element, inherited: dict[str, str]) -> dict[str, str]:
-    """Inherited stroke properties, then presentation attributes, then ``style="…"``."""
+    """Inherited stroke and fill properties, then presentation attributes, then
+    ``style="…"``."""
     style = dict(inherited)
-    for name in ("stroke", "stroke-width", "stroke-opacity"):
+    for name in _STYLE_PROPERTIES:
         if el.get(name) is not None:
             style[name] = el.get(name, "").strip()
     for decl in (el.get("style") or "").split(";"):
         name, _, value = decl.partition(":")
-        if name.strip() in ("stroke", "stroke-width", "stroke-opacity") and value.strip():
+        if name.strip() in _STYLE_PROPERTIES and value.strip():
             style[name.strip()] = value.strip().removesuffix("!important").strip()
     return style
+
+
+def _has_outline(style: dict[str, str]) -> bool:
+    """Whether a shape with this (inherited) style is a stroke of the sketch.
+
+    SVG draws no outline unless ``stroke`` names a paint. Sketch files often give neither
+    stroke nor fill, and are read as outlines; but a shape with a fill and no stroke (a
+    background ``<rect fill="white">``) is a filled area, not a stroke, and so is one with
+    ``stroke="none"``. A filled shape with a stroke keeps its outline.
+    """
+    stroke = style.get("stroke", "").lower()
+    if stroke in ("none", "transparent"):
+        return False
+    if stroke:
+        return True
+    return "fill" not in style
 
 
 def _length(text: str | None) -> float | None:
@@ -332,8 +488,21 @@ def _as_path_data(tag: str, el: ET.Element) -> str | None:
     rx, ry = (num("r"), num("r")) if tag == "circle" else (num("rx"), num("ry"))
     if rx <= 0 or ry <= 0:
         return None
-    return (f"M{cx - rx!r} {cy!r} A{rx!r} {ry!r} 0 1 0 {cx + rx!r} {cy!r} "
-            f"A{rx!r} {ry!r} 0 1 0 {cx - rx!r} {cy!r} Z")
+    return (
+        f"M{cx - rx!r} {cy!r} A{rx!r} {ry!r} 0 1 0 {cx + rx!r} {cy!r} "
+        f"A{rx!r} {ry!r} 0 1 0 {cx - rx!r} {cy!r} Z"
+    )
+
+
+def _xml_reason(e: Exception) -> str:
+    if isinstance(e, _EntityRefused):
+        return f"it {e}"
+    name = type(e).__name__
+    if name == "EntitiesForbidden":
+        return "it declares an unparsed entity"
+    if name == "ExternalReferenceForbidden":
+        return "it refers to an external entity (a file or address outside it)"
+    return f"it has a forbidden XML construct ({name})"
 
 
 # ---------------------------------------------------------------- writing
@@ -395,4 +564,3 @@ def _path_element(s: Stroke, classes: dict[str, str]) -> str:
     attrs.update({"fill": "none", "stroke-linecap": "round", "stroke-linejoin": "round"})
     body = " ".join(f"{k}={quoteattr(str(v))}" for k, v in attrs.items())
     return f"<path {body}/>"
-
