@@ -218,6 +218,8 @@ class _Reader:
             raise SketchFileError(self.path, f"is refused for safety: {_xml_reason(e)}") from e
         except svg_path.NumberOutOfRange as e:
             raise SketchFileError(self.path, str(e)) from e
+        except (LookupError, UnicodeError) as e:  # encoding="…" that Python cannot decode
+            raise SketchFileError(self.path, f"declares a text encoding it is not in: {e}") from e
         except _PARSE_ERRORS as e:
             if getattr(e, "code", None) == _AMPLIFICATION_BREACH:
                 raise SketchFileError(
