@@ -131,6 +131,43 @@ def iter_lines(path: Path, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
             yield line
 
 
+#: Largest names file read (SPG ``<category>.txt``, ``label --labels-file``).
+MAX_NAMES_BYTES = 1024 * 1024
+
+
+def read_names_file(path: Path, *, comments: bool = True) -> list[str]:
+    """One name per line (SPG part names, a labels file): UTF-8 (a BOM is allowed), each line
+    stripped and its inner runs of white space made one space; blank lines and, with
+    ``comments``, lines starting with ``#`` are skipped. Commas are part of a name.
+
+    Raises:
+        SketchFileError: missing, unreadable, over ``MAX_NAMES_BYTES``, or not UTF-8 (the
+            message names the line).
+    """
+    data = read_file_bytes(path, MAX_NAMES_BYTES)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    names = []
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SketchFileError(
+                path, f"line {lineno} is not UTF-8 text (byte {e.start + 1}: {raw[e.start]:#04x})"
+            ) from e
+        name = " ".join(line.split())
+        if name and not (comments and name.startswith("#")):
+            names.append(name)
+    return names
+
+
+def part_names_of(path: Path, value: Any, where: str = '"part_names"') -> list[str]:
+    """A ``part_names`` list read from a file: a list of non-empty strings, or SketchFileError."""
+    if not isinstance(value, list) or not all(isinstance(n, str) and n.strip() for n in value):
+        raise SketchFileError(path, f"{where} must be a list of non-empty strings (part names)")
+    return list(value)
+
+
 def loads_strict(path: Path, data: bytes, where: str = "", bom: bool = True) -> Any:
     """Decode UTF-8 JSON, refusing NaN/Infinity; every failure is a SketchFileError.
 

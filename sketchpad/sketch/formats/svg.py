@@ -6,23 +6,30 @@ within ``svg_path.TOLERANCE`` canvas pixels), ``<polyline>``, ``<polygon>``,
 element or group. Every subpath (each ``M``) becomes a stroke. The canvas is the
 ``viewBox`` (its origin moved to 0, 0), else ``width``/``height`` in pixels, else
 the extent of the points + 1. ``stroke``, ``stroke-width`` (scaled by the transform),
-``stroke-opacity``, ``data-id``/``id`` and ``data-label`` are read when given.
+``stroke-opacity``, ``data-id``/``id`` and ``data-label`` are read when given, and the
+root's ``data-part-names`` (a JSON list) as ``metadata["part_names"]``. A shape with a fill
+and no stroke (``stroke`` none or absent) is a filled area, not a stroke, and is skipped.
 Truncated files (some of Sketchy's lack ``</svg>``) keep the strokes read before the
-damage, with a note in ``metadata["import_warnings"]``. DTDs that declare entities
-are refused (entity expansion attacks).
+damage, with a note in ``metadata["import_warnings"]``. XML goes through defusedxml:
+internal entities of plain text (the Adobe Illustrator prolog) are accepted, every other
+entity and external reference refused; see :class:`_SafeXMLParser`. Numbers that are
+infinite, beyond ``svg_path.MAX_NUMBER``, or put a point beyond ``MAX_COORDINATE`` are
+refused with the file's name.
 
 Writing gives ``<svg xmlns viewBox width height>`` and one ``<path d="M x y L ...">``
 per stroke (``M x y Z`` for a one-point stroke) with its width, colour, id and label;
 labelled strokes get ``class="label-<slug>"`` and a ``<style>`` block colours each
-label distinctly. Numbers are written with ``repr`` (integers without ``.0``), so
-reading back gives exactly the same points. Times, pressure, point labels and
-metadata are not written.
+label distinctly; the part names go in the root's ``data-part-names``. Numbers are
+written with ``repr`` (integers without ``.0``), so reading back gives exactly the same
+points. Times, pressure, point labels and other metadata are not written.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -50,6 +57,8 @@ from ._common import (
 )
 
 EXTENSIONS = (".svg",)
+#: Root attribute holding the sketch's part names (``metadata["part_names"]``) as JSON.
+PART_NAMES_ATTRIBUTE = "data-part-names"
 
 _SVG_NS = "http://www.w3.org/2000/svg"
 #: Containers whose content is never drawn directly.
@@ -200,6 +209,7 @@ class _Reader:
         self.canvas: tuple[float, float] | None = None
         self.root_seen = False
         self.fill_only = 0
+        self.part_names: list[str] | None = None
 
     def read(self) -> Sketch:
         parser = _SafeXMLParser()
@@ -259,9 +269,10 @@ class _Reader:
         if self.canvas is None:
             hi = np.concatenate([s.points for s in self.strokes]).max(axis=0)
             self.canvas = (max(float(hi[0]) + 1, 1.0), max(float(hi[1]) + 1, 1.0))
-        metadata = with_warnings(
-            {"source_format": "svg", "source_file": self.path.name}, self.warnings
-        )
+        metadata: dict[str, Any] = {"source_format": "svg", "source_file": self.path.name}
+        if self.part_names is not None:
+            metadata["part_names"] = self.part_names
+        metadata = with_warnings(metadata, self.warnings)
         return make_sketch(
             self.path,
             strokes=tuple(self.strokes),
@@ -289,6 +300,7 @@ class _Reader:
                     self.path, f"is not an SVG file (its root element is <{tag}>)"
                 )
             self.root_seen = True
+            self._root_part_names(el)
             ctm = self._root_canvas(el)
             self.stack.append(_Context(ctm, _style(el, {}), False))
             return
@@ -321,6 +333,20 @@ class _Reader:
             self._shape(tag, el, ctx)
         elif tag in _IGNORED_CONTENT:
             self.ignored[tag] = self.ignored.get(tag, 0) + 1
+
+    def _root_part_names(self, el: ET.Element) -> None:
+        """``data-part-names`` (a JSON list of strings, as we write it) → the part names."""
+        text = el.get(PART_NAMES_ATTRIBUTE)
+        if text is None:
+            return
+        try:
+            names = json.loads(text)
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise ValueError("not a list of names")
+        except (ValueError, RecursionError) as e:
+            self.warnings.append(f"ignored the bad {PART_NAMES_ATTRIBUTE} ({e})")
+            return
+        self.part_names = names
 
     def _root_canvas(self, el: ET.Element) -> np.ndarray:
         """Set the canvas from the root's viewBox or size; returns the root CTM, which
@@ -516,7 +542,8 @@ def encode_svg(sketch: Sketch, path: Path) -> bytes:
     w, h = format_number(sketch.width), format_number(sketch.height)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<svg xmlns="{_SVG_NS}" viewBox="0 0 {w} {h}" width="{w}" height="{h}">',
+        f'<svg xmlns="{_SVG_NS}" viewBox="0 0 {w} {h}" width="{w}" height="{h}"'
+        f"{part_names_attribute(sketch.metadata)}>",
     ]
     classes = _label_classes(sketch.strokes)
     if classes:
@@ -532,6 +559,15 @@ def encode_svg(sketch: Sketch, path: Path) -> bytes:
         return "\n".join(lines).encode("utf-8")
     except UnicodeEncodeError as e:
         raise SketchFileError(path, f"a stroke label is not valid Unicode text: {e}") from e
+
+
+def part_names_attribute(metadata: Mapping[str, Any]) -> str:
+    """`` data-part-names="[…]"`` for the root ``<svg>`` when the metadata has part names
+    (a JSON list, so names with commas survive), else ""."""
+    names = metadata.get("part_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return ""
+    return f" {PART_NAMES_ATTRIBUTE}={quoteattr(json.dumps(names, ensure_ascii=False))}"
 
 
 def _label_classes(strokes: tuple[Stroke, ...]) -> dict[str, str]:
