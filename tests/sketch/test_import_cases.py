@@ -297,6 +297,14 @@ def test_other_entities_are_refused(tmp_path: Path, decl: str, words: str) -> No
     refused(svg(tmp_path, text), "refused for safety", words)
 
 
+def test_too_many_entities_are_refused(tmp_path: Path) -> None:
+    decls = "".join(f'<!ENTITY e{i} "v">' for i in range(65))
+    text = f"<!DOCTYPE svg [{decls}]><svg {NS}><title>&e1;</title>{LINE}</svg>"
+    refused(svg(tmp_path, text), "refused for safety", "too many")
+    ok = "".join(f'<!ENTITY e{i} "v">' for i in range(64))
+    assert len(read_sketch(svg(tmp_path, f"<!DOCTYPE svg [{ok}]><svg {NS}>{LINE}</svg>")).strokes)
+
+
 def test_external_dtd_subset_is_not_fetched(tmp_path: Path) -> None:
     secret = tmp_path / "secret.dtd"
     secret.write_text('<!ENTITY leak "SECRET">')
