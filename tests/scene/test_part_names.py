@@ -76,6 +76,11 @@ def test_spg_part_names_with_commas_are_read(spg: Path) -> None:
     assert s.metadata["part_names"] == NAMES and part_names(s) == tuple(NAMES)
 
 
+def test_spg_names_are_index_aligned_so_no_line_is_a_comment(spg: Path) -> None:
+    (spg.parent / "alarm_clock.txt").write_text("#1 leg\nscale,number\nhands\n")
+    assert read_sketch(spg).metadata["part_names"] == ["#1 leg", "scale,number", "hands"]
+
+
 @pytest.mark.skipif(not (SPG / "alarm_clock.txt").exists(), reason="no shared SPG data")
 def test_real_spg_alarm_clock_names_keep_their_comma() -> None:
     s = read_sketch(SPG / "alarm_clock_valid.ndjson")
