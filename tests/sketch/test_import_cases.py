@@ -4,6 +4,7 @@ cannot hold a coordinate, streaming point caps and hostile XML. One test per cas
 from __future__ import annotations
 
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,27 @@ def test_absurd_numbers_are_clear_errors(tmp_path: Path, body: str, words: tuple
 def test_absurd_viewbox_is_a_clear_error(tmp_path: Path) -> None:
     refused(svg(tmp_path, f'<svg {NS} viewBox="0 0 1e400 10">{LINE}</svg>'), "viewBox")
     refused(svg(tmp_path, f'<svg {NS} viewBox="0 0 5e9 10">{LINE}</svg>'), "canvas")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("x.ndjson", '{"key_id": "1", "drawing": [[[1, 2], [3, 4], [1e400, 1]]]}\n'),
+        ("x.ndjson", '{"word": "cat", "drawing": [[[1, 2], [3, 4], [0, 1e400]]]}\n'),
+        ("x.ndjson", '{"drawing": [[[1, 1e400], [3, 4]]]}\n'),
+        ("x.json", '{"format": "sketchpad-sketch", "version": 1, "canvas": {"width": 1e400}}'),
+    ],
+)
+def test_json_numbers_that_read_as_infinity_are_clear_errors(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """Python's json reads 1e400 as inf; in a third list it used to end in a RuntimeWarning
+    (NumPy's remainder of inf) before any check saw it."""
+    path = tmp_path / name
+    path.write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        refused(path, "1e400", "too large to represent")
 
 
 def test_huge_coordinates_in_other_formats(tmp_path: Path) -> None:

@@ -183,8 +183,16 @@ def loads_strict(path: Path, data: bytes, where: str = "", bom: bool = True) -> 
     def refuse_constant(name: str) -> NoReturn:
         raise SketchFileError(path, f"{where}contains {name}, which is not a valid number")
 
+    def finite_float(token: str) -> float:
+        v = float(token)
+        if not math.isfinite(v):  # 1e400 reads as infinity
+            raise SketchFileError(
+                path, f"{where}contains the number {token[:40]}, too large to represent (infinite)"
+            )
+        return v
+
     try:
-        return json.loads(text, parse_constant=refuse_constant)
+        return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except json.JSONDecodeError as e:
         raise SketchFileError(path, f"{where}is not valid JSON (damaged or truncated?): {e}") from e
     except RecursionError as e:
