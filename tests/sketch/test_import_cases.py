@@ -162,6 +162,16 @@ def test_npz_export_refuses_what_int_stroke3_cannot_hold(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.parametrize("ext", [".json", ".svg", ".ndjson", ".npz", ".npy", ".png"])
+def test_no_export_writes_what_its_reader_would_refuse(tmp_path: Path, ext: str) -> None:
+    out = tmp_path / f"far{ext}"
+    with pytest.raises(SketchFileError, match="too large to save as") as info:
+        write_sketch(far_sketch(2e9), out)
+    assert out.name in str(info.value) and not out.exists()
+    write_sketch(far_sketch(5e8) if ext not in (".npz", ".png") else far_sketch(50.0), out)
+    assert len(read_sketch(out).strokes) in (0, 1)  # written and read back (PNG: raster)
+
+
 def test_png_export_refuses_unrepresentable_coordinates(tmp_path: Path) -> None:
     with pytest.raises(SketchFileError, match="too large to save as PNG"):
         write_sketch(far_sketch(1e300), tmp_path / "far.png")

@@ -262,18 +262,25 @@ def make_sketch(path: Path, **fields: Any) -> Sketch:
 
 
 def check_coordinates(sketch: Sketch, path: Path, format_name: str) -> None:
-    """Writers refuse sketches whose coordinates they could not write exactly.
+    """Writers refuse sketches whose coordinates they could not write exactly, or that no
+    reader would accept back (beyond ``MAX_COORDINATE``).
 
     A sketch read from a file is always within ``MAX_COORDINATE``; one built in memory
     might not be.
     """
+    if max(sketch.width, sketch.height) > MAX_COORDINATE:
+        raise SketchFileError(
+            path,
+            f"the canvas ({sketch.width:.6g} × {sketch.height:.6g}) is too large to save as "
+            f"{format_name} (at most {MAX_COORDINATE:.0e} pixels a side)",
+        )
     for k, s in enumerate(sketch.strokes):
-        big = float(np.abs(s.points).max())
+        big = max(float(np.abs(s.points).max()), s.width)
         if big > MAX_COORDINATE:
             raise SketchFileError(
                 path,
-                f"stroke {k} has a coordinate of {big:.6g}, too large to save as {format_name} "
-                f"(at most {MAX_COORDINATE:.0e} pixels from the origin)",
+                f"stroke {k} has a coordinate or width of {big:.6g}, too large to save as "
+                f"{format_name} (at most {MAX_COORDINATE:.0e} pixels)",
             )
 
 

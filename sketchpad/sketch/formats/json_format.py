@@ -36,6 +36,7 @@ from ..model import DEFAULT_COLOR, DEFAULT_PEN_WIDTH, Sketch, Stroke
 from ._common import (
     MEMORY_PATH,
     SketchFileError,
+    check_coordinates,
     check_index,
     check_point_count,
     json_number,
@@ -76,6 +77,7 @@ def encode_json(sketch: Sketch, path: Path) -> bytes:
 
 
 def _to_json_bytes(sketch: Sketch, path: Path) -> bytes:
+    check_coordinates(sketch, path, "Sketchpad JSON")
     head = {
         "format": FORMAT_NAME,
         "version": CURRENT_VERSION,

@@ -45,6 +45,7 @@ from . import svg_path
 from ._common import (
     MAX_POINTS,
     SketchFileError,
+    check_coordinates,
     check_index,
     check_point_count,
     format_number,
@@ -539,6 +540,7 @@ def _xml_reason(e: Exception) -> str:
 def encode_svg(sketch: Sketch, path: Path) -> bytes:
     """SVG bytes (UTF-8) of the sketch's strokes; see the module notes."""
     require_strokes(sketch, path, "SVG")
+    check_coordinates(sketch, path, "SVG")
     w, h = format_number(sketch.width), format_number(sketch.height)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
