@@ -172,6 +172,17 @@ def test_no_export_writes_what_its_reader_would_refuse(tmp_path: Path, ext: str)
     assert len(read_sketch(out).strokes) in (0, 1)  # written and read back (PNG: raster)
 
 
+@pytest.mark.parametrize("ext", [".json", ".svg", ".png", ".ndjson", ".npy", ".npz"])
+def test_no_export_writes_a_canvas_its_reader_would_refuse(tmp_path: Path, ext: str) -> None:
+    huge = Sketch(strokes=(Stroke(points=[[1.0, 2.0], [3.0, 4.0]]),), width=2e9, height=10)
+    if ext in (".ndjson", ".npy", ".npz"):  # these formats do not store the canvas
+        write_sketch(huge, tmp_path / f"huge{ext}")
+        assert read_sketch(tmp_path / f"huge{ext}").strokes
+        return
+    with pytest.raises(SketchFileError, match="canvas"):
+        write_sketch(huge, tmp_path / f"huge{ext}")
+
+
 def test_png_export_refuses_unrepresentable_coordinates(tmp_path: Path) -> None:
     with pytest.raises(SketchFileError, match="too large to save as PNG"):
         write_sketch(far_sketch(1e300), tmp_path / "far.png")

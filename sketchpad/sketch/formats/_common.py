@@ -261,14 +261,14 @@ def make_sketch(path: Path, **fields: Any) -> Sketch:
     return sketch
 
 
-def check_coordinates(sketch: Sketch, path: Path, format_name: str) -> None:
+def check_coordinates(sketch: Sketch, path: Path, format_name: str, *, canvas: bool = True) -> None:
     """Writers refuse sketches whose coordinates they could not write exactly, or that no
     reader would accept back (beyond ``MAX_COORDINATE``).
 
     A sketch read from a file is always within ``MAX_COORDINATE``; one built in memory
-    might not be.
+    might not be. ``canvas``: the format stores the canvas size, so it is checked too.
     """
-    if max(sketch.width, sketch.height) > MAX_COORDINATE:
+    if canvas and max(sketch.width, sketch.height) > MAX_COORDINATE:
         raise SketchFileError(
             path,
             f"the canvas ({sketch.width:.6g} × {sketch.height:.6g}) is too large to save as "

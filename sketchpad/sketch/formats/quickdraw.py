@@ -237,7 +237,7 @@ def _add_part_names(
 def encode_ndjson(sketch: Sketch, path: Path) -> bytes:
     """One ndjson line (UTF-8, ending in a newline) for ``sketch``; see the module notes."""
     require_strokes(sketch, path, "Quick, Draw! ndjson")
-    check_coordinates(sketch, path, "Quick, Draw! ndjson")
+    check_coordinates(sketch, path, "Quick, Draw! ndjson", canvas=False)
     md = dict(sketch.metadata)
     pts = sketch.all_points()
     integral = bool(np.all(np.mod(pts, 1) == 0) and np.all(np.abs(pts) < 2**53))
