@@ -96,6 +96,26 @@ def test_absurd_numbers_are_clear_errors(tmp_path: Path, body: str, words: tuple
     refused(svg(tmp_path, HEAD + body + "</svg>"), *words)
 
 
+@pytest.mark.parametrize(
+    "d",
+    [
+        "M0 1 A1 2.929400057373855e-115 0 0 0 0 0",  # found by the fuzzer: ZeroDivisionError
+        "M0 1e3 A1e-190 1e-190 0 0 0 0 0",  # (x / r) ** 2 raised OverflowError
+        "M0 10 A1e-320 1 0 0 0 0 0",
+        "M0 0 A5e-324 5e-324 0 0 1 1 1",
+    ],
+)
+def test_arcs_with_vanishing_radii_read_or_are_refused(tmp_path: Path, d: str) -> None:
+    """Finite points, or (an ellipse scaled up to 1.7e114 to reach its end point, as SVG
+    says) the usual clear refusal: never an arithmetic exception."""
+    path = svg(tmp_path, f'{HEAD}<path stroke="#000" d="{d}"/></svg>')
+    if "e-115" in d:
+        refused(path, "a coordinate of 1.70683e+114 is out of range")
+        return
+    pts = read_sketch(path).strokes[0].points
+    assert np.isfinite(pts).all() and 2 <= len(pts) <= svg_path.MAX_PIECES + 1
+
+
 def test_absurd_viewbox_is_a_clear_error(tmp_path: Path) -> None:
     refused(svg(tmp_path, f'<svg {NS} viewBox="0 0 1e400 10">{LINE}</svg>'), "viewBox")
     refused(svg(tmp_path, f'<svg {NS} viewBox="0 0 5e9 10">{LINE}</svg>'), "canvas")

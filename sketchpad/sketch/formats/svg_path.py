@@ -206,7 +206,8 @@ def arc(
     c, s = math.cos(phi), math.sin(phi)
     dx, dy = (x1 - x2) / 2, (y1 - y2) / 2
     x1p, y1p = c * dx + s * dy, -s * dx + c * dy
-    lam = (x1p / rx) ** 2 + (y1p / ry) ** 2
+    ax, ay = x1p / rx, y1p / ry  # products, not **: a tiny radius overflows to inf, not an error
+    lam = ax * ax + ay * ay
     if lam > 1:
         rx, ry = rx * math.sqrt(lam), ry * math.sqrt(lam)
     num = rx * rx * ry * ry - rx * rx * y1p * y1p - ry * ry * x1p * x1p
@@ -220,13 +221,20 @@ def arc(
     vx, vy = (-x1p - cxp) / rx, (-y1p - cyp) / ry
     theta = _angle(1.0, 0.0, ux, uy)
     delta = _angle(ux, uy, vx, vy)
+    if not all(map(math.isfinite, (cx, cy, rx, ry, theta, delta))):
+        return [p2]  # a degenerate ellipse (radii like 1e-300): the chord, as for a zero radius
     if not sweep and delta > 0:
         delta -= 2 * math.pi
     elif sweep and delta < 0:
         delta += 2 * math.pi
-    r = max(rx, ry)
-    step = 2 * math.acos(1 - tol / r) if r > tol else math.pi / 2
-    n = max(1, min(MAX_PIECES, math.ceil(abs(delta) / step)))
+    x = tol / max(rx, ry)
+    if x >= 1:
+        step = math.pi / 2
+    elif x > 1e-6:
+        step = 2 * math.acos(1 - x)
+    else:  # 1 − x rounds to 1 for tiny x: acos(1 − x) ≈ √(2x)
+        step = 2 * math.sqrt(2 * x)
+    n = max(1, min(MAX_PIECES, math.ceil(abs(delta) / step))) if step > 0 else MAX_PIECES
     out = []
     for i in range(1, n):
         t = theta + delta * i / n
@@ -451,8 +459,8 @@ def flatten_path(
             cmd = sc.command()
     except NumberOutOfRange:
         raise
-    except ValueError as e:
+    except (ValueError, ArithmeticError) as e:  # ArithmeticError: a safety net for odd geometry
         finish()
-        raise PathDataError(str(e), subpaths, lone) from e
+        raise PathDataError(str(e) or type(e).__name__, subpaths, lone) from e
     finish()
     return subpaths, lone
