@@ -97,20 +97,24 @@ def test_absurd_numbers_are_clear_errors(tmp_path: Path, body: str, words: tuple
 
 
 @pytest.mark.parametrize(
-    "d",
+    ("d", "refusal"),
     [
-        "M0 1 A1 2.929400057373855e-115 0 0 0 0 0",  # found by the fuzzer: ZeroDivisionError
-        "M0 1e3 A1e-190 1e-190 0 0 0 0 0",  # (x / r) ** 2 raised OverflowError
-        "M0 10 A1e-320 1 0 0 0 0 0",
-        "M0 0 A5e-324 5e-324 0 0 1 1 1",
+        # found by the fuzzer (ZeroDivisionError): the ellipse is scaled up to 1.7e114 to
+        # reach its end point, as SVG says, so the arc is refused like any absurd coordinate
+        ("M0 1 A1 2.929400057373855e-115 0 0 0 0 0", "a coordinate of 1.70683e+114"),
+        ("M10 0 A1 1e15 0 0 0 0 0", "a coordinate of 5e+15"),  # the second run's find
+        ("M0 1e3 A1e-190 1e-190 0 0 0 0 0", None),  # (x / r) ** 2 raised OverflowError
+        ("M0 10 A1e-320 1 0 0 0 0 0", None),
+        ("M0 0 A5e-324 5e-324 0 0 1 1 1", None),
     ],
 )
-def test_arcs_with_vanishing_radii_read_or_are_refused(tmp_path: Path, d: str) -> None:
-    """Finite points, or (an ellipse scaled up to 1.7e114 to reach its end point, as SVG
-    says) the usual clear refusal: never an arithmetic exception."""
+def test_arcs_with_extreme_radii_read_or_are_refused(
+    tmp_path: Path, d: str, refusal: str | None
+) -> None:
+    """Finite points or the usual clear refusal: never an arithmetic exception."""
     path = svg(tmp_path, f'{HEAD}<path stroke="#000" d="{d}"/></svg>')
-    if "e-115" in d:
-        refused(path, "a coordinate of 1.70683e+114 is out of range")
+    if refusal is not None:
+        refused(path, refusal, "out of range")
         return
     pts = read_sketch(path).strokes[0].points
     assert np.isfinite(pts).all() and 2 <= len(pts) <= svg_path.MAX_PIECES + 1
@@ -158,6 +162,16 @@ def test_huge_coordinates_in_other_formats(tmp_path: Path) -> None:
     npy = tmp_path / "big.npy"
     np.save(npy, np.array([[0.0, 0.0, 0.0], [1e300, 1.0, 1.0]]))
     refused(npy, "out of range")
+
+
+def test_npz_with_a_nameless_zip_entry(tmp_path: Path) -> None:
+    """Found by the fuzzer: ZipInfo.is_dir() raised IndexError on an empty name."""
+    import zipfile
+
+    path = tmp_path / "nameless.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), b"\x93NUMPY")
+    refused(path, "no name")
 
 
 # ---------------------------------------------------------------- exports refuse, never corrupt

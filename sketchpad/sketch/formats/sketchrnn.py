@@ -140,6 +140,8 @@ def _members(path: Path, zf: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo
     """(key, zip entry, number of drawings) in reading order; headers checked."""
     found: dict[str, zipfile.ZipInfo] = {}
     for info in zf.infolist():
+        if not info.filename:  # ZipInfo.is_dir() would raise IndexError
+            raise SketchFileError(path, "holds a zip entry with no name (damaged?)")
         if info.is_dir():
             continue
         if not info.filename.endswith(".npy"):
