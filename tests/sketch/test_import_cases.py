@@ -374,6 +374,12 @@ def test_other_entities_are_refused(tmp_path: Path, decl: str, words: str) -> No
     refused(svg(tmp_path, text), "refused for safety", words)
 
 
+def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    """Found by the fuzzer: encoding="U0TF-8" escaped as LookupError."""
+    text = f'<?xml version="1.0" encoding="U0TF-8"?><svg {NS}>{LINE}</svg>'
+    refused(svg(tmp_path, text), "encoding")
+
+
 def test_too_many_entities_are_refused(tmp_path: Path) -> None:
     decls = "".join(f'<!ENTITY e{i} "v">' for i in range(65))
     text = f"<!DOCTYPE svg [{decls}]><svg {NS}><title>&e1;</title>{LINE}</svg>"
