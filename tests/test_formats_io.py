@@ -25,13 +25,22 @@ from sketchpad.sketch.model import Sketch, Stroke
 
 
 def sketch() -> Sketch:
-    return Sketch(strokes=(Stroke(points=[[1, 2], [30, 40]]), Stroke(points=[[5, 6]])),
-                  width=64, height=48)
+    return Sketch(
+        strokes=(Stroke(points=[[1, 2], [30, 40]]), Stroke(points=[[5, 6]])), width=64, height=48
+    )
 
 
 def test_supported_extensions() -> None:
     assert set(SUPPORTED_READ) == {
-        ".json", ".ndjson", ".npz", ".npy", ".svg", ".png", ".jpg", ".jpeg"}
+        ".json",
+        ".ndjson",
+        ".npz",
+        ".npy",
+        ".svg",
+        ".png",
+        ".jpg",
+        ".jpeg",
+    }
     assert set(SUPPORTED_WRITE) == {".json", ".ndjson", ".npz", ".npy", ".svg", ".png"}
 
 
@@ -105,7 +114,11 @@ def test_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.svg"
     path.write_bytes(b" " * 2048)
     monkeypatch.setattr(_common.read_file_bytes, "__defaults__", (1024,))
+    monkeypatch.setattr(_common.iter_chunks, "__defaults__", (256, 1024))  # SVG streams
     assert "over the 1024 bytes size limit" in str(error_of(read_sketch, path))
+    png = tmp_path / "big.png"
+    png.write_bytes(b" " * 2048)
+    assert "over the 1024 bytes size limit" in str(error_of(read_sketch, png))
     monkeypatch.setattr(_common.iter_lines, "__defaults__", (1024,))
     lines = tmp_path / "long.ndjson"
     lines.write_bytes(b" " * 2048)
@@ -145,8 +158,13 @@ def test_error_type() -> None:
 
 def test_truncated_files_of_every_format(tmp_path: Path) -> None:
     """Cut each written file in half: reading fails with a SketchFileError naming it."""
-    s = Sketch(strokes=tuple(Stroke(points=np.random.default_rng(i).uniform(0, 60, (200, 2)))
-                             for i in range(3)), width=64, height=64)
+    s = Sketch(
+        strokes=tuple(
+            Stroke(points=np.random.default_rng(i).uniform(0, 60, (200, 2))) for i in range(3)
+        ),
+        width=64,
+        height=64,
+    )
     for ext in (".json", ".ndjson", ".npz", ".npy", ".png"):
         path = tmp_path / f"cut{ext}"
         write_sketch(s, path)

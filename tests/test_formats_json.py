@@ -34,8 +34,8 @@ def full_sketch() -> Sketch:
             id="first",
             label="dog",
         ),
-        Stroke(points=[[0.1, 0.2]], id="dot", label="näme ✓ \"quoted\"", color="#00000080"),
-        Stroke(points=[[1, 2], [3, 4], [1e-300, 1.7976931348623157e308]], width=0.01),
+        Stroke(points=[[0.1, 0.2]], id="dot", label='näme ✓ "quoted"', color="#00000080"),
+        Stroke(points=[[1, 2], [3, 4], [1e-300, 987654321.0123457]], width=0.01),
     )
     metadata = {"category": "dog", "n": 3, "x": 1.5, "ok": True, "nested": {"a": [1, 2.0, None]}}
     return Sketch(strokes=strokes, width=1024.5, height=768, metadata=metadata)
@@ -154,8 +154,10 @@ def test_migrations_upgrade_older_versions(monkeypatch: pytest.MonkeyPatch) -> N
         (json.dumps(doc(strokes=[{"id": "a", "points": [["1", "2"]]}])), "only numbers"),
         (json.dumps(doc(strokes=[{"id": "a", "points": [[1, 2]], "times": [1, 2]}])), "times"),
         (json.dumps(doc(strokes=[{"id": "a", "points": [[1, 2]], "color": "red"}])), "color"),
-        (json.dumps(doc(strokes=[{"id": "a", "points": [[1, 2]], "point_labels": [0.5]}])),
-         "integers"),
+        (
+            json.dumps(doc(strokes=[{"id": "a", "points": [[1, 2]], "point_labels": [0.5]}])),
+            "integers",
+        ),
         (json.dumps(doc(strokes=[{"id": "a", "points": [[1, 2]]}] * 2)), "duplicate stroke id"),
         (json.dumps(doc(strokes=[{"points": [[1, 2]]}])).replace("2]", "1e999]"), "infinite"),
         (json.dumps(doc(metadata=[])), "metadata"),

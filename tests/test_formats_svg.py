@@ -35,7 +35,8 @@ def polylines(d: str) -> list[list[list[float]]]:
 def test_lines_and_implicit_commands() -> None:
     assert polylines("M10 20 30 40 L50,60 70 80") == [[[10, 20], [30, 40], [50, 60], [70, 80]]]
     assert polylines("m10 20 5 5 l1 1 h10 v-3 H0 V0") == [
-        [[10, 20], [15, 25], [16, 26], [26, 26], [26, 23], [0, 23], [0, 0]]]
+        [[10, 20], [15, 25], [16, 26], [26, 26], [26, 23], [0, 23], [0, 0]]
+    ]
 
 
 def test_number_formats() -> None:
@@ -152,12 +153,16 @@ def test_style_colour_and_shapes(tmp_path: Path) -> None:
 
 
 def test_truncated_sketchy_file_keeps_paths_read_so_far(tmp_path: Path) -> None:
-    head = ('<?xml version="1.0" standalone="no"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
-            '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
-            '<svg width="640" height="480" version="1.1" xmlns="http://www.w3.org/2000/svg">\n')
-    body = ('<g fill="none" stroke="#000000" stroke-width="3">\n'
-            '<path d="M 181 122 C 182 122 185 122 189 123"/>\n<path d="M 200 200 L 210 220"/>\n'
-            '<path d="M 300 3')
+    head = (
+        '<?xml version="1.0" standalone="no"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+        '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
+        '<svg width="640" height="480" version="1.1" xmlns="http://www.w3.org/2000/svg">\n'
+    )
+    body = (
+        '<g fill="none" stroke="#000000" stroke-width="3">\n'
+        '<path d="M 181 122 C 182 122 185 122 189 123"/>\n<path d="M 200 200 L 210 220"/>\n'
+        '<path d="M 300 3'
+    )
     s = read_sketch(svg_file(tmp_path, body, head=head, tail=""))
     assert len(s.strokes) == 2 and (s.width, s.height) == (640, 480)
     assert "ends early or is damaged" in s.metadata["import_warnings"][0]
@@ -176,7 +181,7 @@ def test_truncated_sketchy_file_keeps_paths_read_so_far(tmp_path: Path) -> None:
         (HEAD + "</svg>", "no drawable paths"),
         (HEAD + '<path d="M0 0"/><path d=""/></svg>', "no drawable paths"),
         (HEAD + "<g><path d='M0 0 L", "damaged or truncated before any drawable path"),
-        ('<!DOCTYPE svg [<!ENTITY a "aaaa">]><svg>&a;</svg>', "entities"),
+        ('<!DOCTYPE svg [<!ENTITY a "aa"><!ENTITY b "&a;&a;">]><svg>&b;</svg>', "entities"),
     ],
 )
 def test_bad_svgs(tmp_path: Path, text: str, words: str) -> None:
@@ -193,8 +198,13 @@ def test_bad_svgs(tmp_path: Path, text: str, words: str) -> None:
 def labelled_sketch() -> Sketch:
     return Sketch(
         strokes=(
-            Stroke(points=[[1.5, 2.25], [1 / 3, 2e-7], [123456.789, 0.1]], label="dog", id="a1",
-                   color="#FF0000", width=2.5),
+            Stroke(
+                points=[[1.5, 2.25], [1 / 3, 2e-7], [123456.789, 0.1]],
+                label="dog",
+                id="a1",
+                color="#FF0000",
+                width=2.5,
+            ),
             Stroke(points=[[5, 5]], label="hot dog!", id="0bad-xml-id"),
             Stroke(points=[[7, 8], [9, 10]], label="dog", color="#00000080"),
             Stroke(points=[[0, 0], [1, 1]], label="Hot Dog"),  # same slug as "hot dog!"
@@ -240,10 +250,12 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnorm
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.tuples(finite, finite), min_size=1, max_size=6),
-                min_size=1, max_size=4))
-def test_any_points_survive_the_svg_round_trip(tmp_path_factory: pytest.TempPathFactory,
-                                               strokes: list) -> None:
+@given(
+    st.lists(st.lists(st.tuples(finite, finite), min_size=1, max_size=6), min_size=1, max_size=4)
+)
+def test_any_points_survive_the_svg_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, strokes: list
+) -> None:
     sketch = Sketch(strokes=tuple(Stroke(points=p) for p in strokes))
     path = tmp_path_factory.mktemp("svg") / "p.svg"
     path.write_bytes(encode_svg(sketch, path))

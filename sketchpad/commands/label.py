@@ -1,10 +1,13 @@
 """``sketchpad label``: label every stroke and ink pixel of a scene sketch.
 
-Labels are typed (``--labels "tree, house, dog"``), proposed from a caption (``--caption``,
-matched against the shipped COCO / Quick, Draw! vocabulary) or suggested zero-shot
-(``--suggest``: the best vocabulary name of each stroke group). Writes into ``--out``: the
-labelled sketch as Sketchpad JSON and SVG, a label-map PNG, a per-stroke CSV and one
-isolation mask per label (:mod:`sketchpad.vision.scene_export`), each file atomically.
+Labels are typed (``--labels "tree, house, dog"``), read from a file (``--labels-file``, one
+per line, so labels may hold commas), proposed from a caption (``--caption``, matched against
+the shipped COCO / Quick, Draw! vocabulary) or suggested zero-shot (``--suggest``: the best
+vocabulary name of each stroke group); with none of these, the sketch file's own part names
+(SPG's ``<category>.txt``, Sketchpad JSON's ``part_names`` or stroke labels) are the labels.
+Writes into ``--out``: the labelled sketch as Sketchpad JSON and SVG, a label-map PNG, a
+per-stroke CSV and one isolation mask per label (:mod:`sketchpad.vision.scene_export`), each
+file atomically.
 """
 
 from __future__ import annotations
@@ -53,8 +56,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--index", type=int, default=0, metavar="N", help="drawing N of a multi-drawing file"
     )
-    which = p.add_mutually_exclusive_group(required=True)
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--labels", metavar='"a,b,c"', help="the labels, separated by commas")
+    which.add_argument(
+        "--labels-file",
+        metavar="FILE",
+        help="the labels, one per line (commas allowed; blank lines and # comments skipped), UTF-8",
+    )
     which.add_argument(
         "--caption",
         metavar='"…"',
@@ -66,6 +74,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="zero-shot: the best vocabulary name of each stroke group are the labels",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.epilog = (
+        "With none of --labels, --labels-file, --caption and --suggest, the sketch's own part "
+        "names are the labels (SPG: <category>.txt beside the .ndjson; Sketchpad JSON: "
+        "metadata part_names, else its strokes' labels)."
+    )
     p.add_argument(
         "--threshold",
         type=float,
@@ -114,6 +127,7 @@ def warn_random_weights(args: argparse.Namespace, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of steps)
     from sketchpad.sketch.io import SketchFileError, read_sketch
+    from sketchpad.sketch.parts import part_names, read_label_file
     from sketchpad.vision.scene_vocab import load_vocabulary, parse_label_list
 
     t0 = time.perf_counter()
@@ -137,6 +151,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         labels = parse_label_list(args.labels)
         if not labels:
             return _err(f"--labels {args.labels!r} holds no label")
+    elif args.labels_file is not None:
+        try:
+            labels = read_label_file(args.labels_file)
+        except SketchFileError as e:
+            return _err(f"--labels-file {e}")
     elif args.caption is not None:
         labels = load_vocabulary().labels_from_caption(args.caption)
         if not labels:
@@ -144,6 +163,14 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
                 f"--caption {args.caption!r} names nothing in the vocabulary "
                 "(COCO and Quick, Draw! categories); give --labels instead"
             )
+    elif not args.suggest:
+        labels = part_names(sketch)
+        if not labels:
+            return _err(
+                f"{src}: the sketch has no part names of its own; give --labels, "
+                "--labels-file, --caption or --suggest"
+            )
+        print("labels: the sketch's part names: " + ", ".join(f'"{n}"' for n in labels))
 
     # Heavy imports only now: `sketchpad label --help` stays fast.
     from sketchpad.atomic import SaveError

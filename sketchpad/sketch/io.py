@@ -4,7 +4,7 @@
 format              extensions      read   write  notes
 ==================  ==============  =====  =====  =========================================
 Sketchpad JSON      .json           yes    yes    lossless, versioned (``formats.json_format``)
-SVG                 .svg            yes    yes    strokes only, exact points
+SVG                 .svg            yes    yes    strokes only (fills skipped), exact points
 PNG image           .png            yes    yes    raster-only sketch on reading
 Quick, Draw!        .ndjson         yes    yes    one drawing per line; SPG part labels
 Sketch-RNN          .npz            yes    yes    stroke-3 int16, sandboxed unpickling
@@ -13,8 +13,10 @@ JPEG image          .jpg .jpeg      yes    no     raster-only sketch
 ==================  ==============  =====  =====  =========================================
 
 Every failure to read, and every sketch a format cannot hold, raises
-:class:`SketchFileError` naming the file and the problem. Writes are atomic
-(:func:`sketchpad.atomic.atomic_write_bytes`); a failed write raises
+:class:`SketchFileError` naming the file and the problem: also a number that is infinite
+or absurd (a coordinate, width or canvas side beyond ``MAX_COORDINATE`` pixels), and on
+export a coordinate the format cannot write exactly (``.npz`` int16 steps, PNG pixels).
+Writes are atomic (:func:`sketchpad.atomic.atomic_write_bytes`); a failed write raises
 :class:`sketchpad.atomic.SaveError` and leaves any previous file intact.
 """
 
@@ -27,12 +29,19 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes
 from .formats import bitmap, fscoco, json_format, quickdraw, sketchrnn, svg
-from .formats._common import MAX_FILE_BYTES, MAX_POINTS, SketchFileError, open_for_reading
+from .formats._common import (
+    MAX_COORDINATE,
+    MAX_FILE_BYTES,
+    MAX_POINTS,
+    SketchFileError,
+    open_for_reading,
+)
 from .formats.json_format import sketch_from_json_bytes, sketch_to_json_bytes
 from .model import Sketch
 
 __all__ = [
     "FORMATS",
+    "MAX_COORDINATE",
     "MAX_FILE_BYTES",
     "MAX_POINTS",
     "SUPPORTED_READ",

@@ -1,15 +1,58 @@
-"""Part queries: the part of a sketch a lasso or a partition sector picks out.
+"""Parts of a sketch: the part a lasso or a partition sector picks out, and part names.
 
 The part is returned as a sketch on the same canvas; the model renders it in the *whole*
 sketch's framing (``raster.render_query(part, whole)``), so the part stays where it was.
+
+Part names are a sketch's own label list: ``metadata["part_names"]`` (SPG's
+``<category>.txt``, kept in Sketchpad JSON, ndjson and SVG exports), else the labels its
+strokes carry. ``sketchpad label`` uses them when no labels are given.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
+from sketchpad.sketch.formats._common import SketchFileError, read_names_file
 from sketchpad.sketch.geometry import LassoMode, lasso_select, partition_sketch
 from sketchpad.sketch.model import Sketch
+
+
+def _unique(names: list[str]) -> tuple[str, ...]:
+    """Names with inner white space made one space, empty ones dropped, duplicates (ignoring
+    case) kept once, first first."""
+    out: dict[str, str] = {}
+    for n in names:
+        name = " ".join(n.split())
+        if name:
+            out.setdefault(name.lower(), name)
+    return tuple(out.values())
+
+
+def part_names(sketch: Sketch) -> tuple[str, ...]:
+    """The sketch's own part names: ``metadata["part_names"]`` when it is a list of strings,
+    else its strokes' labels in drawing order; () when it has neither. Commas are kept."""
+    names = sketch.metadata.get("part_names")
+    if isinstance(names, list) and all(isinstance(n, str) for n in names) and _unique(names):
+        return _unique(names)
+    return _unique([s.label for s in sketch.strokes if s.label is not None])
+
+
+def read_label_file(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Labels from a text file: one per line (commas are part of a label), UTF-8, blank lines
+    and lines starting with ``#`` skipped, duplicates (ignoring case) kept once.
+
+    Raises:
+        SketchFileError: missing, unreadable, too large, not UTF-8 (naming the line), or
+            holding no label.
+    """
+    p = Path(path)
+    labels = _unique(read_names_file(p))
+    if not labels:
+        raise SketchFileError(p, "holds no label (one per line; # starts a comment)")
+    return labels
 
 
 def lasso_part(sketch: Sketch, polygon: np.ndarray, mode: LassoMode = "cut") -> Sketch:

@@ -22,6 +22,9 @@ from .model import Sketch
 _PIECE = 8.0
 #: Window pixels evaluated at once; bounds the work arrays (~100 MB at most).
 _WINDOW_BUDGET = 1 << 20
+#: Largest image coordinate drawn: beyond it float64 no longer places a clipped line to
+#: within a thousandth of a pixel, so :func:`rasterize` refuses rather than draw it wrong.
+MAX_IMAGE_COORDINATE = 1e12
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,14 @@ def rasterize(
     ink = np.zeros((h, w), dtype=np.float64)
     for stroke in sketch.strokes:
         r = (line_width if line_width is not None else stroke.width * frame.scale) / 2.0
-        pts = _drop_subpixel_steps(frame.apply(stroke.points))
+        pts = frame.apply(stroke.points)
+        big = float(np.abs(pts).max())
+        if not big <= MAX_IMAGE_COORDINATE or not r <= MAX_IMAGE_COORDINATE:
+            raise ValueError(
+                f"stroke {stroke.id!r} lies {big:.3g} pixels from the image (width "
+                f"{2 * r:.3g}): too far to draw exactly"
+            )
+        pts = _drop_subpixel_steps(pts)
         if len(pts) == 1:
             a = b = pts
         else:
@@ -122,6 +132,13 @@ def _draw_segments(ink: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> N
     proportional to the inked area rather than to bounding boxes.
     """
     h, w = ink.shape
+    a, b = _clip_segments(a, b, (-r - 2.0, -r - 2.0, w + r + 2.0, h + r + 2.0))
+    if not len(a):
+        return
+    size = int(np.ceil(_PIECE + 2 * r + 3))
+    if size * size >= h * w:  # a line wider than the image: every pixel of it, per segment
+        _draw_segments_dense(ink, a, b, r)
+        return
     e = b - a
     lengths = np.sqrt(np.einsum("sd,sd->s", e, e))
     counts = np.maximum(1, np.ceil(lengths / _PIECE)).astype(np.int64)
@@ -131,7 +148,6 @@ def _draw_segments(ink: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> N
         n = np.repeat(counts, counts)
         a, b = a[seg] + e[seg] * (k / n)[:, None], a[seg] + e[seg] * ((k + 1) / n)[:, None]
         e = b - a
-    size = int(np.ceil(_PIECE + 2 * r + 3))
     oy, ox = np.mgrid[0:size, 0:size]
     offsets = np.stack([ox.ravel(), oy.ravel()], axis=1)  # (K², 2) window pixel offsets
     per_chunk = max(1, _WINDOW_BUDGET // (size * size))
@@ -154,6 +170,57 @@ def _draw_segments(ink: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> N
         )
         flat = pix[..., 1][inside] * w + pix[..., 0][inside]
         np.maximum.at(ink.reshape(-1), flat, cover[inside])
+
+
+def _clip_segments(
+    a: np.ndarray, b: np.ndarray, box: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of segments a→b (S, 2) inside ``box`` (x0, y0, x1, y1) (Liang–Barsky);
+    segments entirely outside are dropped. Pixels more than r + 1 from the image are never
+    inked, so clipping to the image grown by that changes no pixel, and a segment millions
+    of pixels long costs what its visible part costs."""
+    lo, hi = np.array(box[:2]), np.array(box[2:])
+    inside = np.all((a >= lo) & (a <= hi) & (b >= lo) & (b <= hi), axis=1)
+    if inside.all():
+        return a, b
+    e = b - a
+    t0, t1 = np.zeros(len(a)), np.ones(len(a))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for d in range(2):
+            p, q_lo, q_hi = e[:, d], a[:, d] - lo[d], hi[d] - a[:, d]
+            flat = p == 0
+            t_lo, t_hi = -q_lo / p, q_hi / p  # where the line crosses each side
+            enter = np.where(p > 0, t_lo, t_hi)
+            leave = np.where(p > 0, t_hi, t_lo)
+            t0 = np.where(flat, t0, np.maximum(t0, enter))
+            t1 = np.where(flat, t1, np.minimum(t1, leave))
+            outside_flat = flat & ((q_lo < 0) | (q_hi < 0))
+            t1 = np.where(outside_flat, -1.0, t1)
+    keep = (t0 <= t1) | inside
+    t0, t1 = np.where(inside, 0.0, t0), np.where(inside, 1.0, t1)
+    a2 = a + t0[:, None] * e
+    b2 = a + t1[:, None] * e
+    return a2[keep], b2[keep]
+
+
+def _draw_segments_dense(ink: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> None:
+    """As :func:`_draw_segments`, each segment against every pixel (for lines so wide that
+    a window around a piece would be larger than the image)."""
+    h, w = ink.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    centres = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1)  # (P, 2)
+    flat = ink.reshape(-1)
+    rows = _WINDOW_BUDGET
+    for i in range(0, len(centres), rows):
+        c = centres[i : i + rows]
+        for k in range(len(a)):
+            ak, ek = a[k], b[k] - a[k]
+            ap = c - ak
+            ee = float(ek @ ek)
+            u = np.clip(ap @ ek / ee, 0.0, 1.0) if ee > 0 else np.zeros(len(c))
+            d = ap - u[:, None] * ek
+            cover = np.clip(r + 0.5 - np.sqrt(np.einsum("pd,pd->p", d, d)), 0.0, 1.0)
+            np.maximum(flat[i : i + rows], cover, out=flat[i : i + rows])
 
 
 def _resample_ink(raster: np.ndarray, frame: Frame, out_hw: tuple[int, int]) -> np.ndarray:

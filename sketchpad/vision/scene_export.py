@@ -1,12 +1,15 @@
 """Exports of a labelled scene sketch (issue 6, item 3): JSON, SVG, label-map PNG, CSV.
 
 - **JSON**: the sketch in Sketchpad's own format with each stroke's ``label`` set (a field the
-  format always had, so older readers still read it) and ``metadata["scene_labels"]``: the
-  labels, their colours, the threshold and the model; for a raster-only sketch also one entry
-  per ink component (id, label, pixel count, bounding box).
+  format always had, so older readers still read it), its metadata (part names included)
+  and ``metadata["scene_labels"]``: the labels, their colours, the threshold and the model;
+  for a raster-only sketch also one entry per ink component (id, label, pixel count,
+  bounding box).
 - **SVG** (vector sketches): one ``<path>`` per stroke with ``class="label-<slug>"``,
   ``data-label`` and ``data-id``, coloured by its label (a ``<style>`` block and the ``stroke``
-  attribute agree); Sketchpad reads it back with the labels.
+  attribute agree); Sketchpad reads it back with the labels. The root carries the labels
+  (``data-labels``) and the sketch's part names (``data-part-names``) as JSON lists, so
+  names with commas survive.
 - **Label-map PNG**: a palette PNG on the label raster; pixel value 0 = paper, k + 1 = label k
   (colours as in the SVG), so it is both an index map and a picture.
 - **CSV**: one row per stroke (or ink component): index, id, label, label index, pixel count,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from sketchpad.atomic import SaveError, atomic_write_bytes
+from sketchpad.sketch.formats.svg import part_names_attribute
 from sketchpad.sketch.io import sketch_to_json_bytes
 from sketchpad.sketch.model import Sketch
 from sketchpad.vision.scene_labels import SceneLabels
@@ -207,7 +212,9 @@ def scene_svg_bytes(
     w, h = _num(sketch.width), _num(sketch.height)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}"'
+        f"{part_names_attribute(sketch.metadata)} "
+        f"data-labels={quoteattr(json.dumps(list(result.labels), ensure_ascii=False))}>",
         "<style>",
         *(f"  .label-{s} {{ stroke: {palette[k]}; }}" for k, s in enumerate(slugs)),
         f"  .unlabelled {{ stroke: {UNLABELLED_COLOR}; }}",

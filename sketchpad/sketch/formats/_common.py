@@ -26,6 +26,11 @@ MAX_POINTS = 1_000_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
 #: Longest single line of an ndjson file.
 MAX_LINE_BYTES = 64 * 1024 * 1024
+#: Largest magnitude of a coordinate, stroke width or canvas side (canvas pixels) a file
+#: may give. Beyond it a number is absurd for a drawing (a skewX(90), a stray 1e300), and
+#: float64 arithmetic on it (rasterising, framing, int conversion) is no longer exact to a
+#: pixel, so it is refused on reading rather than carried into exports.
+MAX_COORDINATE = 1e9
 
 MEMORY_PATH = Path("<memory>")
 
@@ -92,6 +97,23 @@ def read_file_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
+def iter_chunks(path: Path, size: int = 1 << 20, limit: int = MAX_FILE_BYTES) -> Iterator[bytes]:
+    """The file in pieces of ``size`` bytes, streamed; more than ``limit`` bytes is an error."""
+    with open_for_reading(path) as f:
+        total = 0
+        while True:
+            try:
+                chunk = f.read(size)
+            except OSError as e:
+                raise SketchFileError(path, os_reason(e)) from e
+            if not chunk:
+                return
+            total += len(chunk)
+            if total > limit:
+                raise SketchFileError(path, f"is over the {_mib(limit)} size limit")
+            yield chunk
+
+
 def iter_lines(path: Path, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """The file's lines (bytes, newline kept), streamed; a line over ``limit`` is an error."""
     with open_for_reading(path) as f:
@@ -109,6 +131,43 @@ def iter_lines(path: Path, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
             yield line
 
 
+#: Largest names file read (SPG ``<category>.txt``, ``label --labels-file``).
+MAX_NAMES_BYTES = 1024 * 1024
+
+
+def read_names_file(path: Path, *, comments: bool = True) -> list[str]:
+    """One name per line (SPG part names, a labels file): UTF-8 (a BOM is allowed), each line
+    stripped and its inner runs of white space made one space; blank lines and, with
+    ``comments``, lines starting with ``#`` are skipped. Commas are part of a name.
+
+    Raises:
+        SketchFileError: missing, unreadable, over ``MAX_NAMES_BYTES``, or not UTF-8 (the
+            message names the line).
+    """
+    data = read_file_bytes(path, MAX_NAMES_BYTES)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    names = []
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SketchFileError(
+                path, f"line {lineno} is not UTF-8 text (byte {e.start + 1}: {raw[e.start]:#04x})"
+            ) from e
+        name = " ".join(line.split())
+        if name and not (comments and name.startswith("#")):
+            names.append(name)
+    return names
+
+
+def part_names_of(path: Path, value: Any, where: str = '"part_names"') -> list[str]:
+    """A ``part_names`` list read from a file: a list of non-empty strings, or SketchFileError."""
+    if not isinstance(value, list) or not all(isinstance(n, str) and n.strip() for n in value):
+        raise SketchFileError(path, f"{where} must be a list of non-empty strings (part names)")
+    return list(value)
+
+
 def loads_strict(path: Path, data: bytes, where: str = "", bom: bool = True) -> Any:
     """Decode UTF-8 JSON, refusing NaN/Infinity; every failure is a SketchFileError.
 
@@ -124,8 +183,16 @@ def loads_strict(path: Path, data: bytes, where: str = "", bom: bool = True) -> 
     def refuse_constant(name: str) -> NoReturn:
         raise SketchFileError(path, f"{where}contains {name}, which is not a valid number")
 
+    def finite_float(token: str) -> float:
+        v = float(token)
+        if not math.isfinite(v):  # 1e400 reads as infinity
+            raise SketchFileError(
+                path, f"{where}contains the number {token[:40]}, too large to represent (infinite)"
+            )
+        return v
+
     try:
-        return json.loads(text, parse_constant=refuse_constant)
+        return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except json.JSONDecodeError as e:
         raise SketchFileError(path, f"{where}is not valid JSON (damaged or truncated?): {e}") from e
     except RecursionError as e:
@@ -150,25 +217,71 @@ def check_index(path: Path, index: int, count: int) -> None:
         raise SketchFileError(path, f"drawing index must be an integer, got {index!r}")
     if not 0 <= index < count:
         noun = "drawing" if count == 1 else "drawings"
-        raise SketchFileError(
-            path, f"has {count} {noun}; drawing index {index} is out of range"
-        )
+        raise SketchFileError(path, f"has {count} {noun}; drawing index {index} is out of range")
 
 
 def make_stroke(path: Path, where: str, **fields: Any) -> Stroke:
-    """A Stroke, with its validation error turned into a SketchFileError naming ``where``."""
+    """A Stroke, with its validation error turned into a SketchFileError naming ``where``.
+
+    Coordinates and widths beyond ``MAX_COORDINATE`` are refused too.
+    """
     try:
-        return Stroke(**fields)
+        stroke = Stroke(**fields)
     except (ValueError, TypeError, OverflowError) as e:
         raise SketchFileError(path, f"{where}: {e}") from e
+    big = float(np.abs(stroke.points).max())
+    if big > MAX_COORDINATE:
+        raise SketchFileError(
+            path,
+            f"{where}: a coordinate of {big:.6g} is out of range (at most "
+            f"{MAX_COORDINATE:.0e} pixels from the origin)",
+        )
+    if stroke.width > MAX_COORDINATE:
+        raise SketchFileError(
+            path, f"{where}: a stroke width of {stroke.width:.6g} is out of range"
+        )
+    return stroke
 
 
 def make_sketch(path: Path, **fields: Any) -> Sketch:
-    """A Sketch, with its validation error turned into a SketchFileError."""
+    """A Sketch, with its validation error turned into a SketchFileError.
+
+    A canvas side beyond ``MAX_COORDINATE`` is refused too.
+    """
     try:
-        return Sketch(**fields)
+        sketch = Sketch(**fields)
     except (ValueError, TypeError, OverflowError) as e:
         raise SketchFileError(path, str(e)) from e
+    if max(sketch.width, sketch.height) > MAX_COORDINATE:
+        raise SketchFileError(
+            path,
+            f"its canvas of {sketch.width:.6g} × {sketch.height:.6g} pixels is out of range "
+            f"(at most {MAX_COORDINATE:.0e} a side)",
+        )
+    return sketch
+
+
+def check_coordinates(sketch: Sketch, path: Path, format_name: str, *, canvas: bool = True) -> None:
+    """Writers refuse sketches whose coordinates they could not write exactly, or that no
+    reader would accept back (beyond ``MAX_COORDINATE``).
+
+    A sketch read from a file is always within ``MAX_COORDINATE``; one built in memory
+    might not be. ``canvas``: the format stores the canvas size, so it is checked too.
+    """
+    if canvas and max(sketch.width, sketch.height) > MAX_COORDINATE:
+        raise SketchFileError(
+            path,
+            f"the canvas ({sketch.width:.6g} × {sketch.height:.6g}) is too large to save as "
+            f"{format_name} (at most {MAX_COORDINATE:.0e} pixels a side)",
+        )
+    for k, s in enumerate(sketch.strokes):
+        big = max(float(np.abs(s.points).max()), s.width)
+        if big > MAX_COORDINATE:
+            raise SketchFileError(
+                path,
+                f"stroke {k} has a coordinate or width of {big:.6g}, too large to save as "
+                f"{format_name} (at most {MAX_COORDINATE:.0e} pixels)",
+            )
 
 
 def require_strokes(sketch: Sketch, path: Path, format_name: str) -> None:

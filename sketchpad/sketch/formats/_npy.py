@@ -45,7 +45,8 @@ def read_header(f: IO[bytes], path: Path, what: str) -> NpyHeader:
             raise SketchFileError(path, f"{what} uses .npy format version {version}, not supported")
     except SketchFileError:
         raise
-    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - NumPy parses the header with tokenize and
+        # ast.literal_eval, whose failures on damaged text include TokenError, MemoryError...
         raise SketchFileError(
             path, f"{what} is not a valid NumPy array (damaged or truncated?): {e}"
         ) from e

@@ -22,7 +22,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..model import Sketch
-from ._common import SketchFileError, check_index, make_sketch, read_file_bytes
+from ._common import (
+    SketchFileError,
+    check_coordinates,
+    check_index,
+    make_sketch,
+    read_file_bytes,
+)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -44,6 +50,9 @@ _DECODE_ERRORS = (
     Image.DecompressionBombWarning,
 )
 
+#: Largest PNG export (pixels) when Pillow's own limit is switched off (its default).
+_MAX_EXPORT_PIXELS = 89_478_485
+
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -64,12 +73,17 @@ def encode_png(sketch: Sketch, path: Path) -> bytes:
         from ..raster import canvas_frame, rasterize
 
         hw = (max(1, round(sketch.height)), max(1, round(sketch.width)))
-        limit = Image.MAX_IMAGE_PIXELS  # None: the limit switched off, as in Pillow
-        if limit is not None and hw[0] * hw[1] > limit:
+        # Pillow's limit, or ours where it is switched off: never an absurd allocation.
+        limit = Image.MAX_IMAGE_PIXELS or _MAX_EXPORT_PIXELS
+        if hw[0] * hw[1] > limit:
             raise SketchFileError(
                 path, f"the canvas ({hw[1]}×{hw[0]} pixels) is too large to save as PNG"
             )
-        grey = rasterize(sketch, hw, frame=canvas_frame(sketch, hw), line_width=None)
+        check_coordinates(sketch, path, "PNG")
+        try:
+            grey = rasterize(sketch, hw, frame=canvas_frame(sketch, hw), line_width=None)
+        except ValueError as e:
+            raise SketchFileError(path, f"the sketch cannot be drawn as PNG: {e}") from e
     return encode_gray_png(grey)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from ..model import Sketch, Stroke
 from ._common import (
     SketchFileError,
+    check_coordinates,
     check_index,
     check_point_count,
     make_sketch,
@@ -90,6 +91,7 @@ def read_fscoco(path: Path, index: int = 0) -> Sketch:
 def encode_fscoco(sketch: Sketch, path: Path) -> bytes:
     """``.npy`` bytes: float64 (N, 3) absolute x, y, pen (1 = last point of a stroke)."""
     require_strokes(sketch, path, "FS-COCO .npy")
+    check_coordinates(sketch, path, "FS-COCO .npy", canvas=False)
     pen = np.zeros(sketch.num_points)
     pen[np.cumsum([len(s) for s in sketch.strokes]) - 1] = 1.0
     array = np.column_stack([sketch.all_points(), pen])

@@ -12,6 +12,9 @@ Layout (version 1)::
      "raster": {"png": "<base64 PNG, 8-bit grey, pixel = ink coverage>"}}
 
 ``label``, ``times``, ``pressure``, ``point_labels`` and ``raster`` are optional.
+``metadata`` is kept as given; one key is checked on reading: ``"part_names"`` (a list of
+non-empty strings, the names of the parts that ``point_labels`` number from
+``"label_base"``, e.g. SPG's; ``sketchpad label`` labels with them by default).
 The round trip is lossless: floats are written with ``repr`` (exact for float64),
 integral values as ints, and NaN is never written. Files from a newer Sketchpad
 are refused with a message asking to update; older versions are upgraded through
@@ -33,6 +36,7 @@ from ..model import DEFAULT_COLOR, DEFAULT_PEN_WIDTH, Sketch, Stroke
 from ._common import (
     MEMORY_PATH,
     SketchFileError,
+    check_coordinates,
     check_index,
     check_point_count,
     json_number,
@@ -40,6 +44,7 @@ from ._common import (
     loads_strict,
     make_sketch,
     make_stroke,
+    part_names_of,
     read_file_bytes,
 )
 from .bitmap import decode_gray_png, encode_gray_png
@@ -72,6 +77,7 @@ def encode_json(sketch: Sketch, path: Path) -> bytes:
 
 
 def _to_json_bytes(sketch: Sketch, path: Path) -> bytes:
+    check_coordinates(sketch, path, "Sketchpad JSON")
     head = {
         "format": FORMAT_NAME,
         "version": CURRENT_VERSION,
@@ -88,8 +94,10 @@ def _to_json_bytes(sketch: Sketch, path: Path) -> bytes:
     except (TypeError, ValueError) as e:
         raise SketchFileError(path, f"the sketch's metadata cannot be written as JSON: {e}") from e
     parts = [json.dumps(head)[:-1], f', "metadata": {metadata}, "strokes": [']
-    lines = [json.dumps(_stroke_to_dict(s), ensure_ascii=False, separators=(",", ":"))
-             for s in sketch.strokes]
+    lines = [
+        json.dumps(_stroke_to_dict(s), ensure_ascii=False, separators=(",", ":"))
+        for s in sketch.strokes
+    ]
     if lines:
         parts.append("\n " + ",\n ".join(lines) + "\n")
     parts.append("]")
@@ -191,6 +199,8 @@ def _doc_to_sketch(doc: dict[str, Any], path: Path) -> Sketch:
     metadata = doc.get("metadata", {})
     if not isinstance(metadata, dict):
         raise SketchFileError(path, '"metadata" must be a JSON object')
+    if "part_names" in metadata:
+        part_names_of(path, metadata["part_names"], '"metadata" → "part_names"')
     strokes_doc = doc.get("strokes", [])
     if not isinstance(strokes_doc, list):
         raise SketchFileError(path, '"strokes" must be a list')

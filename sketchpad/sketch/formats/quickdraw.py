@@ -23,6 +23,9 @@ dropped), else the times; a sketch with times but none of the raw fields in its
 metadata gets a ``word`` field (the category, or "") so that the times read back as
 times. ``key_id``, ``word``, ``countrycode``, ``recognized``, ``timestamp`` and any
 unknown fields of the original record (``metadata["ndjson_fields"]``) are written back.
+The part names (``metadata["part_names"]``, with ``label_base``) are written as fields of
+the record, and read from there before any ``<category>.txt``, so they survive a copy or
+re-export under another name.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 from ..model import Sketch, Stroke
 from ._common import (
     SketchFileError,
+    check_coordinates,
     check_index,
     check_point_count,
     iter_lines,
@@ -44,7 +48,9 @@ from ._common import (
     loads_strict,
     make_sketch,
     make_stroke,
+    part_names_of,
     plural,
+    read_names_file,
     require_strokes,
     with_warnings,
 )
@@ -58,7 +64,10 @@ _RAW_FIELDS = ("word", "countrycode", "timestamp", "recognized")
 #: Record fields kept in the sketch's metadata and written back.
 _KEPT_FIELDS = ("key_id", "word", "countrycode", "recognized", "timestamp")
 #: Largest part-names file read (bytes).
-_PART_NAMES_LIMIT = 1024 * 1024
+#: Fields we add to a record: the part names (``metadata["part_names"]``) and the value of
+#: the first point label (``metadata["label_base"]``), so that they survive a re-export
+#: under any file name (SPG keeps them in a ``<category>.txt`` beside the file).
+_PART_FIELDS = ("part_names", "label_base")
 
 
 def count_ndjson(path: Path) -> int:
@@ -102,6 +111,10 @@ def _numbers(path: Path, where: str, value: Any) -> np.ndarray:
     return a
 
 
+#: Largest point label read (SPG has a few dozen parts); beyond it int64 conversion is not exact.
+_MAX_POINT_LABEL = 2**31
+
+
 def _record_to_sketch(path: Path, rec: dict[str, Any], lineno: int, index: int) -> Sketch:
     is_raw = any(k in rec for k in _RAW_FIELDS)
     strokes_doc = rec["drawing"]
@@ -132,6 +145,10 @@ def _record_to_sketch(path: Path, rec: dict[str, Any], lineno: int, index: int) 
         if len(lists) == 3:
             third = lists[2]
             if not is_raw and (third.dtype.kind in "iu" or np.all(np.mod(third, 1) == 0)):
+                if third.size and np.abs(third).max() > _MAX_POINT_LABEL:
+                    raise SketchFileError(
+                        path, f"{where}: a point label of {np.abs(third).max():.6g} is out of range"
+                    )
                 fields["point_labels"] = third.astype(np.int64)
                 any_labels = True
             else:
@@ -156,10 +173,21 @@ def _record_to_sketch(path: Path, rec: dict[str, Any], lineno: int, index: int) 
         "source_index": index,
     }
     metadata.update({k: rec[k] for k in _KEPT_FIELDS if k in rec})
-    extra = {k: v for k, v in rec.items() if k not in _KEPT_FIELDS and k != "drawing"}
+    extra = {
+        k: v
+        for k, v in rec.items()
+        if k not in _KEPT_FIELDS and k not in _PART_FIELDS and k != "drawing"
+    }
     if extra:
         metadata["ndjson_fields"] = extra
-    if any_labels:
+    if "part_names" in rec:
+        where = f'line {lineno}: "part_names"'
+        metadata["part_names"] = part_names_of(path, rec["part_names"], where)
+        base = rec.get("label_base", 0)
+        if isinstance(base, bool) or not isinstance(base, int):
+            raise SketchFileError(path, f'line {lineno}: "label_base" must be an integer')
+        metadata["label_base"] = base
+    elif any_labels:
         _add_part_names(path, rec, strokes, metadata, warnings)
     return make_sketch(
         path,
@@ -191,12 +219,11 @@ def _add_part_names(
         if not txt.is_file():
             continue
         try:
-            with open(txt, "rb") as f:
-                text = f.read(_PART_NAMES_LIMIT).decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError) as e:
-            warnings.append(f"could not read the part names in {txt.name}: {e}")
+            # SPG's names are index-aligned: no line is a comment; blank lines were never names.
+            names = read_names_file(txt, comments=False)
+        except SketchFileError as e:
+            warnings.append(f"could not read the part names in {txt.name}: {e.reason}")
             return
-        names = [line.strip() for line in text.splitlines() if line.strip()]
         metadata["part_names"] = names
         metadata["label_base"] = 0
         top = max(int(s.point_labels.max()) for s in strokes if s.point_labels is not None)
@@ -210,6 +237,7 @@ def _add_part_names(
 def encode_ndjson(sketch: Sketch, path: Path) -> bytes:
     """One ndjson line (UTF-8, ending in a newline) for ``sketch``; see the module notes."""
     require_strokes(sketch, path, "Quick, Draw! ndjson")
+    check_coordinates(sketch, path, "Quick, Draw! ndjson", canvas=False)
     md = dict(sketch.metadata)
     pts = sketch.all_points()
     integral = bool(np.all(np.mod(pts, 1) == 0) and np.all(np.abs(pts) < 2**53))
@@ -229,6 +257,11 @@ def encode_ndjson(sketch: Sketch, path: Path) -> bytes:
         drawing.append(entry)
 
     record: dict[str, Any] = {k: md[k] for k in _KEPT_FIELDS if k in md}
+    names = md.get("part_names")
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        record["part_names"] = names
+        if isinstance(md.get("label_base"), int):
+            record["label_base"] = md["label_base"]
     extra = md.get("ndjson_fields")
     if isinstance(extra, dict):
         record.update({k: v for k, v in extra.items() if k not in record and k != "drawing"})

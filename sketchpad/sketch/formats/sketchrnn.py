@@ -37,6 +37,7 @@ from ..model import Sketch, Stroke
 from ._common import (
     MAX_FILE_BYTES,
     SketchFileError,
+    check_coordinates,
     check_index,
     check_point_count,
     make_sketch,
@@ -53,8 +54,16 @@ MARGIN = 8
 #: Largest uncompressed member read from a zip (guards against zip bombs).
 MAX_MEMBER_BYTES = 4 * MAX_FILE_BYTES
 _SPLITS = ("train", "valid", "test")
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
-               NotImplementedError, RuntimeError, ValueError)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
 
 # The only callables a pickled object array of int16 drawings needs, under the module
 # names NumPy 1.x (numpy.core) and 2.x (numpy._core) write. Taken from NumPy's own
@@ -131,6 +140,8 @@ def _members(path: Path, zf: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo
     """(key, zip entry, number of drawings) in reading order; headers checked."""
     found: dict[str, zipfile.ZipInfo] = {}
     for info in zf.infolist():
+        if not info.filename:  # ZipInfo.is_dir() would raise IndexError
+            raise SketchFileError(path, "holds a zip entry with no name (damaged?)")
         if info.is_dir():
             continue
         if not info.filename.endswith(".npy"):
@@ -189,7 +200,7 @@ def _read_member(
     if not header.dtype.hasobject:
         _, array = read_plain_array(data, path, what)
         return [array] if array.ndim == 2 else list(array)
-    array = _unpickle(data[f.tell():], path, what)
+    array = _unpickle(data[f.tell() :], path, what)
     if (
         not isinstance(array, np.ndarray)
         or array.shape != header.shape
@@ -205,7 +216,8 @@ def _read_member(
             )
         if not _is_int16(d.dtype) or d.ndim != 2 or d.shape[1] != 3:
             raise SketchFileError(
-                path, f"{what}[{i}] is a {d.dtype} array of shape {d.shape}; "
+                path,
+                f"{what}[{i}] is a {d.dtype} array of shape {d.shape}; "
                 "only int16 stroke-3 arrays (n, 3) are accepted",
             )
     return drawings
@@ -263,6 +275,7 @@ def _drawing_to_sketch(path: Path, d: np.ndarray, key: str, i: int, index: int) 
 def to_stroke3(sketch: Sketch, path: Path) -> np.ndarray:
     """(n, 3) int16 stroke-3 of the sketch: rounded coordinates relative to the bbox corner."""
     require_strokes(sketch, path, "Sketch-RNN .npz")
+    check_coordinates(sketch, path, "Sketch-RNN .npz", canvas=False)  # int64 conversion stays exact
     xy = np.round(sketch.all_points()).astype(np.int64)
     xy -= xy.min(axis=0)
     deltas = np.diff(xy, axis=0, prepend=np.zeros((1, 2), dtype=np.int64))

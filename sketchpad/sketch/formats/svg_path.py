@@ -19,28 +19,61 @@ TOLERANCE = 0.25
 #: Most pieces one curve segment is split into.
 MAX_PIECES = 1024
 
+#: Largest magnitude of a number in path data, a transform or a coordinate list. Past it
+#: (1e400 reads as infinity) a drawing is absurd and the geometry below would overflow.
+MAX_NUMBER = 1e15
+#: Characters of one long run of coordinates parsed at a time, so that the point cap is
+#: checked as a long path streams in rather than after all its numbers exist as objects.
+_CHUNK_CHARS = 1 << 16
+
 IDENTITY = np.eye(3)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_SEPARATOR_CHARS = " ,\n\t\r"
 _SEPARATORS = re.compile(r"[\s,]*")
 _SEPARATED_NUMBER = re.compile(r"[\s,]*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
 _NEXT_LETTER = re.compile(r"[A-DF-Za-df-z]")  # a command, or junk; "e" belongs to numbers
 _TRANSFORM = re.compile(r"\s*,?\s*(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
 _ARG_COUNTS = {
-    "matrix": (6,), "translate": (1, 2), "scale": (1, 2), "rotate": (1, 3),
-    "skewX": (1,), "skewY": (1,),
+    "matrix": (6,),
+    "translate": (1, 2),
+    "scale": (1, 2),
+    "rotate": (1, 3),
+    "skewX": (1,),
+    "skewY": (1,),
 }
 _PARAMS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
 
 
+class NumberOutOfRange(ValueError):
+    """A number in the file is infinite or beyond ``MAX_NUMBER``, or a transform is degenerate
+    (``skewX(90)``): the file is refused, not read in part."""
+
+
+def checked(v: float) -> float:
+    """``v``, or NumberOutOfRange when it is not finite or beyond ``MAX_NUMBER``."""
+    if not abs(v) <= MAX_NUMBER:
+        what = f"the number {v!r}" if math.isfinite(v) else "a number too large to represent"
+        raise NumberOutOfRange(f"{what} is out of range (at most {MAX_NUMBER:.0e})")
+    return v
+
+
+def _check_all(values: list[float]) -> list[float]:
+    if values and not max(map(abs, values)) <= MAX_NUMBER:
+        for v in values:
+            checked(v)
+    return values
+
+
 def parse_numbers(text: str) -> list[float]:
-    """Numbers separated by whitespace and/or commas; ValueError if anything else is there."""
+    """Numbers separated by whitespace and/or commas; ValueError if anything else is there,
+    NumberOutOfRange for one that is infinite or beyond ``MAX_NUMBER``."""
     out: list[float] = []
     i = _SEPARATORS.match(text).end()  # type: ignore[union-attr]  # [\s,]* always matches
     while i < len(text):
         m = _NUMBER.match(text, i)
         if m is None:
-            raise ValueError(f"expected a number at {text[i:i + 12]!r}")
-        out.append(float(m.group()))
+            raise ValueError(f"expected a number at {text[i : i + 12]!r}")
+        out.append(checked(float(m.group())))
         i = _SEPARATORS.match(text, m.end()).end()  # type: ignore[union-attr]  # [\s,]* always matches
     return out
 
@@ -62,6 +95,8 @@ def parse_transform(text: str | None) -> np.ndarray:
             raise ValueError(f"{name}() takes {_ARG_COUNTS[name]} numbers, got {len(args)}")
         m = m @ _transform_matrix(name, args)
         pos = match.end()
+    if not np.abs(m).max() <= MAX_NUMBER:
+        raise NumberOutOfRange(f"the transform {text.strip()[:60]!r} is degenerate or too large")
     return m
 
 
@@ -126,8 +161,12 @@ def cubic(p0: Point, p1: Point, p2: Point, p3: Point, tol: float) -> list[Point]
         t = i / n
         u = 1 - t
         a, b, c, e = u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t
-        out.append((a * p0[0] + b * p1[0] + c * p2[0] + e * p3[0],
-                    a * p0[1] + b * p1[1] + c * p2[1] + e * p3[1]))
+        out.append(
+            (
+                a * p0[0] + b * p1[0] + c * p2[0] + e * p3[0],
+                a * p0[1] + b * p1[1] + c * p2[1] + e * p3[1],
+            )
+        )
     out.append(p3)
     return out
 
@@ -167,7 +206,8 @@ def arc(
     c, s = math.cos(phi), math.sin(phi)
     dx, dy = (x1 - x2) / 2, (y1 - y2) / 2
     x1p, y1p = c * dx + s * dy, -s * dx + c * dy
-    lam = (x1p / rx) ** 2 + (y1p / ry) ** 2
+    ax, ay = x1p / rx, y1p / ry  # products, not **: a tiny radius overflows to inf, not an error
+    lam = ax * ax + ay * ay
     if lam > 1:
         rx, ry = rx * math.sqrt(lam), ry * math.sqrt(lam)
     num = rx * rx * ry * ry - rx * rx * y1p * y1p - ry * ry * x1p * x1p
@@ -181,13 +221,20 @@ def arc(
     vx, vy = (-x1p - cxp) / rx, (-y1p - cyp) / ry
     theta = _angle(1.0, 0.0, ux, uy)
     delta = _angle(ux, uy, vx, vy)
+    if not all(map(math.isfinite, (cx, cy, rx, ry, theta, delta))):
+        return [p2]  # a degenerate ellipse (radii like 1e-300): the chord, as for a zero radius
     if not sweep and delta > 0:
         delta -= 2 * math.pi
     elif sweep and delta < 0:
         delta += 2 * math.pi
-    r = max(rx, ry)
-    step = 2 * math.acos(1 - tol / r) if r > tol else math.pi / 2
-    n = max(1, min(MAX_PIECES, math.ceil(abs(delta) / step)))
+    x = tol / max(rx, ry)
+    if x >= 1:
+        step = math.pi / 2
+    elif x > 1e-6:
+        step = 2 * math.acos(1 - x)
+    else:  # 1 − x rounds to 1 for tiny x: acos(1 − x) ≈ √(2x)
+        step = 2 * math.sqrt(2 * x)
+    n = max(1, min(MAX_PIECES, math.ceil(abs(delta) / step))) if step > 0 else MAX_PIECES
     out = []
     for i in range(1, n):
         t = theta + delta * i / n
@@ -228,7 +275,7 @@ class _Scanner:
             return None
         ch = self.text[self.i]
         if ch.upper() not in _PARAMS:
-            raise ValueError(f"unexpected {self.text[self.i:self.i + 12]!r} at position {self.i}")
+            raise ValueError(f"unexpected {self.text[self.i : self.i + 12]!r} at position {self.i}")
         self.i += 1
         return ch
 
@@ -242,30 +289,54 @@ class _Scanner:
         if m is None:
             raise ValueError(f"expected a number at position {self.i}")
         self.i = m.end()
-        return float(m.group())
+        return checked(float(m.group()))
 
     def numbers(self) -> list[float]:
-        """The numbers up to the next command letter (a fast path for long polylines).
+        """The numbers up to the next command letter (a fast path for long polylines), at
+        most about ``_CHUNK_CHARS`` characters of them, pairs kept whole: the caller asks
+        again for the rest, as for an implicitly repeated command.
 
         Stops early at anything that is not a number, leaving it for :meth:`command`
         to report.
         """
-        m = _NEXT_LETTER.search(self.text, self.i)
-        end = m.start() if m is not None else len(self.text)
-        tokens = self.text[self.i:end].replace(",", " ").split()
+        text, start = self.text, self.i
+        limit = min(len(text), start + _CHUNK_CHARS)
+        m = _NEXT_LETTER.search(text, start, limit)
+        end = m.start() if m is not None else limit
+        truncated = m is None and limit < len(text)  # a long run: more after this chunk
+        if truncated:  # end the chunk at a separator, so no number is cut in two
+            cut = max(text.rfind(c, start, end) for c in _SEPARATOR_CHARS)
+            if cut > start:
+                end = cut
+        window = text[start:end]
+        tokens = window.replace(",", " ").split()
+        if truncated and len(tokens) % 2 == 1:  # the last one goes with its pair, next time
+            tokens.pop()
+            kept = window.rstrip(_SEPARATOR_CHARS)
+            end = start + max(kept.rfind(c) for c in _SEPARATOR_CHARS) + 1
         try:
-            if any("_" in t for t in tokens):  # float() accepts "1_0"; SVG does not
-                raise ValueError
-            out = [float(t) for t in tokens]
+            if any("_" in t for t in tokens) or (truncated and not tokens):
+                raise ValueError  # float() accepts "1_0"; SVG does not
+            out = _check_all([float(t) for t in tokens])
             self.i = end
             return out
+        except NumberOutOfRange:
+            raise
         except ValueError:  # compact ("1-2", ".5.5") or bad numbers: go one by one
-            out = []
-            for n in _SEPARATED_NUMBER.finditer(self.text, self.i, end):
+            out, ends = [], []
+            for n in _SEPARATED_NUMBER.finditer(text, start, end):
                 if n.start() != self.i:  # something else between two numbers
                     break
-                out.append(float(n.group(1)))
+                out.append(checked(float(n.group(1))))
                 self.i = n.end()
+                ends.append(self.i)
+            if truncated and self.i == end and out:
+                out.pop()  # it may be cut at the chunk's end: read it with the next chunk
+                ends.pop()
+                if len(out) % 2:
+                    out.pop()
+                    ends.pop()
+                self.i = ends[-1] if ends else start
             return out
 
     def flag(self) -> bool:
@@ -352,7 +423,7 @@ def flatten_path(
                     nums = sc.numbers()
                     if len(nums) < 2:
                         raise ValueError(f"expected a coordinate pair at position {sc.i}")
-                    xs, ys = nums[0:len(nums) - 1:2], nums[1::2]
+                    xs, ys = nums[0 : len(nums) - 1 : 2], nums[1::2]
                     if rel:  # summed one step at a time, as the current point moves
                         xs = list(accumulate(xs, initial=cur[0]))[1:]
                         ys = list(accumulate(ys, initial=cur[1]))[1:]
@@ -386,8 +457,10 @@ def flatten_path(
                 if max_points is not None and done + len(current) > max_points:
                     raise TooManyPoints(done + len(current))
             cmd = sc.command()
-    except ValueError as e:
+    except NumberOutOfRange:
+        raise
+    except (ValueError, ArithmeticError) as e:  # ArithmeticError: a safety net for odd geometry
         finish()
-        raise PathDataError(str(e), subpaths, lone) from e
+        raise PathDataError(str(e) or type(e).__name__, subpaths, lone) from e
     finish()
     return subpaths, lone
