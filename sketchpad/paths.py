@@ -26,9 +26,32 @@ def _base(kind: str) -> Path:
     return data if kind == "data" else data / kind
 
 
-def _ensure(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
+#: Permission bits of the folders and files Sketchpad makes for its user: they hold drawings,
+#: photo names and preferences, which other local users must not read.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(p: Path) -> Path:
+    """Make folder ``p`` (and missing parents) private to the user: created with mode 0700,
+    and an existing one of ours tightened to it (failures to tighten are ignored: the folder
+    may belong to someone else, e.g. a shared ``SKETCHPAD_HOME``).
+
+    Raises:
+        OSError: the folder cannot be created.
+    """
+    p.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if os.name == "posix":
+        try:
+            if p.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:
+                os.chmod(p, PRIVATE_DIR_MODE)
+        except OSError:
+            pass
     return p
+
+
+def _ensure(p: Path) -> Path:
+    return private_dir(p)
 
 
 def config_dir() -> Path:
