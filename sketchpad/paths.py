@@ -40,7 +40,14 @@ def private_dir(p: Path) -> Path:
     Raises:
         OSError: the folder cannot be created.
     """
-    p.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    missing = []
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):  # each new folder is created private (mkdir's mode
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)  # is masked by the umask only)
+    p.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     if os.name == "posix":
         try:
             if p.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:

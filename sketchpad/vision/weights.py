@@ -500,17 +500,17 @@ def _torch_message(e: BaseException) -> str:
 
 
 def _load_torch(path: Path, fmt: Format | None = None, *, mmap: bool = False) -> Any:
-    import pickle
-
-    import torch
-
     fmt = fmt or sniff_format(path)
     if fmt == "safetensors":
         raise WeightsError(
             path,
             "not a PyTorch checkpoint: it looks like a safetensors file: rename it to .safetensors",
         )
-    scan_pickle(path, fmt)
+    scan_pickle(path, fmt)  # before torch is imported: a refusal costs milliseconds
+    import pickle
+
+    import torch
+
     try:
         with warnings.catch_warnings():  # we refuse TorchScript above; no "dispatching" note
             warnings.filterwarnings("ignore", "'torch.load' received a zip file", UserWarning)
@@ -611,15 +611,19 @@ def file_shapes(path: Path, fmt: Format | None = None) -> dict[str, torch.Tensor
     Raises:
         WeightsError: as :func:`read_state_dict`.
     """
-    import torch
-
     fmt = fmt or sniff_format(path)
     if fmt == "safetensors":
+        header = safetensors_shapes(path)  # before torch is imported
+        import torch
+
         return {
             k: torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
-            for k, (shape, dtype) in safetensors_shapes(path).items()
+            for k, (shape, dtype) in header.items()
         }
-    sd = _unwrap(_load_torch(path, fmt, mmap=True), path, lambda v: isinstance(v, torch.Tensor))
+    raw = _load_torch(path, fmt, mmap=True)
+    import torch
+
+    sd = _unwrap(raw, path, lambda v: isinstance(v, torch.Tensor))
     return {k: v.to("meta") for k, v in sd.items()}
 
 
