@@ -52,8 +52,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, mode: int | None = None
+) -> None:
     """Replace ``path`` with ``data`` atomically.
+
+    Args:
+        path: the file to replace.
+        data: its new contents.
+        mode: permission bits of the new file (e.g. 0o600 for the user's private data);
+            default: those of the file replaced, or 0666 less the umask for a new one. The
+            temporary file is private while it is written either way.
 
     Raises:
         SaveError: the write failed; the previous file (if any) is intact.
@@ -70,7 +79,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if target.exists():
+        if mode is not None:
+            os.chmod(tmp, mode)
+        elif target.exists():
             # Keep the permission bits of the file we replace.
             try:
                 os.chmod(tmp, target.stat().st_mode & 0o7777)
@@ -90,6 +101,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     _fsync_dir(folder)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
