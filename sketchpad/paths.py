@@ -7,6 +7,7 @@ installs): ``$SKETCHPAD_HOME/{config,data,cache,logs}``.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -81,5 +82,73 @@ def log_dir() -> Path:
     return _ensure(_base("logs"))
 
 
+def autosave_location() -> Path:
+    """Where autosaves live, without creating anything (for messages when it cannot be)."""
+    return _base("data") / "autosave"
+
+
 def autosave_dir() -> Path:
+    """Autosaves (private, created if missing)."""
     return _ensure(data_dir() / "autosave")
+
+
+def user_folders() -> list[Path]:
+    """Sketchpad's own folders that exist: preferences, data (autosaves, imported weights,
+    logs), caches. Not created here."""
+    seen: list[Path] = []
+    for kind in ("config", "data", "cache", "logs"):
+        p = _base(kind)
+        if p.is_dir() and not any(p == q or q in p.parents for q in seen):
+            seen.append(p)
+    return seen
+
+
+def make_private(folders: list[Path], *, max_depth: int = 4) -> int:
+    """Tighten what earlier versions created with the umask: folders to 0700, files to 0600
+    (links are not followed; files not ours to change are skipped).
+
+    Returns:
+        How many modes were changed.
+    """
+    if os.name != "posix":
+        return 0
+    changed = 0
+
+    def tighten(path: str, mode: int) -> None:
+        nonlocal changed
+        try:
+            st = os.lstat(path)
+            if (
+                not stat.S_ISLNK(st.st_mode)
+                and st.st_mode & 0o777 != mode
+                and st.st_uid == os.getuid()
+            ):
+                os.chmod(path, mode)
+                changed += 1
+        except OSError:
+            pass
+
+    for top in folders:
+        tighten(str(top), PRIVATE_DIR_MODE)
+        for folder, dirs, files in os.walk(top):
+            if len(Path(folder).relative_to(top).parts) >= max_depth:
+                dirs.clear()
+            for name in dirs:
+                tighten(os.path.join(folder, name), PRIVATE_DIR_MODE)
+            for name in files:
+                tighten(os.path.join(folder, name), PRIVATE_FILE_MODE)
+    return changed
+
+
+def tidy_user_folders() -> tuple[list[Path], int]:
+    """At start: remove our stale temporary files
+    (:func:`sketchpad.atomic.remove_stale_temporaries`) and make Sketchpad's folders and files
+    private (:func:`make_private`).
+
+    Returns:
+        The temporary files removed, and how many modes were tightened.
+    """
+    from sketchpad.atomic import remove_stale_temporaries
+
+    folders = user_folders()
+    return remove_stale_temporaries(folders), make_private(folders)
