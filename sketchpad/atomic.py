@@ -49,6 +49,14 @@ def _reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
+def _is_private(folder: Path) -> bool:
+    """A folder only its owner can enter (POSIX): Sketchpad's own folders are made so."""
+    try:
+        return os.name == "posix" and folder.stat().st_mode & 0o077 == 0
+    except OSError:
+        return False
+
+
 def _fsync_dir(folder: Path) -> None:
     if os.name != "posix":
         return
@@ -73,8 +81,9 @@ def atomic_write_bytes(
         path: the file to replace.
         data: its new contents.
         mode: permission bits of the new file (e.g. 0o600 for the user's private data);
-            default: those of the file replaced, or 0666 less the umask for a new one. The
-            temporary file is private while it is written either way.
+            default: those of the file replaced; for a new one 0600 in a private (0700)
+            folder such as Sketchpad's own (preferences, caches), else 0666 less the umask.
+            The temporary file is private while it is written either way.
 
     Raises:
         SaveError: the write failed; the previous file (if any) is intact.
@@ -99,6 +108,8 @@ def atomic_write_bytes(
                 os.chmod(tmp, target.stat().st_mode & 0o7777)
             except OSError:
                 pass
+        elif _is_private(folder):  # our data folders (0700): what is in them is private too
+            os.chmod(tmp, 0o600)
         else:
             umask = os.umask(0)
             os.umask(umask)

@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from sketchpad import paths
 from sketchpad.atomic import SaveError, atomic_write_text
@@ -389,13 +389,14 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
-def _pickles(path: Path, fmt: Format) -> list[bytes]:
-    """The pickle streams of a PyTorch checkpoint: ``data.pkl`` of a zip archive, or the
-    first pickles of the legacy format (magic, protocol, system info, data)."""
+def _pickle_stream(path: Path, fmt: Format) -> IO[bytes]:
+    """The pickle stream of a PyTorch checkpoint, opened: ``data.pkl`` of a zip archive (read
+    into memory: it holds no tensor data), or the file itself for the legacy format (its
+    pickles come first: magic, protocol, system info, data, storage keys)."""
     if fmt == "torch-zip":
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-            if any(n.endswith(("/constants.pkl", "/code/")) or "/code/" in n for n in names):
+            if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
                 raise WeightsError(
                     path,
                     "is a TorchScript archive (a compiled model, e.g. OpenAI's original CLIP "
@@ -408,9 +409,8 @@ def _pickles(path: Path, fmt: Format) -> list[bytes]:
             info = z.getinfo(data[0])
             if info.file_size > _PICKLE_MAX:
                 raise ValueError(f"data.pkl of {info.file_size} bytes")
-            return [z.read(info)]
-    with open(path, "rb") as f:
-        return [f.read(_PICKLE_MAX)]
+            return io.BytesIO(z.read(info))
+    return open(path, "rb")  # noqa: SIM115 - closed by the caller
 
 
 def scan_pickle(path: Path, fmt: Format) -> None:
@@ -423,17 +423,16 @@ def scan_pickle(path: Path, fmt: Format) -> None:
         WeightsError: "may run code: <module.name>", or an unreadable archive or pickle.
     """
     try:
-        streams = _pickles(path, fmt)
+        stream = _pickle_stream(path, fmt)
     except WeightsError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise WeightsError(path, f"truncated or corrupt PyTorch checkpoint ({_reason(e)})") from e
-    for blob in streams:
-        stream = io.BytesIO(blob)
-        # the legacy format is five pickles (magic, protocol, system info, data, storage
-        # keys) and then raw storage bytes; a zip archive's data.pkl is one
+    with stream:
+        end = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
         for _ in range(5 if fmt == "torch-legacy" else 1):
-            if stream.tell() >= len(blob):
+            if stream.tell() >= end:
                 break
             try:
                 _scan_one(stream, path)
@@ -450,7 +449,7 @@ _STRING_OPS = frozenset(
 )
 
 
-def _scan_one(stream: io.BytesIO, path: Path) -> None:
+def _scan_one(stream: IO[bytes], path: Path) -> None:
     """Check the globals one pickle names (up to its STOP). ``STACK_GLOBAL`` takes its module
     and name from the stack: the strings pushed last, directly or from the memo. (A crafted
     pickle could hide a name from this tracking; ``torch.load(weights_only=True)`` still

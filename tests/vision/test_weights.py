@@ -581,10 +581,15 @@ class SystemCall:
         return (os.system, ("echo pwned",))
 
 
-def _malicious(protocol: int) -> Callable[[Path], None]:
+def _malicious(protocol: int, zip_format: bool = True) -> Callable[[Path], None]:
     def make(path: Path) -> None:
         sd = dict(saved_state("test-clip-tiny"))
-        torch.save({"state_dict": {**sd, "x": SystemCall()}}, path, pickle_protocol=protocol)
+        torch.save(
+            {"state_dict": {**sd, "x": SystemCall()}},
+            path,
+            pickle_protocol=protocol,
+            _use_new_zipfile_serialization=zip_format,
+        )
 
     return make
 
@@ -613,6 +618,7 @@ def _wrong_architecture(path: Path) -> None:
 REFUSALS = [
     ("evil.pth", _malicious(2), f"refused: may run code: {os.system.__module__}.system"),
     ("evil4.pt", _malicious(4), f"refused: may run code: {os.system.__module__}.system"),
+    ("legacy.pt", _malicious(2, False), f"refused: may run code: {os.system.__module__}.system"),
     ("zero.safetensors", _link_to_dev_zero, "is a link to /dev/zero, which is a device"),
     ("pipe.safetensors", _fifo, "is a FIFO (named pipe), not a file"),
     ("gone-link.safetensors", _dangling, "which does not exist (a dangling link)"),
@@ -730,6 +736,16 @@ def test_any_file_name_imports(tmp_path: Path, name: bytes, stored: str | None) 
     model = build_model(spec)
     load_weights(model, spec, resolved.path)
     assert_state_equal(model, saved_state(spec.id, 4))
+
+
+def test_a_legacy_format_checkpoint_imports(tmp_path: Path) -> None:
+    spec = get_spec("test-clip-tiny")
+    src = tmp_path / "old.pth"
+    torch.save(dict(saved_state(spec.id, 6)), src, _use_new_zipfile_serialization=False)
+    got = import_weights(spec, src)
+    model = build_model(spec)
+    load_weights(model, spec, got.path)
+    assert_state_equal(model, saved_state(spec.id, 6))
 
 
 def test_a_pickle_import_keeps_its_kind(tmp_path: Path) -> None:
