@@ -694,11 +694,20 @@ def _convert(
     return sd
 
 
-def load_weights(model: torch.nn.Module, spec: BackboneSpec, path: Path) -> None:
+def load_weights(
+    model: torch.nn.Module, spec: BackboneSpec, path: Path, *, assign: bool = False
+) -> None:
     """Load ``path`` into ``model`` (built by ``build_model(spec)``), strictly.
 
     Keys and shapes are compared before the model is touched: on any mismatch the model is
     left exactly as it was.
+
+    Args:
+        model: the model.
+        spec: its backbone.
+        path: the weights file.
+        assign: the file's tensors become the model's (``load_state_dict(assign=True)``): for
+            a model built on the ``meta`` device (:func:`load_model`), nothing is copied.
 
     Raises:
         WeightsError: the file cannot be read (see :func:`read_state_dict`) or does not fit.
@@ -707,9 +716,34 @@ def load_weights(model: torch.nn.Module, spec: BackboneSpec, path: Path) -> None
     sd = _convert(read_state_dict(path), model, spec, path)
     _require_fit(sd, model, spec, path)
     try:
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(sd, strict=True, assign=assign)
     except RuntimeError as e:
         raise WeightsError(path, f"could not be loaded into {spec.id} ({_reason(e)})") from e
+
+
+def load_model(spec: BackboneSpec, path: Path) -> torch.nn.Module:
+    """``build_model(spec)`` with ``path``'s weights, built on the ``meta`` device and given
+    the file's tensors (``assign=True``): the random initialisation is never computed nor
+    allocated, so the peak memory is the weights once, not twice. Buffers that are not part
+    of a state dict (open_clip's causal ``attn_mask``) are then built for real; a model that
+    still has such a tensor left on ``meta`` is built the ordinary way instead.
+
+    Raises:
+        WeightsError: as :func:`load_weights`.
+    """
+    model = expected_model(spec)
+    load_weights(model, spec, path, assign=True)
+    import torch
+
+    mask = getattr(model, "attn_mask", None)
+    if spec.family == "open_clip" and isinstance(mask, torch.Tensor) and mask.is_meta:
+        n = mask.shape[-1]  # open_clip's causal text mask: additive, -inf above the diagonal
+        model.attn_mask = torch.full((n, n), float("-inf")).triu_(1)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        log.info("%s: a tensor outside the state dict; building the model in full", spec.id)
+        model = build_model(spec)
+        load_weights(model, spec, path)
+    return model
 
 
 def import_weights(spec: BackboneSpec, source: Path) -> ResolvedWeights:

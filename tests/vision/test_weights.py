@@ -764,3 +764,25 @@ def test_imported_weights_are_private(tmp_path: Path) -> None:
     got = import_weights(spec, write_safetensors(tmp_path / "w.safetensors", spec.id))
     assert got.path.parent.stat().st_mode & 0o777 == 0o700
     assert got.path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("spec_id", SPEC_IDS)
+def test_load_model_builds_on_meta_and_matches_the_ordinary_way(
+    tmp_path: Path, spec_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = get_spec(spec_id)
+    path = write_safetensors(tmp_path / "w.safetensors", spec_id, 7)
+    ordinary = build_model(spec)
+    load_weights(ordinary, spec, path)
+    devices: list[str] = []
+    real = W.build_model
+    monkeypatch.setattr(
+        W, "build_model", lambda s: devices.append(str(torch.get_default_device())) or real(s)
+    )
+    model = W.load_model(spec, path)
+    assert devices == ["meta"]  # never initialised at random for real
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    assert_state_equal(model, saved_state(spec_id, 7))
+    for (name, a), (_, b) in zip(model.named_buffers(), ordinary.named_buffers(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(forward(model, spec_id), forward(ordinary, spec_id))
