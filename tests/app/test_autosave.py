@@ -368,11 +368,12 @@ def test_log_files_are_private(sketchpad_home: Path) -> None:
 
     from sketchpad.logs import setup_logging, teardown_logging
 
-    folder = sketchpad_home / "data" / "logs"
+    folder = sketchpad_home / "logs"  # SKETCHPAD_HOME/logs (else the data folder's logs/)
     folder.mkdir(parents=True)
     (folder / "sketchpad.log").write_text("old\n")
     (folder / "sketchpad.log").chmod(0o644)
     path = setup_logging()
+    assert path == folder / "sketchpad.log"
     try:
         logging.getLogger("sketchpad.test").info("a photo name")
         assert path.stat().st_mode & 0o777 == 0o600
