@@ -133,3 +133,44 @@ def test_write_replaces_and_keeps_permissions(tmp_path: Path) -> None:
     assert target.read_bytes() == b"new"
     assert target.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["drawing.json"]
+
+
+def test_new_files_in_a_private_folder_are_private(tmp_path: Path) -> None:
+    from sketchpad.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        private = tmp_path / "ours"
+        private.mkdir(mode=0o700)
+        atomic_write_text(private / "preferences.json", "{}")
+        assert (private / "preferences.json").stat().st_mode & 0o777 == 0o600
+        shared = tmp_path / "documents"
+        shared.mkdir(mode=0o755)
+        atomic_write_text(shared / "drawing.json", "{}")  # the user's own file: the umask
+        assert (shared / "drawing.json").stat().st_mode & 0o777 == 0o644
+        atomic_write_text(shared / "secret.json", "{}", mode=0o600)
+        assert (shared / "secret.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+    kept = [tmp_path / ".x.json.ABCD1234.tmp", tmp_path / "x.json.abcd1234.tmp"]
+    kept.append(tmp_path / ".x.tmp")
+    from sketchpad.atomic import STALE_AFTER_S, remove_stale_temporaries
+
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    ours = [tmp_path / ".x.json.abcd1234.tmp", deep / ".y.sqlite.zz_zz_zz.tmp"]
+    kept = [
+        tmp_path / ".x.json.ABCD1234.tmp",
+        tmp_path / "x.json.abcd1234.tmp",
+        tmp_path / ".x.tmp",
+    ]
+    fresh = tmp_path / ".z.json.abcd1234.tmp"
+    for p in [*ours, *kept, fresh]:
+        p.write_text("x")
+    now = time.time()
+    for p in [*ours, *kept]:
+        os.utime(p, (now - STALE_AFTER_S - 5, now - STALE_AFTER_S - 5))
+    assert sorted(remove_stale_temporaries([tmp_path])) == sorted(ours)
+    assert all(p.exists() for p in [*kept, fresh])
+    assert remove_stale_temporaries([tmp_path], before=now + 1) == [fresh]

@@ -7,6 +7,12 @@ wrapped with the original file path, the file name and a timestamp. The autosave
 removed only when there is nothing unsaved left: after a successful save, when the
 user discards the changes, or on a clean close.
 
+When autosave cannot run — the lock cannot be created at start (a full or read-only data
+folder), or a write fails — :attr:`Autosaver.problem` says why and ``unavailable(str)`` is
+emitted; the saver retries every :data:`RETRY_MS` (and at the next edit) and emits
+``available()`` once it works again, so the window can show a warning that stays until then.
+Autosaves are private to the user: 0600 files (and lock) in a 0700 folder.
+
 A crashed session leaves its JSON behind and a lock whose owner is dead, which
 ``QLockFile`` recognises. :func:`claim_orphaned_sessions` takes those locks, so two
 windows starting at once never offer the same drawing, and returns them to be
@@ -27,7 +33,7 @@ from pathlib import Path
 from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
 
 from sketchpad.atomic import SaveError, atomic_write_bytes
-from sketchpad.paths import autosave_dir
+from sketchpad.paths import PRIVATE_FILE_MODE, autosave_dir, autosave_location, private_dir
 from sketchpad.sketch.io import SketchFileError, sketch_from_json_bytes, sketch_to_json_bytes
 from sketchpad.sketch.model import Sketch
 from sketchpad.ui.document import Document
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 AUTOSAVE_FORMAT = "sketchpad-autosave"
 AUTOSAVE_VERSION = 1
 DEFAULT_DELAY_MS = 3000
+#: How often an autosave that cannot run is tried again.
+RETRY_MS = 30_000
 UNTITLED = "Untitled"
 
 
@@ -104,6 +112,18 @@ def read_autosave(path: Path) -> AutosaveContents:
     )
 
 
+def _lock_problem(lock: QLockFile, path: Path) -> str:
+    """Why ``lock`` could not be taken, for the user."""
+    error = lock.error()
+    if error == QLockFile.LockError.PermissionError:
+        why = "the autosave folder is read-only or not writable"
+    elif error == QLockFile.LockError.LockFailedError:
+        why = "another process holds it"
+    else:
+        why = "it could not be written (is the disk full?)"
+    return f"cannot create the lock {path}: {why}"
+
+
 def _new_lock(path: Path) -> QLockFile:
     lock = QLockFile(str(path))
     # Never treat a lock as stale by age: a window may stay open for days. A lock
@@ -165,6 +185,15 @@ def claim_orphaned_sessions(directory: Path | None = None) -> list[OrphanedSessi
     return found
 
 
+def _default_dir() -> Path:
+    """:func:`~sketchpad.paths.autosave_dir`, or where it would be when it cannot be made
+    (the saver then reports the problem and retries)."""
+    try:
+        return autosave_dir()
+    except OSError:
+        return autosave_location()
+
+
 class Autosaver(QObject):
     """Keeps ``session-<id>.json`` up to date with ``document`` while it has unsaved edits.
 
@@ -176,11 +205,15 @@ class Autosaver(QObject):
         directory: where autosaves live (default :func:`~sketchpad.paths.autosave_dir`).
 
     Signals: ``saved(Path)`` after each write, ``failed(str)`` with a readable reason
-    when a write fails (the next change tries again).
+    when a write fails; ``unavailable(str)`` when autosave stops working (the lock cannot be
+    taken, or a write failed), with the reason, and ``available()`` when it works again.
+    While it does not work it is retried every :data:`RETRY_MS` and at the next edit.
     """
 
     saved = Signal(Path)
     failed = Signal(str)
+    unavailable = Signal(str)
+    available = Signal()
 
     def __init__(
         self,
@@ -194,15 +227,17 @@ class Autosaver(QObject):
         super().__init__(parent)
         self._document = document
         self.session_id = new_session_id()
-        folder = directory if directory is not None else autosave_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = directory if directory is not None else _default_dir()
         self.file = folder / f"session-{self.session_id}.json"
         self.lock_file = folder / f"session-{self.session_id}.lock"
         self._lock = _new_lock(self.lock_file)
-        self.active = self._lock.tryLock(0)
-        if not self.active:
-            log.warning("autosave is off: cannot create the lock %s (%s)",
-                        self.lock_file, self._lock.error())
+        self.active = False
+        #: Why autosave cannot run now (None while it works).
+        self.problem: str | None = None
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setInterval(RETRY_MS)
+        self._retry_timer.timeout.connect(self.retry)
+        self._take_lock()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)
@@ -223,8 +258,58 @@ class Autosaver(QObject):
         """A write is scheduled."""
         return self._timer.isActive()
 
+    @property
+    def retrying(self) -> bool:
+        """Autosave does not work now and a retry is scheduled."""
+        return self._retry_timer.isActive()
+
+    def _take_lock(self) -> bool:
+        """Make the folder (private) and take the session lock; report a problem if not."""
+        try:
+            private_dir(self.lock_file.parent)
+        except OSError as e:
+            self._set_problem(f"cannot create the autosave folder {self.lock_file.parent}: {e}")
+            return False
+        if not self._lock.tryLock(0):
+            self._set_problem(_lock_problem(self._lock, self.lock_file))
+            return False
+        try:
+            os.chmod(self.lock_file, PRIVATE_FILE_MODE)
+        except OSError:
+            pass
+        self.active = True
+        return True
+
+    def _set_problem(self, reason: str) -> None:
+        new = self.problem != reason
+        self.problem = reason
+        if not self._retry_timer.isActive():
+            self._retry_timer.start()
+        if new:
+            log.warning("autosave is off: %s (retrying every %d s)", reason, RETRY_MS // 1000)
+            self.unavailable.emit(reason)
+
+    def _clear_problem(self) -> None:
+        self._retry_timer.stop()
+        if self.problem is not None:
+            log.info("autosave works again")
+            self.problem = None
+            self.available.emit()
+
+    def retry(self) -> bool:
+        """Try again to take the lock and, with unsaved changes, to write; True when autosave
+        works now. Called every :data:`RETRY_MS` while it does not."""
+        if not self.active and not self._take_lock():
+            return False
+        if self._document.is_modified:
+            return self.save_now()
+        self._clear_problem()
+        return True
+
     def _schedule(self, *_: object) -> None:
         if not self.active:
+            if self.problem is not None:
+                self.retry()  # an edit is a good moment to try again
             return
         now = time.monotonic()
         if not self._timer.isActive():
@@ -249,12 +334,14 @@ class Autosaver(QObject):
             self._document.sketch, self._document.path, datetime.now().astimezone()
         )
         try:
-            atomic_write_bytes(self.file, data)
+            atomic_write_bytes(self.file, data, mode=PRIVATE_FILE_MODE)
         except SaveError as e:
             log.warning("autosave failed: %s", e)
             self.failed.emit(e.reason)
+            self._set_problem(f"could not write {self.file}: {e.reason}")
             return False
         log.debug("autosaved to %s", self.file)
+        self._clear_problem()
         self.saved.emit(self.file)
         return True
 
@@ -267,6 +354,7 @@ class Autosaver(QObject):
         """End of session: delete the autosave and the lock. The caller has made sure
         nothing unsaved is lost (saved or discarded)."""
         self.discard()
+        self._retry_timer.stop()
         if self.active:
             self._lock.unlock()
             self.active = False

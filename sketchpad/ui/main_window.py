@@ -17,6 +17,7 @@ tests can answer it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 import sketchpad
+from sketchpad import paths as user_paths
 from sketchpad.atomic import SaveError
 from sketchpad.engine.labelling import LabellingService
 from sketchpad.sketch.io import (
@@ -50,6 +52,7 @@ from sketchpad.sketch.model import Sketch
 from sketchpad.ui import dialogs
 from sketchpad.ui.autosave import (
     DEFAULT_DELAY_MS,
+    RETRY_MS,
     Autosaver,
     OrphanedSession,
     claim_orphaned_sessions,
@@ -74,6 +77,35 @@ NATIVE_SUFFIX = ".json"
 UNTITLED = "Untitled"
 _SETTINGS_GEOMETRY = "main_window/geometry"
 _SETTINGS_STATE = "main_window/state"
+
+
+_tidy_thread: threading.Thread | None = None
+
+
+def tidy_user_folders_once() -> threading.Thread:
+    """Start, once per process, a background sweep of Sketchpad's folders: temporary files
+    that killed saves left behind are removed and modes made private
+    (:func:`sketchpad.paths.tidy_user_folders`). Returns the thread (tests join it)."""
+    global _tidy_thread
+    if _tidy_thread is None:
+
+        def tidy() -> None:
+            try:
+                removed, tightened = user_paths.tidy_user_folders()
+            except Exception:  # noqa: BLE001 - housekeeping must never stop the app
+                log.exception("tidying Sketchpad's folders failed")
+                return
+            if removed or tightened:
+                log.info(
+                    "tidied Sketchpad's folders: %d leftover temporary files removed, "
+                    "%d modes made private",
+                    len(removed),
+                    tightened,
+                )
+
+        _tidy_thread = threading.Thread(target=tidy, name="sketchpad-tidy", daemon=True)
+        _tidy_thread.start()
+    return _tidy_thread
 
 
 class MainWindow(QMainWindow):
@@ -154,7 +186,10 @@ class MainWindow(QMainWindow):
         self.autosaver = Autosaver(
             self.document, delay_ms=autosave_delay_ms, directory=autosave_dir, parent=self
         )
+        tidy_user_folders_once()
         self.autosaver.failed.connect(self._on_autosave_failed)
+        self.autosaver.unavailable.connect(self._show_autosave_problem)
+        self.autosaver.available.connect(self._show_autosave_problem)
         self._suggested_name: str | None = None  # Save As name for imported drawings
         self._last_folder = str(Path.home())
 
@@ -262,9 +297,13 @@ class MainWindow(QMainWindow):
         self.cursor_label = QLabel()
         self.count_label = QLabel()
         self.zoom_label = QLabel("100%")
-        for label in (self.cursor_label, self.count_label, self.zoom_label):
+        # Stays visible while autosave cannot run (the autosaver retries); gone once it works.
+        self.autosave_warning = QLabel()
+        self.autosave_warning.setStyleSheet("color: #b00020; font-weight: bold")
+        for label in (self.autosave_warning, self.cursor_label, self.count_label, self.zoom_label):
             label.setContentsMargins(8, 0, 8, 0)
             self.statusBar().addPermanentWidget(label)
+        self._show_autosave_problem()
 
     def _fill_recent_menu(self) -> None:
         menu = self.recent_menu
@@ -296,9 +335,7 @@ class MainWindow(QMainWindow):
             self.count_label.setText(f"raster {sketch.width:g}×{sketch.height:g}")
             return
         n = len(sketch.strokes)
-        self.count_label.setText(
-            f"{n} stroke{'s' if n != 1 else ''} · {sketch.num_points} points"
-        )
+        self.count_label.setText(f"{n} stroke{'s' if n != 1 else ''} · {sketch.num_points} points")
 
     def _update_cursor(self, x: float, y: float) -> None:
         self.cursor_label.setText(f"x {x:.0f}  y {y:.0f}")
@@ -311,6 +348,20 @@ class MainWindow(QMainWindow):
 
     def _on_autosave_failed(self, reason: str) -> None:
         self.statusBar().showMessage(f"Autosave failed: {reason}", 10_000)
+
+    def _show_autosave_problem(self, *_: object) -> None:
+        """The status bar's autosave warning, from the autosaver's current problem."""
+        problem = self.autosaver.problem
+        self.autosave_warning.setVisible(problem is not None)
+        short = problem.rsplit(": ", 1)[-1] if problem else ""
+        self.autosave_warning.setText(f"⚠ Autosave is off ({short}) — retrying" if problem else "")
+        self.autosave_warning.setToolTip(
+            f"Autosave cannot run: {problem}. Your drawing is not protected against a "
+            "crash until this goes away; Sketchpad tries again every "
+            f"{RETRY_MS // 1000} s. Free some disk space or make the folder writable."
+            if problem
+            else ""
+        )
 
     # -- questions (replaced in tests) -------------------------------------------------------
     def _ask_save_changes(self) -> dialogs.SaveChoice:
@@ -409,9 +460,7 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             return False
         sketch = with_part_labels(read)  # SPG parts: shown as labels with colours
-        keeps_file = (
-            not as_import and path.suffix.lower() == NATIVE_SUFFIX and count == 1
-        )
+        keeps_file = not as_import and path.suffix.lower() == NATIVE_SUFFIX and count == 1
         if keeps_file:
             self._suggested_name = None
             self.document.reset(sketch, path.absolute(), modified=sketch is not read)
@@ -420,8 +469,13 @@ class MainWindow(QMainWindow):
             self.document.reset(sketch, None, modified=True)
         self._last_folder = str(path.absolute().parent)
         self.recent_files.add(path)
-        log.info("%s %s (drawing %d of %d)", "opened" if keeps_file else "imported",
-                 path, index + 1, count)
+        log.info(
+            "%s %s (drawing %d of %d)",
+            "opened" if keeps_file else "imported",
+            path,
+            index + 1,
+            count,
+        )
         return True
 
     def save(self) -> bool:

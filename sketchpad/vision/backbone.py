@@ -223,8 +223,7 @@ def create_backbone(
         from sketchpad.vision import weights as W
 
         resolved = W.resolve_weights(spec, weights, offline=offline, progress=progress)
-        model = build_model(spec)
-        W.load_weights(model, spec, resolved.path)
+        model = W.load_model(spec, resolved.path)  # built on meta: weights held once
         tuned = _is_fine_tuned(resolved.path) if fine_tuned is None else fine_tuned
         info = WeightsInfo(resolved.sha256, resolved.path, resolved.source, tuned)
     else:

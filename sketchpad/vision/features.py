@@ -22,6 +22,8 @@ from sketchpad.sketch.raster import render_query
 from sketchpad.vision.backbone import Backbone, PatchPath
 from sketchpad.vision.letterbox import Letterbox, letterbox_image
 
+#: Prompts encoded per batch by :func:`embed_texts` (bounds the text encoder's peak memory).
+TEXT_BATCH = 256
 #: Templates for words that describe a sketch (scene labelling, sketch + text queries).
 SKETCH_TEMPLATES = (
     "a sketch of a {}.",
@@ -193,7 +195,11 @@ def embed_texts(
         raise ValueError("templates is empty")
     words = [*labels, ""] if remove_empty else list(labels)
     prompts = [t.format(w).replace("  ", " ").replace(" .", ".") for w in words for t in templates]
-    emb = normalize(backbone.encode_text(prompts).cpu().numpy())
+    chunks = [  # in batches: the vocabulary's 3600 prompts in one batch peaked at 7.7 GB
+        backbone.encode_text(prompts[i : i + TEXT_BATCH]).cpu().numpy()
+        for i in range(0, len(prompts), TEXT_BATCH)
+    ]
+    emb = normalize(np.concatenate(chunks))
     emb = normalize(emb.reshape(len(words), len(templates), -1).mean(axis=1))
     if remove_empty:
         emb = normalize(emb[:-1] - emb[-1:])

@@ -178,11 +178,23 @@ class SceneLabeller:
         """0.71 when the weights are our fine-tuned labeller, None for zero-shot weights."""
         return FINE_TUNED_THRESHOLD if self.backbone.weights.fine_tuned else None
 
-    def text_embeddings(self, labels: Sequence[str]) -> np.ndarray:
-        """(K, d) float32 L2-normalised label embeddings (cached per label)."""
+    def text_embeddings(self, labels: Sequence[str], *, disk_cache: bool = False) -> np.ndarray:
+        """(K, d) float32 L2-normalised label embeddings (cached per label in memory).
+
+        Args:
+            labels: the labels.
+            disk_cache: a fixed list used again and again (the vocabulary): its embeddings
+                are kept on disk per model (:mod:`sketchpad.vision.text_cache`) and read back
+                on later runs instead of running the text encoder.
+        """
         missing = [lab for lab in dict.fromkeys(labels) if lab not in self._text]
         if missing:
-            emb = embed_texts(self.backbone, missing, self.templates)
+            if disk_cache:
+                from sketchpad.vision.text_cache import cached_text_embeddings
+
+                emb = cached_text_embeddings(self.backbone, missing, self.templates)
+            else:
+                emb = embed_texts(self.backbone, missing, self.templates)
             self._text.update(zip(missing, emb, strict=True))
         if not labels:
             return np.zeros((0, self.backbone.embed_dim), dtype=np.float32)

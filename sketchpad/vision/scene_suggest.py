@@ -159,7 +159,7 @@ def suggest_labels(
     if sketch.bbox() is None:
         raise ValueError("the sketch has no ink to suggest labels for")
     vocab = vocabulary or load_vocabulary()
-    vocab_emb = labeller.text_embeddings(vocab.names)
+    vocab_emb = labeller.text_embeddings(vocab.names, disk_cache=True)  # once per model
     if sketch.is_raster:
         pixels = stroke_pixels(sketch)
         found = raster_groups(sketch, pixels, gap)

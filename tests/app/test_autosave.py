@@ -212,3 +212,203 @@ def test_continuous_edits_are_still_autosaved(
         assert saver.file.exists()
     finally:
         saver.close()
+
+
+# --- autosave that cannot run says so, persistently, and retries --------------------------------
+
+
+def _warning_shown(window: Any) -> bool:
+    return not window.autosave_warning.isHidden() and "Autosave is off" in (
+        window.autosave_warning.text()
+    )
+
+
+def test_no_lock_at_start_is_shown_until_a_retry_works(
+    make_window: Any, draw: Any, qtbot: Any, sketchpad_home: Path
+) -> None:
+    from sketchpad.ui.autosave import RETRY_MS
+
+    blocker = sketchpad_home / "data" / "autosave"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the autosave folder should be")  # as good as read-only
+    window = make_window()
+    saver = window.autosaver
+    assert not saver.active and saver.problem is not None
+    assert "cannot create the autosave folder" in saver.problem
+    assert _warning_shown(window)
+    assert str(blocker) in window.autosave_warning.toolTip()
+    assert saver.retrying and saver._retry_timer.interval() == RETRY_MS
+
+    draw(window.document, 1)  # an edit retries; still impossible: still shown
+    assert not saver.retry()
+    assert _warning_shown(window) and saver.retrying
+
+    blocker.unlink()
+    with qtbot.waitSignal(saver.available, timeout=2000):
+        assert saver.retry()  # what the retry timer calls
+    assert saver.active and saver.problem is None and not saver.retrying
+    assert not _warning_shown(window)
+    assert read_autosave(saver.file).sketch == window.document.sketch  # the edit is kept
+
+
+class _RefusingLock:
+    """A QLockFile stand-in that cannot lock (as on a read-only or full folder)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def setStaleLockTime(self, ms: int) -> None:
+        pass
+
+    def tryLock(self, timeout: int = 0) -> bool:
+        return False
+
+    def error(self) -> Any:
+        from PySide6.QtCore import QLockFile
+
+        return QLockFile.LockError.PermissionError
+
+    def unlock(self) -> None:
+        pass
+
+
+def test_a_lock_that_cannot_be_created_is_reported(
+    make_window: Any, monkeypatch: pytest.MonkeyPatch, qtbot: Any
+) -> None:
+    from sketchpad.ui import autosave
+
+    monkeypatch.setattr(autosave, "_new_lock", lambda path: _RefusingLock(str(path)))
+    window = make_window()
+    saver = window.autosaver
+    assert saver.problem is not None and "read-only" in saver.problem
+    assert str(saver.lock_file) in saver.problem
+    assert _warning_shown(window) and "read-only" in window.autosave_warning.text()
+    assert not saver.save_now()
+
+    saver._lock = autosave.QLockFile(str(saver.lock_file))  # the folder is writable again
+    with qtbot.waitSignal(saver.available, timeout=2000):
+        assert saver.retry()
+    assert saver.lock_file.exists() and not _warning_shown(window)
+
+
+def test_a_failing_write_stays_shown_until_a_retry_works(
+    window: Any, draw: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sketchpad import atomic
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    saver = window.autosaver
+    with monkeypatch.context() as m:
+        m.setattr(atomic.os, "replace", full)
+        with qtbot.waitSignal(saver.unavailable, timeout=2000) as blocker:
+            draw(window.document, 1)
+        assert "disk is full" in blocker.args[0]
+        assert _warning_shown(window) and "disk is full" in window.autosave_warning.text()
+        assert saver.retrying
+        window.statusBar().clearMessage()  # the transient message goes; the warning stays
+        assert not saver.retry()
+        assert _warning_shown(window)
+    with qtbot.waitSignal(saver.available, timeout=2000):
+        assert saver.retry()
+    assert not _warning_shown(window) and not saver.retrying
+    assert read_autosave(saver.file).sketch == window.document.sketch
+
+
+def test_autosaves_are_private(window: Any, draw: Any, sketchpad_home: Path) -> None:
+    saver = window.autosaver
+    draw(window.document, 1)
+    assert saver.save_now()
+    assert saver.file.stat().st_mode & 0o777 == 0o600
+    assert saver.lock_file.stat().st_mode & 0o777 == 0o600
+    for folder in (sketchpad_home / "data", sketchpad_home / "data" / "autosave"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+
+
+# --- leftovers and modes, tidied at start ------------------------------------------------------
+
+
+def test_leftover_temporary_files_are_removed_at_start(
+    make_window: Any, sketchpad_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sketchpad.ui import main_window
+
+    autosaves = sketchpad_home / "data" / "autosave"
+    weights = sketchpad_home / "data" / "weights" / "clip-vit-b16"
+    cache = sketchpad_home / "cache" / "features"
+    for folder in (autosaves, weights, cache):
+        folder.mkdir(parents=True)
+    old = time.time() - 3600
+    stale = [
+        autosaves / ".session-20250101-120000-1a2b3c4d.json.k3j_x9a2.tmp",
+        weights / ".model.safetensors.abcdefgh.tmp",
+        cache / ".x.sqlite.0123abcd.tmp",
+    ]
+    fresh = autosaves / ".session-20250101-120000-ffffffff.json.zzzzzzzz.tmp"  # being written
+    theirs = [autosaves / "notes.tmp", autosaves / ".other.tmp", autosaves / "x.json.abcdefgh.tmp"]
+    user_file = autosaves / "session-20250101-120000-1a2b3c4d.json"
+    for p in [*stale, fresh, *theirs, user_file]:
+        p.write_text("x")
+    target = sketchpad_home / "outside.txt"
+    target.write_text("keep")
+    link = autosaves / ".link.json.abcdefgh.tmp"
+    link.symlink_to(target)
+    for p in [*stale, *theirs, user_file, target]:
+        os.utime(p, (old, old))
+    os.utime(link, (old, old), follow_symlinks=False)
+
+    monkeypatch.setattr(main_window, "_tidy_thread", None)
+    make_window()
+    main_window._tidy_thread.join(10)  # type: ignore[union-attr]
+    assert not any(p.exists() for p in stale)
+    assert fresh.exists() and all(p.exists() for p in theirs) and user_file.exists()
+    assert link.is_symlink() and target.read_text() == "keep"
+
+
+def test_earlier_files_are_made_private_at_start(sketchpad_home: Path) -> None:
+    from sketchpad import paths
+
+    prefs = sketchpad_home / "config" / "preferences.json"
+    cache = sketchpad_home / "cache" / "features" / "x.sqlite"
+    log_file = sketchpad_home / "data" / "logs" / "sketchpad.log"
+    for p in (prefs, cache, log_file):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.parent.chmod(0o755)
+        p.write_text("{}")
+        p.chmod(0o644)
+    outside = sketchpad_home / "elsewhere.txt"
+    outside.write_text("not ours to change")
+    outside.chmod(0o644)
+    (sketchpad_home / "config" / "link").symlink_to(outside)
+    _, changed = paths.tidy_user_folders()
+    assert changed >= 6
+    for p in (prefs, cache, log_file):
+        assert p.stat().st_mode & 0o777 == 0o600, p
+        assert p.parent.stat().st_mode & 0o777 == 0o700, p.parent
+    assert outside.stat().st_mode & 0o777 == 0o644
+
+
+def test_log_files_are_private(sketchpad_home: Path) -> None:
+    import logging
+
+    from sketchpad.logs import setup_logging, teardown_logging
+
+    folder = sketchpad_home / "logs"  # SKETCHPAD_HOME/logs (else the data folder's logs/)
+    folder.mkdir(parents=True)
+    (folder / "sketchpad.log").write_text("old\n")
+    (folder / "sketchpad.log").chmod(0o644)
+    path = setup_logging()
+    assert path == folder / "sketchpad.log"
+    try:
+        logging.getLogger("sketchpad.test").info("a photo name")
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert "a photo name" in path.read_text()
+    finally:
+        teardown_logging()
+    (folder / "sketchpad.log").unlink()
+    path = setup_logging()
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        teardown_logging()

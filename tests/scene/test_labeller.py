@@ -17,6 +17,12 @@ from sketchpad.vision.scene_vocab import Vocabulary
 LABELS = ["cat", "dog", "tree", "sun"]
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suggestions keep the vocabulary's text embeddings in the cache folder: keep it here."""
+    monkeypatch.setenv("SKETCHPAD_HOME", str(tmp_path))
+
+
 @pytest.fixture
 def labeller() -> SceneLabeller:
     return SceneLabeller(SceneBackbone())
