@@ -155,10 +155,11 @@ def build_extractor(
 
 
 def load_head(extractor: FusedExtractor, path: Path) -> None:
-    """Load trained parts (``trainable_state_dict`` keys) strictly."""
+    """Load trained parts (``trainable_state_dict`` keys) strictly; a recognition head's
+    classifier (``head.*``) is not part of the extractor and is left out."""
     from sketchpad.vision.weights import read_state_dict
 
-    sd = read_state_dict(path)
+    sd = {k: v for k, v in read_state_dict(path).items() if not k.startswith("head.")}
     expected = extractor.trainable_state_dict()
     bad = sorted(set(sd) ^ set(expected)) + [
         k for k in expected if k in sd and sd[k].shape != expected[k].shape
