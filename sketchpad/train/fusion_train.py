@@ -21,6 +21,7 @@ and their global max pools ``g`` (B, d):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -93,6 +94,19 @@ def segmentation_loss(
 
 
 # --- the model and trainer --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FusionTrainConfig:
+    """A run's settings (recorded in the checkpoint; resuming warns when they change)."""
+
+    backbone: str
+    task: str
+    lr: float
+    size: int
+    margin: float
+    tau: float
+    temperature: float
 
 
 class FusionTaskModel(nn.Module):
@@ -172,6 +186,9 @@ class FusionTrainer(Trainer):
             self.model = FusionTaskModel(extractor, n).to(self.device)
         self.optimizer = adamw([(self._trainable(), lr)], loop.weight_decay)
         self.lr = lr
+        self.config = FusionTrainConfig(
+            backbone_id, task, float(lr), self.size, self.margin, self.tau, self.temperature
+        )
 
     def _trainable(self) -> list[nn.Parameter]:
         model: FusionTaskModel = self.model  # type: ignore[assignment]

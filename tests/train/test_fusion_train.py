@@ -178,3 +178,31 @@ def test_tu_berlin_is_read_from_its_png_layout(tmp_path: Path) -> None:
     assert b.sketch.shape == (4, 3, SIZE, SIZE) and float(b.sketch.max()) == 1.0
     with pytest.raises(DatasetError, match="no TU-Berlin"):
         read_tu_berlin(tmp_path / "png" / "alarm clock")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def test_train_fusion_command_writes_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sketchpad.cli import main
+
+    out = tmp_path / "run"
+    common = [
+        "train", "fusion", "--task", "segmentation", "--data", "synthetic",
+        "--backbone", FUSION_ID, "--random-weights", "--device", "cpu",
+        "--batch-size", "2", "--out", str(out),
+    ]  # fmt: skip
+    assert main([*common, "--steps", "1"]) == 0
+    meta = json.loads((out / "fusion.json").read_text())
+    assert meta["task"] == "segmentation" and meta["step"] == 1 and meta["sketchpad_fine_tuned"]
+    assert main([*common, "--steps", "1"]) == 1  # no overwriting without --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main([*common, "--steps", "2", "--resume"]) == 0
+    assert json.loads((out / "fusion.json").read_text())["step"] == 2
+    code = main(
+        ["train", "fusion", "--task", "retrieval", "--data", str(tmp_path), "--backbone",
+         FUSION_ID, "--random-weights", "--out", str(tmp_path / "x"), "--steps", "1"]
+    )  # fmt: skip
+    assert code == 1 and "--data synthetic" in capsys.readouterr().err
