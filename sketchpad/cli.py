@@ -190,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="gallery, cluster: photos indexed (default 64)",
     )
-    p.add_argument(
-        "--workers", type=int, default=2, help="cluster: Ray workers (default 2)"
-    )
+    p.add_argument("--workers", type=int, default=2, help="cluster: Ray workers (default 2)")
     p.add_argument(
         "--naive-photos",
         type=int,
@@ -209,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pen-ups", type=int, default=20, help="ui: timed pen-ups (default 20)")
     p.set_defaults(func=_cmd_bench)
+    from sketchpad.commands import correspond, index, label, models, segment
     from sketchpad.commands import eval as eval_cmd
-    from sketchpad.commands import index, label, models, segment
     from sketchpad.commands import train as train_cmd
 
     segment.add_parser(sub)
@@ -219,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(sub)
     eval_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
+    correspond.add_parser(sub)
     parser.set_defaults(commands=tuple(sub.choices))
     return parser
 
