@@ -252,3 +252,14 @@ def test_the_search_core_answers_a_query_with_the_fused_map() -> None:
     hw = GALLERY[0][0]
     mask = SearchCore(seg).mask(result, bank, 0, threshold=0.5)
     assert mask.mask.shape == hw
+
+
+def test_bench_vision_times_each_stage_of_the_fused_backbone() -> None:
+    from sketchpad.search import bench_vision
+
+    lines: list[str] = []
+    assert bench_vision.run([FUSION_ID], lines.append, device="cpu", repeats=1) == 0
+    (row,) = bench_vision.time_fusion(FUSION_ID, (64,), device="cpu", repeats=1)
+    assert row.grid == "4×4" and row.map_kb == 4 * 4 * 16 * 2 / 1024
+    assert min(row.clip_ms, row.vae_ms, row.aggregator_ms, row.total_ms) > 0
+    assert any(line.startswith(FUSION_ID) and " 64 " in line for line in lines)
