@@ -60,6 +60,8 @@ class FusionConfig:
         aggregation: "resnet" (the paper) or "interpolate" (ablation).
         branch_weights: "softmax" over learnable logits (the paper's learnable weights) or
             "fixed" (equal weights, ablation).
+        clip_only: no Stable Diffusion at all: each branch is the injected CLIP features alone
+            at that block's grid (the CLIP-only baseline, trained the same way).
     """
 
     timestep: int = 261
@@ -70,8 +72,11 @@ class FusionConfig:
     injection: Injection = "conv"
     aggregation: Aggregation = "resnet"
     branch_weights: BranchWeights = "softmax"
+    clip_only: bool = False
 
     def __post_init__(self) -> None:
+        if self.clip_only and self.injection == "none":
+            raise ValueError("clip_only needs an injection (conv or interpolate)")
         if self.timestep < 0:
             raise ValueError(f"timestep must be ≥ 0, got {self.timestep}")
         if self.map_stride < 1 or self.out_dim < 1 or self.clip_size < 1:
@@ -283,6 +288,10 @@ class FusedExtractor(nn.Module):
     ) -> list[torch.Tensor]:
         """The outputs of the first three up-blocks (B, C_k, h_k, w_k), with the injected CLIP
         features added to each (none when ``clip_tokens`` is None)."""
+        if self.config.clip_only:
+            if clip_tokens is None:
+                raise ValueError("clip_only needs CLIP's tokens")
+            return self._clip_branches(x, clip_tokens, grid)
         latents = self.noisy_latents(x)
         b = latents.shape[0]
         t = torch.full((b,), self.config.timestep, device=latents.device, dtype=torch.long)
@@ -315,6 +324,20 @@ class FusedExtractor(nn.Module):
         if len(captured) != len(CAPTURED_BLOCKS):
             raise RuntimeError(f"captured {len(captured)} up-block outputs, expected 3")
         return captured
+
+    def _clip_branches(
+        self, x: torch.Tensor, tokens: torch.Tensor, grid: tuple[int, int]
+    ) -> list[torch.Tensor]:
+        """The CLIP-only baseline's branches: the injections at each captured block's grid."""
+        n_up = len(cast(Any, self.unet).config.block_out_channels)
+        lat_h, lat_w = x.shape[-2] // self.vae_factor, x.shape[-1] // self.vae_factor
+        out = []
+        for k in CAPTURED_BLOCKS:
+            f = 2 ** (n_up - 1 - k)
+            feat = self._injection(tokens, grid, k, (lat_h // f, lat_w // f))
+            assert feat is not None  # clip_only implies an injection
+            out.append(feat)
+        return out
 
     def aggregate_map(self, feats: Sequence[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
         """The aggregation network: each branch resized to ``hw``, through its ResNet block
