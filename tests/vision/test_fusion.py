@@ -154,6 +154,14 @@ def test_null_prompt_is_the_text_encoders_causal_forward(tmp_path: Path) -> None
     lnf.weight.data, lnf.bias.data = sd["final_layer_norm.weight"], sd["final_layer_norm.bias"]
     with torch.no_grad():
         torch.testing.assert_close(got, lnf(x), rtol=1e-5, atol=1e-5)
+    # transformers 5 saves the same model without the "text_model." prefix
+    import safetensors.torch
+
+    bare = {k[len("text_model.") :]: v for k, v in SD_state(folder).items()}
+    safetensors.torch.save_file(bare, str(folder / SD.TEXT_WEIGHTS))
+    torch.testing.assert_close(
+        SD.null_prompt_embedding(folder / "text_encoder", pad_id=0), got, rtol=0, atol=0
+    )
 
 
 def SD_state(folder: Path) -> dict[str, torch.Tensor]:  # noqa: N802

@@ -384,11 +384,14 @@ def null_prompt_embedding(folder: Path, *, pad_id: int) -> torch.Tensor:
         raise WeightsError(folder / "config.json", f"unsupported hidden_act {act!r}")
     ids = torch.tensor([vocab - 2, vocab - 1] + [pad_id] * (length - 2))
 
+    # transformers 4 saved CLIPTextModel under "text_model."; transformers 5 without it
+    prefix = "text_model." if any(k.startswith("text_model.") for k in sd) else ""
+
     def w(name: str) -> torch.Tensor:
         try:
-            return sd["text_model." + name].float()
+            return sd[prefix + name].float()
         except KeyError:
-            raise WeightsError(path, f"has no text_model.{name}: not a CLIPTextModel") from None
+            raise WeightsError(path, f"has no {prefix}{name}: not a CLIPTextModel") from None
 
     def ln(x: torch.Tensor, name: str) -> torch.Tensor:
         return F.layer_norm(x, x.shape[-1:], w(name + ".weight"), w(name + ".bias"), eps)
