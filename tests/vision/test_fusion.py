@@ -271,3 +271,19 @@ def test_bench_vision_times_each_stage_of_the_fused_backbone() -> None:
     assert row.grid == "4×4" and row.map_kb == 4 * 4 * 16 * 2 / 1024
     assert min(row.clip_ms, row.vae_ms, row.aggregator_ms, row.total_ms) > 0
     assert any(line.startswith(FUSION_ID) and " 64 " in line for line in lines)
+
+
+def test_models_import_keeps_a_checked_copy_that_is_found_later(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sketchpad.cli import main
+
+    src = write_sd_folder(tmp_path / "mine", seed=2)
+    assert main(["models", "import", FUSION_ID, str(src)]) == 0
+    assert "imported to" in capsys.readouterr().out
+    resolved = SD.resolve_sd(get_spec(FUSION_ID))
+    assert resolved.source == "imported" and not SD.missing_files(resolved.folder)
+    assert resolved.sha256 == SD.resolve_sd(get_spec(FUSION_ID), src).sha256
+    (src / SD.UNET_WEIGHTS).write_bytes(b"not safetensors")
+    assert main(["models", "import", FUSION_ID, str(src)]) == 1
+    assert "diffusion_pytorch_model.safetensors" in capsys.readouterr().err

@@ -262,6 +262,29 @@ def resolve_sd(
     raise WeightsNotFoundError(spec.id, looked, reason)
 
 
+def import_sd(spec: BackboneSpec, source: Path, *, pad_id: int | None = None) -> ResolvedSD:
+    """Check a diffusers folder (every file present, the weights load strictly into their
+    configs) and copy it into ``data_dir()/weights/<id>/``, file by file, atomically.
+
+    Raises:
+        WeightsError: a file is missing, does not load, or the copy failed.
+    """
+    from sketchpad.vision.weights import _copy_atomically
+
+    source = Path(source).expanduser()
+    resolved = resolve_sd(spec, source)  # checks the layout
+    load_sd(source, pad_id=int(sd_arch(spec)["pad_id"]) if pad_id is None else pad_id)
+    target = imported_sd_dir(spec)
+    for name in SD_FILES:
+        dst = target / name
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _copy_atomically(source / name, dst)
+        except OSError as e:
+            raise WeightsError(dst, f"could not copy {source / name} there ({e})") from e
+    return ResolvedSD(target, "imported", resolved.sha256)
+
+
 # --- loading ----------------------------------------------------------------------------------
 
 
