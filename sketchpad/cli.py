@@ -83,6 +83,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from sketchpad.train import bench as train_bench
 
         return train_bench.run(report=print)
+    if args.what == "fusion":
+        from sketchpad.train import fusion_bench
+        from sketchpad.vision.registry import get_spec
+
+        bid = (args.backbones or ["test-sketchfusion-tiny"])[0]
+        try:
+            if get_spec(bid).family != "sketchfusion":
+                raise ValueError(f"{bid} is not a SketchFusion backbone")
+        except (KeyError, ValueError) as e:
+            print(f"sketchpad bench: error: {str(e).strip(chr(39))}", file=sys.stderr)
+            return 1
+        return fusion_bench.run(
+            print, backbone_id=bid, device=args.device or "cpu", steps=args.fusion_steps
+        )
     if args.what == "ui":
         from sketchpad.ui import bench_ui
 
@@ -154,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "what",
-        choices=["startup", "vision", "gallery", "library", "cluster", "ui", "train"],
+        choices=["startup", "vision", "gallery", "library", "cluster", "ui", "train", "fusion"],
         help="startup: time from launch to the first painted window; vision: encoder and "
         "mask timings per backbone (random weights); gallery: indexing throughput, query "
         "latency over cached photos, speed-up over re-encoding, cache size and memory; library: a "
@@ -164,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         "on the same photos (throughput ratio, caches compared row by row); ui: "
         "GUI stalls while indexing and querying, pen-up → overlays painted, scrolling; train: "
         "trains a tiny SBIR critic and a mask-free segmenter (and its ablations) on a synthetic "
-        "world on the CPU and scores them on held-out seen and unseen classes",
+        "world on the CPU and scores them on held-out seen and unseen classes; fusion: "
+        "SketchFusion's correspondence on generated shapes under random warps (PCK@5/10 of "
+        "the trained fused model, untrained, SD-only, CLIP-only and the seed's ablations)",
     )
     p.add_argument(
         "--runs", type=int, default=5, help="startup: warm runs after the cold one (default 5)"
@@ -208,9 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--photos", type=int, default=10_000, help="ui: generated photos (default 10000)"
     )
     p.add_argument("--pen-ups", type=int, default=20, help="ui: timed pen-ups (default 20)")
+    p.add_argument(
+        "--fusion-steps", type=int, default=150, help="fusion: training steps per variant (150)"
+    )
     p.set_defaults(func=_cmd_bench)
+    from sketchpad.commands import correspond, index, label, models, segment
     from sketchpad.commands import eval as eval_cmd
-    from sketchpad.commands import index, label, models, segment
     from sketchpad.commands import train as train_cmd
 
     segment.add_parser(sub)
@@ -219,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(sub)
     eval_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
+    correspond.add_parser(sub)
     parser.set_defaults(commands=tuple(sub.choices))
     return parser
 

@@ -48,6 +48,63 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_model_options(q)
     q.set_defaults(func=run_scene)
     add_segmenter_parser(kinds)
+    add_correspondence_parser(kinds)
+
+
+def add_correspondence_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    q = kinds.add_parser(
+        "correspondence",
+        help="sketch–photo correspondence: PCK@5, PCK@10 on PSC6K",
+        description="Match every annotated sketch keypoint of PSC6K on its photo and print "
+        "PCK@5 and PCK@10 (a match is correct within 5 %% / 10 %% of the photo's longer side). "
+        "DATA is the folder of test_pairs_ps.csv; --sketchy the Sketchy root its paths are "
+        "under. --split test scores the 20 %% that `train fusion` holds out (default); all, "
+        "every pair.",
+    )
+    q.add_argument("--data", required=True, metavar="DIR", help="the PSC6K folder")
+    q.add_argument("--sketchy", required=True, metavar="DIR", help="the Sketchy root")
+    q.add_argument("--split", choices=["test", "all"], default="test", help="which pairs")
+    q.add_argument("--limit", type=int, metavar="N", help="at most N pairs (default all)")
+    q.add_argument("--json", metavar="FILE", help="also write the scores to this JSON file")
+    add_model_options(q)
+    q.set_defaults(func=run_correspondence, backbone="sketchfusion-sd21-l14")
+
+
+def run_correspondence(args: argparse.Namespace) -> int:
+    from sketchpad.train.fusion_data import DatasetError, read_psc6k, split_rows
+    from sketchpad.train.fusion_eval import evaluate_psc6k
+    from sketchpad.vision.errors import WeightsError
+
+    problems: list[str] = []
+    try:
+        pairs = read_psc6k(
+            Path(args.data) / "test_pairs_ps.csv", Path(args.sketchy), warn=problems.append
+        )
+        if args.split == "test":
+            pairs = [pairs[i] for i in split_rows(len(pairs), 0.2, seed=0)[1]]
+        if args.limit is not None:
+            pairs = pairs[: max(0, args.limit)]
+        if not pairs:
+            raise DatasetError(f"{args.data}: no pairs to score")
+        backbone = load_backbone(args)
+    except (DatasetError, WeightsError, ValueError) as e:
+        return _err(str(e))
+    except KeyError as e:
+        return _err(str(e.args[0]) if e.args else str(e))
+    for line in problems[:5]:
+        print(f"{NAME}: warning: {line}", file=sys.stderr)
+    warn_random_weights(args, NAME)
+    scores = evaluate_psc6k(backbone, pairs, input_size=args.input_size, warn=problems.append)
+    doc = {"backbone": backbone.spec.id, "split": args.split, **scores.as_dict()}
+    print(
+        f"correspondence ({backbone.spec.id}, {scores.pairs} pairs, {scores.points} points): "
+        + ", ".join(f"PCK@{round(a * 100)} {100 * v:.2f}" for a, v in scores.pck.items())
+    )
+    if args.json:
+        failed = _write_json(args.json, doc)
+        if failed is not None:
+            return failed
+    return 0
 
 
 def add_segmenter_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -158,6 +158,18 @@ def _cmd_download(args: argparse.Namespace) -> int:
     if spec is None:
         return 1
     bar = _ByteBar(sys.stderr)
+    if spec.family == "sketchfusion":  # a diffusers folder, then its CLIP's weights
+        from sketchpad.vision.fusion.sd import resolve_sd
+
+        try:
+            sd = resolve_sd(spec, progress=bar)
+        except WeightsError as e:
+            bar.close()
+            return _err(str(e))
+        bar.close()
+        print(f"{spec.id}: Stable Diffusion {sd.source}: {sd.folder}\nsha256 {sd.sha256}")
+        args.name = str(spec.arch_overrides["clip"])
+        return _cmd_download(args)
     try:
         resolved = resolve_weights(spec, progress=bar)
     except WeightsError as e:
@@ -180,6 +192,15 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if spec is None:
         return 1
     print(f"checking {args.path} against {spec.id} …", file=sys.stderr)
+    if spec.family == "sketchfusion":  # a Stable Diffusion folder in diffusers' layout
+        from sketchpad.vision.fusion.sd import import_sd
+
+        try:
+            sd = import_sd(spec, Path(args.path))
+        except WeightsError as e:
+            return _err(str(e))
+        print(f"{spec.id}: imported to {sd.folder}\nsha256 {sd.sha256}")
+        return 0
     try:
         resolved = import_weights(spec, Path(args.path))
     except WeightsError as e:

@@ -48,7 +48,9 @@ _rank = 0
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sketchpad train KIND``'s options (in :mod:`~sketchpad.commands.train_args`)."""
-    add_train_parser(sub, sbir=run_sbir, segmenter=run_segmenter, scene=run_scene)
+    add_train_parser(
+        sub, sbir=run_sbir, segmenter=run_segmenter, scene=run_scene, fusion=run_fusion
+    )
 
 
 # ---------------------------------------------------------------- shared steps
@@ -533,3 +535,73 @@ def run_scene(args: argparse.Namespace) -> int:
         return SceneTrainer(scenes, config, _loop(args, "scene"))
 
     return _run(args, "scene", build)
+
+
+def run_fusion(args: argparse.Namespace) -> int:
+    """``train fusion --task …``: SketchFusion's trained parts for one task."""
+
+    def build() -> Trainer:
+        from sketchpad.train import fusion_data as FD
+        from sketchpad.train.fusion_train import FusionTrainer
+        from sketchpad.vision.fusion.backbone import build_extractor, fusion_config
+        from sketchpad.vision.registry import get_spec
+
+        spec = get_spec(args.backbone)
+        if spec.family != "sketchfusion":
+            raise ValueError(f"--backbone {spec.id} is not a SketchFusion backbone")
+        size = int(args.size or spec.input_size)
+        task = args.task
+        source: Any
+        classes: tuple[str, ...] = ()
+        if args.data == "synthetic":
+            source = FD.SyntheticFusionSource(size)
+            classes = source.classes
+        elif task == "recognition":
+            data = FD.read_tu_berlin(Path(args.data))
+            source, classes = FD.LabelledSketchSource(data, size, _warn), data.classes
+        elif task == "correspondence":
+            if not args.sketchy:
+                raise ValueError("PSC6K's paths are under the Sketchy root: give --sketchy DIR")
+            pairs = FD.read_psc6k(
+                Path(args.data) / "test_pairs_ps.csv", Path(args.sketchy), warn=_warn
+            )
+            train_rows, _ = FD.split_rows(len(pairs), 0.2, seed=0)
+            source = FD.PSC6KSource([pairs[i] for i in train_rows], size, _warn)
+        else:
+            raise ValueError(
+                f"--task {task} trains on --data synthetic here (the seed's {task} data is "
+                "Sketchy with its own annotations)"
+            )
+        changes = {} if args.timestep is None else {"timestep": args.timestep}
+        bar, got = TextProgress(f"downloading {spec.id} weights", None), [0]
+
+        def on_download(done: int, total: int | None) -> None:
+            got[0] = done
+            bar.update(done >> 20, None if total is None else max(1, total >> 20), " MB")
+
+        extractor, _, _ = build_extractor(
+            spec,
+            config=fusion_config(spec, **changes),
+            pretrained=not args.random_weights,
+            sd_folder=args.weights,
+            progress=on_download,
+            seed=args.seed,
+        )
+        if got[0]:
+            bar.close(got[0] >> 20, " MB")
+        return FusionTrainer(
+            spec.id,
+            extractor,
+            task,
+            source,
+            _loop(args, "fusion"),
+            lr=args.lr if args.lr is not None else 1e-4,
+            classes=classes,
+            size=size,
+            margin=args.margin,
+            tau=args.tau,
+        )
+
+    from sketchpad.commands.progress import TextProgress
+
+    return _run(args, "fusion", build)

@@ -19,6 +19,7 @@ def add_train_parser(
     sbir: Handler,
     segmenter: Handler,
     scene: Handler,
+    fusion: Handler | None = None,
 ) -> None:
     """Add ``train`` and its kinds to ``sub``; each kind runs its handler."""
     p = sub.add_parser(
@@ -152,6 +153,48 @@ def add_train_parser(
         "--margin", type=float, default=0.3, metavar="X", help="triplet margin (default 0.3)"
     )
     q.set_defaults(func=scene)
+    if fusion is not None:
+        _add_fusion(kinds, fusion)
+
+
+def _add_fusion(
+    kinds: argparse._SubParsersAction[argparse.ArgumentParser], handler: Handler
+) -> None:
+    q = kinds.add_parser(
+        "fusion",
+        help="SketchFusion's head (SD + CLIP frozen) for one task",
+        description="Train SketchFusion's injection convolutions, aggregation network and branch "
+        "weights (seed 003), Stable Diffusion and CLIP frozen, with the task's loss: retrieval "
+        "(triplet), recognition (cross-entropy of a linear head on the max-pooled map), "
+        "segmentation (BCE of the sigmoid-thresholded correlation against the mask), "
+        "correspondence (InfoNCE on keypoint features + end-point error of the flow). The "
+        "checkpoint holds the trained parts only and loads with --weights on the backbone.",
+    )
+    _add_common(
+        q,
+        "'synthetic' (every task), TU-Berlin (recognition: png/<class>/*.png), "
+        "or PSC6K (correspondence: the folder of test_pairs_ps.csv; see --sketchy)",
+        "1e-4",
+    )
+    q.set_defaults(backbone="sketchfusion-sd21-l14")
+    q.add_argument(
+        "--task",
+        required=True,
+        choices=["retrieval", "recognition", "segmentation", "correspondence"],
+        help="which task's loss",
+    )
+    q.add_argument("--sketchy", metavar="DIR", help="PSC6K: the Sketchy root its paths are under")
+    q.add_argument(
+        "--size", type=int, metavar="N", help="input side (default: the backbone's, 512)"
+    )
+    q.add_argument(
+        "--timestep", type=int, metavar="T", help="diffusion timestep (default: the backbone's)"
+    )
+    q.add_argument("--margin", type=float, default=0.2, metavar="X", help="triplet margin (0.2)")
+    q.add_argument(
+        "--tau", type=float, default=0.1, metavar="X", help="segmentation threshold's τ (0.1)"
+    )
+    q.set_defaults(func=handler)
 
 
 def _add_common(p: argparse.ArgumentParser, data: str, lr_default: str) -> None:

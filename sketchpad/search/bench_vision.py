@@ -125,6 +125,106 @@ def time_backbone(
     )
 
 
+@dataclass(frozen=True)
+class FusionTimings:
+    """SketchFusion per photo at one input side: each stage's milliseconds (medians, batch 1),
+    peak memory, and the dense map's size against CLIP ViT-B/16's."""
+
+    backbone: str
+    device: str
+    size: int
+    grid: str
+    clip_ms: float
+    vae_ms: float
+    unet_ms: float
+    aggregator_ms: float
+    total_ms: float
+    peak_mb: float
+    map_kb: float
+    clip_map_kb: float
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def time_fusion(
+    backbone_id: str,
+    sizes: Sequence[int] = (256, 512),
+    *,
+    device: str | None = None,
+    repeats: int = 2,
+) -> list[FusionTimings]:
+    """Time a SketchFusion backbone (random weights) stage by stage at each input side."""
+    from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.fusion.backbone import FusionBackbone
+    from sketchpad.vision.registry import get_spec
+
+    bb = create_backbone(backbone_id, pretrained=False, device=device)
+    if not isinstance(bb, FusionBackbone):
+        raise ValueError(f"{backbone_id} is not a SketchFusion backbone")
+    m = bb.extractor
+    clip_b16 = get_spec("clip-vit-b16")
+    clip_kb = clip_b16.grid**2 * clip_b16.embed_dim * 2 / 1024  # fp16 rows in the cache
+    out = []
+    for size in sizes:
+        if size % bb.size_multiple:
+            raise ValueError(f"size {size} is not a multiple of {bb.size_multiple}")
+        x = torch.rand(1, 3, size, size, device=bb.device, dtype=bb.dtype) * 2 - 1
+        if bb.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(bb.device)
+        tokens, grid = m.clip_tokens(x)
+        feats = m.unet_features(x, tokens, grid)
+        hw = (size // m.config.map_stride, size // m.config.map_stride)
+        clip_ms = _median_ms(lambda: m.clip_tokens(x), repeats)  # noqa: B023 - called here
+        vae_ms = _median_ms(lambda: m.noisy_latents(x), repeats)  # noqa: B023
+        unet_ms = _median_ms(lambda: m.unet_features(x, tokens, grid), repeats) - vae_ms  # noqa: B023
+        agg_ms = _median_ms(lambda: m.aggregate_map(feats, hw), repeats)  # noqa: B023
+        total = _median_ms(lambda: bb.encode_patches(x), repeats)  # noqa: B023
+        out.append(
+            FusionTimings(
+                backbone=backbone_id,
+                device=str(bb.device),
+                size=size,
+                grid=f"{hw[0]}×{hw[1]}",
+                clip_ms=clip_ms,
+                vae_ms=vae_ms,
+                unet_ms=max(unet_ms, 0.0),
+                aggregator_ms=agg_ms,
+                total_ms=total,
+                peak_mb=_peak_mb(bb.device),
+                map_kb=hw[0] * hw[1] * m.out_dim * 2 / 1024,
+                clip_map_kb=clip_kb,
+            )
+        )
+    return out
+
+
+def format_fusion_table(rows: Sequence[FusionTimings]) -> list[str]:
+    head = (
+        f"{'backbone':<22} {'device':<6} {'size':>5} {'grid':<6} {'CLIP':>8} {'VAE':>8} "
+        f"{'UNet':>9} {'aggr':>7} {'total':>9} {'peak MB':>8} {'map KB':>7} {'CLIP B/16':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.backbone:<22} {r.device:<6} {r.size:>5} {r.grid:<6} {r.clip_ms:>6.0f}ms "
+            f"{r.vae_ms:>6.0f}ms {r.unet_ms:>7.0f}ms {r.aggregator_ms:>5.0f}ms "
+            f"{r.total_ms:>7.0f}ms {r.peak_mb:>8.0f} {r.map_kb:>7.0f} {r.clip_map_kb:>9.0f}"
+        )
+    lines.append(
+        "per photo, batch 1, random weights: CLIP = penultimate tokens; VAE = encode + noise; "
+        "UNet = the pass up to the third up-block (injection included); aggr = aggregation "
+        "network; total = the whole map + max pool. peak MB: process RSS (CPU) or CUDA peak. "
+        "map KB: one photo's cached fp16 map against CLIP ViT-B/16's 14×14×512."
+    )
+    return lines
+
+
 def format_table(rows: Sequence[VisionTimings]) -> list[str]:
     """The table the CLI prints."""
     head = (
@@ -155,12 +255,24 @@ def run(
     repeats: int = 3,
 ) -> int:
     """Time each backbone and report the table line by line; returns an exit code."""
+    from sketchpad.vision.registry import get_spec
+
     rows = []
+    fused: list[FusionTimings] = []
     torch.set_grad_enabled(False)
     report(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     for bid in backbones:
         report(f"timing {bid} …")
+        if get_spec(bid).family == "sketchfusion":
+            spec = get_spec(bid)
+            sizes = (256, 512) if spec.input_size >= 256 else (spec.input_size,)
+            fused += time_fusion(bid, sizes, device=device, repeats=max(1, repeats - 1))
+            continue
         rows.append(time_backbone(bid, device=device, repeats=repeats))
-    for line in format_table(rows):
-        report(line)
+    if rows:
+        for line in format_table(rows):
+            report(line)
+    if fused:
+        for line in format_fusion_table(fused):
+            report(line)
     return 0

@@ -219,6 +219,19 @@ def create_backbone(
     """
     spec = get_spec(backbone_id)
     dev = device if isinstance(device, torch.device) else choose_device(device)
+    if spec.family == "sketchfusion":  # SD + CLIP, in diffusers' and open_clip's layouts
+        from sketchpad.vision.fusion.backbone import create_fusion_backbone
+
+        return create_fusion_backbone(
+            spec,
+            weights=weights,
+            device=dev,
+            pretrained=pretrained,
+            offline=offline,
+            progress=progress,
+            seed=seed,
+            fp16=fp16,
+        )
     if pretrained:
         from sketchpad.vision import weights as W
 

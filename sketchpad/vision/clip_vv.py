@@ -147,3 +147,14 @@ def image_pooled(visual: ClipVisionTower, x: torch.Tensor) -> torch.Tensor:
 def encode_image_pooled(visual: ClipVisionTower, x: torch.Tensor) -> torch.Tensor:
     """:func:`image_pooled` without gradients."""
     return image_pooled(visual, x)
+
+
+def penultimate_patch_tokens(
+    visual: ClipVisionTower, x: torch.Tensor
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The patch tokens after the second-to-last block, before ``ln_post`` and the projection
+    (SketchFusion's CLIP features, seed 003 §5.1): (B, gh·gw, D) and the grid (gh, gw)."""
+    x, grid_hw = _embed(visual, x)
+    for block in visual.transformer.resblocks[:-1]:
+        x = block(x)
+    return x[:, 1:], grid_hw

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # torch is imported where a model is built
     from torch import nn
 
-Family = Literal["open_clip", "timm"]
+Family = Literal["open_clip", "timm", "sketchfusion"]
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -172,6 +172,11 @@ def build_model(spec: BackboneSpec) -> nn.Module:
 
             kwargs["embed_layer"] = ConvStemPatchEmbed
         model = timm.create_model(spec.arch, pretrained=False, **kwargs)
+    elif spec.family == "sketchfusion":
+        raise ValueError(
+            f"{spec.id} is a fused Stable Diffusion + CLIP extractor: it is built by "
+            "sketchpad.vision.fusion (create_backbone), not as one library model"
+        )
     else:  # pragma: no cover - Literal guards it
         raise ValueError(f"unknown family {spec.family!r}")
     return model.eval()
@@ -380,6 +385,82 @@ register_backbone(
             "init_values": None,
             "embed_layer": CONV_STEM,
         },
+        testing=True,
+    )
+)
+
+
+# SketchFusion (seed 003): Stable Diffusion's UNet features with CLIP's injected, aggregated
+# into one dense map (sketchpad.vision.fusion). ``hf_repo``/``hf_files`` name the SD weights
+# in diffusers' layout (the first file marks "downloaded"; the rest of the layout is in
+# ``fusion.sd.SD_FILES``); the CLIP tower's weights are those of ``arch_overrides["clip"]``.
+# mean/std 0.5 map photos to [−1, 1], the VAE's input; the extractor renormalises for CLIP.
+# ``patch_size`` is the map's stride in pixels; ``embed_dim`` the aggregator's output.
+SD_HALF = (0.5, 0.5, 0.5)
+
+
+def _fusion(id: str, clip: str, *, sd: str, repo: str, **kw: Any) -> BackboneSpec:
+    overrides: dict[str, Any] = {
+        "sd": sd,
+        "clip": clip,
+        "timestep": 261,
+        "out_dim": 384,
+        "clip_size": 224,
+    }
+    overrides.update(kw.pop("arch_overrides", {}))
+    return BackboneSpec(
+        id=id,
+        family="sketchfusion",
+        arch=f"{sd}+{clip}",
+        pretrained_tag="diffusers",
+        hf_repo=repo,
+        hf_files=("unet/diffusion_pytorch_model.safetensors",),
+        input_size=kw.pop("input_size", 512),
+        patch_size=kw.pop("patch_size", 16),
+        width=int(overrides["out_dim"]),
+        embed_dim=int(overrides["out_dim"]),
+        depth=0,
+        mean=SD_HALF,
+        std=SD_HALF,
+        num_prefix_tokens=0,
+        arch_overrides=overrides,
+        **kw,
+    )
+
+
+register_backbone(
+    _fusion(
+        "sketchfusion-sd21-l14",
+        "clip-vit-l14",
+        sd="sd21-base",
+        repo="stabilityai/stable-diffusion-2-1-base",
+        description="SketchFusion: SD 2.1 UNet + CLIP ViT-L/14 injected, 32×32 map at 512",
+        use="the paper's dense model: segmentation, correspondence (GPU; slow on CPU)",
+        download_mb=5200,
+    )
+)
+register_backbone(
+    _fusion(
+        "sketchfusion-sd21-b16",
+        "clip-vit-b16",
+        sd="sd21-base",
+        repo="stabilityai/stable-diffusion-2-1-base",
+        description="SketchFusion: SD 2.1 UNet + CLIP ViT-B/16 injected, 32×32 map at 512",
+        use="the paper's smaller pairing (Table 6: −2.6 PCK@5 against ViT-L/14)",
+        download_mb=4100,
+    )
+)
+register_backbone(
+    _fusion(
+        "test-sketchfusion-tiny",
+        "test-clip-tiny",
+        sd="test-sd-tiny",
+        repo="sketchpad-test/tiny-stable-diffusion",
+        description="tiny SD + tiny CLIP for tests (64 px, 4×4 map)",
+        use="tests",
+        input_size=64,
+        patch_size=16,
+        arch_overrides={"timestep": 10, "out_dim": 16, "clip_size": 64},
         testing=True,
     )
 )
