@@ -146,6 +146,8 @@ def run_app(
         window.photos.start()  # the engine and the model load in the background
         if folders:
             window.photos.open_folder(folders[0])
+        elif not probing:
+            window.restore_last_folder()  # the folder open when the window last closed
 
     QTimer.singleShot(0, after_show)
     log.info("Sketchpad started; log file %s", log_path)

@@ -37,12 +37,13 @@ from sketchpad.paths import PRIVATE_FILE_MODE, autosave_dir, autosave_location, 
 from sketchpad.sketch.io import SketchFileError, sketch_from_json_bytes, sketch_to_json_bytes
 from sketchpad.sketch.model import Sketch
 from sketchpad.ui.document import Document
+from sketchpad.ui.preferences import DEFAULT_AUTOSAVE_SECONDS
 
 log = logging.getLogger(__name__)
 
 AUTOSAVE_FORMAT = "sketchpad-autosave"
 AUTOSAVE_VERSION = 1
-DEFAULT_DELAY_MS = 3000
+DEFAULT_DELAY_MS = int(DEFAULT_AUTOSAVE_SECONDS * 1000)  # the preferences' default
 #: How often an autosave that cannot run is tried again.
 RETRY_MS = 30_000
 UNTITLED = "Untitled"
@@ -252,6 +253,13 @@ class Autosaver(QObject):
     @property
     def delay_ms(self) -> int:
         return self._timer.interval()
+
+    def set_delay_ms(self, delay_ms: int) -> None:
+        """The quiet time after an edit before the autosave is written (Preferences)."""
+        if delay_ms < 1:
+            raise ValueError(f"the autosave delay must be positive, got {delay_ms} ms")
+        self._max_wait_s = self._max_wait_s / max(1, self._timer.interval()) * delay_ms
+        self._timer.setInterval(int(delay_ms))
 
     @property
     def pending(self) -> bool:

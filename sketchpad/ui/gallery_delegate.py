@@ -146,9 +146,9 @@ class GalleryDelegate(QStyledItemDelegate):
         self.thumbnails = thumbnails
         self._font = QFont(font) if font is not None else QApplication.font()
         self._metrics = QFontMetrics(self._font)
-        side = thumbnails.side
+        self._side = thumbnails.side
         self._text_h = self._metrics.height() + 2
-        self._size = QSize(side + 2 * PADDING, side + 2 * PADDING + self._text_h)
+        self._size = QSize(self._side + 2 * PADDING, self._side + 2 * PADDING + self._text_h)
         self._overlays: OrderedDict[Hashable, QImage] = OrderedDict()
         self._badge_font = QFont(self._font)
         self._badge_font.setBold(True)
@@ -163,9 +163,19 @@ class GalleryDelegate(QStyledItemDelegate):
         """The size of every cell."""
         return QSize(self._size)
 
+    @property
+    def side(self) -> int:
+        """The thumbnails' square, in pixels."""
+        return self._side
+
+    def set_side(self, side: int) -> None:
+        """Show thumbnails in a ``side`` square (the cell grows or shrinks with it)."""
+        self._side = int(side)
+        self._size = QSize(self._side + 2 * PADDING, self._side + 2 * PADDING + self._text_h)
+
     def thumb_area(self, cell: QRect) -> QRect:
         """The square where the thumbnail is fitted, in a cell at ``cell``."""
-        side = self.thumbnails.side
+        side = self._side
         return QRect(cell.x() + (cell.width() - side) // 2, cell.y() + PADDING, side, side)
 
     def overlay_for(self, key: Hashable, mask: np.ndarray, group_map: np.ndarray | None) -> QImage:

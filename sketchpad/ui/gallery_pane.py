@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QSlider,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -53,6 +54,7 @@ from sketchpad.ui.gallery_delegate import GalleryDelegate
 from sketchpad.ui.gallery_model import GalleryModel
 from sketchpad.ui.gallery_proxy import GalleryProxy
 from sketchpad.ui.gallery_view import GalleryView, ScanBridge, ScanJob
+from sketchpad.ui.preferences import THUMBNAIL_SIZES
 from sketchpad.ui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ VISIBLE_DEBOUNCE_MS = 100
 NOTICE_MS = 5000
 #: Cells laid out per batch (``QListView.setBatchSize``).
 LAYOUT_BATCH = 500
+#: Bounds of the thumbnail-size slider (pixels): the preferences'.
+THUMB_SIZES = THUMBNAIL_SIZES
 #: Skipped files listed in the tooltip.
 SKIPPED_SHOWN = 20
 
@@ -125,6 +129,7 @@ class GalleryPane(QWidget):
     """
 
     photoActivated = Signal(object)
+    thumbnailSizeChanged = Signal(int)
     cancelIndexing = Signal()
     folderDropped = Signal(object)
     visibleNamesChanged = Signal()
@@ -257,6 +262,15 @@ class GalleryPane(QWidget):
         title.addWidget(self._folder_label, 1)
         title.addWidget(self._skipped_label)
         title.addWidget(self._review_combo)
+        self._size_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self._size_slider.setRange(*THUMB_SIZES)
+        self._size_slider.setSingleStep(8)
+        self._size_slider.setPageStep(32)
+        self._size_slider.setValue(self._delegate.side)
+        self._size_slider.setFixedWidth(72)
+        self._size_slider.setToolTip("Thumbnail size")
+        self._size_slider.valueChanged.connect(self.set_thumbnail_size)
+        title.addWidget(self._size_slider)
         header = QHBoxLayout()
         header.setContentsMargins(4, 0, 4, 2)
         header.addWidget(self._busy_bar)
@@ -554,6 +568,33 @@ class GalleryPane(QWidget):
         what = {"accepted": "accepted", "rejected": "rejected", None: "not reviewed"}[state]
         self.message.emit(f"{len(names)} photo{'s' if len(names) != 1 else ''} {what}")
         return len(names)
+
+    def set_thumbnail_size(self, side: int) -> None:
+        """Show thumbnails of ``side`` pixels (the slider, Preferences): cells are laid out
+        again; thumbnails are decoded again only when larger ones are needed."""
+        side = int(min(THUMB_SIZES[1], max(THUMB_SIZES[0], side)))
+        if side == self._delegate.side:
+            return
+        if side > self._thumbnails.side:
+            self._thumbnails.side = side
+            self._thumbnails.clear()
+        self._delegate.set_side(side)
+        self._view.setGridSize(self._delegate.cell_size + QSize(4, 4))
+        self._view.verticalScrollBar().setSingleStep(self._delegate.cell_size.height() // 4)
+        blocked = self._size_slider.blockSignals(True)
+        self._size_slider.setValue(side)
+        self._size_slider.blockSignals(blocked)
+        self._view.doItemsLayout()
+        self._schedule_visible()
+        self.thumbnailSizeChanged.emit(side)
+
+    @property
+    def thumbnail_size(self) -> int:
+        return self._delegate.side
+
+    @property
+    def size_slider(self) -> QSlider:
+        return self._size_slider
 
     def set_review_filter(self, which: str) -> None:
         """Show all photos, or the "unreviewed", "accepted" or "rejected" ones."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QLabel,
     QMainWindow,
@@ -51,7 +52,6 @@ from sketchpad.sketch.io import (
 from sketchpad.sketch.model import Sketch
 from sketchpad.ui import dialogs
 from sketchpad.ui.autosave import (
-    DEFAULT_DELAY_MS,
     RETRY_MS,
     Autosaver,
     OrphanedSession,
@@ -77,6 +77,7 @@ NATIVE_SUFFIX = ".json"
 UNTITLED = "Untitled"
 _SETTINGS_GEOMETRY = "main_window/geometry"
 _SETTINGS_STATE = "main_window/state"
+_SETTINGS_SPLITTER = "main_window/splitter"
 
 
 _tidy_thread: threading.Thread | None = None
@@ -112,7 +113,8 @@ class MainWindow(QMainWindow):
     """Sketchpad's main window.
 
     Args:
-        autosave_delay_ms: quiet time after an edit before the autosave is written.
+        autosave_delay_ms: quiet time after an edit before the autosave is written (default:
+            the preferences', :data:`DEFAULT_DELAY_MS` until set there).
         autosave_dir: where autosaves live (default: the standard one).
         photo_loader: the engine's model loader, for photo search and scene labelling alike
             (tests and the screenshot: a stand-in; None: the registry).
@@ -123,7 +125,7 @@ class MainWindow(QMainWindow):
     def __init__(
         self,
         *,
-        autosave_delay_ms: int = DEFAULT_DELAY_MS,
+        autosave_delay_ms: int | None = None,
         autosave_dir: Path | None = None,
         photo_loader: Loader | None = None,
         photo_backbones: tuple[list[str], list[str]] | None = None,
@@ -183,8 +185,10 @@ class MainWindow(QMainWindow):
         self.scene.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.recent_files = RecentFiles()
+        self._autosave_given = autosave_delay_ms is not None
+        delay = autosave_delay_ms or int(self.photos.preferences.autosave_seconds * 1000)
         self.autosaver = Autosaver(
-            self.document, delay_ms=autosave_delay_ms, directory=autosave_dir, parent=self
+            self.document, delay_ms=delay, directory=autosave_dir, parent=self
         )
         tidy_user_folders_once()
         self.autosaver.failed.connect(self._on_autosave_failed)
@@ -211,6 +215,7 @@ class MainWindow(QMainWindow):
         self._update_zoom(self.canvas.zoom)
         self.resize(1200, 800)
         self._restore_geometry()
+        self._apply_session()
 
     # -- building ----------------------------------------------------------------------------
     def _action(
@@ -287,6 +292,12 @@ class MainWindow(QMainWindow):
         panel = self.scene_panel.toggleViewAction()
         panel.setText("Scene &Labels Panel")
         labels_menu.addAction(panel)
+
+        edit_menu.addSeparator()
+        prefs = self._action("&Preferences…", self.show_preferences, "Ctrl+,")
+        prefs.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.preferences_action = prefs
+        edit_menu.addAction(prefs)
 
         help_menu = bar.addMenu("&Help")
         about = self._action("&About Sketchpad", self._show_about)
@@ -638,21 +649,109 @@ class MainWindow(QMainWindow):
         settings = QSettings()
         geometry = settings.value(_SETTINGS_GEOMETRY)
         state = settings.value(_SETTINGS_STATE)
+        splitter = settings.value(_SETTINGS_SPLITTER)
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
             self.restoreState(state)
+        if isinstance(splitter, QByteArray):
+            self.splitter.restoreState(splitter)
 
     def _store_geometry(self) -> None:
         settings = QSettings()
         settings.setValue(_SETTINGS_GEOMETRY, self.saveGeometry())
         settings.setValue(_SETTINGS_STATE, self.saveState())
+        settings.setValue(_SETTINGS_SPLITTER, self.splitter.saveState())
+
+    # -- session and preferences -------------------------------------------------------------
+    def _apply_session(self) -> None:
+        """The last session's threshold and mode, and the preferences that shape the window
+        (theme, thumbnail size, autosave delay). The last folder is reopened by the app at
+        start (``restore_last_folder``), not here."""
+        prefs = self.photos.preferences
+        controls = self.photos.controls
+        controls.set_threshold(prefs.threshold)
+        if prefs.mode is not None:
+            try:
+                controls.set_mode(prefs.mode)  # type: ignore[arg-type]
+            except (KeyError, ValueError):
+                log.info("the last search mode %r is not offered any more", prefs.mode)
+        self._apply_preferences_to_window(prefs, autosave=not self._autosave_given)
+
+    def _apply_preferences_to_window(self, prefs: Preferences, *, autosave: bool = True) -> None:
+        from sketchpad.ui.preferences_dialog import apply_theme
+
+        if prefs.theme != "system":
+            apply_theme(prefs.theme)
+        self.photos.pane.set_thumbnail_size(prefs.thumbnail_size)
+        if autosave:
+            self.autosaver.set_delay_ms(int(prefs.autosave_seconds * 1000))
+
+    def restore_last_folder(self) -> bool:
+        """Open the photo folder of the last session, if it still exists."""
+        folder = self.photos.preferences.last_folder
+        if folder is None or not Path(folder).is_dir():
+            return False
+        return self.photos.open_folder(Path(folder))
+
+    def _store_session(self) -> None:
+        prefs = self.photos.preferences
+        options = self.photos.controls.options()
+        prefs.threshold = options.threshold
+        prefs.mode = options.mode
+        prefs.last_folder = self.photos.folder
+        try:
+            prefs.save()
+        except Exception as e:  # a convenience: never stop the window closing for it
+            log.warning("cannot store the session in the preferences: %s", e)
+
+    def show_preferences(self) -> bool:
+        """Edit ▸ Preferences…: returns whether new preferences were applied."""
+        from sketchpad.ui.preferences_dialog import PreferencesDialog
+
+        photos = self.photos
+        ids = list(dict.fromkeys(photos.controls.backbones("category")
+                                 + photos.controls.backbones("fine")))  # fmt: skip
+        dialog = PreferencesDialog(photos.preferences, [(i, i) for i in ids], self)
+        if not self._run_dialog(dialog):
+            return False
+        return self.apply_preferences(dialog.chosen())
+
+    def _run_dialog(self, dialog: QDialog) -> bool:
+        """Run a modal dialog (tests replace this)."""
+        return bool(dialog.exec())
+
+    def apply_preferences(self, new: Preferences) -> bool:
+        """Keep and apply ``new`` preferences: saved at once; the model is loaded again when
+        the model, device or fp16 changed. Returns False when they could not be saved."""
+        from sketchpad.atomic import SaveError
+        from sketchpad.ui.preferences_dialog import apply_theme
+
+        prefs = self.photos.preferences
+        reload = (new.backbone, new.device, new.fp16) != (prefs.backbone, prefs.device, prefs.fp16)
+        theme_changed = new.theme != prefs.theme
+        for f in ("backbone", "device", "fp16", "autosave_seconds", "thumbnail_size", "theme"):
+            setattr(prefs, f, getattr(new, f))
+        try:
+            prefs.save()
+        except SaveError as e:
+            self._show_error("Preferences", f"The preferences could not be saved: {e}")
+            return False
+        if theme_changed:
+            apply_theme(prefs.theme)
+        self._apply_preferences_to_window(prefs)
+        if reload:
+            self.photos.controls.set_backbone(prefs.backbone)
+            self.photos.load_model()
+        self.statusBar().showMessage("Preferences saved", 4000)
+        return True
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self.maybe_save():
             event.ignore()
             return
         self._store_geometry()
+        self._store_session()
         self.photos.shutdown()  # stops and joins the inference worker
         self.autosaver.close()
         self.scene.shutdown()  # drops outstanding labelling (the engine is joined above)

@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[Device, ...] = get_args(Device)
+Theme = Literal["system", "light", "dark"]
+THEMES: tuple[Theme, ...] = get_args(Theme)
+#: Bounds of the thumbnail size (pixels) and of the autosave's quiet time (seconds).
+THUMBNAIL_SIZES = (64, 320)
+AUTOSAVE_SECONDS = (1, 600)
+DEFAULT_AUTOSAVE_SECONDS = 3.0
 FILE_NAME = "preferences.json"
 MAX_RECENT_FOLDERS = 10
 FORMAT_VERSION = 1
@@ -37,6 +43,13 @@ class Preferences:
             the CPU.
         backbone: the default backbone id (``sketchpad.vision.registry``).
         recent_folders: photo folders, most recent first, at most :data:`MAX_RECENT_FOLDERS`.
+        theme: "system" (follow the desktop), "light" or "dark".
+        thumbnail_size: the gallery's thumbnails, in pixels (:data:`THUMBNAIL_SIZES`).
+        autosave_seconds: quiet time after an edit before the autosave is written.
+        last_folder: the photo folder open when the window last closed (opened again at
+            start), or None.
+        threshold: the mask threshold last used.
+        mode: the search mode last used (a ``query_controls.MODES`` key), or None.
         path: the file it was loaded from and is saved to.
     """
 
@@ -44,6 +57,12 @@ class Preferences:
     fp16: bool = True
     backbone: str = DEFAULT_BACKBONE
     recent_folders: list[Path] = field(default_factory=list)
+    theme: Theme = "system"
+    thumbnail_size: int = 160
+    autosave_seconds: float = DEFAULT_AUTOSAVE_SECONDS
+    last_folder: Path | None = None
+    threshold: float = 0.5
+    mode: str | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
     _unknown: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -85,7 +104,19 @@ class Preferences:
         def bad(key: str, why: str) -> None:
             log.warning("preferences %s: ignoring %s=%r (%s)", file, key, data[key], why)
 
-        known = {"version", "device", "fp16", "backbone", "recent_folders"}
+        known = {
+            "version",
+            "device",
+            "fp16",
+            "backbone",
+            "recent_folders",
+            "theme",
+            "thumbnail_size",
+            "autosave_seconds",
+            "last_folder",
+            "threshold",
+            "mode",
+        }
         self._unknown = {k: v for k, v in data.items() if k not in known}
         if "device" in data:
             if data["device"] in DEVICES:
@@ -108,6 +139,43 @@ class Preferences:
                 self.recent_folders = [Path(p) for p in items][:MAX_RECENT_FOLDERS]
             else:
                 bad("recent_folders", "expected a list of folder paths")
+        if "theme" in data:
+            if data["theme"] in THEMES:
+                self.theme = cast(Theme, data["theme"])
+            else:
+                bad("theme", f"expected one of {', '.join(THEMES)}")
+        lo, hi = THUMBNAIL_SIZES
+        if "thumbnail_size" in data:
+            v = data["thumbnail_size"]
+            if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi:
+                self.thumbnail_size = v
+            else:
+                bad("thumbnail_size", f"expected a whole number of pixels in {lo}–{hi}")
+        lo, hi = AUTOSAVE_SECONDS
+        if "autosave_seconds" in data:
+            v = data["autosave_seconds"]
+            if isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi:
+                self.autosave_seconds = float(v)
+            else:
+                bad("autosave_seconds", f"expected seconds in {lo}–{hi}")
+        if "last_folder" in data:
+            v = data["last_folder"]
+            if v is None or (isinstance(v, str) and v):
+                self.last_folder = Path(v) if v else None
+            else:
+                bad("last_folder", "expected a folder path or null")
+        if "threshold" in data:
+            v = data["threshold"]
+            if isinstance(v, int | float) and not isinstance(v, bool) and 0.0 < v < 1.0:
+                self.threshold = float(v)
+            else:
+                bad("threshold", "expected a number between 0 and 1")
+        if "mode" in data:
+            v = data["mode"]
+            if v is None or isinstance(v, str):
+                self.mode = v
+            else:
+                bad("mode", "expected a search mode name")
 
     def to_json(self) -> str:
         """The file's text: the known entries (and any unknown ones kept from the file)."""
@@ -118,6 +186,12 @@ class Preferences:
             "fp16": self.fp16,
             "backbone": self.backbone,
             "recent_folders": [str(p) for p in self.recent_folders],
+            "theme": self.theme,
+            "thumbnail_size": self.thumbnail_size,
+            "autosave_seconds": self.autosave_seconds,
+            "last_folder": None if self.last_folder is None else str(self.last_folder),
+            "threshold": self.threshold,
+            "mode": self.mode,
         }
         return json.dumps(data, indent=2) + "\n"
 

@@ -117,7 +117,9 @@ class QueryControls(QWidget):
         self.alpha_slider = QSlider(Qt.Orientation.Horizontal)
         self.alpha_slider.setRange(0, 100)
         self.alpha_slider.setValue(50)
-        self.alpha_slider.setToolTip("α: the weight of the sketch against the words")
+        self.alpha_slider.setToolTip(
+            "Left: the words only; right: the sketch only (α is the sketch's weight)"
+        )
         self.alpha_label = QLabel("α 0.50")
         self.compose_box = QCheckBox("Composed (each object)")
         self.compose_box.setToolTip(
@@ -149,7 +151,7 @@ class QueryControls(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.alpha_slider, 1)
         row.addWidget(self.alpha_label)
-        form.addRow("Sketch vs words", row)
+        form.addRow("Words ↔ sketch", row)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.compose_box)
