@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test screenshot bench-startup clean
+.PHONY: run test screenshot walkthrough bench-startup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 screenshot: $(STAMP)
 	bash packaging/screenshot.sh
+
+# The real window under Xvfb driven by xdotool; screenshots to OUT (default build/walkthrough).
+walkthrough: $(STAMP)
+	bash packaging/walkthrough.sh $(OUT)
 
 bench-startup: $(STAMP)
 	$(BIN)/sketchpad bench startup

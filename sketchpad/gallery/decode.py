@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import stat
 import struct
 import threading
@@ -263,16 +264,16 @@ def natural_key(name: str) -> NaturalKey:
     return (tuple(parts), name)
 
 
+_DIGIT_RUNS = re.compile(r"(\d+)")  # \d: Unicode category Nd, as str.isdecimal
+
+
 def _split_digits(s: str) -> list[str]:
-    """``s`` split into text and digit runs, alternating, starting (maybe empty) with text."""
-    out: list[str] = []
-    start, in_digits = 0, False
-    for i, c in enumerate(s):
-        d = c.isdecimal()
-        if d != in_digits:
-            out.append(s[start:i])
-            start, in_digits = i, d
-    out.append(s[start:])
+    """``s`` split into text and digit runs, alternating, starting (maybe empty) with text.
+    (One regex split, not a loop per character: a folder scan sorts 10,000 names with it on a
+    background thread that holds the GIL meanwhile.)"""
+    out = _DIGIT_RUNS.split(s)
+    if len(out) > 1 and not out[-1]:
+        out.pop()  # a name ending in digits ends with its digit run
     return out
 
 

@@ -140,7 +140,9 @@ class ScanResult:
 
 def is_photo_name(path: Path | str) -> bool:
     """Whether a file name has one of ``PHOTO_EXTENSIONS`` (any case)."""
-    return Path(path).suffix.lower() in PHOTO_EXTENSIONS
+    name = path.name if isinstance(path, Path) else os.path.basename(path)
+    i = name.rfind(".")  # Path.suffix's rule, without building a Path (a scan asks per file)
+    return 0 < i < len(name) - 1 and name[i:].lower() in PHOTO_EXTENSIONS
 
 
 def _os_problem(path: Path, e: OSError, *, listed: bool = False, link: bool = False) -> PhotoError:
@@ -191,6 +193,7 @@ class _Candidate:
     path: Path
     key: tuple[int, int]  # device, inode
     via_link: bool
+    order: tuple[object, ...]  # natural order below the root (computed once)
 
 
 class _Scan:
@@ -203,6 +206,7 @@ class _Scan:
         self.folders: dict[tuple[int, int], Path] = {}
         self.candidates: list[_Candidate] = []
         self.skipped: list[PhotoError] = []
+        self._orders: dict[Path, tuple[object, ...]] = {}  # folders' and skipped files' keys
 
     def run(self) -> list[_Candidate]:
         """Walk; the photos found (each file once, natural order), problems in ``skipped``."""
@@ -229,14 +233,15 @@ class _Scan:
         """Look at one folder's entries; returns the subfolders to walk."""
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: natural_key(e.name))
+                entries = sorted(((natural_key(e.name), e) for e in it), key=lambda t: t[0])
         except OSError as e:
             if folder == self.root:
                 raise _os_problem(folder, e) from e
             self.skipped.append(_os_problem(folder, e, listed=True))
             return []
         subfolders = []
-        for entry in entries:
+        prefix = self._order(folder)
+        for name_key, entry in entries:
             photo = is_photo_name(entry.name)
             if not photo and not (self.recursive and _is_dir(entry)):
                 continue  # only photo names, and folders to recurse into, are looked at
@@ -259,26 +264,31 @@ class _Scan:
             elif st.st_size == 0:
                 self.skipped.append(PhotoError(path, "an empty file (0 bytes)", EMPTY))
             else:
-                self.candidates.append(_Candidate(path, key, via_link or link))
+                self.candidates.append(_Candidate(path, key, via_link or link, (*prefix, name_key)))
         return subfolders
 
     def _unique(self) -> list[_Candidate]:
         """Each file once: a real path wins over a symlinked one, then the natural order."""
         kept: dict[tuple[int, int], Path] = {}
         photos: list[_Candidate] = []
-        for c in sorted(self.candidates, key=lambda c: (c.via_link, self._order(c.path))):
+        for c in sorted(self.candidates, key=lambda c: (c.via_link, c.order)):
             if c.key in kept:
                 why = f"the same file as {_shown(kept[c.key])}: listed once"
                 self.skipped.append(PhotoError(c.path, why, DUPLICATE))
             else:
                 kept[c.key] = c.path
                 photos.append(c)
-        photos.sort(key=lambda c: self._order(c.path))
+        photos.sort(key=lambda c: c.order)
         return photos
 
     def _order(self, path: Path) -> tuple[object, ...]:
-        """Natural order of the path below the root, component by component."""
-        return tuple(natural_key(p) for p in path.relative_to(self.root).parts)
+        """Natural order of the path below the root, component by component (remembered)."""
+        key = self._orders.get(path)
+        if key is None:
+            key = self._orders[path] = tuple(
+                natural_key(p) for p in path.relative_to(self.root).parts
+            )
+        return key
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

@@ -302,7 +302,7 @@ class GalleryPane(QWidget):
         footer = QHBoxLayout(self._footer)
         footer.setContentsMargins(4, 2, 4, 2)
         footer.addWidget(self._progress, 1)
-        footer.addWidget(self._eta_label)
+        footer.addWidget(self._eta_label, 2)  # (Ignored policies: they share what is there)
         footer.addWidget(self._cancel_button)
         self._footer.hide()
         self._notice_label = QLabel(self)
@@ -467,6 +467,7 @@ class GalleryPane(QWidget):
         if eta_s >= 0:
             text += f" · about {format_eta(eta_s)} left"
         self._eta_label.setText(text)
+        self._eta_label.setToolTip(text)
         if self._footer.isHidden():
             self._cancel_button.setEnabled(True)
             self._cancel_button.setText("Cancel")
@@ -476,6 +477,7 @@ class GalleryPane(QWidget):
         """Indexing ended: hide the footer and show ``text`` for a few seconds."""
         self._footer.hide()
         self._notice_label.setText(text)
+        self._notice_label.setToolTip(text)  # a narrow pane cuts it: the whole text here
         self._notice_label.setVisible(bool(text))
         self._notice_timer.start(NOTICE_MS)
         if text:

@@ -149,3 +149,20 @@ def test_foreign_clipboard_data_is_ignored(canvas, document, three):
     QApplication.clipboard().setMimeData(mime)
     canvas.paste()
     assert len(document.sketch) == 3 and document.undo_stack.count() == 0
+
+
+def test_a_cut_lasso_part_ends_when_the_strokes_change_not_with_labels(
+    canvas, driver, document, three, line
+):
+    from sketchpad.search.spec import LassoPart, StrokesPart
+
+    canvas.set_tool("lasso")
+    canvas.lasso_mode = "cut"
+    driver.drag(rect_lasso(50, 50, 250.5, 250.5))
+    assert isinstance(document.search_part, LassoPart)
+    document.set_metadata("labels", [{"name": "cat", "color": "#ff0000"}], "Add label")
+    assert isinstance(document.search_part, LassoPart)  # labels are not geometry
+    stroke = Stroke(points=line(600, 500, 700, 550))
+    document.apply(SketchEdit.add(document.sketch, [stroke]), "Draw stroke")
+    assert document.selection_part is None and document.part_sketch() is None
+    assert document.search_part == StrokesPart(tuple(sorted(three[:2])))  # searched whole

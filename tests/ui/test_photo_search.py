@@ -246,6 +246,44 @@ def test_a_lasso_or_a_sector_is_searched_as_a_part_and_the_window_says_so(
     assert doc.sketch is sketch and doc.undo_stack.count() == 2  # two strokes drawn, no more
 
 
+def test_opening_a_folder_leaves_the_gui_thread_free(
+    window: Any, qtbot: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The preferences (an atomic write ending in fsync) are written on another thread, and
+    the engine scans the folder only after the gallery's own scan (never two at once)."""
+    import threading
+
+    import sketchpad.atomic as atomic
+
+    folder = tmp_path / "photos"
+    make_photos(folder, N)
+    window.photos.start()
+    qtbot.waitUntil(lambda: window.photos.model is not None, timeout=WAIT_MS)
+    engine = window.photos.engine
+    writers: list[str] = []
+    write = atomic.atomic_write_text
+
+    def recorded_write(path: Any, text: str) -> None:
+        writers.append(threading.current_thread().name)
+        write(path, text)
+
+    monkeypatch.setattr(atomic, "atomic_write_text", recorded_write)
+    open_in_engine = engine.open_folder
+    shown_then: list[int] = []  # photos the gallery showed when the engine was asked
+
+    def recorded_open(f: Path, *a: Any, **k: Any) -> int:
+        shown_then.append(window.photos.pane.model.rowCount())
+        return open_in_engine(f, *a, **k)
+
+    monkeypatch.setattr(engine, "open_folder", recorded_open)
+    with qtbot.waitSignal(engine.indexFinished, timeout=WAIT_MS):
+        assert window.photos.open_folder(folder)
+    assert shown_then == [N]  # the gallery's scan had landed
+    assert window.photos.shutdown()
+    assert writers and threading.main_thread().name not in writers
+    assert str(folder.resolve()) in window.photos.preferences.path.read_text(encoding="utf-8")
+
+
 def test_export_decodes_to_exactly_the_masks_shown(window: Any, qtbot: Any, tmp_path: Path) -> None:
     from pycocotools import mask as rle
 

@@ -145,3 +145,31 @@ def test_after_cancel_on_the_indexing_footer_tool_keys_work(window: Any, qtbot: 
     assert QApplication.focusWidget() is canvas
     QTest.keyClick(window, Qt.Key.Key_L)
     assert canvas.tool == "lasso"
+    pane.index_finished("")
+    pane.set_index_progress(20, 100, 30.0)  # another box had the keyboard: back to the canvas
+    box = window.photos.controls.text_edit
+    box.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is box)
+    QTest.mouseClick(pane.cancel_button, Qt.MouseButton.LeftButton)
+    QApplication.processEvents()
+    assert QApplication.focusWidget() is canvas
+
+
+def test_no_window_shortcut_takes_space_from_the_canvas(window: Any) -> None:
+    from PySide6.QtGui import QAction, QKeySequence
+
+    canvas = window.canvas
+    other = QAction("Something on Space", window)
+    other.setShortcut(QKeySequence("Space"))
+    fired: list[bool] = []
+    other.triggered.connect(lambda *_: fired.append(True))
+    window.addAction(other)
+    grabbed = canvas.view.to_canvas(300, 300)
+    left, none = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    QTest.keyPress(canvas, Qt.Key.Key_Space)
+    QTest.mousePress(canvas, left, none, QPoint(300, 300))
+    QTest.mouseMove(canvas, QPoint(330, 320), 1)
+    QTest.mouseRelease(canvas, left, none, QPoint(330, 320))
+    QTest.keyRelease(canvas, Qt.Key.Key_Space)
+    assert not fired and window.document.sketch.strokes == ()
+    assert canvas.view.to_view(*grabbed) == pytest.approx((330, 320))

@@ -1,0 +1,311 @@
+"""A scripted walkthrough of the real main window on an X server, driven with real X events.
+
+Run through ``packaging/walkthrough.sh`` (``make walkthrough``), which starts a virtual X
+display (Xvfb) and sets ``DISPLAY``; every pointer and key event comes from ``xdotool`` (the X
+server's XTEST extension), as from a person's mouse and keyboard, never from Qt's test API.
+It checks and prints, with a screenshot of each step:
+
+1. **A narrow gallery, 20 pen-ups**: the canvas transform (zoom and offset) after every pen-up
+   while each query shows the busy bar; every stroke lands where the pointer drew it.
+2. **During indexing**: the same while a folder of generated photos is indexed (progress
+   footer shown).
+3. **Cancel on the indexing footer**: which widget has the keyboard afterwards, and whether
+   the tool keys (L, B) still reach the canvas.
+4. **Space held pans**: Space down, drag, Space up: the view moves by the drag, nothing is
+   drawn, the pen is the tool again.
+
+The model is the tiny test CLIP with random weights (no download); everything the app writes
+goes to a temporary SKETCHPAD_HOME and QSettings folder. Exit status 1 when a check fails.
+
+Usage: python packaging/walkthrough.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HOME = tempfile.mkdtemp(prefix="sketchpad-walkthrough-")
+os.environ["SKETCHPAD_HOME"] = HOME  # before anything asks for a standard path
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+sys.path.insert(0, str(ROOT))
+
+from PySide6.QtCore import QCoreApplication, QPoint, QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+PHOTOS = int(os.environ.get("WALKTHROUGH_PHOTOS", "6000"))
+BACKBONE = "test-clip-tiny"
+
+
+def pump(seconds: float) -> None:
+    """Run the event loop for ``seconds``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QCoreApplication.processEvents()
+        time.sleep(0.002)
+
+
+def until(cond: Callable[[], bool], timeout_s: float) -> bool:
+    end = time.perf_counter() + timeout_s
+    while not cond():
+        if time.perf_counter() > end:
+            return False
+        QCoreApplication.processEvents()
+        time.sleep(0.002)
+    return True
+
+
+def xdo(*args: object) -> None:
+    """One xdotool command line (the events reach Qt through the X server)."""
+    subprocess.run(["xdotool", *map(str, args)], check=True)
+
+
+class Walk:
+    def __init__(self, out: Path) -> None:
+        from sketchpad.engine.worker import default_loader
+        from sketchpad.ui.main_window import MainWindow
+        from sketchpad.ui.preferences import Preferences
+
+        def loader(request: Any, progress: Any) -> Any:  # noqa: ANN401
+            return default_loader(dataclasses.replace(request, pretrained=False), progress)
+
+        prefs = Preferences.load(Path(HOME) / "prefs.json")
+        prefs.backbone = BACKBONE
+        self.out = out
+        self.failures: list[str] = []
+        self.shot_no = 0
+        self.window = MainWindow(
+            autosave_dir=Path(HOME) / "autosave",
+            photo_loader=loader,
+            photo_backbones=([BACKBONE], []),
+            preferences=prefs,
+        )
+        self.window.move(0, 0)
+        self.window.resize(1360, 860)
+        self.window.show()
+        self.canvas = self.window.canvas
+        self.strokes_aimed: list[tuple[float, float]] = []  # canvas points under the pointer
+
+    # -- helpers ---------------------------------------------------------------------------
+    def check(self, ok: bool, what: str) -> None:
+        print(f"  [{'ok' if ok else 'FAIL'}] {what}")
+        if not ok:
+            self.failures.append(what)
+
+    def shot(self, name: str) -> None:
+        pump(0.15)
+        self.shot_no += 1
+        path = self.out / f"{self.shot_no:02d}-{name}.png"
+        screen = QApplication.primaryScreen()
+        screen.grabWindow(0).save(str(path))  # the X root window: what a person sees
+        print(f"  screenshot {path}")
+
+    def screen_point(self, vx: float, vy: float) -> QPoint:
+        return self.canvas.mapToGlobal(QPoint(round(vx), round(vy)))
+
+    def stroke(self, k: int) -> None:
+        """A pen stroke with the X pointer at view points of the canvas; remembers the canvas
+        point under the pointer at the press (as the view was before the press)."""
+        vx, vy = 140 + (k % 5) * 110, 140 + (k // 5) * 90
+        pts = [self.screen_point(vx + 9 * i, vy + 4 * ((i * 7) % 5)) for i in range(10)]
+        self.strokes_aimed.append(self.canvas.view.to_canvas(vx, vy))
+        cmd: list[object] = ["mousemove", pts[0].x(), pts[0].y(), "mousedown", "1"]
+        for p in pts[1:]:
+            cmd += ["mousemove", p.x(), p.y()]
+        cmd += ["mouseup", "1"]
+        xdo(*cmd)
+        until(lambda: len(self.window.document.sketch.strokes) > k, 5)
+
+    def view_text(self) -> str:
+        v = self.canvas.view
+        return f"{v.scale * 100:.1f}% offset ({v.offset_x:.1f}, {v.offset_y:.1f})"
+
+    def landed_error(self, first: int) -> float:
+        """Largest distance (canvas px) between where strokes were aimed and where they are."""
+        strokes = self.window.document.sketch.strokes
+        worst = 0.0
+        for aimed, s in zip(self.strokes_aimed[first:], strokes[first:], strict=False):
+            dx, dy = s.points[0][0] - aimed[0], s.points[0][1] - aimed[1]
+            worst = max(worst, (dx * dx + dy * dy) ** 0.5)
+        return worst
+
+    # -- the steps -------------------------------------------------------------------------
+    def start(self) -> None:
+        photos = self.window.photos
+        photos.start()
+        ok = until(lambda: photos.model is not None, 180)
+        self.check(ok, f"the model {BACKBONE} loaded")
+        self.window.activateWindow()
+        self.canvas.setFocus()
+        pump(0.5)
+
+    def narrow_gallery(self) -> None:
+        print("1. a narrow gallery, 20 pen-ups (each runs a query: busy bar)")
+        folder = Path(HOME) / "few"
+        from sketchpad.ui.bench_ui import make_gallery
+
+        make_gallery(folder, 60, seed=1)
+        photos = self.window.photos
+        finished: list[object] = []
+        engine = photos.engine
+        assert engine is not None
+        engine.indexFinished.connect(finished.append)
+        photos.open_folder(folder)
+        until(lambda: bool(finished), 120)
+        engine.indexFinished.disconnect(finished.append)
+        self.window.splitter.setSizes([1230, 130])
+        pump(0.5)
+        first = len(self.window.document.sketch.strokes)
+        views = []
+        busy_seen = 0
+        for k in range(20):
+            self.stroke(first + k)
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.6:  # the query runs: the busy bar comes and goes
+                QCoreApplication.processEvents()
+                busy_seen += photos.pane.is_busy
+                time.sleep(0.002)
+            views.append(self.canvas.view)
+            print(f"   pen-up {k + 1:2d}: {self.view_text()}")
+        self.check(busy_seen > 0, "the busy bar showed during the queries")
+        zooms = sorted({round(v.scale * 100, 1) for v in views})
+        what = f"canvas transform unchanged over 20 pen-ups (zoom {zooms})"
+        self.check(len(set(views)) == 1, what)
+        err = self.landed_error(first)
+        self.check(err < 1.0, f"strokes land where drawn (largest error {err:.2f} canvas px)")
+        self.shot("narrow-gallery-20-strokes")
+
+    def during_indexing(self) -> None:
+        print(f"2. pen-ups while {PHOTOS} photos are indexed (progress footer)")
+        from sketchpad.ui.bench_ui import make_gallery
+
+        folder = Path(HOME) / "many"
+        make_gallery(folder, PHOTOS, seed=2)
+        photos = self.window.photos
+        before_open = self.canvas.view
+        photos.open_folder(folder)
+        ok = until(lambda: photos.pane.is_indexing_shown, 60)
+        self.check(ok, "the indexing footer is shown")
+        print(f"   before opening the folder: {self.view_text_of(before_open)}")
+        first = len(self.window.document.sketch.strokes)
+        views = []
+        for k in range(6):
+            self.stroke(first + k)
+            pump(0.4)
+            views.append(self.canvas.view)
+            progress = photos.pane.progress_text or "indexed"
+            print(f"   pen-up {k + 1} ({progress}): {self.view_text()}")
+        self.check(
+            len(set(views)) == 1 and views[0] == before_open,
+            "canvas transform unchanged while indexing",
+        )
+        err = self.landed_error(first)
+        self.check(err < 1.0, f"strokes land where drawn (largest error {err:.2f} canvas px)")
+        self.shot("during-indexing")
+
+    @staticmethod
+    def view_text_of(v: Any) -> str:  # noqa: ANN401
+        return f"{v.scale * 100:.1f}% offset ({v.offset_x:.1f}, {v.offset_y:.1f})"
+
+    def cancel_keeps_tool_keys(self) -> None:
+        print("3. Cancel on the indexing footer, then the tool keys")
+        pane = self.window.photos.pane
+        if not pane.is_indexing_shown:
+            self.check(False, "indexing runs for the Cancel step (raise WALKTHROUGH_PHOTOS)")
+            return
+        button = pane.cancel_button
+        c = button.mapToGlobal(QPoint(button.width() // 2, button.height() // 2))
+        xdo("mousemove", c.x(), c.y(), "click", "1")
+        pump(0.4)
+        focus = QApplication.focusWidget()
+        name = type(focus).__name__ if focus is not None else "nothing"
+        print(f"   keyboard focus after Cancel: {name}")
+        self.check(focus is self.canvas, "the canvas has the keyboard after Cancel")
+        p = self.screen_point(60, 60)
+        xdo("mousemove", p.x(), p.y())
+        xdo("key", "l")
+        pump(0.2)
+        after_l = self.canvas.tool
+        xdo("key", "b")
+        pump(0.2)
+        print(f"   L → {after_l}, B → {self.canvas.tool}")
+        self.check(after_l == "lasso" and self.canvas.tool == "pen", "tool keys work after Cancel")
+        until(lambda: not pane.is_indexing_shown, 60)
+        self.shot("after-cancel")
+
+    def space_pans(self) -> None:
+        print("4. Space held pans")
+        doc = self.window.document
+        n = len(doc.sketch.strokes)
+        before = self.canvas.view
+        a, b = self.screen_point(400, 400), self.screen_point(480, 350)
+        xdo("mousemove", a.x(), a.y())
+        xdo("keydown", "space")
+        pump(0.2)
+        cmd: list[object] = ["mousedown", "1"]
+        for i in range(1, 9):
+            cmd += ["mousemove", a.x() + (b.x() - a.x()) * i // 8, a.y() + (b.y() - a.y()) * i // 8]
+        xdo(*cmd, "mouseup", "1")
+        pump(0.2)
+        xdo("keyup", "space")
+        pump(0.3)
+        after = self.canvas.view
+        moved = (after.offset_x - before.offset_x, after.offset_y - before.offset_y)
+        zoom = after.scale * 100
+        print(f"   view moved by ({moved[0]:.1f}, {moved[1]:.1f}) px; zoom {zoom:.1f}%")
+        viewer = self.window.photos.viewer
+        self.check(moved == (80.0, -50.0), "the drawing follows the drag (80, −50)")
+        self.check(len(doc.sketch.strokes) == n, "nothing was drawn")
+        self.check(viewer is None or not viewer.isVisible(), "the large view did not open")
+        self.check(self.canvas.tool == "pen", "released: the pen again")
+        self.stroke(n)
+        err = self.landed_error(n)
+        self.check(err < 1.0, f"a stroke after the pan lands where drawn ({err:.2f} px)")
+        self.shot("space-pan")
+
+    def close(self) -> None:
+        self.window.document.undo_stack.setClean()
+        self.window.photos.shutdown()
+        self.window.close()
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1] if len(argv) > 1 else ROOT / "build" / "walkthrough").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
+    if shutil.which("xdotool") is None:
+        print("xdotool is not installed: sudo apt-get install xdotool", file=sys.stderr)
+        return 2
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, HOME)
+    from sketchpad.ui.app import set_application_names
+
+    app = QApplication(["sketchpad-walkthrough"])
+    set_application_names()
+    print(f"Qt platform {app.platformName()}, display {os.environ.get('DISPLAY')}")
+    walk = Walk(out)
+    try:
+        walk.start()
+        walk.narrow_gallery()
+        walk.during_indexing()
+        walk.cancel_keeps_tool_keys()
+        walk.space_pans()
+    finally:
+        walk.close()
+        shutil.rmtree(HOME, ignore_errors=True)
+    print(f"{len(walk.failures)} check(s) failed" if walk.failures else "all checks passed")
+    return 1 if walk.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
