@@ -81,10 +81,21 @@ def action_rows(group: str, actions: Iterable[QAction]) -> list[Shortcut]:
         if not keys or id(a) in seen or a.isSeparator():
             continue
         seen.add(id(a))
-        what = a.property(WHAT_PROPERTY)
-        text = plain_text(a)
-        rows.append(Shortcut(group, ", ".join(keys), f"{text} — {what}" if what else text))
+        rows.append(Shortcut(group, ", ".join(keys), _what(a, keys)))
     return rows
+
+
+def _what(action: QAction, keys: Sequence[str]) -> str:
+    """``"Name — what it does"`` when described; else its own tooltip without the keys (when
+    it says more than the name); else its name."""
+    text = plain_text(action)
+    what = action.property(WHAT_PROPERTY)
+    if isinstance(what, str) and what:
+        return f"{text} — {what}"
+    tip = action.toolTip()
+    for k in keys:
+        tip = tip.replace(f" ({k})", "")
+    return tip if tip and plain_text(action) not in (tip, tip.rstrip("…. ")) else text
 
 
 def menu_actions(menu: QMenu) -> list[QAction]:
