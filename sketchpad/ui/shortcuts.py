@@ -30,6 +30,7 @@ from sketchpad.ui.icons import set_icon
 
 KEYS_PROPERTY = "sketchpadKeys"  # keys a widget handles for this action, e.g. "P" or "[ / ]"
 WHAT_PROPERTY = "sketchpadWhat"  # what the action does, for the shortcuts list
+NAME_PROPERTY = "sketchpadName"  # its name when described ("Undo", whatever the text says now)
 
 
 def plain_text(action: QAction) -> str:
@@ -54,10 +55,12 @@ def describe(action: QAction, what: str, icon: str | None = None, keys: str = ""
     icon in ``resources/icons``."""
     if keys:
         action.setProperty(KEYS_PROPERTY, keys)
+    name = plain_text(action)
     action.setProperty(WHAT_PROPERTY, what)
+    action.setProperty(NAME_PROPERTY, name)
     found = action_keys(action)
     suffix = f" ({found[0]})" if found else ""
-    action.setToolTip(f"{plain_text(action)} — {what}{suffix}")
+    action.setToolTip(f"{name} — {what}{suffix}")
     if icon:
         set_icon(action, icon)
 
@@ -89,9 +92,9 @@ def _what(action: QAction, keys: Sequence[str]) -> str:
     """``"Name — what it does"`` when described; else its own tooltip without the keys (when
     it says more than the name); else its name."""
     text = plain_text(action)
-    what = action.property(WHAT_PROPERTY)
+    what, name = action.property(WHAT_PROPERTY), action.property(NAME_PROPERTY)
     if isinstance(what, str) and what:
-        return f"{text} — {what}"
+        return f"{name if isinstance(name, str) else text} — {what}"
     tip = action.toolTip()
     for k in keys:
         tip = tip.replace(f" ({k})", "")

@@ -56,6 +56,8 @@ def test_every_toolbar_action_has_an_icon_and_says_what_it_does_and_its_key(
                 assert tip.endswith(f"({keys[0]})"), f"{where}: {tip!r} does not name {keys[0]}"
             checked += 1
     assert checked == 7 + 5 + 9 + 10  # canvas tools + undo/redo/zoom; viewer; mask editor
+    undo = window.canvas.edit_actions()["undo"]
+    assert undo.toolTip().startswith("Undo — take back the last change (")
     tools = window.canvas.tool_actions()
     assert tools["lasso"].toolTip() == "Lasso — select strokes to search for (L)"
     assert viewer.editor.actions_by_name["brush"].toolTip() == "Brush — paint onto the mask (P)"
@@ -97,7 +99,8 @@ def rows_of(window: Any) -> list[tuple[str, str, str]]:
     return window.show_shortcuts().visible_rows()
 
 
-def test_shortcuts_dialog_lists_the_keys_of_every_area(window: Any) -> None:
+def test_shortcuts_dialog_lists_the_keys_of_every_area(window: Any, draw: Any) -> None:
+    draw(window.document, 1)  # the undo action's text is now "Undo Draw"
     rows = rows_of(window)
     groups = list(dict.fromkeys(g for g, _, _ in rows))
     assert groups == [
