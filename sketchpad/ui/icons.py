@@ -38,11 +38,15 @@ def svg_text(name: str) -> str:
         raise IconError(f"{path}: cannot read the icon ({e.strerror or e})") from e
 
 
-def _pixmap(name: str, color: str, size: int) -> QPixmap:
+def _renderer(name: str, color: str) -> QSvgRenderer:
     data = QByteArray(svg_text(name).replace(PLACEHOLDER, color).encode("utf-8"))
     renderer = QSvgRenderer(data)
     if not renderer.isValid():
         raise IconError(f"{ICON_DIR / f'{name}.svg'}: not a valid SVG drawing")
+    return renderer
+
+
+def _pixmap(renderer: QSvgRenderer, size: int) -> QPixmap:
     pix = QPixmap(size, size)
     pix.fill(Qt.GlobalColor.transparent)
     painter = QPainter(pix)
@@ -54,9 +58,10 @@ def _pixmap(name: str, color: str, size: int) -> QPixmap:
 @cache
 def _icon(name: str, normal: str, disabled: str) -> QIcon:
     out = QIcon()
-    for size in SIZES:
-        out.addPixmap(_pixmap(name, normal, size), QIcon.Mode.Normal)
-        out.addPixmap(_pixmap(name, disabled, size), QIcon.Mode.Disabled)
+    for color, mode in ((normal, QIcon.Mode.Normal), (disabled, QIcon.Mode.Disabled)):
+        renderer = _renderer(name, color)  # parsed once per colour, drawn at every size
+        for size in SIZES:
+            out.addPixmap(_pixmap(renderer, size), mode)
     return out
 
 
