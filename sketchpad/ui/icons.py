@@ -16,7 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QObject, QRectF, Qt
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QAbstractButton, QApplication
 
 ICON_DIR = Path(__file__).resolve().parents[2] / "resources" / "icons"
 ICON_PROPERTY = "sketchpadIcon"  # the action's icon name, for re-rendering
@@ -80,20 +80,25 @@ def icon(name: str) -> QIcon:
     return _icon(name, *icon_colors())
 
 
-def set_icon(action: QAction, name: str) -> None:
-    """Give ``action`` icon ``name`` and remember the name for :func:`refresh_icons`."""
-    action.setProperty(ICON_PROPERTY, name)
-    action.setIcon(icon(name))
+def set_icon(target: QAction | QAbstractButton, name: str) -> None:
+    """Give an action or a button icon ``name`` and remember the name for
+    :func:`refresh_icons`."""
+    target.setProperty(ICON_PROPERTY, name)
+    target.setIcon(icon(name))
 
 
 def refresh_icons() -> int:
-    """Re-render the icon of every action given one by :func:`set_icon` (in every widget
-    of the application); returns how many were set."""
+    """Re-render the icon of every action and button given one by :func:`set_icon` (in
+    every widget of the application); returns how many were set."""
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         return 0
     seen: set[int] = set()
     for widget in app.allWidgets():
+        name = widget.property(ICON_PROPERTY)
+        if isinstance(widget, QAbstractButton) and isinstance(name, str):
+            seen.add(id(widget))
+            widget.setIcon(icon(name))
         for action in (*widget.actions(), *widget.findChildren(QAction)):
             name = action.property(ICON_PROPERTY)
             if isinstance(name, str) and id(action) not in seen:

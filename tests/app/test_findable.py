@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette
-from PySide6.QtWidgets import QApplication, QToolBar, QWidgetAction
+from PySide6.QtWidgets import QAbstractButton, QApplication, QToolBar, QWidgetAction
 
 from sketchpad.ui import icons
 from sketchpad.ui.photo_viewer import PhotoViewer
@@ -28,14 +28,14 @@ def toolbar_actions(bar: QToolBar) -> list[QAction]:
     return [a for a in bar.actions() if not a.isSeparator() and not isinstance(a, QWidgetAction)]
 
 
-def drawn_colors(action: QAction, size: int = 24) -> set[str]:
-    """The colours of the icon's opaque pixels."""
+def drawn_colors(action: QAction | QAbstractButton, size: int = 24, alpha: int = 255) -> set[str]:
+    """The colours of the icon's pixels at least ``alpha`` opaque."""
     image = action.icon().pixmap(size).toImage()
     return {
         image.pixelColor(x, y).name()
         for x in range(image.width())
         for y in range(image.height())
-        if image.pixelColor(x, y).alpha() == 255
+        if image.pixelColor(x, y).alpha() >= alpha
     }
 
 
@@ -56,6 +56,10 @@ def test_every_toolbar_action_has_an_icon_and_says_what_it_does_and_its_key(
                 assert tip.endswith(f"({keys[0]})"), f"{where}: {tip!r} does not name {keys[0]}"
             checked += 1
     assert checked == 7 + 5 + 9 + 10  # canvas tools + undo/redo/zoom; viewer; mask editor
+    panel = window.scene_panel
+    for b in (panel.add_button, panel.remove_button, panel.color_button, panel.label_button,
+              panel.show_all_button):  # fmt: skip
+        assert drawn_colors(b, alpha=1), f"the scene panel's {b.text()!r} button has no icon"
     undo = window.canvas.edit_actions()["undo"]
     assert undo.toolTip().startswith("Undo — take back the last change (")
     tools = window.canvas.tool_actions()
@@ -75,9 +79,10 @@ def test_icons_are_redrawn_in_a_dark_palettes_text_colour(window: Any) -> None:
     dark.setColor(QPalette.ColorRole.ButtonText, QColor("#e8eaed"))
     try:
         app.setPalette(light)
-        assert drawn_colors(lasso) == {"#101010"}
+        add_label = window.scene_panel.add_button  # a plain button, not an action
+        assert drawn_colors(lasso) == drawn_colors(add_label) == {"#101010"}
         app.setPalette(dark)  # the toolbar's action changes without being asked
-        assert drawn_colors(lasso) == {"#e8eaed"}
+        assert drawn_colors(lasso) == drawn_colors(add_label) == {"#e8eaed"}
         button = window.toolbar.widgetForAction(lasso)
         assert drawn_colors(button.defaultAction()) == {"#e8eaed"}
     finally:
