@@ -44,5 +44,8 @@ PYTHON=${PYTHON:-.venv/bin/python}
 # xcb, not offscreen: the screenshot is taken from the (virtual) screen.
 unset QT_QPA_PLATFORM
 xvfb-run -a -s "-screen 0 1400x900x24" "$PYTHON" packaging/screenshot.py "$@"
+# The toolbar icons and a tooltip, light and dark: canvas-icons.png, canvas-icons-dark.png.
+xvfb-run -a -s "-screen 0 1400x900x24" "$PYTHON" packaging/screenshot_icons.py
+xvfb-run -a -s "-screen 0 1400x900x24" "$PYTHON" packaging/screenshot_icons.py --dark
 # Photo search: gallery.png and model-manager.png (a stand-in model: see the script).
 exec xvfb-run -a -s "-screen 0 1400x900x24" "$PYTHON" packaging/screenshot_photos.py

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
 
 from sketchpad.ui.clipboard import has_strokes
+from sketchpad.ui.shortcuts import describe
 from sketchpad.ui.tools import TOOL_NAMES, TOOL_TEXT
 
 if TYPE_CHECKING:
@@ -21,6 +22,36 @@ if TYPE_CHECKING:
 
 ZOOM_STEP = 1.25  # zoom in / out actions and one Ctrl+wheel notch
 SELECTION_ACTIONS = ("cut", "copy", "delete", "deselect")  # enabled when something is selected
+
+# What each action does (its tooltip says this and its key) and its icon in resources/icons.
+EDIT_TIPS: dict[str, tuple[str, str | None]] = {
+    "undo": ("take back the last change", "undo"),
+    "redo": ("do again what was undone", "redo"),
+    "cut": ("move the selected strokes to the clipboard", None),
+    "copy": ("copy the selected strokes", None),
+    "paste": ("add the clipboard's strokes to the sketch", None),
+    "delete": ("remove the selected strokes", None),
+    "select_all": ("select every stroke", None),
+    "deselect": ("select nothing (the whole sketch is searched)", None),
+    "zoom_in": ("magnify the canvas", "zoom_in"),
+    "zoom_out": ("shrink the canvas", "zoom_out"),
+    "fit": ("show the whole sketch", "fit"),
+}
+TOOL_TIPS: dict[str, str] = {
+    "pen": "draw strokes",
+    "eraser": "erase every stroke it touches",
+    "partial_eraser": "erase only the parts of strokes under it",
+    "lasso": "select strokes to search for",
+    "partition": "split the sketch into sectors and pick one to search for",
+    "relabel": "click a stroke to choose its scene label",
+    "pan": "drag to move the view (Space held pans with any tool)",
+}
+# Keys the canvas reads itself, not through an action: (keys, what).
+CANVAS_KEYS: tuple[tuple[str, str], ...] = (
+    ("Space (held)", "Pan with any tool: drag while holding Space"),
+    ("Ctrl+wheel", "Zoom about the pointer"),
+    ("Middle-button drag", "Pan"),
+)
 
 
 def _action(
@@ -66,6 +97,8 @@ def build_edit_actions(canvas: Canvas) -> dict[str, QAction]:
         "zoom_out": _action(c, "Zoom &Out", lambda: c.zoom_by(1 / ZOOM_STEP), "Ctrl+-"),
         "fit": _action(c, "&Fit to Window", c.fit_to_view, "Ctrl+0"),
     }
+    for key, (what, icon) in EDIT_TIPS.items():
+        describe(actions[key], what, icon)
     update_edit_actions(actions, canvas)
     return actions
 
@@ -89,6 +122,7 @@ def build_tool_actions(canvas: Canvas) -> dict[str, QAction]:
         action = _action(canvas, text, partial(canvas.set_tool, name), key)
         action.setCheckable(True)
         action.setChecked(name == canvas.tool)
+        describe(action, TOOL_TIPS[name], name)
         group.addAction(action)
         actions[name] = action
     return actions

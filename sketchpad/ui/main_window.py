@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QSplitter,
     QUndoView,
@@ -58,13 +59,24 @@ from sketchpad.ui.autosave import (
     claim_orphaned_sessions,
 )
 from sketchpad.ui.canvas import Canvas
+from sketchpad.ui.canvas_actions import CANVAS_KEYS
 from sketchpad.ui.document import Document
 from sketchpad.ui.errors import show_error
+from sketchpad.ui.icons import follow_palette
 from sketchpad.ui.photo_search import PhotoSearch
 from sketchpad.ui.recent_files import RecentFiles
 from sketchpad.ui.scene_label_table import with_part_labels
 from sketchpad.ui.scene_labelling import SceneLabelling
 from sketchpad.ui.scene_panel import ScenePanel
+from sketchpad.ui.shortcuts import (
+    Shortcut,
+    ShortcutsDialog,
+    action_rows,
+    describe,
+    menu_actions,
+    pair_rows,
+    plain_text,
+)
 from sketchpad.ui.toolbar import CanvasToolBar
 
 if TYPE_CHECKING:
@@ -198,6 +210,8 @@ class MainWindow(QMainWindow):
         self._last_folder = str(Path.home())
 
         self.file_actions = self._build_file_actions()
+        self._shortcuts_dialog: ShortcutsDialog | None = None
+        follow_palette()  # icons re-drawn in the new text colour when the palette changes
         self._build_menus()
         self._build_status_bar()
 
@@ -300,6 +314,12 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(prefs)
 
         help_menu = bar.addMenu("&Help")
+        keys = self._action(
+            "&Keyboard Shortcuts…", self.show_shortcuts, QKeySequence.StandardKey.HelpContents
+        )
+        describe(keys, "list every key, grouped by where it works", "keyboard")
+        self.actions_by_name = {"shortcuts": keys}
+        help_menu.addAction(keys)
         about = self._action("&About Sketchpad", self._show_about)
         about.setMenuRole(QAction.MenuRole.AboutRole)
         help_menu.addAction(about)
@@ -395,6 +415,34 @@ class MainWindow(QMainWindow):
 
     def _show_error(self, title: str, text: str) -> None:
         show_error(self, title, text)
+
+    def shortcut_rows(self) -> list[Shortcut]:
+        """Every key, read from the actions: the menus' actions with shortcuts (grouped by
+        menu), the canvas's own keys, the gallery's and the large view's (mask correction
+        and review included)."""
+        from sketchpad.ui.photo_viewer import large_view_rows  # loaded with the large view
+
+        rows: list[Shortcut] = []
+        for top in self.menuBar().actions():
+            menu = top.menu()
+            if isinstance(menu, QMenu):
+                rows += action_rows(plain_text(top), menu_actions(menu))
+        rows += pair_rows("Canvas", CANVAS_KEYS)
+        photos = self.photos
+        gallery = [*photos.pane.review_actions.values(), photos.actions["large_view"]]
+        rows += action_rows("Gallery", gallery)
+        rows += large_view_rows(photos.viewer.viewer if photos.viewer is not None else None)
+        return rows
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Help ▸ Keyboard Shortcuts (non-modal; one at a time)."""
+        dialog = self._shortcuts_dialog
+        if dialog is None:
+            dialog = self._shortcuts_dialog = ShortcutsDialog(self.shortcut_rows(), self)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        return dialog
 
     def _show_about(self) -> None:
         QMessageBox.about(

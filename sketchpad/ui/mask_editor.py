@@ -39,6 +39,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsView
 
+from sketchpad.ui.shortcuts import describe
+
 if TYPE_CHECKING:
     from sketchpad.gallery.review import FolderReview, ReviewState
     from sketchpad.ui.photo_viewer import PhotoViewer
@@ -141,53 +143,63 @@ class MaskEditor(QObject):
         parent = self._viewer
 
         def action(
-            text: str, tip: str, keys: str, slot: object, checkable: bool = False
+            text: str, what: str, icon: str, keys: str, slot: object, checkable: bool = False
         ) -> QAction:
+            # handle_key reads the keys; describe() names them in the tooltip and for
+            # Help ▸ Keyboard Shortcuts.
             a = QAction(text, parent)
-            a.setToolTip(f"{tip} ({keys})" if keys else tip)
+            describe(a, what, icon, keys)
             a.setCheckable(checkable)
             a.triggered.connect(slot)
             return a
 
         out = {
             "brush": action(
-                "Brush", "Paint onto the mask", "P", lambda: self.set_tool("brush"), True
+                "Brush", "paint onto the mask", "brush", "P",
+                lambda: self.set_tool("brush"), True,
             ),
             "eraser": action(
-                "Eraser", "Erase from the mask", "E", lambda: self.set_tool("eraser"), True
+                "Eraser", "erase from the mask", "eraser", "E",
+                lambda: self.set_tool("eraser"), True,
             ),
             "scribble": action(
                 "Scribble",
-                "Re-segment: scribble over the object (left button) and the background "
+                "re-segment: scribble over the object (left button) and the background "
                 "(right button or Shift)",
+                "scribble",
                 "G",
                 lambda: self.set_tool("scribble"),
                 True,
             ),
             "view": action(
-                "Move", "Move and zoom the photo", "V", lambda: self.set_tool("view"), True
+                "Move", "move and zoom the photo", "pan", "V",
+                lambda: self.set_tool("view"), True,
             ),
             "undo": action(
-                "Undo Edit", "Undo the last mask edit of this photo", "Ctrl+Z", self.undo
+                "Undo Edit", "undo the last mask edit of this photo", "undo", "Ctrl+Z",
+                self.undo,
             ),
-            "redo": action("Redo Edit", "Redo the mask edit", "Ctrl+Shift+Z", self.redo),
-            "reset": action("Reset Mask", "Back to the model's mask", "", self.reset),
+            "redo": action("Redo Edit", "redo the mask edit", "redo", "Ctrl+Shift+Z", self.redo),
+            "reset": action("Reset Mask", "go back to the model's mask", "reset", "", self.reset),
             "accept": action(
                 "Accept",
-                "Accept this photo's mask and show the next",
+                "accept this photo's mask and show the next",
+                "accept",
                 "A",
                 lambda: self.review("accepted"),
             ),
             "reject": action(
                 "Reject",
-                "Reject this photo (never exported) and show the next",
+                "reject this photo (never exported) and show the next",
+                "reject",
                 "X",
                 lambda: self.review("rejected"),
             ),
             "unreview": action(
-                "Clear Review", "Mark this photo not reviewed", "U", lambda: self.review(None)
+                "Clear Review", "mark this photo not reviewed", "unreview", "U",
+                lambda: self.review(None),
             ),
-        }
+        }  # fmt: skip
         out["view"].setChecked(True)
         return out
 
@@ -364,6 +376,13 @@ class MaskEditor(QObject):
         self._update_actions()
 
     # -- keys ----------------------------------------------------------------------------------
+    # Keys handle_key reads that belong to no toolbar action: (keys, what), for Help.
+    EXTRA_KEYS: tuple[tuple[str, str], ...] = (
+        ("Esc", "Back to moving the photo"),
+        ("[ / ]", "Smaller / larger brush"),
+        ("Shift+drag", "Scribble over the background"),
+    )
+
     def handle_key(self, event: QKeyEvent) -> bool:
         """The editor's keys (see the module docstring); True when used."""
         K, M = Qt.Key, Qt.KeyboardModifier

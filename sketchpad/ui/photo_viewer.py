@@ -19,7 +19,15 @@ from typing import Literal
 
 from PySide6.QtCore import QObject, QPointF, Qt, QThreadPool, Signal, SignalInstance
 from PySide6.QtGui import QAction, QImage, QKeyEvent, QShowEvent
-from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from sketchpad.engine.client import Engine
 from sketchpad.engine.requests import MaskResult, QueryResult
@@ -28,6 +36,7 @@ from sketchpad.gallery.review import FolderReview
 from sketchpad.search.masks import PhotoMask
 from sketchpad.ui.canvas_actions import ZOOM_STEP
 from sketchpad.ui.photo_view import PhotoView, overlay_qimage, photo_qimage
+from sketchpad.ui.shortcuts import Shortcut, action_rows, describe, pair_rows
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +159,10 @@ class PhotoViewer(QWidget):
                 self.toolbar.addSeparator()
             else:
                 self.toolbar.addAction(edit[name])
+        for name in ("accept", "reject"):  # the review verdicts keep their words
+            button = self.toolbar.widgetForAction(edit[name])
+            if isinstance(button, QToolButton):
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.status_label = QLabel(self)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.zoom_label = QLabel(self)
@@ -173,31 +186,53 @@ class PhotoViewer(QWidget):
         self._update_navigation()
 
     def _build_actions(self) -> dict[str, QAction]:
-        def action(text: str, tip: str, slot: Callable[[], object]) -> QAction:
+        # The keys are read by handle_key; describe() names them in the tooltip and for
+        # Help ▸ Keyboard Shortcuts.
+        def action(
+            text: str, what: str, icon: str, keys: str, slot: Callable[[], object]
+        ) -> QAction:
             a = QAction(text, self)
-            a.setToolTip(tip)
+            describe(a, what, icon, keys)
             a.triggered.connect(lambda _checked=False: slot())
             return a
 
-        def switch(text: str, tip: str, slot: Callable[[bool], object]) -> QAction:
+        def switch(
+            text: str, what: str, icon: str, keys: str, slot: Callable[[bool], object]
+        ) -> QAction:
             """A checkable action, on at first, that calls ``slot(checked)``."""
             a = QAction(text, self)
-            a.setToolTip(tip)
+            describe(a, what, icon, keys)
             a.setCheckable(True)
             a.setChecked(True)
             a.toggled.connect(slot)
             return a
 
         return {
-            "previous": action("◀ Previous", "Previous photo (Left)", self.previous_photo),
-            "next": action("Next ▶", "Next photo (Right)", self.next_photo),
-            "overlay": switch("Overlay", "Show the mask (M)", self.set_overlay_visible),
-            "boxes": switch("Boxes", "Show the instance boxes (B)", self.set_boxes_visible),
-            "crf": switch("CRF", "Refine the mask's edges (dense CRF)", self.set_crf),
-            "zoom_out": action("−", "Zoom out (−)", self.zoom_out),
-            "zoom_in": action("+", "Zoom in (+)", self.zoom_in),
-            "fit": action("Fit", "Fit the photo in the window (0)", self.zoom_fit),
-            "zoom_100": action("100 %", "Actual pixels (1)", self.zoom_100),
+            "previous": action(
+                "Previous", "show the previous photo", "previous", "Left", self.previous_photo
+            ),
+            "next": action("Next", "show the next photo", "next", "Right", self.next_photo),
+            "overlay": switch(
+                "Overlay",
+                "show the mask over the photo",
+                "overlay",
+                "M",
+                self.set_overlay_visible,
+            ),  # fmt: skip
+            "boxes": switch(
+                "Boxes", "show the instance boxes", "boxes", "B", self.set_boxes_visible
+            ),
+            "crf": switch("CRF", "refine the mask's edges (dense CRF)", "crf", "", self.set_crf),
+            "zoom_out": action("Zoom Out", "shrink the photo", "zoom_out", "-", self.zoom_out),
+            "zoom_in": action("Zoom In", "magnify the photo", "zoom_in", "+", self.zoom_in),
+            "fit": action("Fit", "fit the photo in the window", "fit", "0", self.zoom_fit),
+            "zoom_100": action(
+                "Actual Pixels",
+                "one photo pixel per screen pixel",
+                "zoom_100",
+                "1",
+                self.zoom_100,
+            ),  # fmt: skip
         }
 
     # -- what is shown ---------------------------------------------------------------------
@@ -649,3 +684,22 @@ class PhotoViewerDialog(QDialog):
     def refresh(self, *, crf: bool | None = None) -> None:
         """See :meth:`PhotoViewer.refresh`."""
         self.viewer.refresh(crf=crf)
+
+
+def large_view_rows(viewer: PhotoViewer | None = None) -> list[Shortcut]:
+    """Help ▸ Keyboard Shortcuts rows of the large view and its mask correction, read from
+    ``viewer``'s actions (from a hidden spare viewer while none has been opened)."""
+    if viewer is None:
+        spare = PhotoViewer(None)
+        try:
+            return large_view_rows(spare)
+        finally:
+            spare.editor.shutdown()
+            spare.deleteLater()
+    editor = viewer.editor
+    group = "Large view: mask correction and review"
+    return [
+        *action_rows("Large view", viewer.actions_by_name.values()),
+        *action_rows(group, editor.actions_by_name.values()),
+        *pair_rows(group, editor.EXTRA_KEYS),
+    ]

@@ -41,9 +41,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sketchpad.ui.icons import set_icon
 from sketchpad.ui.scene_label_edits import UNPIN
 from sketchpad.ui.scene_labelling import SceneLabelling
 from sketchpad.ui.scene_labels_model import NAME_ROLE, LabelListModel, swatch
+from sketchpad.ui.shortcuts import describe
 
 THRESHOLD_STEPS = 100  # slider resolution
 CANCEL = object()  # the label menu was dismissed
@@ -78,7 +80,7 @@ class ScenePanel(QDockWidget):
         c = self.controller
         label = QAction("&Label Strokes", self)
         label.setShortcut(QKeySequence("Ctrl+L"))
-        label.setToolTip("Label every stroke with the list's labels (Ctrl+L)")
+        describe(label, "label every stroke with the list's labels", "label")
         label.triggered.connect(lambda: c.label_now())
         auto = QAction("Re-label After &Edits", self)
         auto.setCheckable(True)
@@ -86,6 +88,7 @@ class ScenePanel(QDockWidget):
         auto.toggled.connect(c.set_auto_relabel)
         show_all = QAction("Show &All Labels", self)
         show_all.triggered.connect(lambda: c.isolate(None))
+        describe(show_all, "show every label's strokes, none isolated", "show_all")
         export = QAction("Export &Labels…", self)
         export.setShortcut(QKeySequence("Ctrl+Shift+E"))
         export.triggered.connect(self.export_dialog)
@@ -130,9 +133,15 @@ class ScenePanel(QDockWidget):
         self.color_button = self._tool_button(
             "Colour…", "Change the selected label's colour", self.choose_color
         )
+        for b, name in ((self.add_button, "add"), (self.remove_button, "remove")):
+            set_icon(b, name)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        set_icon(self.color_button, "colour")
+        self.color_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.show_all_button = QToolButton(body)
         self.show_all_button.setDefaultAction(self.actions_by_name["show_all"])
         self.show_all_button.setText("Show All")
+        self.show_all_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         for b in (self.add_button, self.remove_button, self.color_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
@@ -143,6 +152,7 @@ class ScenePanel(QDockWidget):
         self.label_button = QToolButton(body)
         self.label_button.setDefaultAction(self.actions_by_name["label"])
         self.label_button.setText("Label")
+        self.label_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.busy_bar = QProgressBar(body)
         self.busy_bar.setRange(0, 0)  # indeterminate
         self.busy_bar.setTextVisible(False)

@@ -29,16 +29,26 @@ def color_swatch(color: str, size: int = 16) -> QIcon:
     return QIcon(pix)
 
 
+ICON_ONLY = ("undo", "redo", "zoom_out", "zoom_in", "fit")  # edit actions shown as icons
+
+
 class CanvasToolBar(QToolBar):
-    """Tool actions (from ``canvas.tool_actions()``), then pen width, pen colour, lasso
-    mode and number of partition sectors. Widgets: ``width_spin``, ``color_button``,
-    ``lasso_mode_combo``, ``partition_n_spin``."""
+    """Tool actions (from ``canvas.tool_actions()``, icon and name), undo, redo and zoom
+    (icons), then pen width, pen colour, lasso mode and number of partition sectors.
+    Widgets: ``width_spin``, ``color_button``, ``lasso_mode_combo``, ``partition_n_spin``."""
 
     def __init__(self, canvas: Canvas, parent: QWidget | None = None) -> None:
         super().__init__("Tools", parent)
         self.canvas = canvas
-        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.addActions(list(canvas.tool_actions().values()))
+        self.addSeparator()
+        edit = canvas.edit_actions()
+        for name in ICON_ONLY:
+            self.addAction(edit[name])
+            button = self.widgetForAction(edit[name])
+            if isinstance(button, QToolButton):
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         self.addSeparator()
 
         self.width_spin = QDoubleSpinBox(self)

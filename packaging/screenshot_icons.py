@@ -1,0 +1,103 @@
+"""The canvas with its toolbar icons, in a light or a dark palette, and a tooltip showing.
+
+Run on a (virtual) X display, like ``packaging/screenshot.py``, whose sketch and helpers it
+uses (the same temporary SKETCHPAD_HOME and QSettings). ``--dark`` asks Qt for the dark
+colour scheme (Fusion style), as a system in dark mode would; the icons are drawn in the
+palette's text colour either way.
+
+Usage: python packaging/screenshot_icons.py [--dark] [--shortcuts] [OUTPUT.png]
+   (default resources/screenshots/canvas-icons.png, or canvas-icons-dark.png with --dark)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import screenshot as shot  # noqa: E402  (sets SKETCHPAD_HOME first)
+from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtGui import QColor, QPalette  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication, QToolTip  # noqa: E402
+
+from sketchpad.ui.app import app_icon, set_application_names  # noqa: E402
+
+
+def dark_palette() -> QPalette:
+    """A dark palette in the spirit of Fusion's own."""
+    R, G = QPalette.ColorRole, QPalette.ColorGroup
+    pal = QPalette()
+    for role, color in (
+        (R.Window, "#2b2b2e"), (R.WindowText, "#e6e6e6"), (R.Base, "#1e1e20"),
+        (R.AlternateBase, "#2f2f33"), (R.Text, "#e6e6e6"), (R.Button, "#35353a"),
+        (R.ButtonText, "#e6e6e6"), (R.Highlight, "#3d7bd9"), (R.HighlightedText, "#ffffff"),
+        (R.ToolTipBase, "#3a3a3f"), (R.ToolTipText, "#e6e6e6"), (R.PlaceholderText, "#8a8a90"),
+        (R.Light, "#4a4a50"), (R.Midlight, "#3f3f45"), (R.Mid, "#26262a"),
+        (R.Dark, "#1b1b1e"), (R.Shadow, "#000000"), (R.Link, "#6aa5ff"),
+    ):  # fmt: skip
+        pal.setColor(role, QColor(color))
+    for role in (R.WindowText, R.Text, R.ButtonText):
+        pal.setColor(G.Disabled, role, QColor("#77777c"))
+    return pal
+
+
+def main(argv: list[str]) -> int:
+    dark = "--dark" in argv
+    shortcuts = "--shortcuts" in argv
+    rest = [a for a in argv[1:] if not a.startswith("--")]
+    name = "canvas-icons-dark.png" if dark else "canvas-icons.png"
+    out = Path(rest[0]) if rest else shot.ROOT / "resources" / "screenshots" / name
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(
+        QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(Path(shot.HOME) / "qsettings")
+    )
+    set_application_names()
+    app = QApplication([argv[0]])
+    app.setStyle("Fusion")
+    app.styleHints().setColorScheme(Qt.ColorScheme.Dark if dark else Qt.ColorScheme.Light)
+    if dark and app.palette().color(QPalette.ColorRole.Window).lightness() > 128:
+        app.setPalette(dark_palette())  # no platform theme (bare X): say it ourselves
+    app.setWindowIcon(app_icon())
+
+    from sketchpad.ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(*shot.WINDOW_SIZE)
+    window.move(0, 0)
+    window.show()
+    QTest.qWaitForWindowExposed(window)
+    QTest.qWait(200)
+    canvas = window.canvas
+    canvas.fit_to_view()
+    QTest.qWait(100)
+    for pts in shot.house_and_sun():
+        shot.draw_stroke(canvas, pts)
+        app.processEvents()
+    lasso = canvas.tool_actions()["lasso"]
+    lasso.trigger()
+    shot.draw_stroke(canvas, shot.arc(640, 130, 105, 100, -90, 275, n=50))
+    QTest.qWait(200)
+    if shortcuts:
+        dialog = window.show_shortcuts()
+        dialog.move(window.x() + 380, window.y() + 90)
+        dialog.filter_edit.setText("")
+        QTest.qWaitForWindowExposed(dialog)
+    else:
+        # The lasso's tooltip, as hovering shows it.
+        button = window.toolbar.widgetForAction(lasso)
+        QTest.mouseMove(button)
+        QTest.qWait(1500)
+        if not QToolTip.isVisible():
+            pos = button.mapToGlobal(button.rect().bottomLeft()) + QPointF(8, 6).toPoint()
+            QToolTip.showText(pos, lasso.toolTip(), button)
+    QTest.qWait(400)
+    ok = shot.save_shot(window, out)
+    window.document.undo_stack.setClean()
+    window.close()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
