@@ -120,6 +120,25 @@ def test_checkpoint_holds_only_trained_parts_and_resume_continues(tmp_path: Path
     assert isinstance(bb, FusionBackbone) and bb.weights.path == tmp_path / "fusion.safetensors"
     for k, v in bb.extractor.trainable_state_dict().items():
         assert torch.equal(v, b[k]), k
+    # its classifier recognises sketches: the trainer's own logits, as suggestions
+    from sketchpad.train.synthetic import make_sketch
+    from sketchpad.vision.fusion.recognise import read_recognition_head, recognise
+
+    rh = read_recognition_head(head)
+    assert rh.classes == ("circle", "square", "triangle")
+    sketch = make_sketch(np.random.default_rng(3), "square")
+    (top,) = recognise(bb, rh, [sketch], top_k=2)
+    assert len(top) == 2 and top[0].probability >= top[1].probability
+    from sketchpad.train.fusion_data import to_input
+    from sketchpad.train.synthetic import render_sketch
+
+    x = to_input([render_sketch(sketch, SIZE)], SIZE)
+    with torch.no_grad():
+        model = resumed.task_model.eval()
+        assert model.head is not None
+        want = torch.softmax(model.head(model.extractor(x).amax(dim=(-2, -1))), -1)[0]
+    torch.testing.assert_close(top[0].probability, float(want.max()), rtol=1e-4, atol=1e-5)
+    assert top[0].label == rh.classes[int(want.argmax())]
 
 
 def test_soft_argmax_flow_finds_a_planted_match() -> None:
