@@ -92,6 +92,9 @@ def _imported_file(spec: BackboneSpec) -> Path | None:
     folder = imported_dir(spec)
     if not folder.is_dir():
         return None
+    if spec.family == "sketchfusion":  # a diffusers folder: its UNet file stands for it
+        unet = folder / spec.hf_files[0]
+        return unet if unet.is_file() else None
     files = [
         p
         for p in folder.iterdir()

@@ -289,6 +289,10 @@ def test_models_import_keeps_a_checked_copy_that_is_found_later(
     resolved = SD.resolve_sd(get_spec(FUSION_ID))
     assert resolved.source == "imported" and not SD.missing_files(resolved.folder)
     assert resolved.sha256 == SD.resolve_sd(get_spec(FUSION_ID), src).sha256
+    capsys.readouterr()
+    assert main(["models", "list", "--all"]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(FUSION_ID))
+    assert "imported" in row
     (src / SD.UNET_WEIGHTS).write_bytes(b"not safetensors")
     assert main(["models", "import", FUSION_ID, str(src)]) == 1
     assert "diffusion_pytorch_model.safetensors" in capsys.readouterr().err
