@@ -225,3 +225,20 @@ def test_train_fusion_command_writes_and_resumes(
          FUSION_ID, "--random-weights", "--out", str(tmp_path / "x"), "--steps", "1"]
     )  # fmt: skip
     assert code == 1 and "--data synthetic" in capsys.readouterr().err
+
+
+def test_train_fusion_reads_sketchy_for_retrieval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_train_cli import write_sketchy
+
+    from sketchpad.cli import main
+
+    data = write_sketchy(tmp_path / "sketchy")
+    out = tmp_path / "run"
+    code = main(["train", "fusion", "--task", "retrieval", "--data", str(data), "--level",
+                 "fine", "--backbone", FUSION_ID, "--random-weights", "--device", "cpu",
+                 "--batch-size", "2", "--steps", "1", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((out / "fusion.json").read_text())
+    assert meta["task"] == "retrieval" and "triplet" in meta["losses"]
