@@ -221,7 +221,7 @@ def test_train_fusion_command_writes_and_resumes(
     assert main([*common, "--steps", "2", "--resume"]) == 0
     assert json.loads((out / "fusion.json").read_text())["step"] == 2
     code = main(
-        ["train", "fusion", "--task", "retrieval", "--data", str(tmp_path), "--backbone",
+        ["train", "fusion", "--task", "segmentation", "--data", str(tmp_path), "--backbone",
          FUSION_ID, "--random-weights", "--out", str(tmp_path / "x"), "--steps", "1"]
     )  # fmt: skip
     assert code == 1 and "--data synthetic" in capsys.readouterr().err
