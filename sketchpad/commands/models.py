@@ -192,15 +192,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if spec is None:
         return 1
     print(f"checking {args.path} against {spec.id} …", file=sys.stderr)
-    if spec.family == "sketchfusion":  # a Stable Diffusion folder in diffusers' layout
-        from sketchpad.vision.fusion.sd import import_sd
-
-        try:
-            sd = import_sd(spec, Path(args.path))
-        except WeightsError as e:
-            return _err(str(e))
-        print(f"{spec.id}: imported to {sd.folder}\nsha256 {sd.sha256}")
-        return 0
     try:
         resolved = import_weights(spec, Path(args.path))
     except WeightsError as e:

@@ -537,6 +537,15 @@ def run_scene(args: argparse.Namespace) -> int:
     return _run(args, "scene", build)
 
 
+def _is_sketchy(data: str) -> bool:
+    from sketchpad.train.datasets import detect_training_layout
+
+    try:
+        return detect_training_layout(Path(data)) in ("sketchy", "sketchy-extended")
+    except (OSError, ValueError):
+        return False
+
+
 def run_fusion(args: argparse.Namespace) -> int:
     """``train fusion --task …``: SketchFusion's trained parts for one task."""
 
@@ -556,6 +565,13 @@ def run_fusion(args: argparse.Namespace) -> int:
         if args.data == "synthetic":
             source = FD.SyntheticFusionSource(size)
             classes = source.classes
+        elif task == "retrieval" or (task == "recognition" and _is_sketchy(args.data)):
+            from sketchpad.train.sources import SketchyTriplets, fill_of
+
+            ds = _read_sketchy(args, "fusion", svg_by_default=False)
+            triplets = SketchyTriplets(ds, size, fill_rgb=fill_of(spec.mean), warn=_warn)
+            source = FD.TripletFusionSource(triplets, size, args.level)
+            classes = source.classes
         elif task == "recognition":
             data = FD.read_tu_berlin(Path(args.data))
             source, classes = FD.LabelledSketchSource(data, size, _warn), data.classes
@@ -569,8 +585,8 @@ def run_fusion(args: argparse.Namespace) -> int:
             source = FD.PSC6KSource([pairs[i] for i in train_rows], size, _warn)
         else:
             raise ValueError(
-                f"--task {task} trains on --data synthetic here (the seed's {task} data is "
-                "Sketchy with its own annotations)"
+                f"--task {task} trains on --data synthetic here (the seed's {task} masks are "
+                "its own annotations of Sketchy, not published)"
             )
         changes = {} if args.timestep is None else {"timestep": args.timestep}
         bar, got = TextProgress(f"downloading {spec.id} weights", None), [0]

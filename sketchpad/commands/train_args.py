@@ -172,8 +172,9 @@ def _add_fusion(
     )
     _add_common(
         q,
-        "'synthetic' (every task), TU-Berlin (recognition: png/<class>/*.png), "
-        "or PSC6K (correspondence: the folder of test_pairs_ps.csv; see --sketchy)",
+        "'synthetic' (every task), Sketchy (retrieval, recognition), TU-Berlin (recognition: "
+        "png/<class>/*.png), or PSC6K (correspondence: the folder of test_pairs_ps.csv; see "
+        "--sketchy)",
         "1e-4",
     )
     q.set_defaults(backbone="sketchfusion-sd21-l14")
@@ -184,6 +185,9 @@ def _add_fusion(
         help="which task's loss",
     )
     q.add_argument("--sketchy", metavar="DIR", help="PSC6K: the Sketchy root its paths are under")
+    _add_level(q)
+    _add_unseen(q)
+    _add_sketch_format(q, "png")
     q.add_argument(
         "--size", type=int, metavar="N", help="input side (default: the backbone's, 512)"
     )
@@ -253,7 +257,8 @@ def _add_level(p: argparse.ArgumentParser) -> None:
         "--level",
         choices=["category", "fine"],
         default="category",
-        help="category: pairs by class (default); fine: each sketch with its own photo",
+        help="category: pairs by class (default); fine: each sketch with its own photo (fusion "
+        "retrieval: the negative is then another photo of the same class)",
     )
 
 

@@ -341,6 +341,37 @@ class PSC6KSource:
         )
 
 
+class TripletFusionSource:
+    """Retrieval (and recognition) batches from an SBIR triplet source, e.g. Sketchy's
+    (``train.sources.SketchyTriplets``): category level (the negative is of another class) or
+    fine-grained (another photo of the same class: the seed's hard triplets)."""
+
+    def __init__(self, triplets: object, size: int, level: Literal["category", "fine"]) -> None:
+        from sketchpad.train.sbir_train import TripletSource
+
+        self.triplets: TripletSource = triplets  # type: ignore[assignment]
+        self.size = int(size)
+        self.level: Literal["category", "fine"] = level
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.triplets.classes)
+
+    def batch(self, task: Task, rng: np.random.Generator, n: int) -> FusionBatch:
+        if task not in ("retrieval", "recognition"):
+            raise DatasetError(f"a triplet source trains retrieval or recognition, not {task}")
+        t = self.triplets.triplets(rng, n, self.level)
+        labels = torch.from_numpy(np.asarray(t.labels, np.int64))
+        if task == "recognition":
+            return FusionBatch(to_input(list(t.sketches), self.size), labels=labels)
+        return FusionBatch(
+            to_input(list(t.sketches), self.size),
+            photo=to_input(list(t.positives), self.size),
+            negative=to_input(list(t.negatives), self.size),
+            labels=labels,
+        )
+
+
 class LabelledSketchSource:
     """Recognition batches from labelled sketch files (TU-Berlin)."""
 

@@ -147,6 +147,9 @@ def _imported_file(spec: BackboneSpec) -> Path | None:
     folder = imported_dir(spec)
     if not folder.is_dir():
         return None
+    if spec.family == "sketchfusion":  # a diffusers folder: its UNet file stands for it
+        unet = folder / spec.hf_files[0]
+        return unet if unet.is_file() else None
     files = [
         p
         for p in folder.iterdir()
@@ -200,6 +203,11 @@ def resolve_weights(
         WeightsNotFoundError: nothing found locally and no download possible; offline it is
             raised at once, without any network attempt.
     """
+    if spec.family == "sketchfusion":  # a diffusers folder: every file of its layout
+        from sketchpad.vision.fusion.sd import UNET_WEIGHTS, resolve_sd
+
+        sd = resolve_sd(spec, given, offline=offline, progress=progress)
+        return ResolvedWeights(sd.folder / UNET_WEIGHTS, sd.source, sd.sha256)  # type: ignore[arg-type]
     if given is not None:
         path = _file_in(spec, Path(given).expanduser())
         return ResolvedWeights(path, "given", file_sha256(path))
@@ -765,6 +773,11 @@ def import_weights(spec: BackboneSpec, source: Path) -> ResolvedWeights:
             run code, does not fit, is a checkpoint of another backbone or of another kind
             than a segmenter, or the copy failed.
     """
+    if spec.family == "sketchfusion":  # a Stable Diffusion folder in diffusers' layout
+        from sketchpad.vision.fusion.sd import UNET_WEIGHTS, import_sd
+
+        sd = import_sd(spec, Path(source))
+        return ResolvedWeights(sd.folder / UNET_WEIGHTS, "imported", sd.sha256)
     src = _checked_source(spec, Path(source).expanduser())
     fmt = check_weights(spec, src)
     folder = imported_dir(spec)

@@ -120,6 +120,25 @@ def test_checkpoint_holds_only_trained_parts_and_resume_continues(tmp_path: Path
     assert isinstance(bb, FusionBackbone) and bb.weights.path == tmp_path / "fusion.safetensors"
     for k, v in bb.extractor.trainable_state_dict().items():
         assert torch.equal(v, b[k]), k
+    # its classifier recognises sketches: the trainer's own logits, as suggestions
+    from sketchpad.train.synthetic import make_sketch
+    from sketchpad.vision.fusion.recognise import read_recognition_head, recognise
+
+    rh = read_recognition_head(head)
+    assert rh.classes == ("circle", "square", "triangle")
+    sketch = make_sketch(np.random.default_rng(3), "square")
+    (top,) = recognise(bb, rh, [sketch], top_k=2)
+    assert len(top) == 2 and top[0].probability >= top[1].probability
+    from sketchpad.train.fusion_data import to_input
+    from sketchpad.train.synthetic import render_sketch
+
+    x = to_input([render_sketch(sketch, SIZE)], SIZE)
+    with torch.no_grad():
+        model = resumed.task_model.eval()
+        assert model.head is not None
+        want = torch.softmax(model.head(model.extractor(x).amax(dim=(-2, -1))), -1)[0]
+    torch.testing.assert_close(top[0].probability, float(want.max()), rtol=1e-4, atol=1e-5)
+    assert top[0].label == rh.classes[int(want.argmax())]
 
 
 def test_soft_argmax_flow_finds_a_planted_match() -> None:
@@ -202,7 +221,24 @@ def test_train_fusion_command_writes_and_resumes(
     assert main([*common, "--steps", "2", "--resume"]) == 0
     assert json.loads((out / "fusion.json").read_text())["step"] == 2
     code = main(
-        ["train", "fusion", "--task", "retrieval", "--data", str(tmp_path), "--backbone",
+        ["train", "fusion", "--task", "segmentation", "--data", str(tmp_path), "--backbone",
          FUSION_ID, "--random-weights", "--out", str(tmp_path / "x"), "--steps", "1"]
     )  # fmt: skip
     assert code == 1 and "--data synthetic" in capsys.readouterr().err
+
+
+def test_train_fusion_reads_sketchy_for_retrieval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_train_cli import write_sketchy
+
+    from sketchpad.cli import main
+
+    data = write_sketchy(tmp_path / "sketchy")
+    out = tmp_path / "run"
+    code = main(["train", "fusion", "--task", "retrieval", "--data", str(data), "--level",
+                 "fine", "--backbone", FUSION_ID, "--random-weights", "--device", "cpu",
+                 "--batch-size", "2", "--steps", "1", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((out / "fusion.json").read_text())
+    assert meta["task"] == "retrieval" and "triplet" in meta["losses"]

@@ -22,6 +22,8 @@ from fusion_fixtures import (
     write_sd_folder,
 )
 from planted import GALLERY, SKETCH, photo
+from test_weights import _Hub
+from test_weights import hub as stand_in_hub
 
 from sketchpad.search.core import SearchCore
 from sketchpad.search.spec import QuerySpec
@@ -42,6 +44,9 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+hub = stand_in_hub  # the stand-in Hub of test_weights (a local HTTP server), as a fixture here
 
 
 @pytest.fixture
@@ -284,6 +289,28 @@ def test_models_import_keeps_a_checked_copy_that_is_found_later(
     resolved = SD.resolve_sd(get_spec(FUSION_ID))
     assert resolved.source == "imported" and not SD.missing_files(resolved.folder)
     assert resolved.sha256 == SD.resolve_sd(get_spec(FUSION_ID), src).sha256
+    capsys.readouterr()
+    assert main(["models", "list", "--all"]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(FUSION_ID))
+    assert "imported" in row
     (src / SD.UNET_WEIGHTS).write_bytes(b"not safetensors")
     assert main(["models", "import", FUSION_ID, str(src)]) == 1
     assert "diffusion_pytorch_model.safetensors" in capsys.readouterr().err
+
+
+def test_downloaded_file_by_file_with_one_progress(cache: Path, tmp_path: Path, hub: _Hub) -> None:
+    src = write_sd_folder(tmp_path / "remote")
+    spec = get_spec(FUSION_ID)
+    sizes = 0
+    for name in SD.SD_FILES:
+        data = (src / name).read_bytes()
+        hub.files[f"/{spec.hf_repo}/resolve/main/{name}"] = data
+        sizes += len(data)
+    calls: list[tuple[int, int | None]] = []
+    resolved = SD.resolve_sd(spec, progress=lambda d, t: calls.append((d, t)))
+    assert resolved.source == "download" and not SD.missing_files(resolved.folder)
+    assert resolved.sha256 == SD.resolve_sd(spec, src).sha256
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (sizes, sizes)
+    served = len(hub.requests)
+    assert SD.resolve_sd(spec, offline=True).source == "hf-cache"
+    assert len(hub.requests) == served
