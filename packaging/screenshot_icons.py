@@ -18,29 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import screenshot as shot  # noqa: E402  (sets SKETCHPAD_HOME first)
 from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
-from PySide6.QtGui import QColor, QPalette  # noqa: E402
+from PySide6.QtGui import QPalette  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QToolTip  # noqa: E402
 
 from sketchpad.ui.app import app_icon, set_application_names  # noqa: E402
-
-
-def dark_palette() -> QPalette:
-    """A dark palette in the spirit of Fusion's own."""
-    R, G = QPalette.ColorRole, QPalette.ColorGroup
-    pal = QPalette()
-    for role, color in (
-        (R.Window, "#2b2b2e"), (R.WindowText, "#e6e6e6"), (R.Base, "#1e1e20"),
-        (R.AlternateBase, "#2f2f33"), (R.Text, "#e6e6e6"), (R.Button, "#35353a"),
-        (R.ButtonText, "#e6e6e6"), (R.Highlight, "#3d7bd9"), (R.HighlightedText, "#ffffff"),
-        (R.ToolTipBase, "#3a3a3f"), (R.ToolTipText, "#e6e6e6"), (R.PlaceholderText, "#8a8a90"),
-        (R.Light, "#4a4a50"), (R.Midlight, "#3f3f45"), (R.Mid, "#26262a"),
-        (R.Dark, "#1b1b1e"), (R.Shadow, "#000000"), (R.Link, "#6aa5ff"),
-    ):  # fmt: skip
-        pal.setColor(role, QColor(color))
-    for role in (R.WindowText, R.Text, R.ButtonText):
-        pal.setColor(G.Disabled, role, QColor("#77777c"))
-    return pal
+from sketchpad.ui.preferences_dialog import dark_palette  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -170,6 +170,52 @@ def cow_sketch() -> list[list[tuple[float, float]]]:
     return [body, head, *legs, tail, ear]
 
 
+def review_and_correct(window: object, out_dir: Path) -> bool:
+    """review-filter.png: photos accepted (A) and rejected (X), the gallery filtered to the
+    accepted ones; mask-correction.png: the large view after a brush stroke; preferences.png."""
+    from PySide6.QtCore import QPointF, Qt
+
+    from sketchpad.ui.preferences_dialog import PreferencesDialog
+
+    photos = window.photos  # type: ignore[attr-defined]
+    pane = photos.pane
+    names = pane.ordered_names()
+    pane.model.set_review_state(names[:3], "accepted")
+    pane.model.set_review_state(names[3:4], "rejected")
+    # The large view of the best photo: a brush stroke adds to its mask.
+    photos.show_photo(names[0])
+    viewer = photos.viewer.viewer
+    wait_for(lambda: viewer.mask_state == "done", 30_000)
+    viewer.wait_until_idle()
+    QTest.qWait(300)
+    editor = viewer.editor
+    editor.set_tool("brush")
+    editor.radius = 10.0
+    h, w = viewer.photo_size[1], viewer.photo_size[0]
+    view = viewer.view
+    pts = [view.mapFromScene(QPointF(w * f, h * 0.85)) for f in (0.15, 0.3, 0.45)]
+    vp = view.viewport()
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[0])
+    for p in pts[1:]:
+        QTest.mouseMove(vp, p, 5)
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1])
+    viewer.wait_until_idle()
+    QTest.qWait(400)
+    ok = save_shot(photos.viewer, out_dir / "mask-correction.png")
+    photos.viewer.close()
+    pane.set_review_filter("accepted")
+    QTest.qWait(400)
+    ok = save_shot(window, out_dir / "review-filter.png") and ok
+    pane.set_review_filter("all")
+    dialog = PreferencesDialog(photos.preferences, [("stand-in", "stand-in")], window)
+    dialog.show()
+    QTest.qWaitForWindowExposed(dialog)
+    QTest.qWait(200)
+    ok = save_shot(dialog, out_dir / "preferences.png") and ok
+    dialog.close()
+    return ok
+
+
 def main(argv: list[str]) -> int:
     out_dir = Path(argv[1]) if len(argv) > 1 else ROOT / "resources" / "screenshots"
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
@@ -223,6 +269,7 @@ def main(argv: list[str]) -> int:
     photos.engine.wait_until_idle(30.0)
     QTest.qWait(300)
     ok = save_shot(window, out_dir / "gallery.png")
+    ok = review_and_correct(window, out_dir) and ok
 
     dialog = ModelManagerDialog(window, preferences=prefs)
     dialog.resize(900, 420)
