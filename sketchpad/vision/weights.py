@@ -138,7 +138,7 @@ def _require_file(path: Path) -> None:
     """Raise :class:`WeightsError` with the accurate reason unless ``path`` is a regular file."""
     reason = not_a_file_reason(path)
     if reason is not None:
-        if "not" in reason.replace("does not exist", ""):
+        if reason.endswith(("not a file", "not a regular file")):
             reason += ": weights must be a regular file"
         raise WeightsError(path, reason)
 
