@@ -227,8 +227,8 @@ def main(argv: list[str]) -> int:
     app.setWindowIcon(app_icon())
 
     from sketchpad.ui.main_window import MainWindow
-    from sketchpad.ui.model_manager import ModelManagerDialog
-    from sketchpad.ui.preferences import Preferences
+    from sketchpad.ui.models.manager import ModelManagerDialog
+    from sketchpad.workspace.preferences import Preferences
 
     photos_dir = Path(HOME) / "Pasture photos"
     make_photos(photos_dir)

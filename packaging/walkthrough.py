@@ -73,7 +73,7 @@ class Walk:
     def __init__(self, out: Path) -> None:
         from sketchpad.engine.worker import default_loader
         from sketchpad.ui.main_window import MainWindow
-        from sketchpad.ui.preferences import Preferences
+        from sketchpad.workspace.preferences import Preferences
 
         def loader(request: Any, progress: Any) -> Any:  # noqa: ANN401
             return default_loader(dataclasses.replace(request, pretrained=False), progress)

@@ -38,7 +38,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "startup":
-        from sketchpad.ui.startup_bench import run
+        from sketchpad.workspace.startup_bench import run
 
         return run(runs=args.runs, report=print)  # the real start: cold, then warm
     if args.what == "vision":
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         qt_argv.append(args.file)
     if not args.startup_probe:
         return run_app(qt_argv)
-    from sketchpad.ui.startup_bench import engine_report_line, probe_report_lines
+    from sketchpad.workspace.startup_bench import engine_report_line, probe_report_lines
 
     def report() -> None:
         print("\n".join(probe_report_lines()), flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "sketchpad"
-HEADLESS = ["sketch", "vision", "search", "gallery", "train", "commands"]
+HEADLESS = ["sketch", "vision", "search", "gallery", "train", "workspace", "commands"]
 FORBIDDEN = ("PySide6", "shiboken6", "qasync")
 
 
@@ -44,16 +44,17 @@ def test_headless_modules_do_not_import_qt(path: Path) -> None:
 
 
 #: Layer → the sketchpad layers it must not import (DESIGN §2: sketch ← vision ← search ←
-#: gallery ← train ← engine ← ui; commands are headless fronts). ``cli.py`` may import any
-#: layer.
+#: gallery ← train ← engine ← ui; ``workspace`` holds the window's Qt-free parts, used only by
+#: ui; commands are headless fronts). ``cli.py`` may import any layer.
 UPWARD = {
-    "sketch": ("vision", "search", "gallery", "train", "engine", "ui", "commands"),
-    "vision": ("search", "gallery", "train", "engine", "ui", "commands"),
-    "search": ("gallery", "train", "engine", "ui", "commands"),
-    "gallery": ("train", "engine", "ui", "commands"),
-    "train": ("engine", "ui", "commands"),
-    "commands": ("engine", "ui"),
-    "engine": ("ui", "commands"),
+    "sketch": ("vision", "search", "gallery", "train", "workspace", "engine", "ui", "commands"),
+    "vision": ("search", "gallery", "train", "workspace", "engine", "ui", "commands"),
+    "search": ("gallery", "train", "workspace", "engine", "ui", "commands"),
+    "gallery": ("train", "workspace", "engine", "ui", "commands"),
+    "train": ("workspace", "engine", "ui", "commands"),
+    "workspace": ("engine", "ui", "commands"),  # the window's Qt-free parts, below ui
+    "commands": ("workspace", "engine", "ui"),
+    "engine": ("workspace", "ui", "commands"),
 }
 
 
@@ -92,7 +93,7 @@ def test_the_engine_layer_is_checked() -> None:
 def test_layer_contract_detects_an_upward_import(tmp_path: Path) -> None:
     f = tmp_path / "bad.py"
     f.write_text(
-        "from sketchpad.ui.canvas import Canvas\nimport sketchpad.engine.client\n"
+        "from sketchpad.ui.canvas.canvas import Canvas\nimport sketchpad.engine.client\n"
         "from sketchpad import ui\n"
     )
     found = [layer for _, m in _imports(f) if (layer := _layer_of(m))]

@@ -2,9 +2,9 @@
 
 Nothing on this path imports torch, open_clip or cv2 (STYLE habit 14): the window
 must paint within two seconds. In probe mode (``sketchpad --startup-probe``, used by
-``sketchpad bench startup``, see :mod:`sketchpad.ui.startup_bench`) the start is the real one,
-background engine import included; callbacks report the first paint and the moment the engine
-is ready (or has failed), and then the window closes.
+``sketchpad bench startup``, see :mod:`sketchpad.workspace.startup_bench`) the start is the
+real one, background engine import included; callbacks report the first paint and the moment
+the engine is ready (or has failed), and then the window closes.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ from sketchpad.atomic import SaveError, atomic_write_bytes
 from sketchpad.paths import PRIVATE_FILE_MODE, autosave_dir, autosave_location, private_dir
 from sketchpad.sketch.io import SketchFileError, sketch_from_json_bytes, sketch_to_json_bytes
 from sketchpad.sketch.model import Sketch
-from sketchpad.ui.document import Document
-from sketchpad.ui.preferences import DEFAULT_AUTOSAVE_SECONDS
+from sketchpad.ui.canvas.document import Document
+from sketchpad.workspace.preferences import DEFAULT_AUTOSAVE_SECONDS
 
 log = logging.getLogger(__name__)
 

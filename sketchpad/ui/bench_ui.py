@@ -192,9 +192,9 @@ def _run(
 
     from sketchpad.engine.worker import default_loader
     from sketchpad.ui.app import set_application_names, tune_interpreter
-    from sketchpad.ui.gallery_bench import measure_scroll
     from sketchpad.ui.main_window import MainWindow
-    from sketchpad.ui.preferences import Preferences
+    from sketchpad.ui.photos.gallery_bench import measure_scroll
+    from sketchpad.workspace.preferences import Preferences
 
     if QApplication.instance() is None:
         QApplication(["sketchpad-bench-ui"])

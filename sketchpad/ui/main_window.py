@@ -1,6 +1,6 @@
 """The main window: canvas, menus, status bar, files, autosave and restore.
 
-The window owns one :class:`~sketchpad.ui.document.Document` for its whole life;
+The window owns one :class:`~sketchpad.ui.canvas.document.Document` for its whole life;
 New, Open, Import and Restore replace its contents with ``Document.reset``.
 
 File semantics:
@@ -58,16 +58,15 @@ from sketchpad.ui.autosave import (
     OrphanedSession,
     claim_orphaned_sessions,
 )
-from sketchpad.ui.canvas import Canvas
-from sketchpad.ui.canvas_actions import CANVAS_KEYS
-from sketchpad.ui.document import Document
+from sketchpad.ui.canvas.actions import CANVAS_KEYS
+from sketchpad.ui.canvas.canvas import Canvas
+from sketchpad.ui.canvas.document import Document
+from sketchpad.ui.canvas.toolbar import CanvasToolBar
 from sketchpad.ui.errors import show_error
 from sketchpad.ui.icons import follow_palette
-from sketchpad.ui.photo_search import PhotoSearch
-from sketchpad.ui.recent_files import RecentFiles
-from sketchpad.ui.scene_label_table import with_part_labels
-from sketchpad.ui.scene_labelling import SceneLabelling
-from sketchpad.ui.scene_panel import ScenePanel
+from sketchpad.ui.photos.search import PhotoSearch
+from sketchpad.ui.scene.labelling import SceneLabelling
+from sketchpad.ui.scene.panel import ScenePanel
 from sketchpad.ui.shortcuts import (
     Shortcut,
     ShortcutsDialog,
@@ -77,11 +76,12 @@ from sketchpad.ui.shortcuts import (
     pair_rows,
     plain_text,
 )
-from sketchpad.ui.toolbar import CanvasToolBar
+from sketchpad.workspace.recent_files import RecentFiles
+from sketchpad.workspace.scene_label_table import with_part_labels
 
 if TYPE_CHECKING:
     from sketchpad.engine.worker import Loader
-    from sketchpad.ui.preferences import Preferences
+    from sketchpad.workspace.preferences import Preferences
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +420,7 @@ class MainWindow(QMainWindow):
         """Every key, read from the actions: the menus' actions with shortcuts (grouped by
         menu), the canvas's own keys, the gallery's and the large view's (mask correction
         and review included)."""
-        from sketchpad.ui.photo_viewer import large_view_rows  # loaded with the large view
+        from sketchpad.ui.viewer.large_view import large_view_rows  # loaded with the large view
 
         rows: list[Shortcut] = []
         for top in self.menuBar().actions():

@@ -26,7 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sketchpad.ui.preferences import AUTOSAVE_SECONDS, DEVICES, THEMES, THUMBNAIL_SIZES, Preferences
+from sketchpad.workspace.preferences import (
+    AUTOSAVE_SECONDS,
+    DEVICES,
+    THEMES,
+    THUMBNAIL_SIZES,
+    Preferences,
+)
 
 log = logging.getLogger(__name__)
 

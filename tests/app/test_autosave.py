@@ -23,7 +23,7 @@ from PySide6.QtCore import QCoreApplication
 from sketchpad.sketch.edit import SketchEdit
 from sketchpad.sketch.model import Stroke
 from sketchpad.ui.autosave import Autosaver
-from sketchpad.ui.document import Document
+from sketchpad.ui.canvas.document import Document
 
 app = QCoreApplication([])
 doc = Document(path=Path(sys.argv[1]) if sys.argv[1] else None)
@@ -177,7 +177,7 @@ def test_continuous_edits_are_still_autosaved(
     new edit no longer postpones the write. Time is a fake clock and the timer a recorder."""
     from sketchpad.ui import autosave
     from sketchpad.ui.autosave import Autosaver
-    from sketchpad.ui.document import Document
+    from sketchpad.ui.canvas.document import Document
 
     now = [1000.0]
     monkeypatch.setattr(autosave.time, "monotonic", lambda: now[0])

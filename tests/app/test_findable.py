@@ -11,8 +11,8 @@ from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette
 from PySide6.QtWidgets import QAbstractButton, QApplication, QToolBar, QWidgetAction
 
 from sketchpad.ui import icons
-from sketchpad.ui.photo_viewer import PhotoViewer
 from sketchpad.ui.shortcuts import action_keys, plain_text
+from sketchpad.ui.viewer.large_view import PhotoViewer
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QSplitter
 from sketchpad import atomic
 from sketchpad.sketch.io import read_sketch, write_sketch
 from sketchpad.sketch.model import Sketch, Stroke
-from sketchpad.ui.canvas import Canvas
+from sketchpad.ui.canvas.canvas import Canvas
 
 
 def _sketch(n: int = 3, seed: int = 1) -> Sketch:
@@ -52,12 +52,27 @@ def test_menus_hold_the_commands(window: Any) -> None:
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
     assert list(menus) == ["File", "Edit", "Tools", "View", "Photos", "Labels", "Help"]
     photo_texts = [a.text().replace("&", "") for a in menus["Photos"].actions() if a.text()]
-    assert photo_texts == ["Open Folder…", "Open Recent Folder", "Cancel Indexing",
-                           "Large View", "Export Masks…", "Model Manager…",
-                           "Photo Search Panel"]
+    assert photo_texts == [
+        "Open Folder…",
+        "Open Recent Folder",
+        "Cancel Indexing",
+        "Large View",
+        "Export Masks…",
+        "Model Manager…",
+        "Photo Search Panel",
+    ]
     file_texts = [a.text().replace("&", "") for a in menus["File"].actions() if a.text()]
-    assert file_texts == ["New", "Open…", "Open Recent", "Import…", "Save", "Save As…",
-                          "Export…", "Export Labels…", "Quit"]
+    assert file_texts == [
+        "New",
+        "Open…",
+        "Open Recent",
+        "Import…",
+        "Save",
+        "Save As…",
+        "Export…",
+        "Export Labels…",
+        "Quit",
+    ]
     shortcuts = {k: a.shortcut().toString() for k, a in window.file_actions.items()}
     assert shortcuts["import"] == "Ctrl+I" and shortcuts["export"] == "Ctrl+E"
     assert shortcuts["save_as"] == "Ctrl+Shift+S" and shortcuts["quit"] == "Ctrl+Q"
@@ -151,7 +166,7 @@ def test_open_bad_file_shows_error_and_keeps_document(
     bad = tmp_path / "broken.json"
     bad.write_text('{"format": "sketchpad", "strokes": [[[')
     assert not window.open_path(bad)
-    (title, text), = window.dialogs.errors
+    ((title, text),) = window.dialogs.errors
     assert "broken.json" in text and str(bad) in text
     assert window.document.sketch == before and window.document.path == path_before
     assert window.document.is_modified
@@ -166,8 +181,9 @@ def test_open_missing_recent_file_drops_it(window: Any, tmp_path: Path) -> None:
     assert gone not in window.recent_files.paths
 
 
-@pytest.mark.parametrize("err, reason", [(errno.ENOSPC, "disk is full"),
-                                         (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize(
+    "err, reason", [(errno.ENOSPC, "disk is full"), (errno.EACCES, "permission denied")]
+)
 def test_save_failure_keeps_document_modified_and_old_file(
     window: Any, draw: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int, reason: str
 ) -> None:
@@ -183,7 +199,7 @@ def test_save_failure_keeps_document_modified_and_old_file(
     monkeypatch.setattr(atomic.os, "replace", refuse)
     assert not window.save()
     monkeypatch.undo()
-    (title, text), = window.dialogs.errors
+    ((title, text),) = window.dialogs.errors
     assert str(target) in text and reason in text
     assert window.document.is_modified and window.isWindowModified()
     assert target.read_bytes() == old_bytes
@@ -256,15 +272,21 @@ def test_drop_a_sketch_file_opens_it(window: Any, tmp_path: Path) -> None:
     write_sketch(_sketch(2), source)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(source))])
-    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     window.dropEvent(event)
     assert event.isAccepted()
     assert window.document.path == source and len(window.document.sketch.strokes) == 2
 
 
-def test_recent_files_are_a_json_list_in_the_config_dir(window: Any, tmp_path: Path,
-                                                        sketchpad_home: Path) -> None:
+def test_recent_files_are_a_json_list_in_the_config_dir(
+    window: Any, tmp_path: Path, sketchpad_home: Path
+) -> None:
     for name in ("a.json", "b.json", "a.json"):
         write_sketch(_sketch(1), tmp_path / name)
         assert window.open_path(tmp_path / name)

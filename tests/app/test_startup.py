@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sketchpad import cli
-from sketchpad.ui import startup_bench
+from sketchpad.workspace import startup_bench
 
 _PROBE = "import sys; from sketchpad.cli import main; sys.exit(main(['--startup-probe']))"
 
@@ -27,8 +27,13 @@ def test_probe_is_the_real_start_and_reports_paint_then_engine(sketchpad_home: P
         + "; print('HEAVY', sorted(m for m in ('torch', 'open_clip') if m in sys.modules))"
         + "; sys.exit(rc)"
     )
-    out = subprocess.run([sys.executable, "-c", check], env=_env(sketchpad_home),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", check],
+        env=_env(sketchpad_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     paint = [i for i, ln in enumerate(lines) if ln.startswith("SKETCHPAD_FIRST_PAINT ")]
@@ -53,8 +58,13 @@ def test_the_window_paints_without_importing_heavy_modules(sketchpad_home: Path)
         "print('HEAVY', sorted(m for m in ('torch', 'open_clip', 'cv2') if m in sys.modules))\n"
         "w.document.undo_stack.setClean(); w.close()\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], env=_env(sketchpad_home),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_env(sketchpad_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout.splitlines()
 

@@ -261,8 +261,8 @@ def test_the_model_manager_imports_a_checkpoint_for_its_own_backbone(
     ckpt: CheckpointPaths, qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sketchpad.engine import threads
-    from sketchpad.ui import model_manager
-    from sketchpad.ui.preferences import Preferences
+    from sketchpad.ui.models import manager as model_manager
+    from sketchpad.workspace.preferences import Preferences
 
     monkeypatch.setattr(model_manager, "probe_cuda", lambda: (False, "no GPU in this test"))
     errors: list[tuple[str, str]] = []

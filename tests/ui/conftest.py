@@ -16,8 +16,8 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from sketchpad.sketch.model import Sketch, Stroke
-from sketchpad.ui.canvas import Canvas
-from sketchpad.ui.document import Document
+from sketchpad.ui.canvas.canvas import Canvas
+from sketchpad.ui.canvas.document import Document
 
 LEFT = Qt.MouseButton.LeftButton
 NO_MOD = Qt.KeyboardModifier.NoModifier
@@ -52,8 +52,13 @@ class CanvasDriver:
         self.send(QEvent.Type.MouseMove, self.view_point(x, y), no, buttons, mods)
 
     def release(self, x, y, button=LEFT, mods=NO_MOD) -> None:
-        self.send(QEvent.Type.MouseButtonRelease, self.view_point(x, y), button,
-                  Qt.MouseButton.NoButton, mods)
+        self.send(
+            QEvent.Type.MouseButtonRelease,
+            self.view_point(x, y),
+            button,
+            Qt.MouseButton.NoButton,
+            mods,
+        )
 
     def drag(self, points: Iterable[Sequence[float]], button=LEFT, mods=NO_MOD) -> None:
         """Press, move and release through canvas points (the view must not change meanwhile)."""

@@ -18,8 +18,8 @@ sys.path.insert(0, str(HERE.parent / "engine"))
 from standins import StandInLoader  # noqa: E402
 
 from sketchpad.ui.main_window import MainWindow  # noqa: E402
-from sketchpad.ui.preferences import Preferences  # noqa: E402
 from sketchpad.ui.preferences_dialog import PreferencesDialog  # noqa: E402
+from sketchpad.workspace.preferences import Preferences  # noqa: E402
 
 WAIT_MS = 15_000
 
@@ -147,7 +147,7 @@ def test_the_session_comes_back_on_start(qtbot: Any, tmp_path: Path, folder: Pat
 
 
 def test_the_thumbnail_slider_resizes_the_grid(qtbot: Any, tmp_path: Path) -> None:
-    from sketchpad.ui.gallery_pane import GalleryPane
+    from sketchpad.ui.photos.gallery_pane import GalleryPane
 
     pane = GalleryPane()
     qtbot.addWidget(pane)
@@ -178,7 +178,7 @@ def test_bad_preference_values_fall_back_to_the_defaults(tmp_path: Path) -> None
 
 
 def test_the_alpha_slider_reads_left_words_right_sketch(qtbot: Any) -> None:
-    from sketchpad.ui.query_controls import QueryControls
+    from sketchpad.ui.photos.query_controls import QueryControls
 
     controls = QueryControls(["planted"], [])
     qtbot.addWidget(controls)

@@ -1,0 +1,1 @@
+"""Model set-up: the Model Manager dialog and the missing-weights banner."""

@@ -1,0 +1,2 @@
+"""Photo search in the window: the search controls, the gallery (model, proxy, view, cells,
+thumbnails) and the mask exports."""
