@@ -109,7 +109,11 @@ def rasterize(
         else:
             a, b = pts[:-1], pts[1:]
         _draw_segments(ink, a, b, r)
-    return np.round(255.0 * (1.0 - ink)).astype(np.uint8)
+    # round(255 · (1 − ink)) in place: a canvas-size export (up to Pillow's 89 MP) holds one
+    # float64 image, not four
+    np.subtract(1.0, ink, out=ink)
+    ink *= 255.0
+    return np.round(ink, out=ink).astype(np.uint8)
 
 
 def _drop_subpixel_steps(pts: np.ndarray) -> np.ndarray:

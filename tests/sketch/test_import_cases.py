@@ -40,14 +40,18 @@ def refused(path: Path, *words: str) -> str:
 
 
 def test_sketch_rnn_sample_background_rect_is_not_a_frame(tmp_path: Path) -> None:
-    # The layout of sketch-rnn's sample SVGs: a white background rect, then stroked paths.
+    # What sketch-rnn's draw_strokes writes through svgwrite: a white background rect, then
+    # one stroked, unfilled path (its three sample SVGs all came in with a frame).
     path = svg(
         tmp_path,
-        f'<svg {NS} width="100" height="100"><rect x="0" y="0" width="100" height="100" '
-        'fill="white"/><path d="M10 10 L50 50" stroke="black" fill="none"/></svg>',
+        '<?xml version="1.0" encoding="utf-8" ?>\n<svg baseProfile="full" height="95" '
+        f'version="1.1" width="120" {NS} xmlns:ev="http://www.w3.org/2001/xml-events" '
+        'xmlns:xlink="http://www.w3.org/1999/xlink"><defs /><rect fill="white" height="95" '
+        'width="120" x="0" y="0" /><path d="M25.0,25.0 m10.0,5.0 l20.0,10.0 l5.0,-5.0 '
+        'm-30.0,20.0 l40.0,0.0 " fill="none" stroke="black" stroke-width="1.0" /></svg>',
     )
     s = read_sketch(path)
-    assert len(s.strokes) == 1 and s.bbox() == (10, 10, 50, 50)
+    assert len(s.strokes) == 2 and s.bbox() == (30, 30, 70, 55)
     assert any("filled shape" in w for w in s.metadata["import_warnings"])
 
 

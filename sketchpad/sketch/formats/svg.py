@@ -230,7 +230,9 @@ class _Reader:
         except svg_path.NumberOutOfRange as e:
             raise SketchFileError(self.path, str(e)) from e
         except (LookupError, UnicodeError) as e:  # encoding="…" that Python cannot decode
-            raise SketchFileError(self.path, f"declares a text encoding it is not in: {e}") from e
+            raise SketchFileError(
+                self.path, f"declares a text encoding that cannot be read: {e}"
+            ) from e
         except _PARSE_ERRORS as e:
             if getattr(e, "code", None) == _AMPLIFICATION_BREACH:
                 raise SketchFileError(
