@@ -118,6 +118,9 @@ class PhotoSearch(QObject):
             self.controls.set_backbone(preferred)
         self.banner = WeightsBanner()
         self.banner.hide()
+        #: backbone id → whether its weights are here (read when the engine is ready and after
+        #: every import or download); shown in the Model menu, the model box and the banner.
+        self.installed: dict[str, bool] = {}
         self.viewer: PhotoViewerDialog | None = None
         self.review: FolderReview | None = None  # the open folder's
         self.last_export_dir: Path | None = None  # the last export's choices, offered again
@@ -148,6 +151,7 @@ class PhotoSearch(QObject):
         self.banner.managerRequested.connect(self.show_model_manager)
         self.banner.downloadRequested.connect(self.download_weights)
         self.banner.importRequested.connect(self.import_weights)
+        self.banner.useRequested.connect(self.use_backbone)
         self.host.ready.connect(self._on_engine_ready)
         self.host.failed.connect(self._show_error)
 
@@ -187,7 +191,46 @@ class PhotoSearch(QObject):
         menu.addSeparator()
         menu.addActions([a["large_view"], a["export_masks"]])
         menu.addSeparator()
+        self.model_menu = menu.addMenu("M&odel")
+        self.model_menu.aboutToShow.connect(self._fill_model_menu)
+        self._fill_model_menu()
         menu.addAction(a["models"])
+
+    def _fill_model_menu(self) -> None:
+        """Photos ▸ Model: every backbone of both families, installed or not, the active one
+        checked and named; choosing one makes it active."""
+        menu = self.model_menu
+        menu.clear()
+        active = self.controls.backbone
+        titles = {"category": "Category search (CLIP)", "fine": "Fine-grained search (DINOv2)"}
+        for family, title in titles.items():
+            ids = self.controls.backbones(family)
+            if not ids:
+                continue
+            menu.addSection(title)
+            for backbone_id in ids:
+                act = menu.addAction(self.backbone_label(backbone_id, active=active))
+                act.setCheckable(True)
+                act.setChecked(backbone_id == self.controls.chosen(family))
+                act.setData(backbone_id)
+                act.triggered.connect(lambda _=False, b=backbone_id: self.use_backbone(b))
+        menu.addSeparator()
+        menu.addAction(self.actions["models"])
+
+    def backbone_label(self, backbone_id: str, *, active: str | None = None) -> str:
+        """``backbone_id`` with its installed state, as the menu and the model box show it:
+        "clip-vit-b32  ✓ installed · active", "clip-vit-b16  (no weights)"; "(checking…)"
+        before the first look at the disk."""
+        state = self.installed.get(backbone_id)
+        text = "(checking…)" if state is None else "✓ installed" if state else "(no weights)"
+        if backbone_id == (active or self.controls.backbone):
+            text += " · active"
+        return f"{backbone_id}  {text}"
+
+    def use_backbone(self, backbone_id: str) -> None:
+        """Make ``backbone_id`` the active model (the banner's Use, the Model menu)."""
+        if backbone_id != self.controls.backbone:
+            self.controls.set_backbone(backbone_id)  # changed("backbone") loads it
 
     def _fill_recent_menu(self) -> None:
         menu = self.recent_menu
@@ -207,6 +250,7 @@ class PhotoSearch(QObject):
         without weights gives way to an installed one of its family."""
 
         def go(_engine: Engine) -> None:
+            self.refresh_installed()
             self._prefer_installed()
             self.load_model()
 
@@ -215,16 +259,33 @@ class PhotoSearch(QObject):
     def _prefer_installed(self) -> None:
         """For each family, if the chosen backbone has no weights here and another has, choose
         that one (the disk only; the engine's import has loaded what the lookup needs)."""
-        from sketchpad.vision.installed import first_installed, has_weights
-
         for family in ("category", "fine"):
             chosen = self.controls.chosen(family)
-            if not chosen or has_weights(chosen):
+            if not chosen or self.installed.get(chosen):
                 continue
-            other = first_installed(self.controls.backbones(family), default=chosen)
+            other = next(iter(self.installed_of(family)), chosen)
             if other != chosen:
                 self.controls.preselect(family, other)
                 self._status(f"{chosen} has no weights here: using {other}")
+
+    def refresh_installed(self) -> None:
+        """Look again (on the disk only) which backbones have weights; the model box follows.
+        Called once the engine is ready: its import has loaded what the lookup needs."""
+        from sketchpad.vision.installed import has_weights
+
+        ids = self.controls.backbones("category") + self.controls.backbones("fine")
+        self.installed = {b: has_weights(b) for b in ids}
+        self.controls.set_installed(self.installed)
+
+    def installed_of(self, family: str) -> list[str]:
+        """The backbones of ``family`` with weights here, preferred first."""
+        return [b for b in self.controls.backbones(family) if self.installed.get(b)]
+
+    def _family_of(self, backbone_id: str) -> str | None:
+        for family in ("category", "fine"):
+            if backbone_id in self.controls.backbones(family):
+                return family
+        return None
 
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Stop and join the engine (the window's closeEvent)."""
@@ -536,13 +597,20 @@ class PhotoSearch(QObject):
 
             backbone = self._loading or self.controls.backbone
             self._loading = None
-            if missing_weights(backbone) is not None:
-                self.banner.show_missing(backbone, message)
+            family = self._family_of(backbone)
+            others = self.installed_of(family) if family else []
+            missing = missing_weights(backbone)
+            if missing is not None:
+                self.banner.show_missing(backbone, missing, others)
                 self._status(f"No weights for {backbone}: photo search is off until you get them")
                 return
+            self.banner.show_failed(backbone, message, others)
         self._show_error(message)
 
     def _show_error(self, message: str) -> None:
+        from sketchpad.ui.weights_banner import for_window
+
+        message = for_window(message)
         self.controls.show_error(message)
         self._status(message)
         self.errorShown.emit(message)
@@ -602,8 +670,26 @@ class PhotoSearch(QObject):
         self._model_manager().open()
 
     def _on_weights_changed(self, backbone_id: str) -> None:
-        if backbone_id == self.controls.backbone:
-            self.load_model(backbone_id)
+        """``backbone_id`` gained weights (imported, downloaded): it becomes its family's
+        choice when that one has none (or is it), and is loaded when that family is the
+        active one; the banner about the model it replaces goes at once."""
+        self.refresh_installed()
+        family = self._family_of(backbone_id)
+        if family is None:
+            return
+        chosen = self.controls.chosen(family)
+        if chosen != backbone_id and self.installed.get(chosen):
+            return  # the user's choice has weights: keep it (the menu shows the new one)
+        if family == self.controls.family:
+            if self.banner.backbone_id in (chosen, backbone_id):
+                self.banner.hide_message()
+            if chosen == backbone_id:
+                self.load_model(backbone_id)
+            else:
+                self._status(f"{chosen} has no weights here: using {backbone_id}")
+                self.controls.set_backbone(backbone_id)  # changed("backbone") loads it
+        else:
+            self.controls.preselect(family, backbone_id)
 
     def download_weights(self, backbone_id: str) -> None:
         """The banner's Download: the Model Manager, downloading that backbone."""
