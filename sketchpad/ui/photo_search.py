@@ -127,6 +127,7 @@ class PhotoSearch(QObject):
         self.last_export_options: ExportOptions | None = None
         self.export_done_box: QMessageBox | None = None
         self.model_manager: ModelManagerDialog | None = None
+        self.weights_box: QMessageBox | None = None  # the last weights error shown
         self.folder: Path | None = None
         self.model: ModelInfo | None = None
         self.last_result: QueryResult | None = None
@@ -657,14 +658,51 @@ class PhotoSearch(QObject):
         v.raise_()
 
     def _model_manager(self) -> ModelManagerDialog:
+        """The open Model Manager, or a new one: one place for models, however it is reached
+        (the banner, Photos ▸ Model, an error's button)."""
         from sketchpad.ui.model_manager import ModelManagerDialog
 
+        if self.model_manager is not None:
+            return self.model_manager
         dialog = ModelManagerDialog(self.window, preferences=self.preferences)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.weightsChanged.connect(self._on_weights_changed)
         dialog.preferencesChanged.connect(lambda: self.load_model())
+        dialog.finished.connect(lambda _result: self._forget_manager(dialog))
         self.model_manager = dialog
         return dialog
+
+    def _forget_manager(self, dialog: ModelManagerDialog) -> None:
+        if self.model_manager is dialog:
+            self.model_manager = None
+
+    def show_weights_error(self, title: str, text: str) -> QMessageBox:
+        """An error about missing or unusable weights of the category model (scene labelling):
+        a dialog whose buttons do the fix: Import…, Download, Model Manager…, Close."""
+        from PySide6.QtWidgets import QMessageBox
+
+        from sketchpad.ui.weights_banner import for_window
+
+        backbone_id = self.controls.chosen("category")
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            title,
+            for_window(text),
+            QMessageBox.StandardButton.Close,
+            self.window,
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        role = QMessageBox.ButtonRole.ActionRole
+        for name, slot in (
+            ("Import…", lambda: self.import_weights(backbone_id)),
+            ("Download", lambda: self.download_weights(backbone_id)),
+            ("Model Manager…", lambda: self.show_model_manager()),
+        ):
+            box.addButton(name, role).clicked.connect(slot)
+        self.errorShown.emit(title)
+        self.weights_box = box
+        box.open()
+        return box
 
     def show_model_manager(self) -> None:
         self._model_manager().open()

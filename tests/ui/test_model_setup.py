@@ -188,3 +188,33 @@ def test_messages_name_buttons_that_exist_never_commands(qtbot: Any) -> None:
     src = Path(__file__).resolve().parents[2] / "sketchpad"
     for path in [*(src / "ui").rglob("*.py"), src / "vision" / "errors.py"]:
         assert "Import weights" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_weights_error_dialog_buttons_do_the_fix(
+    two_clips: dict[str, Path], window: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(
+        ModelManagerDialog,
+        "_ask_import_path",
+        lambda self, b, folder=False: asked.append(b),  # cancelled: returns None
+    )
+    photos = window.photos
+    err = WeightsNotFoundError(PREFERRED, ["imported: /x"], "offline")
+    box = photos.show_weights_error("Labelling model not available", str(err))
+    assert "sketchpad models" not in box.text()
+    buttons = {b.text(): b for b in box.buttons()}
+    buttons["Import…"].click()
+    assert asked == [PREFERRED] and photos.model_manager is not None
+    assert photos.model_manager.selected_id() == PREFERRED
+    manager = photos.model_manager
+    box = photos.show_weights_error("again", str(err))
+    with qtbot.waitSignal(manager.job.failed, timeout=WAIT_MS) as failed:
+        next(b for b in box.buttons() if b.text() == "Download").click()
+    assert failed.args[0] == PREFERRED  # offline here: the download was tried, and said why
+    assert photos.model_manager is manager  # one Model Manager, however it is reached
+    assert manager.wait_until_idle(10)
+    manager.reject()  # closed: the next request opens a new one
+    assert photos.model_manager is None
+    photos.show_model_manager()
+    assert photos.model_manager is not None and photos.model_manager is not manager
