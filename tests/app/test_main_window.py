@@ -53,7 +53,7 @@ def test_menus_hold_the_commands(window: Any) -> None:
     assert list(menus) == ["File", "Edit", "Tools", "View", "Photos", "Labels", "Help"]
     photo_texts = [a.text().replace("&", "") for a in menus["Photos"].actions() if a.text()]
     assert photo_texts == ["Open Folder…", "Open Recent Folder", "Cancel Indexing",
-                           "Large View", "Export Masks…", "Model Manager…",
+                           "Large View", "Export Masks…", "Model", "Model Manager…",
                            "Photo Search Panel"]
     file_texts = [a.text().replace("&", "") for a in menus["File"].actions() if a.text()]
     assert file_texts == ["New", "Open…", "Open Recent", "Import…", "Save", "Save As…",
