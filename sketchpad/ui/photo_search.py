@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QMessageBox
 
     from sketchpad.engine.client import Engine
+    from sketchpad.engine.downloads import BackgroundCall
     from sketchpad.engine.requests import FolderSummary, MaskResult, ModelInfo, QueryResult
     from sketchpad.engine.worker import Loader
     from sketchpad.gallery.export import ExportOptions
@@ -121,6 +122,7 @@ class PhotoSearch(QObject):
         #: backbone id → whether its weights are here (read when the engine is ready and after
         #: every import or download); shown in the Model menu, the model box and the banner.
         self.installed: dict[str, bool] = {}
+        self._installed_scan: BackgroundCall | None = None
         self.viewer: PhotoViewerDialog | None = None
         self.review: FolderReview | None = None  # the open folder's
         self.last_export_dir: Path | None = None  # the last export's choices, offered again
@@ -251,11 +253,32 @@ class PhotoSearch(QObject):
         without weights gives way to an installed one of its family."""
 
         def go(_engine: Engine) -> None:
-            self.refresh_installed()
+            self._scan_installed()
+
+        self.host.when_ready(go)
+
+    def _scan_installed(self) -> None:
+        """Which backbones have weights, looked up off the GUI thread (the first lookup imports
+        the weights code: ~0.1 s); then the start-up choice and the model load."""
+        from sketchpad.engine.downloads import BackgroundCall
+        from sketchpad.vision.installed import has_weights
+
+        ids = self.controls.backbones("category") + self.controls.backbones("fine")
+        call = BackgroundCall(lambda: {b: has_weights(b) for b in ids}, "sketchpad-installed", self)
+
+        def done(states: dict[str, bool]) -> None:
+            self._set_installed(states)
             self._prefer_installed()
             self.load_model()
 
-        self.host.when_ready(go)
+        def failed(message: str) -> None:
+            log.warning("cannot tell which models are installed: %s", message)
+            self.load_model()
+
+        call.done.connect(done)
+        call.failed.connect(failed)
+        self._installed_scan = call
+        call.start()
 
     def _prefer_installed(self) -> None:
         """For each family, if the chosen backbone has no weights here and another has, choose
@@ -270,12 +293,16 @@ class PhotoSearch(QObject):
                 self._status(f"{chosen} has no weights here: using {other}")
 
     def refresh_installed(self) -> None:
-        """Look again (on the disk only) which backbones have weights; the model box follows.
-        Called once the engine is ready: its import has loaded what the lookup needs."""
+        """Look again (on the disk only, ~1 ms once the weights code is imported) which
+        backbones have weights; the model box follows. After an import or a download, on the
+        GUI thread, so that the banner and the choice change at once."""
         from sketchpad.vision.installed import has_weights
 
         ids = self.controls.backbones("category") + self.controls.backbones("fine")
-        self.installed = {b: has_weights(b) for b in ids}
+        self._set_installed({b: has_weights(b) for b in ids})
+
+    def _set_installed(self, states: dict[str, bool]) -> None:
+        self.installed = dict(states)
         self.controls.set_installed(self.installed)
 
     def installed_of(self, family: str) -> list[str]:
@@ -293,7 +320,9 @@ class PhotoSearch(QObject):
         self._requery.stop()
         if self.viewer is not None:
             self.viewer.close()
-        return self.host.shutdown(timeout_s)
+        scan = self._installed_scan
+        scanned = scan is None or scan.wait(timeout_s)
+        return self.host.shutdown(timeout_s) and scanned
 
     @property
     def engine(self) -> Engine | None:

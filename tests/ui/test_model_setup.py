@@ -218,3 +218,25 @@ def test_the_weights_error_dialog_buttons_do_the_fix(
     assert photos.model_manager is None
     photos.show_model_manager()
     assert photos.model_manager is not None and photos.model_manager is not manager
+
+
+def test_the_start_up_lookup_runs_off_the_gui_thread(
+    two_clips: dict[str, Path], window: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import_weights(registry.get_spec(SECOND), two_clips[SECOND])
+    threads: set[str] = set()
+    real = installed.has_weights
+
+    def spy(backbone_id: str) -> bool:
+        threads.add(threading.current_thread().name)
+        return real(backbone_id)
+
+    monkeypatch.setattr(installed, "has_weights", spy)
+    photos = window.photos
+    photos.start()
+    qtbot.waitUntil(lambda: photos.model is not None, timeout=WAIT_MS)
+    assert photos.model.backbone_id == SECOND
+    assert threads and threading.main_thread().name not in threads
+    assert photos.installed == {PREFERRED: False, SECOND: True, "test-dinov2-tiny": False}
