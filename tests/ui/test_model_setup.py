@@ -240,3 +240,19 @@ def test_the_start_up_lookup_runs_off_the_gui_thread(
     assert photos.model.backbone_id == SECOND
     assert threads and threading.main_thread().name not in threads
     assert photos.installed == {PREFERRED: False, SECOND: True, "test-dinov2-tiny": False}
+
+
+def test_a_model_that_fails_to_load_shows_the_banner_with_its_buttons(
+    two_clips: dict[str, Path], window: Any, qtbot: Any
+) -> None:
+    """Weights that are here but unusable (truncated after the import): the banner says the
+    active model could not be loaded and why, with Download / Import… / Model Manager…."""
+    resolved = import_weights(registry.get_spec(SECOND), two_clips[SECOND])
+    resolved.path.write_bytes(resolved.path.read_bytes()[:4000])
+    photos = window.photos
+    start_with_banner(window, qtbot)
+    banner = photos.banner
+    assert banner.backbone_id == SECOND
+    assert "could not be loaded (" in banner.message and str(resolved.path) in banner.detail
+    assert banner.import_button.isVisible() and banner.manager_button.isVisible()
+    assert "sketchpad models" not in photos.controls.error_label.text()
