@@ -6,8 +6,9 @@
   backbone's weights at a time on its own QThread, with ``progress``/``finished``/``failed``/
   ``cancelled`` signals on the GUI thread. ``cancel()`` stops a download at its next chunk:
   the progress callback raises, which :mod:`sketchpad.vision.hub` documents as cancelling, and
-  huggingface_hub removes the partial file. An import (loading the file into a fresh model)
-  cannot be interrupted; its outcome is reported when it ends.
+  huggingface_hub removes the partial file. An import reports the bytes copied (the file's
+  header is checked first, in a second or two) and ``cancel()`` stops it at its next chunk
+  the same way: the partial copy is removed and the working weights stay as they were.
 - :class:`BackgroundCall` runs one short function (a status scan, a device probe) off the GUI
   thread and hands its value back on the GUI thread.
 
@@ -229,13 +230,15 @@ class DownloadJob(QObject):
     """Downloads or imports one backbone's weights at a time, off the GUI thread.
 
     Create and use it on the GUI thread. Signals (on the GUI thread):
-        progress(str id, int bytes_done, object bytes_total_or_None): while downloading, at
-            most every :data:`PROGRESS_INTERVAL_S`; ``bytes_done`` never decreases.
+        progress(str id, int bytes_done, object bytes_total_or_None): while downloading or
+            copying an import, at most every :data:`PROGRESS_INTERVAL_S`; ``bytes_done``
+            never decreases.
         finished(str id, str path): the weights file is here (downloaded, imported, or found
             already present).
         failed(str id, str message): a readable reason (offline, unreachable Hub, a corrupt or
             wrong file: the message names the file).
-        cancelled(str id): the download stopped after :meth:`cancel`; no partial file is left.
+        cancelled(str id): the download or import stopped after :meth:`cancel`; no partial
+            file is left.
         busyChanged(bool): a job started or ended.
 
     Args:
@@ -296,8 +299,8 @@ class DownloadJob(QObject):
         self._launch(spec.id, "download", download)
 
     def start_import(self, spec_id: str, source: str | Path) -> None:
-        """Check ``source`` (a file, or a folder holding one of the spec's file names) by loading
-        it into a fresh model, then copy it into Sketchpad's data folder.
+        """Check ``source`` (a file, or a folder holding one of the spec's file names) from its
+        header, then copy it into Sketchpad's data folder, reporting the bytes copied.
 
         Raises:
             KeyError: unknown id. RuntimeError: a job is already running.
@@ -307,12 +310,12 @@ class DownloadJob(QObject):
         def import_() -> Path:
             from sketchpad.vision.weights import import_weights
 
-            return import_weights(spec, Path(source)).path
+            return import_weights(spec, Path(source), progress=self._report).path
 
         self._launch(spec.id, "import", import_)
 
     def cancel(self) -> None:
-        """Stop the download at its next chunk (an import runs to its end)."""
+        """Stop the download or the import's copy at its next chunk."""
         if self._task is not None:
             self._cancel.set()
 
@@ -394,7 +397,7 @@ class DownloadJob(QObject):
     def _on_errored(self, error: BaseException) -> None:
         spec_id = self._end()
         if isinstance(error, _Cancelled):
-            log.info("download of %s weights cancelled", spec_id)
+            log.info("%s of %s weights cancelled", self._kind, spec_id)
             self.cancelled.emit(spec_id)
         else:
             self.failed.emit(spec_id, _readable(error))

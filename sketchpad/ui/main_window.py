@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.search_dock, self.scene_panel)
         self.search_dock.raise_()
         self.scene.error.connect(lambda title, text: self._show_error(title, text))
+        self.scene.weights_error.connect(self.photos.show_weights_error)  # with buttons
         self.scene.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.recent_files = RecentFiles()

@@ -29,7 +29,7 @@ class WeightsNotFoundError(WeightsError):
         lines.append(
             f"To fix: when online, run `sketchpad models download {model_id}`; or import a "
             f"file you have with `sketchpad models import {model_id} <file>` "
-            "(in the app: Import weights…)."
+            "(in the window: Download or Import… in the banner or in Photos ▸ Model Manager…)."
         )
         Exception.__init__(self, "\n".join(lines))
         self.path = None

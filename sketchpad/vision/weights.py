@@ -754,7 +754,9 @@ def load_model(spec: BackboneSpec, path: Path) -> torch.nn.Module:
     return model
 
 
-def import_weights(spec: BackboneSpec, source: Path) -> ResolvedWeights:
+def import_weights(
+    spec: BackboneSpec, source: Path, *, progress: ProgressFn | None = None
+) -> ResolvedWeights:
     """Check ``source`` against ``spec`` and keep a copy in ``data_dir()/weights/<id>/``.
 
     The file's keys and shapes are checked (:func:`check_weights`: headers only, no model is
@@ -767,6 +769,13 @@ def import_weights(spec: BackboneSpec, source: Path) -> ResolvedWeights:
     an imported segmenter checkpoint of ours keeps its calibration (``sketchpad_fine_tuned``,
     ``tau``: :mod:`sketchpad.vision.checkpoints`). Any of a checkpoint's three files may be
     given; its weights are imported.
+
+    Args:
+        spec: the backbone.
+        source: a weights file, or a folder holding one of ``spec.hf_files``.
+        progress: called with (bytes copied, total) after every chunk of the copy; an
+            exception it raises stops the import (the partial copy is removed, the working
+            weights are untouched) and propagates: a cancel.
 
     Raises:
         WeightsError: the file does not exist or is not a regular file, cannot be read, may
@@ -786,7 +795,7 @@ def import_weights(spec: BackboneSpec, source: Path) -> ResolvedWeights:
     made: list[Path] = []
     try:
         paths.private_dir(folder)
-        tmp, digest = _copy_to_temp(src, target)
+        tmp, digest = _copy_to_temp(src, target, progress)
         made.append(tmp)
         check_weights(spec, tmp, fmt)  # the copy is what will be used
         meta_tmp = None
@@ -851,17 +860,25 @@ def _checked_source(spec: BackboneSpec, source: Path) -> Path:
     return weights
 
 
-def _copy_to_temp(src: Path, target: Path) -> tuple[Path, str]:
+def _copy_to_temp(src: Path, target: Path, progress: ProgressFn | None = None) -> tuple[Path, str]:
     """Copy ``src`` to a private temporary file beside ``target`` (fsynced); return it and
-    the SHA-256. The caller moves it into place or removes it."""
+    the SHA-256. The caller moves it into place or removes it. ``progress(done, total)``
+    follows every chunk; if it raises, the temporary file is removed and the error goes on."""
     h = hashlib.sha256()
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(name)
     try:
         with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            total = os.fstat(fin.fileno()).st_size
+            done = 0
+            if progress is not None:
+                progress(0, total)
             while chunk := fin.read(_CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
             fout.flush()
             os.fsync(fout.fileno())
     except BaseException:

@@ -58,6 +58,7 @@ def test_menus_hold_the_commands(window: Any) -> None:
         "Cancel Indexing",
         "Large View",
         "Export Masks…",
+        "Model",
         "Model Manager…",
         "Photo Search Panel",
     ]

@@ -793,3 +793,34 @@ def test_load_model_builds_on_meta_and_matches_the_ordinary_way(
     for (name, a), (_, b) in zip(model.named_buffers(), ordinary.named_buffers(), strict=True):
         assert torch.equal(a, b), name
     assert torch.equal(forward(model, spec_id), forward(ordinary, spec_id))
+
+
+def test_an_import_reports_the_bytes_copied_and_can_be_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = get_spec("test-clip-tiny")
+    monkeypatch.setattr(W, "_CHUNK", 4096)
+    old = import_weights(spec, write_safetensors(tmp_path / "old.safetensors", spec.id))
+    source = write_safetensors(tmp_path / "new.safetensors", spec.id, 1)
+    size = source.stat().st_size
+    calls: list[tuple[int, int | None]] = []
+
+    def cancel_halfway(done: int, total: int | None) -> None:
+        calls.append((done, total))
+        if done >= size // 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        import_weights(spec, source, progress=cancel_halfway)
+    assert calls[0] == (0, size) and all(t == size for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] < size
+    folder = W.imported_dir(spec)
+    assert sorted(p.name for p in folder.iterdir() if p.name != W._IMPORT_RECORD) == [
+        old.path.name
+    ]  # no partial copy; the working weights untouched
+    assert resolve_weights(spec).path == old.path
+
+    calls.clear()
+    new = import_weights(spec, source, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (size, size) and len(calls) == 1 + -(-size // 4096)
+    assert new.path.read_bytes() == source.read_bytes()

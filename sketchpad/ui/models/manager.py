@@ -4,15 +4,18 @@
   lives). Statuses are read off the GUI thread (the first look imports huggingface_hub) and
   again after every download or import.
 - Download (progress in bytes, Cancel: no partial file is left), Import… (a file or a folder;
-  checked by loading it into a fresh model, off the GUI thread), Open Folder, Copy Path and Set
-  as Default, for the selected backbone.
+  its header checked, then copied with progress in bytes and Cancel, off the GUI thread), Open
+  Folder, Copy Path and Set as Default, for the selected backbone.
+- Status colours are picked for the dialog's palette (readable on light and dark ones) and
+  picked again when the palette changes.
 - Device (Auto / CPU / GPU (CUDA)) and "fp16 on GPU", stored in
   :class:`~sketchpad.workspace.preferences.Preferences`. Whether CUDA is there is probed in the
   background, so opening the dialog does not import torch; the GPU entry is disabled, with a
   tooltip saying why, when there is none.
 
 Errors (offline, an unreachable Hub, a corrupt or wrong file) are shown through
-:meth:`ModelManagerDialog._show_error` and in the status line; none escapes. Questions and the
+:meth:`ModelManagerDialog._show_error` and in the status line; none escapes. They offer what
+to do next as buttons (Import…, Retry), never commands to type. Questions and the
 file manager go through ``_ask_import_path`` and ``_open_folder`` so tests can answer them.
 """
 
@@ -21,15 +24,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QBrush,
     QColor,
     QDesktopServices,
     QFont,
     QGuiApplication,
+    QPalette,
     QStandardItemModel,
 )
 from PySide6.QtWidgets import (
@@ -62,6 +67,7 @@ from sketchpad.engine.downloads import (
     probe_cuda,
     weights_status,
 )
+from sketchpad.ui.models.banner import for_window
 from sketchpad.vision.checkpoints import checkpoint_backbone
 from sketchpad.vision.registry import BackboneSpec, list_backbones
 from sketchpad.workspace.preferences import Device, Preferences
@@ -78,12 +84,28 @@ DEVICE_CHOICES: tuple[tuple[Device, str], ...] = (
     ("cuda", "GPU (CUDA)"),
 )
 STATUS_TEXT = {"downloaded": "Downloaded", "imported": "Imported", "missing": "Missing"}
-STATUS_COLOUR = {"downloaded": "#1b7f3b", "imported": "#1b5f9e", "missing": "#b35c00"}
+#: (on a light background, on a dark one): green, blue, orange with a contrast of at least
+#: 4.5:1 against white and light greys, and against the dark greys of dark palettes.
+STATUS_COLOURS = {
+    "downloaded": ("#17703a", "#7fdc9c"),
+    "imported": ("#1b5f9e", "#8cc4ff"),
+    "missing": ("#a35200", "#ffb366"),
+}
+#: The buttons an error offers, by what failed.
+RETRY, IMPORT = "Retry", "Import…"
 WEIGHT_FILTER = "Weights (*.safetensors *.bin *.pt *.pth);;All files (*)"
 
 
 def _approx(n_bytes: float | None) -> str:
     return f"≈ {format_size(n_bytes)}" if n_bytes else "unknown"
+
+
+def status_colour(state: str, palette: QPalette) -> QColor:
+    """The colour of a status word on ``palette``'s table background (its Base role): the
+    dark-background variant when Base is darker than mid-grey."""
+    light, dark = STATUS_COLOURS[state]
+    base = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.Base)
+    return QColor(dark if base.lightnessF() < 0.5 else light)
 
 
 def _kind(spec: BackboneSpec) -> str:
@@ -134,6 +156,7 @@ class ModelManagerDialog(QDialog):
         self._scan_generation = 0
         self._cuda: tuple[bool, str] | None = None
         self._job_line = ""
+        self._failed_id: str | None = None
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_table(), 1)
@@ -347,7 +370,13 @@ class ModelManagerDialog(QDialog):
             where.setText(str(status.path))
             where.setToolTip(str(status.path))
         state.setText(STATUS_TEXT[status.state])
-        state.setForeground(QBrush(QColor(STATUS_COLOUR[status.state])))
+        state.setForeground(QBrush(status_colour(status.state, self.palette())))
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "table"):
+            for row in range(len(self.specs)):
+                self._fill_row(row)
 
     def _update_controls(self) -> None:
         spec_id = self.selected_id()
@@ -362,7 +391,10 @@ class ModelManagerDialog(QDialog):
         for button in (self.open_button, self.copy_button):
             button.setEnabled(status is not None)
         self.default_button.setEnabled(bool(spec_id) and spec_id != self.preferences.backbone)
-        self.cancel_button.setVisible(busy and self.job.kind == "download")
+        self.cancel_button.setVisible(busy)
+        self.cancel_button.setToolTip(
+            f"Stop the {self.job.kind} (nothing partial is kept)" if busy else ""
+        )
         self.progress_bar.setVisible(busy)
 
     # -- download and import -------------------------------------------------------------------
@@ -384,7 +416,7 @@ class ModelManagerDialog(QDialog):
             self._set_status(f"{self._job_line}…")
 
     def cancel(self) -> None:
-        """Cancel the running download."""
+        """Cancel the running download or import."""
         if self.job.busy:
             self.job.cancel()
             self._set_status("Cancelling…")
@@ -410,8 +442,9 @@ class ModelManagerDialog(QDialog):
         except (KeyError, RuntimeError) as e:
             self._show_error(f"Could not start the {kind}", str(e))
             return
-        self.progress_bar.setRange(0, 0)  # busy until the first byte counts
-        self.progress_bar.setFormat("")
+        self.progress_bar.setRange(0, 1000)  # bytes, once the first are counted
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("checking…" if path is not None else "starting…")
         self._set_status(f"{self._job_line}…")
         self._update_controls()
 
@@ -423,7 +456,8 @@ class ModelManagerDialog(QDialog):
             self.progress_bar.setFormat(f"{format_size(done)} / {format_size(total)}")
         else:
             self.progress_bar.setRange(0, 0)
-        self._set_status(f"{self._job_line}: {format_size(done)} received")
+        verb = "copied" if self.job.kind == "import" else "received"
+        self._set_status(f"{self._job_line}: {format_size(done)} {verb}")
 
     @Slot(str, str)
     def _on_finished(self, spec_id: str, path: str) -> None:
@@ -439,11 +473,13 @@ class ModelManagerDialog(QDialog):
         self._set_status(f"Could not {what} {spec_id}: {message.splitlines()[0]}", error=True)
         self._update_controls()
         self.refresh()
-        self._show_error(f"Could not {what} {spec_id}", message)
+        self._failed_id = spec_id
+        offer = [IMPORT] if self.job.kind == "import" else [RETRY, IMPORT]
+        self._show_error(f"Could not {what} {spec_id}", for_window(message), offer)
 
     @Slot(str)
     def _on_cancelled(self, spec_id: str) -> None:
-        self._set_status(f"Download of {spec_id} cancelled; nothing was kept.")
+        self._set_status(f"{self.job.kind.capitalize()} of {spec_id} cancelled; nothing was kept.")
         self._update_controls()
         self.refresh()
 
@@ -559,17 +595,32 @@ class ModelManagerDialog(QDialog):
         self.preferencesChanged.emit()
 
     # -- hooks for tests, closing --------------------------------------------------------------
-    def _show_error(self, title: str, text: str) -> None:
-        """Show an error without blocking (tests replace this)."""
+    def _show_error(self, title: str, text: str, offer: Sequence[str] = ()) -> None:
+        """Show an error without blocking, with a button for each of ``offer`` (:data:`RETRY`,
+        :data:`IMPORT`: :meth:`error_action` runs it) and Close (tests replace this)."""
         box = QMessageBox(
-            QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self
+            QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Close, self
         )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        for name in offer:
+            button = box.addButton(name, QMessageBox.ButtonRole.ActionRole)
+            button.clicked.connect(lambda _=False, n=name: self.error_action(n))
         box.open()
+
+    def error_action(self, name: str) -> None:
+        """What an error's button does, for the backbone that failed: :data:`RETRY` downloads
+        again, :data:`IMPORT` asks for a file to import."""
+        spec_id = self._failed_id or self.selected_id()
+        if not spec_id:
+            return
+        if name == RETRY:
+            self.start_download(spec_id)
+        elif name == IMPORT:
+            self.import_dialog(spec_id)
 
     def _ask_import_path(self, backbone_id: str, *, folder: bool) -> Path | None:
         """A weights file (or folder) to import for ``backbone_id``, or None if cancelled."""
-        title = f"Import weights for {backbone_id}"
+        title = f"Choose weights for {backbone_id}"
         if folder:
             name = QFileDialog.getExistingDirectory(self, title, str(Path.home()))
         else:

@@ -86,6 +86,7 @@ class QueryControls(QWidget):
         super().__init__(parent)
         self.setObjectName("query_controls")
         self._families = {"category": list(category_backbones), "fine": list(fine_backbones)}
+        self._installed: dict[str, bool] = {}
         self._chosen = {k: (v[0] if v else "") for k, v in self._families.items()}
 
         self.mode_combo = QComboBox()
@@ -232,6 +233,11 @@ class QueryControls(QWidget):
                 return
         raise KeyError(f"unknown backbone {backbone_id!r}")
 
+    def set_installed(self, installed: dict[str, bool]) -> None:
+        """Which backbones have weights here: the model box says "✓" or "(no weights)"."""
+        self._installed = dict(installed)
+        self._fill_backbones()
+
     def set_threshold(self, threshold: float) -> None:
         self.threshold_slider.setValue(round(threshold * 100))
 
@@ -263,7 +269,12 @@ class QueryControls(QWidget):
         combo.blockSignals(True)
         combo.clear()
         for backbone_id in self._families[self.family]:
-            combo.addItem(backbone_id, backbone_id)
+            state = self._installed.get(backbone_id)
+            mark = "" if state is None else "  ✓" if state else "  (no weights)"
+            combo.addItem(backbone_id + mark, backbone_id)
+            if state is not None:
+                tip = "installed" if state else "no weights here: Photos ▸ Model Manager…"
+                combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         combo.setCurrentIndex(max(0, combo.findData(self.backbone)))
         combo.blockSignals(False)
 

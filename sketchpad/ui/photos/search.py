@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QMessageBox
 
     from sketchpad.engine.client import Engine
+    from sketchpad.engine.downloads import BackgroundCall
     from sketchpad.engine.requests import FolderSummary, MaskResult, ModelInfo, QueryResult
     from sketchpad.engine.worker import Loader
     from sketchpad.gallery.export import ExportOptions
@@ -118,12 +119,17 @@ class PhotoSearch(QObject):
             self.controls.set_backbone(preferred)
         self.banner = WeightsBanner()
         self.banner.hide()
+        #: backbone id → whether its weights are here (read when the engine is ready and after
+        #: every import or download); shown in the Model menu, the model box and the banner.
+        self.installed: dict[str, bool] = {}
+        self._installed_scan: BackgroundCall | None = None
         self.viewer: PhotoViewerDialog | None = None
         self.review: FolderReview | None = None  # the open folder's
         self.last_export_dir: Path | None = None  # the last export's choices, offered again
         self.last_export_options: ExportOptions | None = None
         self.export_done_box: QMessageBox | None = None
         self.model_manager: ModelManagerDialog | None = None
+        self.weights_box: QMessageBox | None = None  # the last weights error shown
         self.folder: Path | None = None
         self.model: ModelInfo | None = None
         self.last_result: QueryResult | None = None
@@ -153,6 +159,7 @@ class PhotoSearch(QObject):
         self.banner.managerRequested.connect(self.show_model_manager)
         self.banner.downloadRequested.connect(self.download_weights)
         self.banner.importRequested.connect(self.import_weights)
+        self.banner.useRequested.connect(self.use_backbone)
         self.host.ready.connect(self._on_engine_ready)
         self.host.failed.connect(self._show_error)
 
@@ -192,7 +199,46 @@ class PhotoSearch(QObject):
         menu.addSeparator()
         menu.addActions([a["large_view"], a["export_masks"]])
         menu.addSeparator()
+        self.model_menu = menu.addMenu("M&odel")
+        self.model_menu.aboutToShow.connect(self._fill_model_menu)
+        self._fill_model_menu()
         menu.addAction(a["models"])
+
+    def _fill_model_menu(self) -> None:
+        """Photos ▸ Model: every backbone of both families, installed or not, the active one
+        checked and named; choosing one makes it active."""
+        menu = self.model_menu
+        menu.clear()
+        active = self.controls.backbone
+        titles = {"category": "Category search (CLIP)", "fine": "Fine-grained search (DINOv2)"}
+        for family, title in titles.items():
+            ids = self.controls.backbones(family)
+            if not ids:
+                continue
+            menu.addSection(title)
+            for backbone_id in ids:
+                act = menu.addAction(self.backbone_label(backbone_id, active=active))
+                act.setCheckable(True)
+                act.setChecked(backbone_id == self.controls.chosen(family))
+                act.setData(backbone_id)
+                act.triggered.connect(lambda _=False, b=backbone_id: self.use_backbone(b))
+        menu.addSeparator()
+        menu.addAction(self.actions["models"])
+
+    def backbone_label(self, backbone_id: str, *, active: str | None = None) -> str:
+        """``backbone_id`` with its installed state, as the menu and the model box show it:
+        "clip-vit-b32  ✓ installed · active", "clip-vit-b16  (no weights)"; "(checking…)"
+        before the first look at the disk."""
+        state = self.installed.get(backbone_id)
+        text = "(checking…)" if state is None else "✓ installed" if state else "(no weights)"
+        if backbone_id == (active or self.controls.backbone):
+            text += " · active"
+        return f"{backbone_id}  {text}"
+
+    def use_backbone(self, backbone_id: str) -> None:
+        """Make ``backbone_id`` the active model (the banner's Use, the Model menu)."""
+        if backbone_id != self.controls.backbone:
+            self.controls.set_backbone(backbone_id)  # changed("backbone") loads it
 
     def _fill_recent_menu(self) -> None:
         menu = self.recent_menu
@@ -212,24 +258,67 @@ class PhotoSearch(QObject):
         without weights gives way to an installed one of its family."""
 
         def go(_engine: Engine) -> None:
+            self._scan_installed()
+
+        self.host.when_ready(go)
+
+    def _scan_installed(self) -> None:
+        """Which backbones have weights, looked up off the GUI thread (the first lookup imports
+        the weights code: ~0.1 s); then the start-up choice and the model load."""
+        from sketchpad.engine.downloads import BackgroundCall
+        from sketchpad.vision.installed import has_weights
+
+        ids = self.controls.backbones("category") + self.controls.backbones("fine")
+        call = BackgroundCall(lambda: {b: has_weights(b) for b in ids}, "sketchpad-installed", self)
+
+        def done(states: dict[str, bool]) -> None:
+            self._set_installed(states)
             self._prefer_installed()
             self.load_model()
 
-        self.host.when_ready(go)
+        def failed(message: str) -> None:
+            log.warning("cannot tell which models are installed: %s", message)
+            self.load_model()
+
+        call.done.connect(done)
+        call.failed.connect(failed)
+        self._installed_scan = call
+        call.start()
 
     def _prefer_installed(self) -> None:
         """For each family, if the chosen backbone has no weights here and another has, choose
         that one (the disk only; the engine's import has loaded what the lookup needs)."""
-        from sketchpad.vision.installed import first_installed, has_weights
-
         for family in ("category", "fine"):
             chosen = self.controls.chosen(family)
-            if not chosen or has_weights(chosen):
+            if not chosen or self.installed.get(chosen):
                 continue
-            other = first_installed(self.controls.backbones(family), default=chosen)
+            other = next(iter(self.installed_of(family)), chosen)
             if other != chosen:
                 self.controls.preselect(family, other)
                 self._status(f"{chosen} has no weights here: using {other}")
+
+    def refresh_installed(self) -> None:
+        """Look again (on the disk only, ~1 ms once the weights code is imported) which
+        backbones have weights; the model box follows. After an import or a download, on the
+        GUI thread, so that the banner and the choice change at once."""
+        from sketchpad.vision.installed import has_weights
+
+        ids = self.controls.backbones("category") + self.controls.backbones("fine")
+        self._set_installed({b: has_weights(b) for b in ids})
+
+    def _set_installed(self, states: dict[str, bool]) -> None:
+        self.installed = dict(states)
+        self.controls.set_installed(self.installed)
+
+    def installed_of(self, family: str) -> list[str]:
+        """The backbones of ``family`` with weights here, preferred first."""
+        return [b for b in self.controls.backbones(family) if self.installed.get(b)]
+
+    def _family_of(self, backbone_id: str) -> str | None:
+        for family in ("category", "fine"):
+            if backbone_id in self.controls.backbones(family):
+                return family
+        return None
 
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Stop and join the engine (the window's closeEvent)."""
@@ -237,7 +326,9 @@ class PhotoSearch(QObject):
         self._prefs_writer.waitForDone(int(timeout_s * 1000))
         if self.viewer is not None:
             self.viewer.close()
-        return self.host.shutdown(timeout_s)
+        scan = self._installed_scan
+        scanned = scan is None or scan.wait(timeout_s)
+        return self.host.shutdown(timeout_s) and scanned
 
     @property
     def engine(self) -> Engine | None:
@@ -563,13 +654,20 @@ class PhotoSearch(QObject):
 
             backbone = self._loading or self.controls.backbone
             self._loading = None
-            if missing_weights(backbone) is not None:
-                self.banner.show_missing(backbone, message)
+            family = self._family_of(backbone)
+            others = self.installed_of(family) if family else []
+            missing = missing_weights(backbone)
+            if missing is not None:
+                self.banner.show_missing(backbone, missing, others)
                 self._status(f"No weights for {backbone}: photo search is off until you get them")
                 return
+            self.banner.show_failed(backbone, message, others)
         self._show_error(message)
 
     def _show_error(self, message: str) -> None:
+        from sketchpad.ui.models.banner import for_window
+
+        message = for_window(message)
         self.controls.show_error(message)
         self._status(message)
         self.errorShown.emit(message)
@@ -616,21 +714,76 @@ class PhotoSearch(QObject):
         v.raise_()
 
     def _model_manager(self) -> ModelManagerDialog:
+        """The open Model Manager, or a new one: one place for models, however it is reached
+        (the banner, Photos ▸ Model, an error's button)."""
         from sketchpad.ui.models.manager import ModelManagerDialog
 
+        if self.model_manager is not None:
+            return self.model_manager
         dialog = ModelManagerDialog(self.window, preferences=self.preferences)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.weightsChanged.connect(self._on_weights_changed)
         dialog.preferencesChanged.connect(lambda: self.load_model())
+        dialog.finished.connect(lambda _result: self._forget_manager(dialog))
         self.model_manager = dialog
         return dialog
+
+    def _forget_manager(self, dialog: ModelManagerDialog) -> None:
+        if self.model_manager is dialog:
+            self.model_manager = None
+
+    def show_weights_error(self, title: str, text: str) -> QMessageBox:
+        """An error about missing or unusable weights of the category model (scene labelling):
+        a dialog whose buttons do the fix: Import…, Download, Model Manager…, Close."""
+        from PySide6.QtWidgets import QMessageBox
+
+        from sketchpad.ui.models.banner import for_window
+
+        backbone_id = self.controls.chosen("category")
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            title,
+            for_window(text),
+            QMessageBox.StandardButton.Close,
+            self.window,
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        role = QMessageBox.ButtonRole.ActionRole
+        for name, slot in (
+            ("Import…", lambda: self.import_weights(backbone_id)),
+            ("Download", lambda: self.download_weights(backbone_id)),
+            ("Model Manager…", lambda: self.show_model_manager()),
+        ):
+            box.addButton(name, role).clicked.connect(slot)
+        self.errorShown.emit(title)
+        self.weights_box = box
+        box.open()
+        return box
 
     def show_model_manager(self) -> None:
         self._model_manager().open()
 
     def _on_weights_changed(self, backbone_id: str) -> None:
-        if backbone_id == self.controls.backbone:
-            self.load_model(backbone_id)
+        """``backbone_id`` gained weights (imported, downloaded): it becomes its family's
+        choice when that one has none (or is it), and is loaded when that family is the
+        active one; the banner about the model it replaces goes at once."""
+        self.refresh_installed()
+        family = self._family_of(backbone_id)
+        if family is None:
+            return
+        chosen = self.controls.chosen(family)
+        if chosen != backbone_id and self.installed.get(chosen):
+            return  # the user's choice has weights: keep it (the menu shows the new one)
+        if family == self.controls.family:
+            if self.banner.backbone_id in (chosen, backbone_id):
+                self.banner.hide_message()
+            if chosen == backbone_id:
+                self.load_model(backbone_id)
+            else:
+                self._status(f"{chosen} has no weights here: using {backbone_id}")
+                self.controls.set_backbone(backbone_id)  # changed("backbone") loads it
+        else:
+            self.controls.preselect(family, backbone_id)
 
     def download_weights(self, backbone_id: str) -> None:
         """The banner's Download: the Model Manager, downloading that backbone."""

@@ -67,6 +67,8 @@ class SceneLabelling(QObject):
     Signals: ``entries_changed()`` (the table), ``counts_changed()`` (stroke labels),
     ``isolation_changed(object)`` (a label or None), ``result_changed()``,
     ``busy_changed(bool)``, ``status(str)``, ``error(str title, str text)``,
+    ``weights_error(str title, str text)`` (no usable CLIP weights: the window's dialog offers
+    Import…, Download and Model Manager… buttons),
     ``exported(list)`` (the paths written), ``auto_changed(bool)``.
     """
 
@@ -77,6 +79,7 @@ class SceneLabelling(QObject):
     busy_changed = Signal(bool)
     status = Signal(str)
     error = Signal(str, str)
+    weights_error = Signal(str, str)  # (title, text): the window offers buttons
     exported = Signal(list)
     auto_changed = Signal(bool)
 
@@ -378,10 +381,12 @@ class SceneLabelling(QObject):
         if generation <= self._epoch_generation:
             return
         if kind == "weights":
+            from sketchpad.ui.models.banner import for_window
+
             title = "Labelling model not available"
             text = (
                 "Scene labelling needs the weights of a CLIP model, which could not be "
-                f"used.\n\n{message}\n\nThen press Label again."
+                f"used.\n\n{for_window(message)}\n\nThen press Label again."
             )
         elif kind == "input":
             title, text = "Cannot label the drawing", message
@@ -392,7 +397,7 @@ class SceneLabelling(QObject):
             self.set_auto_relabel(False)
             text += "\n\nRe-labelling after edits is now off."
         self.status.emit(title)
-        self.error.emit(title, text)
+        (self.weights_error if kind == "weights" else self.error).emit(title, text)
 
     # -- document signals --------------------------------------------------------------------
     def _on_sketch_changed(self) -> None:

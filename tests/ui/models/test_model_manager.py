@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class Dialog(ModelManagerDialog):
 
     def __init__(self, **kwargs: Any) -> None:
         self.errors: list[tuple[str, str]] = []
+        self.offers: list[list[str]] = []
         self.opened: list[Path] = []
         self.answers: list[Path | None] = []
         self.asked: list[tuple[str, bool]] = []
@@ -89,8 +90,9 @@ class Dialog(ModelManagerDialog):
         self.asked.append((backbone_id, folder))
         return self.answers.pop(0)
 
-    def _show_error(self, title: str, text: str) -> None:
+    def _show_error(self, title: str, text: str, offer: Sequence[str] = ()) -> None:
         self.errors.append((title, text))
+        self.offers.append(list(offer))
 
     def _open_folder(self, folder: Path) -> None:
         self.opened.append(folder)
@@ -528,3 +530,127 @@ def test_a_preferences_file_that_cannot_be_written_is_reported(
     assert title == "Could not save the preferences"
     assert str(blocker / "preferences.json") in text
     assert dialog.preferences.device == "cpu"  # kept for this session
+
+
+# --- import progress, error buttons, a dark palette (issue 21 item 2) -----------------------------
+
+
+def test_an_import_shows_bytes_copied_and_can_be_cancelled(
+    make_dialog: Callable[..., Dialog], qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy reports bytes copied / total in the progress bar (determinate), runs off the
+    GUI thread, and Cancel stops it: nothing partial is kept, the dialog still works."""
+    from sketchpad.vision import weights
+
+    spec_id = "test-dinov2-tiny"
+    monkeypatch.setattr(weights, "_CHUNK", 4096)
+    monkeypatch.setattr(downloads, "PROGRESS_INTERVAL_S", 0.0)
+    source = write_weights(tmp_path / "big.safetensors", spec_id)
+    size = source.stat().st_size
+    dialog = make_dialog()
+    gate = threading.Event()
+    report = dialog.job._report
+
+    def gated(done: int, total: int | None) -> None:  # the worker waits after its first bytes
+        report(done, total)
+        if 0 < done < size:
+            gate.wait(10)
+
+    monkeypatch.setattr(dialog.job, "_report", gated)
+    with qtbot.waitSignal(dialog.job.progress, check_params_cb=lambda i, d, t: d > 0) as first:
+        dialog.import_from(spec_id, source)
+        assert dialog.progress_bar.maximum() == 1000  # determinate from the start
+    assert first.args[1:] == [4096, size]
+    assert dialog.job.busy and dialog.progress_bar.maximum() == 1000
+    assert dialog.progress_bar.value() == 4096 * 1000 // size
+    assert dialog.progress_bar.format() == f"4.1 KB / {downloads.format_size(size)}"
+    assert "4.1 KB copied" in dialog.status_label.text()
+    assert dialog.cancel_button.isVisible() and "import" in dialog.cancel_button.toolTip()
+
+    with qtbot.waitSignal(dialog.job.cancelled, timeout=10_000) as cancelled:
+        dialog.cancel_button.click()
+        gate.set()
+    assert cancelled.args == [spec_id]
+    assert dialog.wait_until_idle(10)
+    folder = imported_dir(get_spec(spec_id))
+    assert not folder.exists() or list(folder.iterdir()) == []  # no partial copy
+    assert dialog.row_texts(spec_id)["Status"] == "Missing"
+    assert dialog.status_label.text() == f"Import of {spec_id} cancelled; nothing was kept."
+    assert not dialog.errors
+
+    values: list[int] = []
+    dialog.progress_bar.valueChanged.connect(values.append)
+    monkeypatch.setattr(dialog.job, "_report", report)
+    with qtbot.waitSignal(dialog.weightsChanged, timeout=20_000):
+        dialog.import_from(spec_id, source)
+    assert values == sorted(values) and values[-1] == 1000
+    wait_for_text(qtbot, dialog, spec_id, "Status", "Imported")
+
+
+def test_errors_offer_buttons_not_commands(
+    make_dialog: Callable[..., Dialog], qtbot: Any, tmp_path: Path
+) -> None:
+    """An offline download names no command to type and offers Retry and Import…; Import…
+    asks for a file for the backbone that failed."""
+    dialog = make_dialog()
+    dialog.select_backbone("test-dinov2-tiny")
+    with qtbot.waitSignal(dialog.job.failed, timeout=10_000):
+        dialog.start_download("test-clip-tiny")
+    title, text = dialog.errors[-1]
+    assert "No weights found for test-clip-tiny" in text
+    assert "sketchpad models" not in text and "`" not in text
+    assert "Import…" in text and "Model Manager…" in text
+    assert dialog.offers[-1] == [model_manager.RETRY, model_manager.IMPORT]
+    assert dialog.wait_until_idle(10)
+    dialog.select_backbone("test-dinov2-tiny")
+    dialog.answers = [None]
+    dialog.error_action(model_manager.IMPORT)
+    assert dialog.asked == [("test-clip-tiny", False)]
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    with qtbot.waitSignal(dialog.job.failed, timeout=10_000):
+        dialog.import_from("test-clip-tiny", broken)
+    assert dialog.offers[-1] == [model_manager.IMPORT]
+
+
+def _contrast(a: Any, b: Any) -> float:
+    def lum(c: Any) -> float:
+        def ch(v: float) -> float:
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * ch(c.redF()) + 0.7152 * ch(c.greenF()) + 0.0722 * ch(c.blueF())
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("base", ["#2b2b2b", "#1e1e1e", "#353535", "#ffffff", "#f0f0f0"])
+def test_status_words_are_readable_on_light_and_dark_palettes(
+    make_dialog: Callable[..., Dialog], qtbot: Any, tmp_path: Path, base: str
+) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    dialog = make_dialog()
+    with qtbot.waitSignal(dialog.weightsChanged, timeout=20_000):
+        dialog.import_from(
+            "test-clip-tiny", write_weights(tmp_path / "w.safetensors", "test-clip-tiny")
+        )
+    wait_for_text(qtbot, dialog, "test-clip-tiny", "Status", "Imported")
+    palette = QPalette(dialog.palette())
+    dark = QColor(base).lightnessF() < 0.5
+    for role, colour in (
+        (QPalette.ColorRole.Base, base),
+        (QPalette.ColorRole.AlternateBase, base),
+        (QPalette.ColorRole.Text, "#e6e6e6" if dark else "#000000"),
+    ):
+        palette.setColor(role, QColor(colour))
+    dialog.setPalette(palette)  # as a theme change does: the colours follow at once
+    for spec_id, word in (("test-clip-tiny", "Imported"), ("test-dinov2-tiny", "Missing")):
+        row = [s.id for s in dialog.specs].index(spec_id)
+        item = dialog.table.item(row, model_manager.COL_STATUS)
+        assert item.text() == word
+        ratio = _contrast(item.foreground().color(), QColor(base))
+        assert ratio >= 4.5, f"{word} on {base}: contrast {ratio:.2f}"
+    for state in model_manager.STATUS_COLOURS:  # "downloaded" too
+        ratio = _contrast(model_manager.status_colour(state, dialog.palette()), QColor(base))
+        assert ratio >= 4.5, f"{state} on {base}: contrast {ratio:.2f}"

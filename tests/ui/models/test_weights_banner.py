@@ -57,8 +57,10 @@ def test_the_banner_says_what_is_missing_and_how_to_get_it(banner: WeightsBanner
     banner.show_missing("clip-vit-b16", "No weights for CLIP … looked at …")
     assert banner.isVisible()
     assert banner.message == (
-        "No weights for CLIP ViT-B/16 (OpenAI) yet: drawing works, but photos cannot be searched."
+        "The active model, CLIP ViT-B/16 (OpenAI), has no weights: drawing works, but photos "
+        "cannot be searched. No other model of its kind is installed."
     )
+    assert banner.use_button.isHidden()
     assert banner.message_label.toolTip() == banner.detail == "No weights for CLIP … looked at …"
     assert banner.download_button.text() == "Download (≈ 599 MB)"
     assert banner.import_button.text() == "Import…"
@@ -67,7 +69,7 @@ def test_the_banner_says_what_is_missing_and_how_to_get_it(banner: WeightsBanner
     assert "DINOv2 ViT-L/14 (timm)" in banner.message and banner.backbone_id == "dinov2-vitl14"
     assert banner.download_button.text() == "Download (≈ 1.2 GB)"
     banner.show_missing("my-own-model", "unknown")  # not registered: named as given, no size
-    assert "No weights for my-own-model yet" in banner.message
+    assert "The active model, my-own-model, has no weights" in banner.message
     assert banner.download_button.text() == "Download"
 
 

@@ -350,7 +350,7 @@ def test_labeller_exception_shows_an_error_and_the_next_run_works(
     assert labels_of(window) == TRUTH and len(window.errors) == 1
 
 
-def test_missing_weights_say_how_to_get_them(
+def test_missing_weights_offer_buttons_to_get_them(
     make_window: Callable[..., MainWindow], backbone: GatedBackbone, qtbot: Any
 ) -> None:
     loads: list[int] = []
@@ -365,13 +365,21 @@ def test_missing_weights_say_how_to_get_them(
     window.document.reset(quadrant_sketch()[0], None)
     window.scene.add_labels(QUADRANTS)
     window.scene_panel.auto_check.setChecked(True)
-    qtbot.waitUntil(lambda: bool(window.errors), timeout=10_000)
-    title, text = window.errors[0]
+    qtbot.waitUntil(lambda: window.photos.weights_box is not None, timeout=10_000)
+    box = window.photos.weights_box
+    assert not window.errors  # not the plain error dialog: one with buttons that do the fix
+    title, text = box.windowTitle(), box.text()
     assert title == "Labelling model not available"
-    assert "sketchpad models download clip-vit-b16" in text
-    assert "sketchpad models import clip-vit-b16" in text and "/nowhere/weights" in text
+    assert "sketchpad models" not in text and "/nowhere/weights" in text  # no command to type
+    assert "Import…" in text and "Model Manager…" in text  # names buttons that exist:
+    names = [b.text() for b in box.buttons()]
+    assert {"Import…", "Download", "Model Manager…"} <= set(names)
     assert "Re-labelling after edits is now off" in text and not window.scene.auto_relabel
     assert not window.scene_panel.auto_check.isChecked()
+    opened: list[bool] = []
+    window.photos.show_model_manager = lambda: opened.append(True)  # type: ignore[method-assign]
+    box.buttons()[names.index("Model Manager…")].click()
+    assert opened == [True]
     run_labelling(window, qtbot)  # weights imported meanwhile: the load is tried again
     assert labels_of(window) == TRUTH and len(loads) == 2
 
