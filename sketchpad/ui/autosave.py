@@ -248,7 +248,7 @@ class Autosaver(QObject):
         stack = document.undo_stack
         stack.indexChanged.connect(self._schedule)
         stack.cleanChanged.connect(self._schedule)
-        document.path_changed.connect(self._schedule)
+        document.pathChanged.connect(self._schedule)
 
     @property
     def delay_ms(self) -> int:

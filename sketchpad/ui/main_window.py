@@ -194,7 +194,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.search_dock, self.scene_panel)
         self.search_dock.raise_()
         self.scene.error.connect(lambda title, text: self._show_error(title, text))
-        self.scene.weights_error.connect(self.photos.show_weights_error)  # with buttons
+        self.scene.weightsError.connect(self.photos.show_weights_error)  # with buttons
         self.scene.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.recent_files = RecentFiles()
@@ -216,11 +216,11 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
 
-        self.document.path_changed.connect(self._update_title)
+        self.document.pathChanged.connect(self._update_title)
         self.document.undo_stack.cleanChanged.connect(self._update_title)
-        self.document.sketch_changed.connect(self._update_counts)
-        self.canvas.cursor_moved.connect(self._update_cursor)
-        self.canvas.zoom_changed.connect(self._update_zoom)
+        self.document.sketchChanged.connect(self._update_counts)
+        self.canvas.cursorMoved.connect(self._update_cursor)
+        self.canvas.zoomChanged.connect(self._update_zoom)
         self.canvas.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         # After Cancel on the indexing footer the keyboard is the canvas's again (tool keys).
         self.photos.pane.cancelIndexing.connect(self._focus_canvas)

@@ -68,13 +68,13 @@ ZOOM_SETTLE_MS = 150  # while zooming, show the old image scaled; repaint after 
 class Canvas(QWidget):
     """The drawing widget. See the module docstring; tools are listed in ``ToolName``."""
 
-    tool_changed = Signal(str)
-    cursor_moved = Signal(float, float)  # canvas coordinates
-    zoom_changed = Signal(float)  # scale, 1.0 = 100 %
-    pen_width_changed = Signal(float)
-    pen_color_changed = Signal(str)
-    lasso_mode_changed = Signal(str)
-    partition_n_changed = Signal(int)
+    toolChanged = Signal(str)
+    cursorMoved = Signal(float, float)  # canvas coordinates
+    zoomChanged = Signal(float)  # scale, 1.0 = 100 %
+    penWidthChanged = Signal(float)
+    penColorChanged = Signal(str)
+    lassoModeChanged = Signal(str)
+    partitionNChanged = Signal(int)
     partition_theta1_changed = Signal(float)
     message = Signal(str)  # a short note for the status bar
 
@@ -104,9 +104,9 @@ class Canvas(QWidget):
         self._overlay: tuple[QImage, QRectF] | None = None  # image, canvas rectangle
         self._edit_actions: dict[str, QAction] | None = None
         self._tool_actions: dict[str, QAction] | None = None
-        document.sketch_changed.connect(self._on_sketch_changed)
-        document.selection_changed.connect(self._on_selection_changed)
-        document.document_reset.connect(self._on_document_reset)
+        document.sketchChanged.connect(self._on_sketch_changed)
+        document.selectionChanged.connect(self._on_selection_changed)
+        document.documentReset.connect(self._on_document_reset)
         QGuiApplication.clipboard().dataChanged.connect(self._on_clipboard_changed)
         self.setCursor(self._tool.cursor)
 
@@ -176,7 +176,7 @@ class Canvas(QWidget):
             self._tool_actions[name].setChecked(True)
         self._update_cursor(None)
         self.update()
-        self.tool_changed.emit(name)
+        self.toolChanged.emit(name)
 
     def _set_option(self, name: str, value: object, changed: SignalInstance | None) -> None:
         value = ToolSettings.checked(name, value)
@@ -195,7 +195,7 @@ class Canvas(QWidget):
 
     @pen_width.setter
     def pen_width(self, width: float) -> None:
-        self._set_option("pen_width", width, self.pen_width_changed)
+        self._set_option("pen_width", width, self.penWidthChanged)
 
     @property
     def pen_color(self) -> str:
@@ -207,7 +207,7 @@ class Canvas(QWidget):
         c = QColor(color)
         if not c.isValid():
             raise ValueError(f"pen_color must be a colour, got {color!r}")
-        self._set_option("pen_color", c.name(), self.pen_color_changed)
+        self._set_option("pen_color", c.name(), self.penColorChanged)
 
     @property
     def eraser_radius(self) -> float:
@@ -224,7 +224,7 @@ class Canvas(QWidget):
 
     @lasso_mode.setter
     def lasso_mode(self, mode: LassoMode) -> None:
-        self._set_option("lasso_mode", mode, self.lasso_mode_changed)
+        self._set_option("lasso_mode", mode, self.lassoModeChanged)
 
     @property
     def partition_n(self) -> int:
@@ -233,7 +233,7 @@ class Canvas(QWidget):
 
     @partition_n.setter
     def partition_n(self, n: int) -> None:
-        self._set_option("partition_n", n, self.partition_n_changed)
+        self._set_option("partition_n", n, self.partitionNChanged)
 
     @property
     def partition_theta1(self) -> float:
@@ -290,7 +290,7 @@ class Canvas(QWidget):
         self.update()
         if view.scale != old_scale:
             self._zoom_settle.start()  # repaint sharply once the zoom has settled
-            self.zoom_changed.emit(view.scale)
+            self.zoomChanged.emit(view.scale)
 
     # -- edits on the selection ------------------------------------------------------------
     def select_all(self) -> None:
@@ -431,7 +431,7 @@ class Canvas(QWidget):
         return True
 
     def _move(self, p: PointerInput) -> None:
-        self.cursor_moved.emit(p.x, p.y)
+        self.cursorMoved.emit(p.x, p.y)
         if self._drag is not None:
             self._drag[0].move(p)
         else:

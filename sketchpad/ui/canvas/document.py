@@ -102,14 +102,14 @@ class MetadataCommand(QUndoCommand):
 
 
 class Document(QObject):
-    """Signals: ``sketch_changed()`` after any change of the strokes or canvas,
-    ``selection_changed()``, ``path_changed()``; ``undo_stack.cleanChanged`` tells the
-    modified state; ``document_reset()`` after :meth:`reset` (a new drawing: views refit)."""
+    """Signals: ``sketchChanged()`` after any change of the strokes or canvas,
+    ``selectionChanged()``, ``pathChanged()``; ``undo_stack.cleanChanged`` tells the
+    modified state; ``documentReset()`` after :meth:`reset` (a new drawing: views refit)."""
 
-    sketch_changed = Signal()
-    selection_changed = Signal()
-    path_changed = Signal()
-    document_reset = Signal()
+    sketchChanged = Signal()
+    selectionChanged = Signal()
+    pathChanged = Signal()
+    documentReset = Signal()
 
     def __init__(self, sketch: Sketch | None = None, path: Path | None = None,
                  parent: QObject | None = None) -> None:
@@ -132,7 +132,7 @@ class Document(QObject):
 
     def set_path(self, path: Path | None) -> None:
         self._path = path
-        self.path_changed.emit()
+        self.pathChanged.emit()
 
     @property
     def is_modified(self) -> bool:
@@ -153,10 +153,10 @@ class Document(QObject):
             # A restored autosave differs from what is on disk: make it "dirty" without
             # an undo step, so the user is asked before closing it.
             self.undo_stack.resetClean()
-        self.sketch_changed.emit()
-        self.selection_changed.emit()
-        self.path_changed.emit()
-        self.document_reset.emit()
+        self.sketchChanged.emit()
+        self.selectionChanged.emit()
+        self.pathChanged.emit()
+        self.documentReset.emit()
 
     def _set_sketch(self, sketch: Sketch) -> None:
         strokes_changed = sketch.strokes is not self._sketch.strokes
@@ -165,8 +165,8 @@ class Document(QObject):
         if not self._selection <= live or (self._part is not None and strokes_changed):
             self._selection = self._selection & live
             self._part = self._part_sketch = None  # its pieces were cut from other strokes
-            self.selection_changed.emit()
-        self.sketch_changed.emit()
+            self.selectionChanged.emit()
+        self.sketchChanged.emit()
 
     # -- selection -----------------------------------------------------------------------
     @property
@@ -185,7 +185,7 @@ class Document(QObject):
         if sel != self._selection or part != self._part:
             self._selection = sel
             self._part, self._part_sketch = part, None
-            self.selection_changed.emit()
+            self.selectionChanged.emit()
 
     @property
     def selection_part(self) -> LassoPart | SectorPart | None:

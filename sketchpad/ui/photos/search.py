@@ -146,8 +146,8 @@ class PhotoSearch(QObject):
         self._prefs_writer = QThreadPool(self)  # preference files, in order, off the GUI thread
         self._prefs_writer.setMaxThreadCount(1)
         self.actions = self._build_actions()
-        document.sketch_changed.connect(lambda: self.request_query("sketch"))
-        document.selection_changed.connect(self._on_selection_changed)
+        document.sketchChanged.connect(lambda: self.request_query("sketch"))
+        document.selectionChanged.connect(self._on_selection_changed)
         self.controls.changed.connect(self._on_control_changed)
         self.pane.folderDropped.connect(self.open_folder)
         self.pane.scanFinished.connect(self._on_scan_landed)

@@ -64,24 +64,24 @@ class SceneLabelling(QObject):
         document, canvas: the drawing and where it is shown.
         service: runs the labeller in the background.
 
-    Signals: ``entries_changed()`` (the table), ``counts_changed()`` (stroke labels),
-    ``isolation_changed(object)`` (a label or None), ``result_changed()``,
-    ``busy_changed(bool)``, ``status(str)``, ``error(str title, str text)``,
-    ``weights_error(str title, str text)`` (no usable CLIP weights: the window's dialog offers
+    Signals: ``entriesChanged()`` (the table), ``countsChanged()`` (stroke labels),
+    ``isolationChanged(object)`` (a label or None), ``resultChanged()``,
+    ``busyChanged(bool)``, ``status(str)``, ``error(str title, str text)``,
+    ``weightsError(str title, str text)`` (no usable CLIP weights: the window's dialog offers
     Import…, Download and Model Manager… buttons),
-    ``exported(list)`` (the paths written), ``auto_changed(bool)``.
+    ``exported(list)`` (the paths written), ``autoChanged(bool)``.
     """
 
-    entries_changed = Signal()
-    counts_changed = Signal()
-    isolation_changed = Signal(object)
-    result_changed = Signal()
-    busy_changed = Signal(bool)
+    entriesChanged = Signal()
+    countsChanged = Signal()
+    isolationChanged = Signal(object)
+    resultChanged = Signal()
+    busyChanged = Signal(bool)
     status = Signal(str)
     error = Signal(str, str)
-    weights_error = Signal(str, str)  # (title, text): the window offers buttons
+    weightsError = Signal(str, str)  # (title, text): the window offers buttons
     exported = Signal(list)
-    auto_changed = Signal(bool)
+    autoChanged = Signal(bool)
 
     def __init__(
         self,
@@ -108,12 +108,12 @@ class SceneLabelling(QObject):
         self.ask_label: Callable[[str, float, float], str | None] | None = None
         self._debounce = QTimer(self, singleShot=True, interval=AUTO_DELAY_MS)
         self._debounce.timeout.connect(lambda: self._request("auto"))
-        document.sketch_changed.connect(self._on_sketch_changed)
-        document.document_reset.connect(self._on_document_reset)
+        document.sketchChanged.connect(self._on_sketch_changed)
+        document.documentReset.connect(self._on_document_reset)
         service.resultReady.connect(self._on_result)
         service.failed.connect(self._on_failed)
         service.status.connect(self.status)
-        service.busyChanged.connect(self.busy_changed)
+        service.busyChanged.connect(self.busyChanged)
         tool = canvas.tool_object("relabel")
         assert isinstance(tool, RelabelTool)
         tool.on_click = self.stroke_clicked
@@ -258,7 +258,7 @@ class SceneLabelling(QObject):
         if name != self._isolated:
             self._isolated = name
             self._update_canvas()
-            self.isolation_changed.emit(name)
+            self.isolationChanged.emit(name)
 
     def toggle_isolation(self, name: str) -> None:
         """A click on a legend entry: isolate it, or show all if it already is."""
@@ -305,7 +305,7 @@ class SceneLabelling(QObject):
         if on == self._auto:
             return
         self._auto = on
-        self.auto_changed.emit(on)
+        self.autoChanged.emit(on)
         if on and self._key(self.document.sketch) != self._requested_key:
             self._debounce.start()
         elif not on:
@@ -367,8 +367,8 @@ class SceneLabelling(QObject):
                 self.document.apply(edit, "Label strokes")
         self._result = result
         self._update_canvas()
-        self.counts_changed.emit()
-        self.result_changed.emit()
+        self.countsChanged.emit()
+        self.resultChanged.emit()
         n = len(labels.stroke_ids)
         self.status.emit(
             f"Labelled {n} {self.unit(n)} with {len(labels.labels)} labels in "
@@ -397,7 +397,7 @@ class SceneLabelling(QObject):
             self.set_auto_relabel(False)
             text += "\n\nRe-labelling after edits is now off."
         self.status.emit(title)
-        (self.weights_error if kind == "weights" else self.error).emit(title, text)
+        (self.weightsError if kind == "weights" else self.error).emit(title, text)
 
     # -- document signals --------------------------------------------------------------------
     def _on_sketch_changed(self) -> None:
@@ -405,11 +405,11 @@ class SceneLabelling(QObject):
         entries = T.effective_entries(sketch)
         if entries != self._entries:
             self._entries = entries
-            self.entries_changed.emit()
+            self.entriesChanged.emit()
             if self._isolated is not None and T.find(entries, self._isolated) is None:
                 self._isolated = None
-                self.isolation_changed.emit(None)
-        self.counts_changed.emit()
+                self.isolationChanged.emit(None)
+        self.countsChanged.emit()
         self._update_canvas()
         if self._auto and self._key(sketch) != self._requested_key:
             self._debounce.start()
@@ -422,8 +422,8 @@ class SceneLabelling(QObject):
         self._requested_key = None
         self._isolated = None
         self._on_sketch_changed()
-        self.isolation_changed.emit(None)
-        self.result_changed.emit()
+        self.isolationChanged.emit(None)
+        self.resultChanged.emit()
 
     # -- export ------------------------------------------------------------------------------
     def export_labels(self, folder: Path) -> bool:

@@ -37,16 +37,16 @@ def swatch(color: str, size: int = SWATCH_SIZE) -> QIcon:
 
 
 class LabelListModel(QAbstractListModel):
-    """See the module docstring. Follows ``controller.entries_changed`` (reset) and
-    ``counts_changed`` / ``isolation_changed`` (repaint)."""
+    """See the module docstring. Follows ``controller.entriesChanged`` (reset) and
+    ``countsChanged`` / ``isolationChanged`` (repaint)."""
 
     def __init__(self, controller: SceneLabelling) -> None:
         super().__init__(controller)
         self._controller = controller
         self._icons: dict[str, QIcon] = {}
-        controller.entries_changed.connect(self._reset)
-        controller.counts_changed.connect(self._repaint)
-        controller.isolation_changed.connect(self._repaint)
+        controller.entriesChanged.connect(self._reset)
+        controller.countsChanged.connect(self._repaint)
+        controller.isolationChanged.connect(self._repaint)
 
     def _reset(self) -> None:
         self.beginResetModel()

@@ -59,7 +59,7 @@ def test_partial_eraser_cuts_in_one_step(canvas, driver, document, grid):
 
 def test_eraser_circle_follows_the_cursor(canvas, driver, qtbot):
     canvas.set_tool("partial_eraser")
-    with qtbot.waitSignal(canvas.cursor_moved) as sig:
+    with qtbot.waitSignal(canvas.cursorMoved) as sig:
         driver.move(300, 300, buttons=Qt.MouseButton.NoButton)
     assert sig.args == pytest.approx([300, 300])
     assert canvas.cursor().shape() == canvas.tool_object().cursor

@@ -16,7 +16,7 @@ def two_bars(document, make_sketch, line):
 
 def test_partition_n_defaults_to_two_and_is_validated(canvas, qtbot):
     assert canvas.partition_n == 2
-    with qtbot.waitSignal(canvas.partition_n_changed) as sig:
+    with qtbot.waitSignal(canvas.partitionNChanged) as sig:
         canvas.partition_n = 5
     assert sig.args == [5]
     for bad in (1, 13, 2.5):

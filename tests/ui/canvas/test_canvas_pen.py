@@ -193,7 +193,7 @@ def _wheel(canvas, pos, angle_y, mods=Qt.KeyboardModifier.NoModifier):
 def test_ctrl_wheel_zooms_about_the_cursor_and_wheel_scrolls(canvas, qtbot):
     before = canvas.view
     anchor = before.to_canvas(300, 200)
-    with qtbot.waitSignal(canvas.zoom_changed):
+    with qtbot.waitSignal(canvas.zoomChanged):
         _wheel(canvas, (300, 200), 120, Qt.KeyboardModifier.ControlModifier)
     assert canvas.zoom == pytest.approx(before.scale * 1.25)
     assert canvas.view.to_view(*anchor) == pytest.approx((300, 200))
@@ -278,7 +278,7 @@ def test_tool_actions_switch_tools(canvas, qtbot):
         "pan": "H",
     }
     assert actions["pen"].isChecked()
-    with qtbot.waitSignal(canvas.tool_changed) as sig:
+    with qtbot.waitSignal(canvas.toolChanged) as sig:
         actions["lasso"].trigger()
     assert sig.args == ["lasso"] and canvas.tool == "lasso"
     canvas.set_tool("eraser")

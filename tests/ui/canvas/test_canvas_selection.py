@@ -44,7 +44,7 @@ def test_lasso_cut_selects_without_editing_and_searches_the_pieces(
 
     before = document.sketch
     canvas.set_tool("lasso")
-    with qtbot.waitSignal(canvas.lasso_mode_changed):
+    with qtbot.waitSignal(canvas.lassoModeChanged):
         canvas.lasso_mode = "cut"
     driver.drag(rect_lasso(50, 50, 250.5, 250.5))
     assert document.sketch is before  # 3 strokes stay 3: selecting is not an edit
