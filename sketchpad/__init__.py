@@ -6,4 +6,3 @@ Layers (imports point down only; see DESIGN.md §2):
 """
 
 __version__ = "0.1.0"
-

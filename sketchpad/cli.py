@@ -190,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="gallery, cluster: photos indexed (default 64)",
     )
-    p.add_argument(
-        "--workers", type=int, default=2, help="cluster: Ray workers (default 2)"
-    )
+    p.add_argument("--workers", type=int, default=2, help="cluster: Ray workers (default 2)")
     p.add_argument(
         "--naive-photos",
         type=int,

@@ -273,9 +273,7 @@ def index_folder(
             for batch in stream:
                 skipped += [(e.path, *e.error) for e in batch if e.error is not None]
                 good = [
-                    (e.rel, e.size, e.mtime_ns, e.features)
-                    for e in batch
-                    if e.features is not None
+                    (e.rel, e.size, e.mtime_ns, e.features) for e in batch if e.features is not None
                 ]
                 if good:
                     cache.put(good)

@@ -61,16 +61,31 @@ class SketchFormat:
 
 #: In the order file dialogs list them (the first writable one is the default).
 FORMATS: tuple[SketchFormat, ...] = (
-    SketchFormat("Sketchpad JSON", json_format.EXTENSIONS, json_format.read_json,
-                 encode=json_format.encode_json),
+    SketchFormat(
+        "Sketchpad JSON",
+        json_format.EXTENSIONS,
+        json_format.read_json,
+        encode=json_format.encode_json,
+    ),
     SketchFormat("SVG", svg.EXTENSIONS, svg.read_svg, encode=svg.encode_svg),
     SketchFormat("PNG image", (".png",), bitmap.read_bitmap, encode=bitmap.encode_png),
-    SketchFormat("Quick, Draw!", quickdraw.EXTENSIONS, quickdraw.read_ndjson,
-                 count=quickdraw.count_ndjson, encode=quickdraw.encode_ndjson),
-    SketchFormat("Sketch-RNN", sketchrnn.EXTENSIONS, sketchrnn.read_npz,
-                 count=sketchrnn.count_npz, encode=sketchrnn.encode_npz),
-    SketchFormat("FS-COCO vector", fscoco.EXTENSIONS, fscoco.read_fscoco,
-                 encode=fscoco.encode_fscoco),
+    SketchFormat(
+        "Quick, Draw!",
+        quickdraw.EXTENSIONS,
+        quickdraw.read_ndjson,
+        count=quickdraw.count_ndjson,
+        encode=quickdraw.encode_ndjson,
+    ),
+    SketchFormat(
+        "Sketch-RNN",
+        sketchrnn.EXTENSIONS,
+        sketchrnn.read_npz,
+        count=sketchrnn.count_npz,
+        encode=sketchrnn.encode_npz,
+    ),
+    SketchFormat(
+        "FS-COCO vector", fscoco.EXTENSIONS, fscoco.read_fscoco, encode=fscoco.encode_fscoco
+    ),
     SketchFormat("JPEG image", (".jpg", ".jpeg"), bitmap.read_bitmap),
 )
 

@@ -137,6 +137,7 @@ class Stroke:
 
     def subset(self, index: np.ndarray | slice, *, new_id: bool = True) -> Stroke:
         """A stroke made of some of this stroke's points, with per-point data kept."""
+
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[index]
 

@@ -201,8 +201,11 @@ class Autosaver(QObject):
         self._lock = _new_lock(self.lock_file)
         self.active = self._lock.tryLock(0)
         if not self.active:
-            log.warning("autosave is off: cannot create the lock %s (%s)",
-                        self.lock_file, self._lock.error())
+            log.warning(
+                "autosave is off: cannot create the lock %s (%s)",
+                self.lock_file,
+                self._lock.error(),
+            )
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)

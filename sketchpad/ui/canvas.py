@@ -344,7 +344,10 @@ class Canvas(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
         doc = self._document
         layer, transform = self._painter.layer(
-            doc.sketch, self._view, self.size(), self.devicePixelRatioF(),
+            doc.sketch,
+            self._view,
+            self.size(),
+            self.devicePixelRatioF(),
             stale_ok=self._zoom_settle.isActive(),
         )
         p = QPainter(self)

@@ -103,8 +103,9 @@ class Document(QObject):
     path_changed = Signal()
     document_reset = Signal()
 
-    def __init__(self, sketch: Sketch | None = None, path: Path | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, sketch: Sketch | None = None, path: Path | None = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self._sketch = sketch if sketch is not None else Sketch()
         self._path = path

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 log = logging.getLogger(__name__)
 
+
 def show_error(parent: QWidget | None, title: str, text: str, details: str | None = None) -> None:
     """A modal error box: ``text`` says what failed and why, ``details`` is folded away."""
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, parent)

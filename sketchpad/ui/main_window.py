@@ -293,9 +293,7 @@ class MainWindow(QMainWindow):
             self.count_label.setText(f"raster {sketch.width:g}×{sketch.height:g}")
             return
         n = len(sketch.strokes)
-        self.count_label.setText(
-            f"{n} stroke{'s' if n != 1 else ''} · {sketch.num_points} points"
-        )
+        self.count_label.setText(f"{n} stroke{'s' if n != 1 else ''} · {sketch.num_points} points")
 
     def _update_cursor(self, x: float, y: float) -> None:
         self.cursor_label.setText(f"x {x:.0f}  y {y:.0f}")
@@ -402,9 +400,7 @@ class MainWindow(QMainWindow):
             return False
         if not self.maybe_save():
             return False
-        keeps_file = (
-            not as_import and path.suffix.lower() == NATIVE_SUFFIX and count == 1
-        )
+        keeps_file = not as_import and path.suffix.lower() == NATIVE_SUFFIX and count == 1
         if keeps_file:
             self._suggested_name = None
             self.document.reset(sketch, path.absolute())
@@ -413,8 +409,13 @@ class MainWindow(QMainWindow):
             self.document.reset(sketch, None, modified=True)
         self._last_folder = str(path.absolute().parent)
         self.recent_files.add(path)
-        log.info("%s %s (drawing %d of %d)", "opened" if keeps_file else "imported",
-                 path, index + 1, count)
+        log.info(
+            "%s %s (drawing %d of %d)",
+            "opened" if keeps_file else "imported",
+            path,
+            index + 1,
+            count,
+        )
         return True
 
     def save(self) -> bool:

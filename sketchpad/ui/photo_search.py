@@ -434,7 +434,7 @@ class PhotoSearch(QObject):
         self.resultShown.emit(result.generation)  # (the large view follows queries itself)
 
     def _show_matches(self) -> None:
-        """"N of M photos match" for the result shown, at the threshold shown."""
+        """ "N of M photos match" for the result shown, at the threshold shown."""
         result = self.last_result
         if result is None:
             return

@@ -152,8 +152,10 @@ def run(
     walls = [r.wall_s for r in results]
     median, worst = statistics.median(walls), max(walls)
     verdict = "PASS" if worst < TARGET_S else "FAIL"
-    report(f"median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms, "
-          f"target < {TARGET_S * 1000:.0f} ms: {verdict}")
+    report(
+        f"median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms, "
+        f"target < {TARGET_S * 1000:.0f} ms: {verdict}"
+    )
     torch = "yes" if any(r.torch_imported for r in results) else "no"
     report(f"torch imported at startup: {torch}")
     return 0

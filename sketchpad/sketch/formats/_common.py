@@ -150,9 +150,7 @@ def check_index(path: Path, index: int, count: int) -> None:
         raise SketchFileError(path, f"drawing index must be an integer, got {index!r}")
     if not 0 <= index < count:
         noun = "drawing" if count == 1 else "drawings"
-        raise SketchFileError(
-            path, f"has {count} {noun}; drawing index {index} is out of range"
-        )
+        raise SketchFileError(path, f"has {count} {noun}; drawing index {index} is out of range")
 
 
 def make_stroke(path: Path, where: str, **fields: Any) -> Stroke:

@@ -88,8 +88,10 @@ def _to_json_bytes(sketch: Sketch, path: Path) -> bytes:
     except (TypeError, ValueError) as e:
         raise SketchFileError(path, f"the sketch's metadata cannot be written as JSON: {e}") from e
     parts = [json.dumps(head)[:-1], f', "metadata": {metadata}, "strokes": [']
-    lines = [json.dumps(_stroke_to_dict(s), ensure_ascii=False, separators=(",", ":"))
-             for s in sketch.strokes]
+    lines = [
+        json.dumps(_stroke_to_dict(s), ensure_ascii=False, separators=(",", ":"))
+        for s in sketch.strokes
+    ]
     if lines:
         parts.append("\n " + ",\n ".join(lines) + "\n")
     parts.append("]")

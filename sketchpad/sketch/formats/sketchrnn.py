@@ -53,8 +53,16 @@ MARGIN = 8
 #: Largest uncompressed member read from a zip (guards against zip bombs).
 MAX_MEMBER_BYTES = 4 * MAX_FILE_BYTES
 _SPLITS = ("train", "valid", "test")
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
-               NotImplementedError, RuntimeError, ValueError)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
 
 # The only callables a pickled object array of int16 drawings needs, under the module
 # names NumPy 1.x (numpy.core) and 2.x (numpy._core) write. Taken from NumPy's own
@@ -189,7 +197,7 @@ def _read_member(
     if not header.dtype.hasobject:
         _, array = read_plain_array(data, path, what)
         return [array] if array.ndim == 2 else list(array)
-    array = _unpickle(data[f.tell():], path, what)
+    array = _unpickle(data[f.tell() :], path, what)
     if (
         not isinstance(array, np.ndarray)
         or array.shape != header.shape
@@ -205,7 +213,8 @@ def _read_member(
             )
         if not _is_int16(d.dtype) or d.ndim != 2 or d.shape[1] != 3:
             raise SketchFileError(
-                path, f"{what}[{i}] is a {d.dtype} array of shape {d.shape}; "
+                path,
+                f"{what}[{i}] is a {d.dtype} array of shape {d.shape}; "
                 "only int16 stroke-3 arrays (n, 3) are accepted",
             )
     return drawings

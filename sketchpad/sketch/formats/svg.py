@@ -50,19 +50,55 @@ EXTENSIONS = (".svg",)
 
 _SVG_NS = "http://www.w3.org/2000/svg"
 #: Containers whose content is never drawn directly.
-_NOT_RENDERED = {"defs", "clipPath", "mask", "marker", "pattern", "symbol", "style", "script",
-                 "metadata", "title", "desc", "linearGradient", "radialGradient", "filter"}
+_NOT_RENDERED = {
+    "defs",
+    "clipPath",
+    "mask",
+    "marker",
+    "pattern",
+    "symbol",
+    "style",
+    "script",
+    "metadata",
+    "title",
+    "desc",
+    "linearGradient",
+    "radialGradient",
+    "filter",
+}
 _SHAPES = {"path", "polyline", "polygon", "line", "rect", "circle", "ellipse"}
 _IGNORED_CONTENT = {"text", "image", "use", "foreignObject"}
 _NAMED_COLORS = {
-    "black": "#000000", "white": "#ffffff", "red": "#ff0000", "green": "#008000",
-    "blue": "#0000ff", "yellow": "#ffff00", "cyan": "#00ffff", "magenta": "#ff00ff",
-    "gray": "#808080", "grey": "#808080", "orange": "#ffa500", "purple": "#800080",
-    "brown": "#a52a2a", "pink": "#ffc0cb", "navy": "#000080", "lime": "#00ff00",
+    "black": "#000000",
+    "white": "#ffffff",
+    "red": "#ff0000",
+    "green": "#008000",
+    "blue": "#0000ff",
+    "yellow": "#ffff00",
+    "cyan": "#00ffff",
+    "magenta": "#ff00ff",
+    "gray": "#808080",
+    "grey": "#808080",
+    "orange": "#ffa500",
+    "purple": "#800080",
+    "brown": "#a52a2a",
+    "pink": "#ffc0cb",
+    "navy": "#000080",
+    "lime": "#00ff00",
 }
 #: Label colours of the exported ``<style>`` block (Tableau 10), reused in order.
-_LABEL_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_LABEL_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 _LENGTH = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(px)?\s*$")
 
 
@@ -332,8 +368,10 @@ def _as_path_data(tag: str, el: ET.Element) -> str | None:
     rx, ry = (num("r"), num("r")) if tag == "circle" else (num("rx"), num("ry"))
     if rx <= 0 or ry <= 0:
         return None
-    return (f"M{cx - rx!r} {cy!r} A{rx!r} {ry!r} 0 1 0 {cx + rx!r} {cy!r} "
-            f"A{rx!r} {ry!r} 0 1 0 {cx - rx!r} {cy!r} Z")
+    return (
+        f"M{cx - rx!r} {cy!r} A{rx!r} {ry!r} 0 1 0 {cx + rx!r} {cy!r} "
+        f"A{rx!r} {ry!r} 0 1 0 {cx - rx!r} {cy!r} Z"
+    )
 
 
 # ---------------------------------------------------------------- writing
@@ -395,4 +433,3 @@ def _path_element(s: Stroke, classes: dict[str, str]) -> str:
     attrs.update({"fill": "none", "stroke-linecap": "round", "stroke-linejoin": "round"})
     body = " ".join(f"{k}={quoteattr(str(v))}" for k, v in attrs.items())
     return f"<path {body}/>"
-

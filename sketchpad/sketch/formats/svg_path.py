@@ -26,8 +26,12 @@ _SEPARATED_NUMBER = re.compile(r"[\s,]*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)
 _NEXT_LETTER = re.compile(r"[A-DF-Za-df-z]")  # a command, or junk; "e" belongs to numbers
 _TRANSFORM = re.compile(r"\s*,?\s*(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
 _ARG_COUNTS = {
-    "matrix": (6,), "translate": (1, 2), "scale": (1, 2), "rotate": (1, 3),
-    "skewX": (1,), "skewY": (1,),
+    "matrix": (6,),
+    "translate": (1, 2),
+    "scale": (1, 2),
+    "rotate": (1, 3),
+    "skewX": (1,),
+    "skewY": (1,),
 }
 _PARAMS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
 
@@ -39,7 +43,7 @@ def parse_numbers(text: str) -> list[float]:
     while i < len(text):
         m = _NUMBER.match(text, i)
         if m is None:
-            raise ValueError(f"expected a number at {text[i:i + 12]!r}")
+            raise ValueError(f"expected a number at {text[i : i + 12]!r}")
         out.append(float(m.group()))
         i = _SEPARATORS.match(text, m.end()).end()  # type: ignore[union-attr]  # [\s,]* always matches
     return out
@@ -126,8 +130,12 @@ def cubic(p0: Point, p1: Point, p2: Point, p3: Point, tol: float) -> list[Point]
         t = i / n
         u = 1 - t
         a, b, c, e = u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t
-        out.append((a * p0[0] + b * p1[0] + c * p2[0] + e * p3[0],
-                    a * p0[1] + b * p1[1] + c * p2[1] + e * p3[1]))
+        out.append(
+            (
+                a * p0[0] + b * p1[0] + c * p2[0] + e * p3[0],
+                a * p0[1] + b * p1[1] + c * p2[1] + e * p3[1],
+            )
+        )
     out.append(p3)
     return out
 
@@ -228,7 +236,7 @@ class _Scanner:
             return None
         ch = self.text[self.i]
         if ch.upper() not in _PARAMS:
-            raise ValueError(f"unexpected {self.text[self.i:self.i + 12]!r} at position {self.i}")
+            raise ValueError(f"unexpected {self.text[self.i : self.i + 12]!r} at position {self.i}")
         self.i += 1
         return ch
 
@@ -252,7 +260,7 @@ class _Scanner:
         """
         m = _NEXT_LETTER.search(self.text, self.i)
         end = m.start() if m is not None else len(self.text)
-        tokens = self.text[self.i:end].replace(",", " ").split()
+        tokens = self.text[self.i : end].replace(",", " ").split()
         try:
             if any("_" in t for t in tokens):  # float() accepts "1_0"; SVG does not
                 raise ValueError
@@ -352,7 +360,7 @@ def flatten_path(
                     nums = sc.numbers()
                     if len(nums) < 2:
                         raise ValueError(f"expected a coordinate pair at position {sc.i}")
-                    xs, ys = nums[0:len(nums) - 1:2], nums[1::2]
+                    xs, ys = nums[0 : len(nums) - 1 : 2], nums[1::2]
                     if rel:  # summed one step at a time, as the current point moves
                         xs = list(accumulate(xs, initial=cur[0]))[1:]
                         ys = list(accumulate(ys, initial=cur[1]))[1:]

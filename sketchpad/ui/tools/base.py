@@ -101,8 +101,12 @@ class ToolSettings:
             return float(value) % (2.0 * math.pi)
         if name == "pen_color":
             hex_digits = set("0123456789abcdef")
-            if not (isinstance(value, str) and len(value) == 7 and value[0] == "#"
-                    and set(value[1:].lower()) <= hex_digits):
+            if not (
+                isinstance(value, str)
+                and len(value) == 7
+                and value[0] == "#"
+                and set(value[1:].lower()) <= hex_digits
+            ):
                 raise ValueError(f"pen_color must be '#rrggbb', got {value!r}")
             return value.lower()
         raise ValueError(f"ToolSettings has no field {name!r}")
