@@ -56,12 +56,12 @@ CREATE TABLE photos (
     photo_h INTEGER NOT NULL, photo_w INTEGER NOT NULL, input_size INTEGER NOT NULL,
     x0 INTEGER NOT NULL, y0 INTEGER NOT NULL, x1 INTEGER NOT NULL, y1 INTEGER NOT NULL,
     row0 INTEGER NOT NULL, scales BLOB NOT NULL, summary BLOB NOT NULL, global_emb BLOB NOT NULL,
-    check_meta INTEGER NOT NULL, check_codes INTEGER NOT NULL
+    assign BLOB NOT NULL, check_meta INTEGER NOT NULL, check_codes INTEGER NOT NULL
 );
 """
 _COLS = (
     "rel_path, size, mtime_ns, gh, gw, d, patch_size, photo_h, photo_w, input_size, "
-    "x0, y0, x1, y1, row0, scales, summary, global_emb, check_meta, check_codes"
+    "x0, y0, x1, y1, row0, scales, summary, global_emb, assign, check_meta, check_codes"
 )
 _INTS = struct.Struct("<14q")
 
@@ -193,31 +193,53 @@ class PatchStore:
         if not rows:
             return
         next_row = int(self._meta()["next_row"])
+        xs = [np.asarray(r.patches, dtype=np.float32) for r in rows]
+        for r, x in zip(rows, xs, strict=True):
+            gh, gw = (int(v) for v in r.grid_hw)
+            if x.shape != (gh * gw, self.dim):
+                raise ValueError(f"{r.rel_path}: patches {x.shape} for {gh}×{gw}×{self.dim}")
+        # summaries, photos of one layout at a time (one batched k-means each)
+        summ_all = np.empty((len(rows), self.summary_k, self.dim), dtype="<f2")
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(rows):
+            lb = r.letterbox
+            key = (*r.grid_hw, r.patch_size, lb.input_size, *lb.photo_hw, *lb.content_xyxy)
+            groups.setdefault(key, []).append(i)
+        for idx in groups.values():
+            r0 = rows[idx[0]]
+            valid = r0.letterbox.valid_patches(r0.patch_size).ravel()
+            stack = np.stack([xs[i] for i in idx])
+            summ_all[idx] = summarize(stack, valid, self.summary_k).astype("<f2")
+        assigns: list[np.ndarray] = []
+        if self.codec == "q4r":  # the residual from each patch's nearest summary vector
+            for i, x in enumerate(xs):
+                c = summ_all[i].astype(np.float32)
+                a = np.argmax(x @ c.T, axis=1).astype(np.uint8)
+                assigns.append(a)
+                xs[i] = x - c[a]
+        else:
+            assigns = [np.zeros(len(x), np.uint8) for x in xs]
+        codes_all, scales_all = quantize(np.concatenate(xs), self.codec)
         blobs: list[bytes] = []
         records: list[tuple[Any, ...]] = []
         row = next_row
-        valid_of: dict[tuple[int, ...], np.ndarray] = {}
-        for r in rows:
-            x = np.asarray(r.patches, dtype=np.float32)
+        for i, r in enumerate(rows):
             gh, gw = (int(v) for v in r.grid_hw)
-            if x.shape != (gh * gw, self.dim):
-                raise ValueError(f"{r.rel_path}: patches {x.shape} for a {gh}×{gw}×{self.dim} grid")
-            codes, scales = quantize(x, self.codec)
-            key = (gh, gw, r.patch_size, *r.letterbox.content_xyxy, r.letterbox.input_size)
-            if key not in valid_of:
-                valid_of[key] = r.letterbox.valid_patches(r.patch_size).ravel()
-            summ = summarize(x[None], valid_of[key], self.summary_k)[0].astype("<f2")
-            emb = np.ascontiguousarray(r.global_embedding, dtype="<f4")
-            cb = codes.tobytes()
+            t = gh * gw
+            first = row - next_row
+            cb = codes_all[first : first + t].tobytes()
+            sb = scales_all[first : first + t].astype("<f2").tobytes()
+            mb = summ_all[i].tobytes()
+            ab = assigns[i].tobytes()
+            eb = np.ascontiguousarray(r.global_embedding, dtype="<f4").tobytes()
             lb = r.letterbox
-            ints = (r.size, r.mtime_ns, gh, gw, self.dim, r.patch_size, *lb.photo_hw)
-            ints += (lb.input_size, *lb.content_xyxy, row)
+            ints: tuple[int, ...] = (r.size, r.mtime_ns, gh, gw, self.dim, r.patch_size)
+            ints += (*lb.photo_hw, lb.input_size, *lb.content_xyxy, row)
             name = db_name(r.rel_path)
-            sb, mb, eb = scales.astype("<f2").tobytes(), summ.tobytes(), emb.tobytes()
-            meta_check = _digest(name, _INTS.pack(*(int(v) for v in ints)), sb, mb, eb)
-            records.append((name, *ints, sb, mb, eb, meta_check, _digest(cb)))
+            meta_check = _digest(name, _INTS.pack(*(int(v) for v in ints)), sb, mb, eb, ab)
+            records.append((name, *ints, sb, mb, eb, ab, meta_check, _digest(cb)))
             blobs.append(cb)
-            row += gh * gw
+            row += t
         path = self.folder / "codes.bin"
         try:
             with open(path, "r+b" if path.exists() else "wb") as f:
@@ -310,7 +332,8 @@ class PatchStore:
         for r in rows:
             ints = tuple(r[1:15])
             name = r[0]
-            if _digest(name, _INTS.pack(*ints), r[15], r[16], r[17]) != r[18] or r[5] != self.dim:
+            check = _digest(name, _INTS.pack(*ints), r[15], r[16], r[17], r[18])
+            if check != r[19] or r[5] != self.dim:
                 bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
                 continue
             good.append(r)
@@ -343,11 +366,18 @@ class PatchStore:
             self.codec,
             d,
             photo_starts=np.concatenate([[0], np.cumsum(sizes)]),
-            checks=[int(r[19]) for r in good],
+            checks=[int(r[20]) for r in good],
             names=[py_name(r[0]) for r in good],
             damaged=bank.damaged,
             mm=mm,
         )
+        summ = np.stack([np.frombuffer(r[16], "<f2").reshape(k, d) for r in good])
+        if self.codec == "q4r":
+            photo = np.repeat(np.arange(len(good)), sizes)
+            assign = np.concatenate([np.frombuffer(r[18], np.uint8) for r in good])
+            block.base_index = photo * k + assign.astype(np.int64)
+            block.base_products = bank.summary_products
+            block.base_vectors = summ.reshape(-1, d)
         layouts = [
             PhotoLayout(
                 (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
@@ -355,7 +385,6 @@ class PatchStore:
             for r in good
         ]
         globs = np.stack([np.frombuffer(r[17], "<f4") for r in good])
-        summ = np.stack([np.frombuffer(r[16], "<f2").reshape(k, d) for r in good])
         bank.add_block_rows(layouts, globs, [block], names=block.names, summaries=summ)
         return bank
 
@@ -391,7 +420,7 @@ class StoreBlock(QuantBlock):
         photo = np.searchsorted(self.photo_starts, rows, side="right") - 1
         for p in np.unique(photo[~self._checked[photo]]).tolist():
             a, b = self.photo_starts[p], self.photo_starts[p + 1]
-            if _digest(memoryview(self.codes[a:b]).cast("B")) != self.checks[p]:
+            if _digest(np.ascontiguousarray(self.codes[a:b]).tobytes()) != self.checks[p]:
                 self._bad[p] = True
                 self.damaged[self.names[p]] = "checksum mismatch in its patch codes"
             self._checked[p] = True

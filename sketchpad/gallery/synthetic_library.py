@@ -43,7 +43,7 @@ BATCH = 256
 CONCEPTS = 1000
 #: Queries ask for one of the this many most popular concepts, uniformly.
 QUERY_CONCEPTS = 300
-_A_G, _A_S, _A_P, _A_O, _A_N = 0.5, 0.3, 0.35, 0.55, 0.3
+_A_G, _A_S, _A_P, _A_O, _A_N = 0.5, 0.3, 0.35, 0.55, 0.2
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -143,7 +143,7 @@ def make_batch(world: World, start: int, count: int, seed: int = 0) -> Batch:
     dup = rng.random(b) < 0.1
     dup[0] = False
     x += _A_N * noise
-    for i in np.flatnonzero(dup):  # a near-duplicate of the photo before it
+    for i in np.flatnonzero(dup).tolist():  # a near-duplicate of the photo before it
         x[i] = x[i - 1] + 0.25 * _A_N * noise[i]
         objects[i] = objects[i - 1]
         lb[i] = lb[i - 1]

@@ -152,9 +152,9 @@ def score_query_shortlist(
     q16 = torch.from_numpy(q).to(torch.float16)
     with torch.inference_mode():
         sample_cos = torch.mv(bank.sample_matrix(), q16).float().numpy()
-        summ = bank.summary_matrix()
-        k = summ.shape[0] // max(n, 1)
-        approx = torch.mv(summ, q16).float().view(n, k).amax(dim=1).numpy() if n else np.zeros(0)
+        k = bank.summary_matrix().shape[0] // max(n, 1)
+        products = bank.summary_products(torch.from_numpy(q))
+        approx = products.reshape(n, k).max(axis=1) if n else np.zeros(0, np.float32)
     _, stats = calibrate_cosines(segmenter, np.zeros(0, np.float32), sample_cos)
     order = np.argsort(-approx, kind="stable")
     approx_sorted = approx[order]

@@ -139,6 +139,7 @@ class FeatureBank:
         self._summary_parts: list[np.ndarray | None] = []
         self._part_sizes: list[int] = []
         self._summary: torch.Tensor | None = None
+        self._summary_products: tuple[bytes, np.ndarray] | None = None
         self._sample_matrix: torch.Tensor | None = None
         self.extend(features, names=names)
 
@@ -207,6 +208,7 @@ class FeatureBank:
         self._cache = None
         self._sample = None
         self._summary = None
+        self._summary_products = None
         self._sample_matrix = None
 
     def _check_dim(self, dims: set[int]) -> None:
@@ -360,9 +362,22 @@ class FeatureBank:
                 else:
                     parts.append(self._summarize(first, n, k))
                 first += n
-            mat = np.concatenate(parts) if parts else np.zeros((0, k, d), np.float16)
+            if len(parts) == 1:
+                mat = parts[0]  # no copy: a store's summaries are shared with its codes' base
+            else:
+                mat = np.concatenate(parts) if parts else np.zeros((0, k, d), np.float16)
             self._summary = torch.from_numpy(np.ascontiguousarray(mat.reshape(-1, d)))
         return self._summary
+
+    def summary_products(self, query: torch.Tensor) -> np.ndarray:
+        """(N·k,) float32: every summary vector · ``query`` ((d,), normalised), kept for the
+        last query (the two stages and q4r codes need the same products)."""
+        key = query.detach().to(torch.float32).numpy().tobytes()
+        if self._summary_products is None or self._summary_products[0] != key:
+            with torch.inference_mode():
+                got = torch.mv(self.summary_matrix(), query.to(torch.float16)).float().numpy()
+            self._summary_products = (key, got)
+        return self._summary_products[1]
 
     def _summarize(self, first: int, n: int, k: int) -> np.ndarray:
         from sketchpad.vision.quant import summarize
