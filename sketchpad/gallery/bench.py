@@ -286,8 +286,15 @@ def run(
     batch: int = 8,
     budget: int | None = None,
     workdir: Path | None = None,
+    large_sizes: Sequence[int] = (),
+    codecs: Sequence[str] = ("q4r",),
+    large_queries: int = 20,
+    threads: int | None = None,
+    only_large: bool = False,
 ) -> int:
-    """Run every measurement and report lines; returns an exit code."""
+    """Run every measurement and report lines; returns an exit code. ``large_sizes``: also
+    the large-library benchmark (:mod:`sketchpad.gallery.bench_large`) at these sizes;
+    ``only_large``: that alone."""
     from sketchpad.vision.backbone import create_backbone
     from sketchpad.vision.segmenter import Segmenter
 
@@ -298,6 +305,9 @@ def run(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs; grid {bb.spec.grid}×{bb.spec.grid}, d = {bb.embed_dim}"
     )
+    if only_large:
+        _large(seg, report, large_sizes, codecs, large_queries, threads, workdir)
+        return 0
     with tempfile.TemporaryDirectory(prefix="sketchpad-bench-", dir=workdir) as tmp:
         work = Path(tmp)
         report(f"generating {max(index_photos, naive_photos)} photos (384×512 JPEG) …")
@@ -354,4 +364,26 @@ def run(
             f"(measured per photo on {naive_photos}, × {r.n}) / p50 {r.p50:.0f} ms = "
             f"{speedup:.0f}×{verdict}"
         )
+    if large_sizes:
+        report("")
+        _large(seg, report, large_sizes, codecs, large_queries, threads, workdir)
     return 0
+
+
+def _large(
+    seg: Segmenter,
+    report: Report,
+    sizes: Sequence[int],
+    codecs: Sequence[str],
+    queries: int,
+    threads: int | None,
+    workdir: Path | None,
+) -> None:
+    from sketchpad.gallery.bench_large import run_large
+    from sketchpad.vision.quant import check_codec
+
+    checked = [check_codec(c, seg.backbone.embed_dim) for c in codecs]
+    run_large(
+        seg, report, sizes=sizes, queries=queries, codecs=checked, workdir=workdir,
+        threads=threads,
+    )  # fmt: skip

@@ -101,7 +101,9 @@ class SearchCore:
             False: the two-stage query (:mod:`sketchpad.search.shortlist`: a compact index
             shortlists, the exact scoring runs on the shortlist, which keeps the exact top
             ``top_n`` and every match at thresholds ≥ the one searched with); None (default):
-            two-stage from :data:`~sketchpad.search.shortlist.MIN_PHOTOS` photos on.
+            two-stage from :data:`~sketchpad.search.shortlist.MIN_PHOTOS` photos on when the
+            bank carries stored summaries (a patch store's), the exact method otherwise (a
+            feature cache's float16 bank: computing its summaries would stall the first query).
         top_n: the exact top N a shortlist keeps.
 
     Attributes:
@@ -185,7 +187,7 @@ class SearchCore:
         """Whether :meth:`search` runs the two-stage query on ``bank``."""
         if self.exact is not None:
             return not self.exact
-        return len(bank) >= MIN_PHOTOS
+        return len(bank) >= MIN_PHOTOS and bank.has_summaries
 
     # -- step 3: masks -----------------------------------------------------------------------
     def mask(

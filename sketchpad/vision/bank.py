@@ -345,6 +345,11 @@ class FeatureBank:
         rows = np.repeat(o[photos] - offsets[:-1], sizes) + np.arange(offsets[-1])
         return rows.astype(np.int64), offsets
 
+    @property
+    def has_summaries(self) -> bool:
+        """Whether every photo's summary was given (stored) rather than to be computed."""
+        return bool(self._summary_parts) and all(p is not None for p in self._summary_parts)
+
     def summary_matrix(self) -> torch.Tensor:
         """(N·k, d) float16: every photo's summary vectors, photo i's at rows i·k … i·k + k − 1
         (kept in memory; computed from the patches for photos added without them)."""

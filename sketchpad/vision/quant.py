@@ -216,7 +216,7 @@ class QuantBlock:
     def _levels(self, codes: np.ndarray, buf: torch.Tensor) -> torch.Tensor:
         """Codes → float32 integer levels in ``buf``; for q4 the even dimensions first, then
         the odd ones (the query is permuted to match), each offset by +8."""
-        c = torch.from_numpy(np.ascontiguousarray(codes))
+        c = torch.from_numpy(np.require(codes, requirements=["C", "W"]))  # mmap: read-only
         out = buf[: len(c)]
         if self.codec == "q8":
             out.copy_(c.view(torch.int8))

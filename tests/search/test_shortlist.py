@@ -101,6 +101,15 @@ def test_automatic_choice_by_gallery_size(seg: Segmenter) -> None:
     assert not core.uses_shortlist(small)
     assert SearchCore(seg, exact=False).uses_shortlist(small)
     assert core.search(QuerySpec(sketch=SKETCH), small).exact
+    big, _ = planted_bank(4000)
+    assert not core.uses_shortlist(big)  # no stored summaries: not computed behind its back
+    stored = FeatureBank()
+    stored.add_block_rows(big.layouts, big.globals, big.blocks, summaries=big_summaries(big))
+    assert core.uses_shortlist(stored)
+
+
+def big_summaries(bank: FeatureBank) -> np.ndarray:
+    return bank.summary_matrix().numpy().reshape(len(bank), -1, D)
 
 
 def test_probe_photos_are_fixed() -> None:
