@@ -100,3 +100,9 @@ def test_damaged_codes_are_never_served(tmp_path: Path) -> None:
     cos = bank.correlate(q.numpy())
     assert np.all(cos[G * G : 2 * G * G] == -1.0) and np.all(cos[: G * G] > -1.0)
     assert list(bank.damaged) == ["p1.jpg"]
+    with PatchStore.open(folder, writer=False) as store:  # the shortlist's reads: row subsets
+        bank = store.load_bank()
+    rows = np.arange(G * G - 2, 2 * G * G + 2)
+    got = bank.correlate_rows(q.numpy(), rows)
+    assert np.all(got[2:-2] == -1.0) and np.all(got[:2] > -1.0) and np.all(got[-2:] > -1.0)
+    assert list(bank.damaged) == ["p1.jpg"]
