@@ -4,7 +4,9 @@ speed-up over re-encoding, cache size and query memory, measured side by side in
 Random weights (the arithmetic is the same as with real ones). Photos for indexing are
 generated files; the caches for the latency runs hold synthetic feature rows of the
 backbone's exact shape (unit vectors), written and read through the real cache. Reported,
-never asserted.
+never asserted. ``--large-sizes`` adds the large-library part (:mod:`.bench_large`: the
+two-stage query over the compressed patch store against the exact method, synthetic libraries
+of 1,000 … 100,000 photos).
 """
 
 from __future__ import annotations

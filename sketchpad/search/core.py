@@ -10,8 +10,10 @@ Shaped embed-once / query-many, as SAM's ``set_image``/``predict``: photos are e
    only differs in what the model does not see (labels, colours, the threshold) never runs
    the model again.
 2. :meth:`SearchCore.search` scores every photo: one matrix product per query vector, the
-   calibration, the photo scores (:mod:`sketchpad.search.scoring`) and the ranking. Kept for
-   the bank it was computed on: the same query on the same bank is free.
+   calibration, the photo scores (:mod:`sketchpad.search.scoring`) and the ranking — or, on a
+   large bank with stored summaries, the two-stage query (:mod:`sketchpad.search.shortlist`),
+   exact for the top N and every match above the threshold searched with. Kept for the bank
+   it was computed on: the same query on the same bank is free.
 3. :meth:`SearchCore.mask` makes the mask of any photo at any size, thresholded, optionally
    CRF-refined, with instances and boxes (:mod:`sketchpad.search.masks`).
 
