@@ -461,6 +461,15 @@ class StoreBank(FeatureBank):
         self.folder = folder
         self.damaged: dict[str, str] = {}
 
+    def sample_matrix(self) -> torch.Tensor:
+        """As :meth:`FeatureBank.sample_matrix`; the codes pages its sample read (all of
+        ``codes.bin``, the sample being spread over the whole library) are released after."""
+        built = self._sample_matrix is None
+        out = super().sample_matrix()
+        if built:
+            self.release()
+        return out
+
     def release(self) -> None:
         """Drop the memory-mapped pages this process has touched (see StoreBlock.release)."""
         for b in self.blocks:
