@@ -116,8 +116,15 @@ def _bench_gallery(args: argparse.Namespace) -> int:
         budget = memory_budget(args.memory_budget)
         if min(args.sizes) < 1 or args.index_photos < 1 or args.naive_photos < 1:
             raise ValueError("--sizes, --index-photos and --naive-photos must be ≥ 1")
-        if args.queries < 2:
-            raise ValueError("--queries must be ≥ 2")
+        if args.queries < 2 or args.large_queries < 2:
+            raise ValueError("--queries and --large-queries must be ≥ 2")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError("--threads must be ≥ 1")
+        from sketchpad.vision.quant import CODECS
+
+        bad = [c for c in args.codecs if c not in CODECS]
+        if bad:
+            raise ValueError(f"--codecs: unknown {', '.join(bad)} (known: {', '.join(CODECS)})")
     except (KeyError, ValueError) as e:
         print(f"sketchpad bench: error: {str(e).strip(chr(39))}", file=sys.stderr)
         return 1
@@ -130,6 +137,11 @@ def _bench_gallery(args: argparse.Namespace) -> int:
         naive_photos=args.naive_photos,
         queries=args.queries,
         budget=budget,
+        large_sizes=[n for n in args.large_sizes if n > 0],
+        codecs=args.codecs,
+        large_queries=args.large_queries,
+        threads=args.threads,
+        only_large=args.only_large,
     )
 
 
@@ -217,6 +229,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--queries", type=int, default=40, help="gallery: queries per size (default 40)")
     p.add_argument("--memory-budget", metavar="SIZE", help="gallery: query memory budget")
+    p.add_argument(
+        "--large-sizes",
+        type=int,
+        nargs="+",
+        default=[1000, 10000, 100000],
+        metavar="N",
+        help="gallery: synthetic libraries for the two-stage query over the compressed patch "
+        "store against the exact method (default 1000 10000 100000; 0 skips it)",
+    )
+    p.add_argument(
+        "--codecs",
+        nargs="+",
+        default=["q4r"],
+        metavar="C",
+        help="gallery: patch codecs of the large libraries (q4r default, q4, q8)",
+    )
+    p.add_argument(
+        "--large-queries", type=int, default=20, help="gallery: queries per large library"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="gallery: torch threads for the large libraries (default: as set)",
+    )
+    p.add_argument("--only-large", action="store_true", help="gallery: only the large libraries")
     p.add_argument(
         "--small", action="store_true", help="library: without the 108 and 200 Mpx photos"
     )

@@ -97,6 +97,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--crf", action="store_true", help="refine masks with a dense CRF")
     p.add_argument(
+        "--exact",
+        action="store_true",
+        help="score every patch of every photo (one product over the whole folder) instead of "
+        "the two-stage query large folders use (a compact index shortlists the photos that can "
+        "match or reach the top 100, the exact scoring runs on them)",
+    )
+    p.add_argument(
         "--format",
         default="coco",
         metavar="F,F,…",
@@ -296,7 +303,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     try:
         seg = build_segmenter(choice, download)
         download.finish()
-        core = SearchCore(seg)
+        core = SearchCore(seg, exact=True if args.exact else None)
         core.encode(spec)  # before indexing: a bad part or words fail at once
     except (KeyError, ValueError, WeightsError) as e:
         return _err(str(e).strip("'\""))
@@ -335,7 +342,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     try:
         if not len(bank):
             return _err("no readable photos in " + ", ".join(args.photos))
-        result = core.search(spec, bank)
+        result = core.search(spec, bank, threshold=args.threshold)
         return _write(args, out, core, result, bank, photos, labels, skipped, spec, export, t0)
     except PhotoError as e:
         return _err(str(e))

@@ -4,7 +4,9 @@ speed-up over re-encoding, cache size and query memory, measured side by side in
 Random weights (the arithmetic is the same as with real ones). Photos for indexing are
 generated files; the caches for the latency runs hold synthetic feature rows of the
 backbone's exact shape (unit vectors), written and read through the real cache. Reported,
-never asserted.
+never asserted. ``--large-sizes`` adds the large-library part (:mod:`.bench_large`: the
+two-stage query over the compressed patch store against the exact method, synthetic libraries
+of 1,000 … 100,000 photos).
 """
 
 from __future__ import annotations
@@ -286,8 +288,15 @@ def run(
     batch: int = 8,
     budget: int | None = None,
     workdir: Path | None = None,
+    large_sizes: Sequence[int] = (),
+    codecs: Sequence[str] = ("q4r",),
+    large_queries: int = 20,
+    threads: int | None = None,
+    only_large: bool = False,
 ) -> int:
-    """Run every measurement and report lines; returns an exit code."""
+    """Run every measurement and report lines; returns an exit code. ``large_sizes``: also
+    the large-library benchmark (:mod:`sketchpad.gallery.bench_large`) at these sizes;
+    ``only_large``: that alone."""
     from sketchpad.vision.backbone import create_backbone
     from sketchpad.vision.segmenter import Segmenter
 
@@ -298,6 +307,9 @@ def run(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs; grid {bb.spec.grid}×{bb.spec.grid}, d = {bb.embed_dim}"
     )
+    if only_large:
+        _large(seg, report, large_sizes, codecs, large_queries, threads, workdir)
+        return 0
     with tempfile.TemporaryDirectory(prefix="sketchpad-bench-", dir=workdir) as tmp:
         work = Path(tmp)
         report(f"generating {max(index_photos, naive_photos)} photos (384×512 JPEG) …")
@@ -354,4 +366,26 @@ def run(
             f"(measured per photo on {naive_photos}, × {r.n}) / p50 {r.p50:.0f} ms = "
             f"{speedup:.0f}×{verdict}"
         )
+    if large_sizes:
+        report("")
+        _large(seg, report, large_sizes, codecs, large_queries, threads, workdir)
     return 0
+
+
+def _large(
+    seg: Segmenter,
+    report: Report,
+    sizes: Sequence[int],
+    codecs: Sequence[str],
+    queries: int,
+    threads: int | None,
+    workdir: Path | None,
+) -> None:
+    from sketchpad.gallery.bench_large import run_large
+    from sketchpad.vision.quant import check_codec
+
+    checked = [check_codec(c, seg.backbone.embed_dim) for c in codecs]
+    run_large(
+        seg, report, sizes=sizes, queries=queries, codecs=checked, workdir=workdir,
+        threads=threads,
+    )  # fmt: skip

@@ -135,6 +135,26 @@ class CacheStreamBlock:
                 flush()
         flush()
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """These rows read from the cache (rows of photos gone since loading are zeros)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)])
+        photo = np.searchsorted(starts, rows, side="right") - 1
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        wanted = np.unique(photo)
+        got = dict(self.cache.patch_rows([self.names[i] for i in wanted]))
+        for i in wanted:
+            patches = got.get(self.names[i])
+            if patches is None or patches.shape != (self.sizes[i], self.dim):
+                self._log_missing(self.names[i])
+                continue
+            sel = photo == i
+            out[sel] = patches[rows[sel] - starts[i]]
+        return out
+
+    def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        return self.take(rows) @ q.numpy()
+
     def _log_missing(self, name: str) -> None:
         if not self._missing_logged:
             shown = display_name(name)

@@ -10,8 +10,10 @@ Shaped embed-once / query-many, as SAM's ``set_image``/``predict``: photos are e
    only differs in what the model does not see (labels, colours, the threshold) never runs
    the model again.
 2. :meth:`SearchCore.search` scores every photo: one matrix product per query vector, the
-   calibration, the photo scores (:mod:`sketchpad.search.scoring`) and the ranking. Kept for
-   the bank it was computed on: the same query on the same bank is free.
+   calibration, the photo scores (:mod:`sketchpad.search.scoring`) and the ranking — or, on a
+   large bank with stored summaries, the two-stage query (:mod:`sketchpad.search.shortlist`),
+   exact for the top N and every match above the threshold searched with. Kept for the bank
+   it was computed on: the same query on the same bank is free.
 3. :meth:`SearchCore.mask` makes the mask of any photo at any size, thresholded, optionally
    CRF-refined, with instances and boxes (:mod:`sketchpad.search.masks`).
 
@@ -33,6 +35,13 @@ from sketchpad.search.scoring import (
     combined_scores,
     ranking,
     score_query,
+)
+from sketchpad.search.shortlist import (
+    FLOOR_THRESHOLD,
+    MIN_PHOTOS,
+    TOP_N,
+    score_photo,
+    score_query_shortlist,
 )
 from sketchpad.search.spec import QuerySpec, resolve_part
 from sketchpad.vision.bank import FeatureBank
@@ -69,6 +78,17 @@ class SearchResult:
         return int(self.matches(threshold).sum())
 
     @property
+    def floor(self) -> float:
+        """Matches at any threshold ≥ ``floor`` are exact (0: every photo was scored exactly;
+        a shortlist query's, see :mod:`sketchpad.search.shortlist`)."""
+        return max(s.floor for s in self.scores)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every photo was scored exactly (no shortlist)."""
+        return all(s.photos is None for s in self.scores)
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """What each query vector is ("sketch", "group 2", "sketch + text", …)."""
         return tuple(s.query.label for s in self.scores)
@@ -79,13 +99,27 @@ class SearchCore:
 
     Args:
         segmenter: the model and its calibration settings.
+        exact: True: score every patch of every photo (one product over the whole bank);
+            False: the two-stage query (:mod:`sketchpad.search.shortlist`: a compact index
+            shortlists, the exact scoring runs on the shortlist, which keeps the exact top
+            ``top_n`` and every match at thresholds ≥ the one searched with); None (default):
+            two-stage from :data:`~sketchpad.search.shortlist.MIN_PHOTOS` photos on when the
+            bank carries stored summaries (a patch store's), the exact method otherwise (a
+            feature cache's float16 bank: computing its summaries would stall the first query).
+        top_n: the exact top N a shortlist keeps.
 
     Attributes:
         encodes: how many times a query was encoded (a model forward); for logs and tests.
     """
 
-    def __init__(self, segmenter: Segmenter) -> None:
+    def __init__(
+        self, segmenter: Segmenter, *, exact: bool | None = None, top_n: int = TOP_N
+    ) -> None:
+        if top_n < 1:
+            raise ValueError(f"top_n must be ≥ 1, got {top_n}")
         self.segmenter = segmenter
+        self.exact = exact
+        self.top_n = int(top_n)
         self.encodes = 0
         self._vectors: tuple[str, tuple[Query, ...]] | None = None
         self._result: tuple[FeatureBank, int, SearchResult] | None = None
@@ -110,18 +144,36 @@ class SearchCore:
         return self._vectors is not None and self._vectors[0] == spec.key()
 
     # -- step 2: scores and ranking ----------------------------------------------------------
-    def search(self, spec: QuerySpec, bank: FeatureBank) -> SearchResult:
+    def search(
+        self, spec: QuerySpec, bank: FeatureBank, *, threshold: float = FLOOR_THRESHOLD
+    ) -> SearchResult:
         """Score every photo of ``bank`` against ``spec`` and rank them.
 
-        The result is kept while the bank is unchanged (the same object with the same rows): the
-        same query again costs nothing; a bank that grew (indexing) costs the products only.
+        ``threshold``: the lowest threshold the caller will cut matches at (a shortlist keeps
+        every match from there up; :attr:`SearchResult.floor`). The result is kept while the
+        bank is unchanged (the same object with the same rows) and its floor is at or below
+        ``threshold``: the same query again costs nothing; a bank that grew (indexing) costs
+        the products only.
         """
         key = spec.key()
+        t = check_threshold(threshold)
         kept = self._result
-        if kept is not None and kept[0] is bank and kept[1] == bank.rows and kept[2].key == key:
+        if (
+            kept is not None
+            and kept[0] is bank
+            and kept[1] == bank.rows
+            and kept[2].key == key
+            and kept[2].floor <= t
+        ):
             return kept[2]
         vectors = self.encode(spec)
-        scores = tuple(score_query(self.segmenter, q, bank) for q in vectors)
+        if self.uses_shortlist(bank):
+            scores = tuple(
+                score_query_shortlist(self.segmenter, q, bank, top_n=self.top_n, threshold=t)
+                for q in vectors
+            )
+        else:
+            scores = tuple(score_query(self.segmenter, q, bank) for q in vectors)
         photo = combined_scores(scores)
         result = SearchResult(
             key=key,
@@ -132,6 +184,12 @@ class SearchCore:
         )
         self._result = (bank, bank.rows, result)
         return result
+
+    def uses_shortlist(self, bank: FeatureBank) -> bool:
+        """Whether :meth:`search` runs the two-stage query on ``bank``."""
+        if self.exact is not None:
+            return not self.exact
+        return len(bank) >= MIN_PHOTOS and bank.has_summaries
 
     # -- step 3: masks -----------------------------------------------------------------------
     def mask(
@@ -147,11 +205,10 @@ class SearchCore:
     ) -> PhotoMask:
         """Photo ``i``'s mask under ``result`` (computed on ``bank``) at ``out_hw`` (default
         the photo's size); see :func:`sketchpad.search.masks.photo_mask`."""
-        if result.scores[0].logits.shape[0] > bank.rows or not 0 <= i < len(result.names):
+        if len(result.names) > len(bank) or not 0 <= i < len(result.names):
             raise ValueError(f"photo {i} is not in this result's bank")
-        return photo_mask(
-            result.scores, bank, i, threshold=threshold, out_hw=out_hw, photo=photo, crf=crf
-        )
+        scores = tuple(score_photo(self.segmenter, s, bank, i) for s in result.scores)
+        return photo_mask(scores, bank, i, threshold=threshold, out_hw=out_hw, photo=photo, crf=crf)
 
     def forget(self) -> None:
         """Drop the kept vectors and result (the bank was closed, the folder changed)."""

@@ -80,7 +80,10 @@ def prob_hw(
     from sketchpad.vision import maps
 
     f = bank.layouts[i]
-    grid = maps.sigmoid(bank.grid(scores.logits, i))
+    logits = scores.photo_logits(bank, i)
+    if logits is None:
+        raise ValueError(f"photo {i} was not scored by this query (not on its shortlist)")
+    grid = maps.sigmoid(logits)
     valid = f.valid_patches()
     rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
     r = np.clip(np.arange(grid.shape[0]), rows[0], rows[-1])

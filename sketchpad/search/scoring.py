@@ -36,10 +36,18 @@ class GalleryScores:
 
     Attributes:
         query: the query vector and what it came from.
-        cos: (ΣT,) float32 patch cosines, bank row order.
-        logits: (ΣT,) float32 calibrated logits (probability = sigmoid).
+        cos: (ΣT,) float32 patch cosines, bank row order; for a shortlist query only the
+            shortlisted photos' rows, photo ``photos[j]``'s at ``offsets[j]:offsets[j + 1]``.
+        logits: calibrated logits (probability = sigmoid) of the same rows as ``cos``.
         stats: the gallery statistics used ("gallery-relative"), else None.
-        photo_scores: (N,) float32 photo scores (see the module docstring), in [0, 1].
+        photo_scores: (N,) float32 photo scores (see the module docstring), in [0, 1]; for a
+            shortlist query exact for the shortlisted photos, estimates from the compact index
+            for the others (all below ``floor``).
+        photos: the shortlisted photos (ascending), None when every photo was scored exactly.
+        offsets: (len(photos) + 1,) int64 row offsets into ``cos``/``logits``; None likewise.
+        floor: every photo whose exact score reaches ``floor`` is shortlisted, so matches at
+            any threshold ≥ ``floor`` and the ranking above it are exact (0 for the exact
+            method).
     """
 
     query: Query
@@ -47,6 +55,19 @@ class GalleryScores:
     logits: np.ndarray
     stats: maps.GalleryStats | None
     photo_scores: np.ndarray
+    photos: np.ndarray | None = None
+    offsets: np.ndarray | None = None
+    floor: float = 0.0
+
+    def photo_logits(self, bank: FeatureBank, i: int) -> np.ndarray | None:
+        """Photo ``i``'s (gh, gw) logits, or None when it is not among the photos scored."""
+        if self.photos is None or self.offsets is None:
+            return bank.grid(self.logits, i)
+        j = int(np.searchsorted(self.photos, i))
+        if j >= len(self.photos) or self.photos[j] != i:
+            return None
+        gh, gw = bank.layouts[i].grid_hw
+        return self.logits[self.offsets[j] : self.offsets[j + 1]].reshape(gh, gw)
 
 
 def calibrate_cosines(

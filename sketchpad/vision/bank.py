@@ -72,6 +72,15 @@ class PatchBlock(Protocol):
         """Write this block's rows · ``q16`` ((d,) float16) into ``out`` ((rows,) float32)."""
         ...
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), d) float32: these rows (indices within the block, ascending)."""
+        ...
+
+    def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) float32: these rows (ascending, within the block) · ``q`` ((d,)
+        float32)."""
+        ...
+
 
 class TensorBlock:
     """A resident block: a (rows, d) float16 CPU tensor."""
@@ -98,6 +107,13 @@ class TensorBlock:
         if self.rows:
             out.copy_(torch.mv(self.tensor, q16))
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.tensor[torch.from_numpy(np.asarray(rows, np.int64))].float().numpy()
+
+    def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        picked = self.tensor.index_select(0, torch.from_numpy(np.asarray(rows, np.int64)))
+        return torch.mv(picked, q.to(torch.float16)).float().numpy()
+
 
 class FeatureBank:
     """Photos' patch features as one (ΣT, d) float16 matrix in blocks, with their layouts.
@@ -120,6 +136,11 @@ class FeatureBank:
         self._valid: list[np.ndarray] = []
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._sample: np.ndarray | None = None
+        self._summary_parts: list[np.ndarray | None] = []
+        self._part_sizes: list[int] = []
+        self._summary: torch.Tensor | None = None
+        self._summary_products: tuple[bytes, np.ndarray] | None = None
+        self._sample_matrix: torch.Tensor | None = None
         self.extend(features, names=names)
 
     # -- building ----------------------------------------------------------------------------
@@ -149,9 +170,12 @@ class FeatureBank:
         blocks: Sequence[PatchBlock],
         *,
         names: Sequence[str] | None = None,
+        summaries: np.ndarray | None = None,
     ) -> None:
         """Append photos whose patches are the rows of ``blocks`` (in order; any block
-        implementation, e.g. one that streams from disk)."""
+        implementation, e.g. one that streams from disk). ``summaries`` ((n, k, d), see
+        :func:`sketchpad.vision.quant.summarize`) when they were stored; otherwise they are
+        computed from the patches the first time a shortlist needs them."""
         globals_ = np.asarray(globals_, dtype=np.float32)
         if globals_.ndim != 2 or len(globals_) != len(layouts):
             raise ValueError(f"{len(layouts)} layouts but globals of shape {globals_.shape}")
@@ -165,14 +189,27 @@ class FeatureBank:
             names = [str(len(self.names) + k) for k in range(len(layouts))]
         if len(names) != len(layouts):
             raise ValueError(f"{len(names)} names for {len(layouts)} photos")
+        if summaries is not None:
+            summaries = np.asarray(summaries)
+            if summaries.ndim != 3 or len(summaries) != len(layouts):
+                raise ValueError(f"summaries of shape {summaries.shape} for {len(layouts)} photos")
+            if self._summary_parts and any(
+                p is not None and p.shape[1:] != summaries.shape[1:] for p in self._summary_parts
+            ):
+                raise ValueError("summaries of different shapes")
         self.layouts += list(layouts)
         self.names += [str(n) for n in names]
         self.blocks += list(blocks)
         self._sizes += sizes
         self._globals.append(globals_)
         self._valid += [lay.valid_patches().ravel() for lay in layouts]
+        self._summary_parts.append(summaries)
+        self._part_sizes.append(len(layouts))
         self._cache = None
         self._sample = None
+        self._summary = None
+        self._summary_products = None
+        self._sample_matrix = None
 
     def _check_dim(self, dims: set[int]) -> None:
         if self.dim is not None:
@@ -188,7 +225,10 @@ class FeatureBank:
         out = cls()
         for b in banks:
             if len(b):
-                out.add_block_rows(b.layouts, b.globals, b.blocks, names=b.names)
+                known = [p for p in b._summary_parts if p is not None]
+                whole = len(known) == len(b._summary_parts)
+                summ = np.concatenate(known) if whole else None
+                out.add_block_rows(b.layouts, b.globals, b.blocks, names=b.names, summaries=summ)
         return out
 
     # -- views -------------------------------------------------------------------------------
@@ -222,13 +262,7 @@ class FeatureBank:
         the median of 2 million cosines costs tens of milliseconds per query, the sample's
         one. All patches when none is valid."""
         if self._sample is None:
-            rows = np.flatnonzero(self.valid)
-            if rows.size == 0:
-                rows = np.arange(self.rows)
-            if rows.size > STATS_SAMPLE:
-                pick = np.random.default_rng(0).choice(rows.size, STATS_SAMPLE, replace=False)
-                rows = rows[np.sort(pick)]
-            self._sample = rows
+            self._sample = sample_rows(self.valid)
         return self._sample
 
     def __len__(self) -> int:
@@ -263,3 +297,134 @@ class FeatureBank:
         gh, gw = self.layouts[i].grid_hw
         o = self.offsets
         return flat[o[i] : o[i + 1]].reshape(gh, gw)
+
+    # -- the two-stage query's pieces (sketchpad.search.shortlist) ---------------------------
+    def _block_starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([b.rows for b in self.blocks], dtype=np.int64)])
+
+    def correlate_rows(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) float32 cosines of these rows (bank row indices, ascending) with
+        ``query``: the same numbers :meth:`correlate` gives at these rows, computed only there."""
+        q = normalize(np.asarray(query, dtype=np.float32))
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty(len(rows), dtype=np.float32)
+        if not len(rows):
+            return out
+        if np.any(np.diff(rows) < 0):
+            raise ValueError("correlate_rows takes ascending row indices")
+        qt = torch.from_numpy(q)
+        starts = self._block_starts()
+        cuts = np.searchsorted(rows, starts)
+        with torch.inference_mode():
+            for k, b in enumerate(self.blocks):
+                lo, hi = int(cuts[k]), int(cuts[k + 1])
+                for s in range(lo, hi, _ROWS_PER_STEP):
+                    e = min(hi, s + _ROWS_PER_STEP)
+                    out[s:e] = b.matvec_rows(qt, rows[s:e] - starts[k])
+        return out
+
+    def take_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), d) float32 patch vectors at these bank rows (ascending)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim or 0), dtype=np.float32)
+        starts = self._block_starts()
+        cuts = np.searchsorted(rows, starts)
+        for k, b in enumerate(self.blocks):
+            lo, hi = int(cuts[k]), int(cuts[k + 1])
+            if hi > lo:
+                out[lo:hi] = b.take(rows[lo:hi] - starts[k])
+        return out
+
+    def photo_rows(self, photos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, offsets): the bank rows of these photos (ascending photo indices), photo
+        ``photos[j]``'s at ``rows[offsets[j]:offsets[j + 1]]``."""
+        photos = np.asarray(photos, dtype=np.int64)
+        o = self.offsets
+        sizes = o[photos + 1] - o[photos]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        rows = np.repeat(o[photos] - offsets[:-1], sizes) + np.arange(offsets[-1])
+        return rows.astype(np.int64), offsets
+
+    @property
+    def has_summaries(self) -> bool:
+        """Whether every photo's summary was given (stored) rather than to be computed."""
+        return bool(self._summary_parts) and all(p is not None for p in self._summary_parts)
+
+    def summary_matrix(self) -> torch.Tensor:
+        """(N·k, d) float16: every photo's summary vectors, photo i's at rows i·k … i·k + k − 1
+        (kept in memory; computed from the patches for photos added without them)."""
+        if self._summary is None:
+            from sketchpad.vision.quant import SUMMARY_K
+
+            known = [p for p in self._summary_parts if p is not None]
+            k = known[0].shape[1] if known else SUMMARY_K
+            d = self.dim or 0
+            parts: list[np.ndarray] = []
+            first = 0
+            for part, n in zip(self._summary_parts, self._part_sizes, strict=True):
+                if part is not None:
+                    parts.append(np.asarray(part, dtype=np.float16))
+                else:
+                    parts.append(self._summarize(first, n, k))
+                first += n
+            if len(parts) == 1:
+                mat = parts[0]  # no copy: a store's summaries are shared with its codes' base
+            else:
+                mat = np.concatenate(parts) if parts else np.zeros((0, k, d), np.float16)
+            self._summary = torch.from_numpy(np.ascontiguousarray(mat.reshape(-1, d)))
+        return self._summary
+
+    def summary_products(self, query: torch.Tensor) -> np.ndarray:
+        """(N·k,) float32: every summary vector · ``query`` ((d,), normalised), kept for the
+        last query (the two stages and q4r codes need the same products)."""
+        key = query.detach().to(torch.float32).numpy().tobytes()
+        if self._summary_products is None or self._summary_products[0] != key:
+            with torch.inference_mode():
+                got = torch.mv(self.summary_matrix(), query.to(torch.float16)).float().numpy()
+            self._summary_products = (key, got)
+        return self._summary_products[1]
+
+    def _summarize(self, first: int, n: int, k: int) -> np.ndarray:
+        from sketchpad.vision.quant import summarize
+
+        out = np.zeros((n, k, self.dim or 0), dtype=np.float16)
+        o = self.offsets
+        for s in range(first, first + n, _SUMMARY_BATCH):
+            idx = np.arange(s, min(first + n, s + _SUMMARY_BATCH))
+            sizes = o[idx + 1] - o[idx]
+            for t in np.unique(sizes):  # photos of one grid size at a time
+                same = idx[sizes == t]
+                rows, _ = self.photo_rows(same)
+                x = self.take_rows(rows).reshape(len(same), int(t), -1)
+                valid = self.valid[rows].reshape(len(same), int(t))
+                out[same - first] = summarize(x, valid, k).astype(np.float16)
+        return out
+
+    def sample_matrix(self) -> torch.Tensor:
+        """(len(stats_rows()), d) float16: the patches the gallery statistics come from, kept
+        in memory, so a shortlist query gets its statistics from the same fixed whole-gallery
+        sample as the exact one without touching the rest of the gallery."""
+        if self._sample_matrix is None:
+            rows = self.stats_rows()
+            mat = np.empty((len(rows), self.dim or 0), dtype=np.float16)
+            for s in range(0, len(rows), _ROWS_PER_STEP):
+                mat[s : s + _ROWS_PER_STEP] = self.take_rows(rows[s : s + _ROWS_PER_STEP])
+            self._sample_matrix = torch.from_numpy(mat)
+        return self._sample_matrix
+
+
+def sample_rows(valid: np.ndarray) -> np.ndarray:
+    """The rows :meth:`FeatureBank.stats_rows` picks from a bank's (ΣT,) ``valid`` mask."""
+    rows = np.flatnonzero(valid)
+    if rows.size == 0:
+        rows = np.arange(len(valid))
+    if rows.size > STATS_SAMPLE:
+        pick = np.random.default_rng(0).choice(rows.size, STATS_SAMPLE, replace=False)
+        rows = rows[np.sort(pick)]
+    return rows
+
+
+#: Rows per step when a subset of rows is read or correlated (8 MiB of float32 at d = 512).
+_ROWS_PER_STEP = 4096
+#: Photos summarised per step when summaries are computed from patches.
+_SUMMARY_BATCH = 256

@@ -17,6 +17,7 @@ def test_bench_gallery_reports_every_figure(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     args = ["bench", "gallery", "--backbones", "test-clip-tiny", "--sizes", "30", "60"]
     args += ["--index-photos", "8", "--naive-photos", "8", "--queries", "3"]
+    args += ["--large-sizes", "300", "--large-queries", "2", "--codecs", "q4r", "q8"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "test-clip-tiny (random weights)" in out
@@ -28,6 +29,12 @@ def test_bench_gallery_reports_every_figure(
     assert out.count("of which verifying the rows' checksums") == 2
     assert not list(tmp_path.glob("sketchpad-bench-*"))  # the work folder is removed
     assert not list((tmp_path / "home").rglob("*.sqlite"))  # no cache left in the user's
+    large = [
+        r for r in map(str.split, out.splitlines()) if r[:1] == ["300"] and r[1] in ("q4r", "q8")
+    ]
+    assert [r[1] for r in large] == ["q4r", "q8"] and all(len(r) == 13 for r in large)
+    assert out.count("store ≤ 64 KiB/photo") == 2 and "recall ≥ 0.95" in out
+    assert not list(tmp_path.glob("sketchpad-large-*"))
     # It measured without gradients but gave them back: later training in the same process
     # (the test suite) needs them.
     import torch
@@ -40,6 +47,8 @@ def test_bench_gallery_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "nope" in capsys.readouterr().err
     assert main(["bench", "gallery", "--sizes", "0"]) == 1
     assert main(["bench", "gallery", "--memory-budget", "lots"]) == 1
+    assert main(["bench", "gallery", "--codecs", "q3"]) == 1
+    assert main(["bench", "gallery", "--threads", "0"]) == 1
 
 
 @pytest.mark.slow

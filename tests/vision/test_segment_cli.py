@@ -108,6 +108,7 @@ def test_segment_writes_masks_overlays_and_results(
         ("--text", "a cow", "--alpha", "0.3"),
         ("--compose",),
         ("--plain", "--input-size", "96", "--calibration", "fixed"),
+        ("--exact",),
     ],
 )
 def test_segment_query_options(env: dict[str, Path], extra: tuple[str, ...]) -> None:

@@ -1,0 +1,477 @@
+"""The compressed patch store: a large library's patch features in ≤ 64 KiB per photo.
+
+A store is a folder of three files:
+
+- ``codes.bin``: every photo's patch codes (:mod:`sketchpad.vision.quant`, q4 by default: d / 2
+  bytes per patch), one photo after another, appended, never rewritten in place. A query
+  memory-maps it and touches only the pages of the photos it scores (the shortlist).
+- ``meta.sqlite``: a row per photo (the same identity and layout columns as the feature cache,
+  :mod:`sketchpad.gallery.cache_rows`), where its codes start in ``codes.bin``, its per-patch
+  float16 scales, its compact summary (k float16 unit vectors, the shortlist's first stage), its
+  global embedding and two XXH3 checksums: ``check_meta`` over every column but the codes,
+  ``check_codes`` over its codes as stored in ``codes.bin``.
+- ``lock``: the writer's advisory lock (:mod:`sketchpad.gallery.filelock`): one writer; readers
+  take no lock.
+
+The feature cache's rules hold here. **Crash safety**: :meth:`PatchStore.put` appends the codes,
+flushes and fsyncs ``codes.bin``, then commits the rows in one SQLite transaction (WAL,
+``synchronous=FULL``): a row exists only once the codes it points at are on disk; codes written
+by a transaction that never committed lie past ``meta.next_row`` and are cut off by the next
+writer. **Integrity**: every row's metadata is checked when the store is opened, every photo's
+codes the first time a query reads them; a row that fails is never served (its patches score −1,
+it is listed in :attr:`StoreBank.damaged`), and a writer removes it so it is encoded again.
+A replaced row leaves its old codes behind as dead space (``meta.dead_rows``); rewriting the
+file to reclaim it is not done yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import sqlite3
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xxhash
+
+from sketchpad.gallery import filelock
+from sketchpad.gallery.cache_file import CacheError, CacheLockedError
+from sketchpad.gallery.cache_rows import db_name, py_name
+from sketchpad.vision.bank import FeatureBank, PhotoLayout
+from sketchpad.vision.letterbox import Letterbox
+from sketchpad.vision.quant import Codec, QuantBlock, check_codec, quantize, row_bytes, summarize
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE photos (
+    rel_path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    gh INTEGER NOT NULL, gw INTEGER NOT NULL, d INTEGER NOT NULL, patch_size INTEGER NOT NULL,
+    photo_h INTEGER NOT NULL, photo_w INTEGER NOT NULL, input_size INTEGER NOT NULL,
+    x0 INTEGER NOT NULL, y0 INTEGER NOT NULL, x1 INTEGER NOT NULL, y1 INTEGER NOT NULL,
+    row0 INTEGER NOT NULL, scales BLOB NOT NULL, summary BLOB NOT NULL, global_emb BLOB NOT NULL,
+    assign BLOB NOT NULL, check_meta INTEGER NOT NULL, check_codes INTEGER NOT NULL
+);
+"""
+_COLS = (
+    "rel_path, size, mtime_ns, gh, gw, d, patch_size, photo_h, photo_w, input_size, "
+    "x0, y0, x1, y1, row0, scales, summary, global_emb, assign, check_meta, check_codes"
+)
+_INTS = struct.Struct("<14q")
+
+
+def _digest(*parts: bytes | memoryview) -> int:
+    h = xxhash.xxh3_64()
+    for p in parts:
+        h.update(p)
+    v = h.intdigest()
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+@dataclass(frozen=True)
+class StoreRow:
+    """One photo to store: what the feature cache stores, as arrays."""
+
+    rel_path: str
+    size: int
+    mtime_ns: int
+    patches: np.ndarray  # (T, d) any float dtype
+    grid_hw: tuple[int, int]
+    global_embedding: np.ndarray  # (d,)
+    letterbox: Letterbox
+    patch_size: int
+
+
+class PatchStore:
+    """A compressed patch store (see the module docstring). Open with :meth:`open`."""
+
+    def __init__(
+        self, folder: Path, conn: sqlite3.Connection, lock_fd: int | None, meta: dict[str, str]
+    ) -> None:
+        self.folder = folder
+        self._conn: sqlite3.Connection | None = conn
+        self._lock_fd = lock_fd
+        self.codec: Codec = meta["codec"]  # type: ignore[assignment]
+        self.dim = int(meta["dim"])
+        self.summary_k = int(meta["summary_k"])
+        self.row_bytes = row_bytes(self.codec, self.dim)
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        *,
+        writer: bool = True,
+        codec: Codec = "q4",
+        dim: int | None = None,
+        summary_k: int = 8,
+    ) -> PatchStore:
+        """Open (a writer creates) the store in ``folder``.
+
+        Raises:
+            CacheLockedError: another writer holds the store.
+            CacheError: not a store of this version, or cannot be created or read.
+        """
+        folder = Path(folder)
+        db = folder / "meta.sqlite"
+        fd: int | None = None
+        try:
+            if writer:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    filelock.try_lock(fd)
+                except OSError as e:
+                    raise CacheLockedError(db, filelock.read_holder(fd)) from e
+                conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            else:
+                if not db.exists():
+                    raise CacheError(db, "no patch store here")
+                uri = f"{db.resolve().as_uri()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "meta" not in tables:
+                if not writer:
+                    raise CacheError(db, "an empty patch store")
+                if dim is None:
+                    raise CacheError(db, "a new patch store needs the feature dimension")
+                check_codec(codec, dim)
+                conn.executescript(_SCHEMA)
+                values = {
+                    "schema_version": SCHEMA_VERSION,
+                    "codec": codec,
+                    "dim": dim,
+                    "summary_k": summary_k,
+                    "next_row": 0,
+                    "dead_rows": 0,
+                }
+                conn.executemany(
+                    "INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
+                )
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("schema_version") != str(SCHEMA_VERSION):
+                raise CacheError(db, f"a patch store of schema {meta.get('schema_version')!r}")
+            store = cls(folder, conn, fd, meta)
+            if writer:  # cut codes an uncommitted transaction left behind
+                codes = folder / "codes.bin"
+                end = int(meta["next_row"]) * store.row_bytes
+                with open(codes, "ab") as f:
+                    if f.tell() > end:
+                        f.truncate(end)
+                        os.fsync(f.fileno())
+            return store
+        except sqlite3.Error as e:
+            if fd is not None:
+                os.close(fd)
+            raise CacheError(db, f"cannot open the patch store ({e})") from e
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+
+    def _meta(self) -> dict[str, str]:
+        assert self._conn is not None
+        return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def put(self, rows: Sequence[StoreRow]) -> None:
+        """Store photos (replacing rows of the same names), durable on return.
+
+        Raises:
+            ValueError: features of the wrong dimension or not finite (nothing stored).
+            CacheError: a read-only store, or the write failed (nothing stored).
+        """
+        if self._lock_fd is None or self._conn is None:
+            raise CacheError(self.folder / "meta.sqlite", "cannot store: opened read-only")
+        if not rows:
+            return
+        next_row = int(self._meta()["next_row"])
+        xs = [np.asarray(r.patches, dtype=np.float32) for r in rows]
+        for r, x in zip(rows, xs, strict=True):
+            gh, gw = (int(v) for v in r.grid_hw)
+            if x.shape != (gh * gw, self.dim):
+                raise ValueError(f"{r.rel_path}: patches {x.shape} for {gh}×{gw}×{self.dim}")
+        # summaries, photos of one layout at a time (one batched k-means each)
+        summ_all = np.empty((len(rows), self.summary_k, self.dim), dtype="<f2")
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(rows):
+            lb = r.letterbox
+            key = (*r.grid_hw, r.patch_size, lb.input_size, *lb.photo_hw, *lb.content_xyxy)
+            groups.setdefault(key, []).append(i)
+        for idx in groups.values():
+            r0 = rows[idx[0]]
+            valid = r0.letterbox.valid_patches(r0.patch_size).ravel()
+            stack = np.stack([xs[i] for i in idx])
+            summ_all[idx] = summarize(stack, valid, self.summary_k).astype("<f2")
+        assigns: list[np.ndarray] = []
+        if self.codec == "q4r":  # the residual from each patch's nearest summary vector
+            for i, x in enumerate(xs):
+                c = summ_all[i].astype(np.float32)
+                a = np.argmax(x @ c.T, axis=1).astype(np.uint8)
+                assigns.append(a)
+                xs[i] = x - c[a]
+        else:
+            assigns = [np.zeros(len(x), np.uint8) for x in xs]
+        codes_all, scales_all = quantize(np.concatenate(xs), self.codec)
+        blobs: list[bytes] = []
+        records: list[tuple[Any, ...]] = []
+        row = next_row
+        for i, r in enumerate(rows):
+            gh, gw = (int(v) for v in r.grid_hw)
+            t = gh * gw
+            first = row - next_row
+            cb = codes_all[first : first + t].tobytes()
+            sb = scales_all[first : first + t].astype("<f2").tobytes()
+            mb = summ_all[i].tobytes()
+            ab = assigns[i].tobytes()
+            eb = np.ascontiguousarray(r.global_embedding, dtype="<f4").tobytes()
+            lb = r.letterbox
+            ints: tuple[int, ...] = (r.size, r.mtime_ns, gh, gw, self.dim, r.patch_size)
+            ints += (*lb.photo_hw, lb.input_size, *lb.content_xyxy, row)
+            name = db_name(r.rel_path)
+            meta_check = _digest(name, _INTS.pack(*(int(v) for v in ints)), sb, mb, eb, ab)
+            records.append((name, *ints, sb, mb, eb, ab, meta_check, _digest(cb)))
+            blobs.append(cb)
+            row += t
+        path = self.folder / "codes.bin"
+        try:
+            with open(path, "r+b" if path.exists() else "wb") as f:
+                f.seek(next_row * self.row_bytes)
+                for b in blobs:
+                    f.write(b)
+                f.flush()
+                os.fsync(f.fileno())  # the codes are on disk before any row points at them
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                old = 0
+                for rec in records:
+                    got = conn.execute(
+                        "SELECT gh * gw FROM photos WHERE rel_path = ?", (rec[0],)
+                    ).fetchone()
+                    old += int(got[0]) if got else 0
+                marks = ", ".join("?" * len(records[0]))
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO photos ({_COLS}) VALUES ({marks})", records
+                )
+                dead_rows = int(self._meta()["dead_rows"]) + old
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [("next_row", str(row)), ("dead_rows", str(dead_rows))],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except (OSError, sqlite3.Error) as e:
+            raise CacheError(self.folder / "meta.sqlite", f"cannot store rows ({e})") from e
+
+    def remove(self, rel_paths: Sequence[str]) -> None:
+        """Delete these photos' rows (their codes become dead space)."""
+        if self._lock_fd is None or self._conn is None:
+            raise CacheError(self.folder / "meta.sqlite", "cannot remove: opened read-only")
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = 0
+            for p in rel_paths:
+                got = conn.execute(
+                    "SELECT gh * gw FROM photos WHERE rel_path = ?", (db_name(p),)
+                ).fetchone()
+                if got:
+                    n += int(got[0])
+                    conn.execute("DELETE FROM photos WHERE rel_path = ?", (db_name(p),))
+            dead = int(self._meta()["dead_rows"]) + n
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('dead_rows', ?)", (str(dead),))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def __len__(self) -> int:
+        assert self._conn is not None
+        return int(self._conn.execute("SELECT count(*) FROM photos").fetchone()[0])
+
+    def nbytes(self) -> int:
+        """Bytes on disk: codes, metadata and its write-ahead log."""
+        names = ("codes.bin", "meta.sqlite", "meta.sqlite-wal")
+        return sum((self.folder / n).stat().st_size for n in names if (self.folder / n).exists())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                filelock.unlock(self._lock_fd)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> PatchStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
+    def load_bank(self) -> StoreBank:
+        """Every sound row as a bank whose patches stay in ``codes.bin`` (memory-mapped)."""
+        assert self._conn is not None
+        rows = self._conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0").fetchall()
+        bank = StoreBank(self.folder)
+        good: list[tuple[Any, ...]] = []
+        for r in rows:
+            ints = tuple(r[1:15])
+            name = r[0]
+            check = _digest(name, _INTS.pack(*ints), r[15], r[16], r[17], r[18])
+            if check != r[19] or r[5] != self.dim:
+                bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
+                continue
+            good.append(r)
+        if not good:
+            return bank
+        total = int(self._meta()["next_row"])
+        path = self.folder / "codes.bin"
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), total * self.row_bytes, access=mmap.ACCESS_READ)
+        codes = np.frombuffer(mm, dtype=np.uint8).reshape(total, self.row_bytes)
+        k, d = self.summary_k, self.dim
+        starts = np.asarray([r[14] for r in good], np.int64)
+        sizes = np.asarray([r[3] * r[4] for r in good], np.int64)
+        # Rows of the bank: each photo's codes, in file order; dead space is skipped by
+        # gathering (photos are contiguous in the file, so this is a view when nothing died).
+        contiguous = bool(
+            starts[0] == 0
+            and np.all(starts[1:] == starts[:-1] + sizes[:-1])
+            and starts[-1] + sizes[-1] == total
+        )
+        if contiguous:
+            block_codes: np.ndarray = codes
+        else:
+            idx = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)])
+            block_codes = codes[idx]  # a copy: reclaiming dead space would avoid it
+        scales = np.concatenate([np.frombuffer(r[15], "<f2") for r in good])
+        block = StoreBlock(
+            block_codes,
+            scales,
+            self.codec,
+            d,
+            photo_starts=np.concatenate([[0], np.cumsum(sizes)]),
+            checks=[int(r[20]) for r in good],
+            names=[py_name(r[0]) for r in good],
+            damaged=bank.damaged,
+            mm=mm,
+        )
+        summ = np.stack([np.frombuffer(r[16], "<f2").reshape(k, d) for r in good])
+        if self.codec == "q4r":
+            photo = np.repeat(np.arange(len(good)), sizes)
+            assign = np.concatenate([np.frombuffer(r[18], np.uint8) for r in good])
+            block.base_index = photo * k + assign.astype(np.int64)
+            block.base_products = bank.summary_products
+            block.base_vectors = summ.reshape(-1, d)
+        layouts = [
+            PhotoLayout(
+                (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
+            )
+            for r in good
+        ]
+        globs = np.stack([np.frombuffer(r[17], "<f4") for r in good])
+        bank.add_block_rows(layouts, globs, [block], names=block.names, summaries=summ)
+        return bank
+
+
+class StoreBlock(QuantBlock):
+    """A store's codes as bank rows: each photo's codes are checked against ``check_codes``
+    the first time they are read; a photo that fails scores −1 everywhere and is reported."""
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        scales: np.ndarray,
+        codec: Codec,
+        dim: int,
+        *,
+        photo_starts: np.ndarray,
+        checks: Sequence[int],
+        names: Sequence[str],
+        damaged: dict[str, str],
+        mm: mmap.mmap | None,
+    ) -> None:
+        super().__init__(codes, scales, codec, dim)
+        self.photo_starts = np.asarray(photo_starts, np.int64)
+        self.checks = list(checks)
+        self.names = list(names)
+        self.damaged = damaged
+        self._checked = np.zeros(len(self.names), dtype=bool)
+        self._bad = np.zeros(len(self.names), dtype=bool)
+        self._mm = mm
+
+    def _verify(self, rows: np.ndarray) -> np.ndarray:
+        """Check the photos these rows belong to (once each); (len(rows),) bool: row is bad."""
+        photo = np.searchsorted(self.photo_starts, rows, side="right") - 1
+        for p in np.unique(photo[~self._checked[photo]]).tolist():
+            a, b = self.photo_starts[p], self.photo_starts[p + 1]
+            if _digest(np.ascontiguousarray(self.codes[a:b]).tobytes()) != self.checks[p]:
+                self._bad[p] = True
+                self.damaged[self.names[p]] = "checksum mismatch in its patch codes"
+            self._checked[p] = True
+        return self._bad[photo]
+
+    def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        bad = self._verify(rows)
+        out = super().matvec_rows(q, rows)
+        out[bad] = -1.0
+        return out
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        bad = self._verify(rows)
+        out = super().take(rows)
+        out[bad] = 0.0
+        return out
+
+    def matvec(self, q16: torch.Tensor, out: torch.Tensor) -> None:
+        bad = self._verify(np.arange(self.rows))
+        super().matvec(q16, out)
+        out[torch.from_numpy(bad)] = -1.0
+
+    def release(self) -> None:
+        """Let the kernel take back the pages read so far (they stay in the page cache): the
+        process's resident memory does not grow with every photo ever scored."""
+        if self._mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            with contextlib.suppress(OSError, ValueError):
+                self._mm.madvise(mmap.MADV_DONTNEED)
+
+
+class StoreBank(FeatureBank):
+    """A bank read from a :class:`PatchStore`; ``damaged``: rows failing their checks."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+        self.damaged: dict[str, str] = {}
+
+    def sample_matrix(self) -> torch.Tensor:
+        """As :meth:`FeatureBank.sample_matrix`; the codes pages its sample read (all of
+        ``codes.bin``, the sample being spread over the whole library) are released after."""
+        built = self._sample_matrix is None
+        out = super().sample_matrix()
+        if built:
+            self.release()
+        return out
+
+    def release(self) -> None:
+        """Drop the memory-mapped pages this process has touched (see StoreBlock.release)."""
+        for b in self.blocks:
+            if isinstance(b, StoreBlock):
+                b.release()

@@ -1,0 +1,277 @@
+"""Compressed patch features and a photo's compact summary (issue 19, the large-library path).
+
+**Codecs.** A patch vector ``x`` (d,) is stored as small integers and one float16 scale,
+``x ≈ scale · code``, the scale chosen per vector (``max |x| / L``): a per-vector scale keeps
+the relative error the same for every patch, and a cosine ``q · x`` is then
+``scale · (q · code)``: the product runs on the codes, the scale multiplies one number.
+
+- ``"q8"``: int8 codes in [−127, 127], d bytes + 2 per patch (ViT-B/16: 196 × 514 B ≈ 98 KiB
+  per photo). Cosine error ≈ 0.0003 (std, unit vectors, d = 512).
+- ``"q4"``: int4 codes in [−7, 7], two per byte, d / 2 bytes + 2 per patch (≈ 49 KiB per
+  photo). Cosine error ≈ 0.005 (std).
+- ``"q4r"``: q4 of the *residual* ``x − c`` from the nearest of the photo's summary vectors
+  ``c`` (below; stored anyway), plus that vector's index (1 byte per patch): the same bytes as
+  q4 but the residual is about half as long as ``x``, so the error is about half as large.
+  The product adds ``q · c``, which the first stage of a query has computed already.
+
+Which one a store uses is chosen by measurement (``sketchpad bench gallery``, docs/
+large_libraries.md): q4r, the q4 rate with about half its error; q8 and q4 are measured side
+by side.
+
+**Summary.** :func:`summarize` gives each photo ``k`` unit vectors (default 8) that stand for
+its valid patches in the first stage of a query (:mod:`sketchpad.search.shortlist`): the
+centroids of a few rounds of spherical k-means started by farthest-point (k-centre) seeding, so
+that a small distinctive object — two patches of 196 — gets a centroid of its own instead of
+being averaged into the background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+
+Codec = Literal["q8", "q4", "q4r"]
+CODECS: tuple[Codec, ...] = ("q8", "q4", "q4r")
+_LEVELS = {"q8": 127, "q4": 7, "q4r": 7}
+#: q4 clips each vector at this many RMS of its coordinates (the step that minimises the
+#: squared error of Gaussian-like coordinates at 15 levels; the peak would waste levels).
+CLIP_SIGMAS = 2.5
+#: Summary vectors per photo.
+SUMMARY_K = 8
+#: Whether the summary vectors are the clusters' means (True) or their unit directions.
+SUMMARY_MEANS = False
+#: Rounds of spherical k-means after the k-centre seeding.
+SUMMARY_ROUNDS = 3
+
+
+def row_bytes(codec: Codec, d: int) -> int:
+    """Bytes of one patch's codes (its scale not counted)."""
+    check_codec(codec, d)
+    return d if codec == "q8" else d // 2
+
+
+def check_codec(codec: str, d: int) -> Codec:
+    """``codec`` when it can store ``d``-dimensional vectors.
+
+    Raises:
+        ValueError: an unknown codec, or q4 with an odd dimension.
+    """
+    if codec not in CODECS:
+        raise ValueError(f"unknown patch codec {codec!r} (known: {', '.join(CODECS)})")
+    if codec != "q8" and d % 2:
+        raise ValueError(f"the {codec} codec needs an even feature dimension, got {d}")
+    return codec
+
+
+def quantize(x: np.ndarray, codec: Codec) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) float vectors → ((n, row_bytes) uint8 codes, (n,) float16 scales).
+
+    Raises:
+        ValueError: not 2-D, not finite, or a codec that cannot store it.
+    """
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"quantize takes (n, d) vectors, got shape {a.shape}")
+    check_codec(codec, a.shape[1])
+    if not np.isfinite(a).all():
+        raise ValueError("cannot quantize vectors that are not finite")
+    levels = _LEVELS[codec]
+    peak = np.abs(a).max(axis=1) if a.size else np.zeros(len(a), np.float32)
+    if codec != "q8":  # clip the rare tail: a finer step for every other coordinate
+        rms = np.sqrt(np.mean(a * a, axis=1)) if a.size else peak
+        peak = np.minimum(peak, CLIP_SIGMAS * rms)
+    scale16 = (peak / levels).astype(np.float16)
+    scale = scale16.astype(np.float32)
+    safe = np.where(scale > 0, scale, 1.0)[:, None]
+    q = np.clip(np.rint(a / safe), -levels, levels).astype(np.int8)
+    if codec == "q8":
+        return q.view(np.uint8), scale16
+    u = (q + 8).astype(np.uint8)  # 1 … 15
+    return (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8), scale16
+
+
+def dequantize(codes: np.ndarray, scales: np.ndarray, codec: Codec, d: int) -> np.ndarray:
+    """(n, row_bytes) codes and (n,) scales → (n, d) float32 vectors."""
+    return unpack(codes, codec, d).astype(np.float32) * np.asarray(scales, np.float32)[:, None]
+
+
+def unpack(codes: np.ndarray, codec: Codec, d: int) -> np.ndarray:
+    """(n, row_bytes) uint8 codes → (n, d) int8 integer levels (no scale)."""
+    c = np.asarray(codes, dtype=np.uint8)
+    if c.ndim != 2 or c.shape[1] != row_bytes(codec, d):
+        raise ValueError(f"{codec} codes of shape {c.shape} for dimension {d}")
+    if codec == "q8":
+        return c.view(np.int8)
+    out = np.empty((len(c), d), dtype=np.int8)
+    out[:, 0::2] = (c & 0x0F).view(np.int8) - 8
+    out[:, 1::2] = (c >> 4).view(np.int8) - 8
+    return out
+
+
+def summarize(
+    patches: np.ndarray, valid: np.ndarray | None = None, k: int = SUMMARY_K
+) -> np.ndarray:
+    """Photos' compact summaries: ``k`` unit vectors per photo (see the module docstring).
+
+    Args:
+        patches: (B, T, d) patch vectors of B photos (any float dtype).
+        valid: (B, T) or (T,) bool, patches to summarise (letterbox padding left out); None:
+            all. A photo with fewer valid patches than ``k`` repeats some.
+        k: vectors per photo.
+
+    Returns:
+        (B, k, d) float32 unit vectors; a photo without a valid patch gets zeros (it cannot
+        match anything: its exact score is 0).
+    """
+    x = np.asarray(patches, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"summarize takes (B, T, d) patches, got shape {x.shape}")
+    b, t, d = x.shape
+    v = np.ones((b, t), bool) if valid is None else np.broadcast_to(np.asarray(valid, bool), (b, t))
+    x = x / np.maximum(np.linalg.norm(x, axis=2, keepdims=True), 1e-12)
+    out = np.zeros((b, k, d), dtype=np.float32)
+    has = v.any(axis=1)
+    if not has.any() or t == 0:
+        return out
+    xt = torch.from_numpy(np.ascontiguousarray(x[has]))
+    vt = torch.from_numpy(np.ascontiguousarray(v[has]))
+    n = len(xt)
+    rows = torch.arange(n)
+    neg = torch.tensor(-torch.inf)
+    # k-centre seeding: start from the patch nearest the photo's mean, then repeatedly take the
+    # valid patch least similar to every centre chosen so far.
+    mean = (xt * vt[:, :, None]).sum(dim=1)
+    first = torch.where(vt, torch.bmm(xt, mean[:, :, None])[:, :, 0], neg).argmax(dim=1)
+    centres = torch.empty((n, k, d), dtype=torch.float32)
+    centres[:, 0] = xt[rows, first]
+    best = torch.bmm(xt, centres[:, 0, :, None])[:, :, 0]
+    for j in range(1, k):
+        pick = torch.where(vt, best, -neg).argmin(dim=1)
+        centres[:, j] = xt[rows, pick]
+        best = torch.maximum(best, torch.bmm(xt, centres[:, j, :, None])[:, :, 0])
+    for _ in range(SUMMARY_ROUNDS):
+        assign = torch.bmm(xt, centres.transpose(1, 2)).argmax(dim=2)  # (n, T)
+        onehot = torch.nn.functional.one_hot(assign, k).float() * vt[:, :, None]
+        sums = torch.bmm(onehot.transpose(1, 2), xt)  # (n, k, d)
+        norms = sums.norm(dim=2, keepdim=True)
+        centres = torch.where(norms > 1e-6, sums / norms.clamp_min(1e-12), centres)
+    if SUMMARY_MEANS:  # the clusters' means: q · mean is the members' mean cosine
+        counts = onehot.sum(dim=1)[:, :, None]
+        means = sums / counts.clamp_min(1.0)
+        centres = torch.where(counts > 0, means, centres)
+    out[has] = centres.numpy()
+    return out
+
+
+class QuantBlock:
+    """Bank rows stored compressed (a :class:`sketchpad.vision.bank.PatchBlock`): codes (any
+    (rows, row_bytes) uint8 array, typically a memory map of the store's codes file, so only
+    the pages a query touches are read) and their float16 scales (in memory, 2 B per patch).
+
+    Products run on the codes, decoded a few thousand rows at a time into one reused float32
+    buffer (a fresh array per step costs more in page faults than the product itself).
+
+    Args:
+        codes: (rows, row_bytes) uint8.
+        scales: (rows,) float16 per-vector scales.
+        codec: "q8" or "q4".
+        dim: the feature dimension d.
+    """
+
+    #: Rows decoded per step (4 MiB of float32 at d = 512).
+    STEP = 2048
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        scales: np.ndarray,
+        codec: Codec,
+        dim: int,
+        *,
+        base_index: np.ndarray | None = None,
+        base_products: Callable[[torch.Tensor], np.ndarray] | None = None,
+    ) -> None:
+        self.codec = check_codec(codec, dim)
+        self.base_index = base_index
+        self.base_products = base_products
+        self.dim = int(dim)
+        if codes.ndim != 2 or codes.shape[1] != row_bytes(codec, dim):
+            raise ValueError(f"{codec} codes of shape {codes.shape} for dimension {dim}")
+        if scales.shape != (len(codes),):
+            raise ValueError(f"{len(codes)} rows of codes but {scales.shape} scales")
+        self.codes = codes
+        self.scales = np.ascontiguousarray(scales, dtype=np.float16)
+
+    @property
+    def rows(self) -> int:
+        return int(len(self.codes))
+
+    @property
+    def resident_bytes(self) -> int:
+        return int(self.scales.nbytes)
+
+    def _levels(self, codes: np.ndarray, buf: torch.Tensor) -> torch.Tensor:
+        """Codes → float32 integer levels in ``buf``; for q4 the even dimensions first, then
+        the odd ones (the query is permuted to match), each offset by +8."""
+        c = torch.from_numpy(np.require(codes, requirements=["C", "W"]))  # mmap: read-only
+        out = buf[: len(c)]
+        if self.codec == "q8":
+            out.copy_(c.view(torch.int8))
+        else:
+            h = self.dim // 2
+            out[:, :h].copy_(torch.bitwise_and(c, 15))
+            out[:, h:].copy_(torch.bitwise_right_shift(c, 4))
+        return out
+
+    def _query(self, q: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The query in the levels' layout, and what the q4 offset adds to each product."""
+        q = q.to(torch.float32)
+        if self.codec == "q8":
+            return q, 0.0
+        return torch.cat([q[0::2], q[1::2]]).contiguous(), 8.0 * float(q.sum())
+
+    def _products(
+        self,
+        q: torch.Tensor,
+        codes_of: Callable[[int, int], np.ndarray],
+        n: int,
+        scales: np.ndarray,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        if self.codec == "q4r" and (self.base_index is None or self.base_products is None):
+            raise ValueError("q4r codes need their base vectors (base_index, base_products)")
+        qq, offset = self._query(q)
+        buf = torch.empty((min(n, self.STEP), self.dim), dtype=torch.float32)
+        out = np.empty(n, dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, n, self.STEP):
+                e = min(n, s + self.STEP)
+                out[s:e] = torch.mv(self._levels(codes_of(s, e), buf), qq).numpy() - offset
+        out *= scales.astype(np.float32)
+        if self.base_index is not None and self.base_products is not None:
+            base = self.base_products(q)
+            out += base[self.base_index if rows is None else self.base_index[rows]]
+        return out
+
+    def matvec(self, q16: torch.Tensor, out: torch.Tensor) -> None:
+        got = self._products(q16, lambda s, e: self.codes[s:e], self.rows, self.scales)
+        out.copy_(torch.from_numpy(got))
+
+    def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        return self._products(
+            q, lambda s, e: self.codes[rows[s:e]], len(rows), self.scales[rows], rows
+        )
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = dequantize(self.codes[rows], self.scales[rows], self.codec, self.dim)
+        if self.base_index is not None and self.base_vectors is not None:
+            out += self.base_vectors[self.base_index[rows]].astype(np.float32)
+        return out
+
+    #: (N·k, d) the base vectors themselves (q4r), for :meth:`take`.
+    base_vectors: np.ndarray | None = None

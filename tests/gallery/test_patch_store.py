@@ -1,0 +1,108 @@
+"""The compressed patch store: codecs, crash safety, integrity, and queries on its bank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sketchpad.gallery.cache_file import CacheError, CacheLockedError
+from sketchpad.gallery.patch_store import PatchStore, StoreRow
+from sketchpad.vision.letterbox import fit_letterbox
+from sketchpad.vision.quant import dequantize, quantize, summarize
+
+D, G = 16, 4
+
+
+def _rows(n: int, seed: int = 0) -> list[StoreRow]:
+    rng = np.random.default_rng(seed)
+    box = fit_letterbox((48, 64), 64)
+    out = []
+    for i in range(n):
+        x = rng.standard_normal((G * G, D)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out.append(StoreRow(f"p{i}.jpg", 100 + i, 7, x, (G, G), x.mean(0), box, 16))
+    return out
+
+
+@pytest.mark.parametrize(("codec", "tol"), [("q8", 0.01), ("q4", 0.2)])
+def test_codecs_round_trip_within_their_step(codec: str, tol: float) -> None:
+    x = np.random.default_rng(1).standard_normal((50, D)).astype(np.float32)
+    codes, scales = quantize(x, codec)  # type: ignore[arg-type]
+    y = dequantize(codes, scales, codec, D)  # type: ignore[arg-type]
+    err = np.abs(y - x).max(axis=1) / np.abs(x).max(axis=1)
+    assert err.max() < tol
+
+
+def test_summaries_give_a_small_object_its_own_vector() -> None:
+    rng = np.random.default_rng(2)
+    x = np.tile(np.eye(D, dtype=np.float32)[1], (G * G, 1)) + 0.05 * rng.standard_normal((16, D))
+    x[5] = np.eye(D, dtype=np.float32)[0]  # one distinctive patch of sixteen
+    s = summarize(x[None], None, 4)[0]
+    assert np.max(s @ np.eye(D, dtype=np.float32)[0]) > 0.99
+
+
+@pytest.mark.parametrize("codec", ["q8", "q4", "q4r"])
+def test_store_bank_scores_like_the_features(tmp_path: Path, codec: str) -> None:
+    rows = _rows(20)
+    with PatchStore.open(tmp_path / "s", codec=codec, dim=D) as store:  # type: ignore[arg-type]
+        store.put(rows[:12])
+        store.put(rows[12:])
+        assert len(store) == 20
+    with PatchStore.open(tmp_path / "s", writer=False) as store:
+        bank = store.load_bank()
+    assert bank.names == [r.rel_path for r in rows] and not bank.damaged
+    q = np.random.default_rng(3).standard_normal(D).astype(np.float32)
+    q /= np.linalg.norm(q)
+    want = np.concatenate([r.patches for r in rows]) @ q
+    got = bank.correlate(q)
+    tol = {"q8": 0.01, "q4": 0.15, "q4r": 0.1}[codec]
+    np.testing.assert_allclose(got, want, atol=tol)
+    rows_idx = np.array([3, 40, 41, 300])
+    np.testing.assert_allclose(bank.correlate_rows(q, rows_idx), got[rows_idx], atol=1e-3)
+    np.testing.assert_allclose(bank.take_rows(rows_idx) @ q, got[rows_idx], atol=1e-3)
+    assert bank.summary_matrix().shape == (20 * 8, D)
+
+
+def test_uncommitted_codes_are_cut_and_a_second_writer_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, dim=D) as store:
+        store.put(_rows(3))
+        size = (folder / "codes.bin").stat().st_size
+        with pytest.raises(CacheLockedError):
+            PatchStore.open(folder, dim=D)
+    with open(folder / "codes.bin", "ab") as f:  # a write whose transaction never committed
+        f.write(b"\xff" * 1000)
+    with PatchStore.open(folder, dim=D) as store:
+        assert (folder / "codes.bin").stat().st_size == size
+        store.put(_rows(2, seed=9))  # replaces p0, p1: their old codes become dead space
+        assert len(store) == 3
+    with PatchStore.open(folder, writer=False) as store:
+        bank = store.load_bank()
+        with pytest.raises(CacheError):
+            store.put(_rows(1))
+    assert sorted(bank.names) == ["p0.jpg", "p1.jpg", "p2.jpg"] and not bank.damaged
+
+
+def test_damaged_codes_are_never_served(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, codec="q8", dim=D) as store:
+        store.put(_rows(3))
+    data = bytearray((folder / "codes.bin").read_bytes())
+    data[G * G * D + 5] ^= 0x40  # a bit of photo 1's codes
+    (folder / "codes.bin").write_bytes(bytes(data))
+    with PatchStore.open(folder, writer=False) as store:
+        bank = store.load_bank()
+    q = torch.zeros(D)
+    q[0] = 1.0
+    cos = bank.correlate(q.numpy())
+    assert np.all(cos[G * G : 2 * G * G] == -1.0) and np.all(cos[: G * G] > -1.0)
+    assert list(bank.damaged) == ["p1.jpg"]
+    with PatchStore.open(folder, writer=False) as store:  # the shortlist's reads: row subsets
+        bank = store.load_bank()
+    rows = np.arange(G * G - 2, 2 * G * G + 2)
+    got = bank.correlate_rows(q.numpy(), rows)
+    assert np.all(got[2:-2] == -1.0) and np.all(got[:2] > -1.0) and np.all(got[-2:] > -1.0)
+    assert list(bank.damaged) == ["p1.jpg"]
