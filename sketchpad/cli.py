@@ -94,9 +94,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         except (KeyError, ValueError) as e:
             print(f"sketchpad bench: error: {str(e).strip(chr(39))}", file=sys.stderr)
             return 1
-        return fusion_bench.run(
-            print, backbone_id=bid, device=args.device or "cpu", steps=args.fusion_steps
-        )
+        device = args.device or "cpu"
+        if args.timesteps:
+            try:
+                return fusion_bench.sweep_timesteps(
+                    print, tuple(args.timesteps), backbone_id=bid, device=device,
+                    steps=args.fusion_steps,
+                )  # fmt: skip
+            except ValueError as e:
+                print(f"sketchpad bench: error: {e}", file=sys.stderr)
+                return 1
+        return fusion_bench.run(print, backbone_id=bid, device=device, steps=args.fusion_steps)
     if args.what == "ui":
         from sketchpad.ui import bench_ui
 
@@ -263,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pen-ups", type=int, default=20, help="ui: timed pen-ups (default 20)")
     p.add_argument(
         "--fusion-steps", type=int, default=150, help="fusion: training steps per variant (150)"
+    )
+    p.add_argument(
+        "--timesteps",
+        type=int,
+        nargs="+",
+        metavar="T",
+        help="fusion: instead of the variants, choose the diffusion timestep among these by "
+        "PCK@10 on validation pairs, then score the chosen one on the held-out pairs",
     )
     p.set_defaults(func=_cmd_bench)
     from sketchpad.commands import correspond, index, label, models, segment

@@ -43,3 +43,31 @@ def test_clip_only_has_no_stable_diffusion_in_its_branches() -> None:
     assert m(x).shape == (1, 16, 4, 4) and not calls
     with pytest.raises(ValueError, match="needs an injection"):
         replace(cfg, injection="none")
+
+
+def test_the_timestep_is_chosen_on_validation_pairs_and_reported_on_held_out_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[int, int]] = []  # (timestep of the model scored, seed of its pairs)
+    real = fusion_bench.evaluate
+
+    def spy(ext: object, source: object, pairs: int, seed: int) -> tuple[float, float]:
+        t = ext.config.timestep  # type: ignore[attr-defined]
+        seen.append((t, seed))
+        p5, p10 = real(ext, source, pairs, seed)  # type: ignore[arg-type]
+        # on validation pairs t = 60 wins by far; on the held-out pairs it would lose
+        return (p5, 1.0 if t == 60 else 0.0) if seed != 0 else (p5, p10)
+
+    monkeypatch.setattr(fusion_bench, "evaluate", spy)
+    lines: list[str] = []
+    assert fusion_bench.sweep_timesteps(
+        lines.append, (20, 60), steps=2, batch_size=2, eval_pairs=2
+    ) == 0
+    val = 0 + fusion_bench.VALIDATION_SEED_OFFSET
+    assert seen == [(20, val), (60, val), (60, 0)]  # the choice never sees held-out pairs
+    assert "chosen on validation: t = 60" in lines[-1]
+
+
+def test_timesteps_outside_the_schedule_are_refused() -> None:
+    with pytest.raises(ValueError, match="outside the schedule"):
+        fusion_bench.sweep_timesteps(print, (10_000,), steps=1, batch_size=1, eval_pairs=1)
