@@ -90,6 +90,12 @@ class BackboneSpec:
             raise ValueError(f"{self.id}: hf_files is empty")
 
     @property
+    def gpu_expected(self) -> bool:
+        """Whether the backbone is meant for a GPU: on a CPU it works, slowly (SketchFusion's
+        UNet pass takes tens of seconds per photo there), and the window says so."""
+        return self.family == "sketchfusion"
+
+    @property
     def grid(self) -> int:
         """Patch grid side at the default input size."""
         return self.input_size // self.patch_size

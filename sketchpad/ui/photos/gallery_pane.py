@@ -456,18 +456,30 @@ class GalleryPane(QWidget):
         return not self._busy_bar.isHidden()
 
     # -- indexing footer ---------------------------------------------------------------------
-    def set_index_progress(self, done: int, total: int, eta_s: float) -> None:
+    def set_index_progress(
+        self, done: int, total: int, eta_s: float, slow_device: str | None = None
+    ) -> None:
         """Show indexing progress: ``done`` of ``total`` photos, ``eta_s`` seconds left
-        (< 0: unknown)."""
+        (< 0: unknown). ``slow_device`` names the device a model meant for a GPU runs on
+        instead: the footer then gives the measured time per photo."""
         self._notice_timer.stop()
         self._notice_label.hide()
         self._progress.setRange(0, max(1, total))
         self._progress.setValue(min(done, max(1, total)))
         text = f"{done} / {total}"
+        tip = text
+        if slow_device and eta_s > 0 and total > done:
+            per_photo = eta_s / (total - done)
+            text += f" · {per_photo:.1f} s/photo on {slow_device.upper()}"
+            tip += (
+                f" · {per_photo:.1f} s per photo, measured on this folder: this model expects a "
+                f"GPU and runs slowly on the {slow_device.upper()}"
+            )
         if eta_s >= 0:
             text += f" · about {format_eta(eta_s)} left"
+            tip += f" · about {format_eta(eta_s)} left"
         self._eta_label.setText(text)
-        self._eta_label.setToolTip(text)
+        self._eta_label.setToolTip(tip)
         if self._footer.isHidden():
             self._cancel_button.setEnabled(True)
             self._cancel_button.setText("Cancel")

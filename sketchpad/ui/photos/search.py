@@ -392,9 +392,24 @@ class PhotoSearch(QObject):
         self.controls.set_text_enabled(
             info.has_text, f"{info.backbone_id} has no text encoder: words need a CLIP model"
         )
-        self._status(f"{info.backbone_id} ready on {info.device} ({info.seconds:.1f} s)")
+        ready = f"{info.backbone_id} ready on {info.device} ({info.seconds:.1f} s)"
+        if self._slow_device():
+            ready += ": it expects a GPU and is slow here (indexing shows the time per photo)"
+        self._status(ready)
         self._epoch += 1
         self.request_query("model")
+
+    def _slow_device(self) -> str | None:
+        """The device the loaded model runs on when it is meant for a GPU and has none."""
+        from sketchpad.vision.registry import get_spec
+
+        info = self.model
+        if info is None or info.device.startswith(("cuda", "mps")):
+            return None
+        try:
+            return info.device if get_spec(info.backbone_id).gpu_expected else None
+        except KeyError:
+            return None
 
     # -- folders -----------------------------------------------------------------------------
     def open_folder_dialog(self) -> None:
@@ -483,7 +498,7 @@ class PhotoSearch(QObject):
 
     @Slot(int, int, int, float)
     def _on_index_progress(self, _generation: int, done: int, total: int, eta_s: float) -> None:
-        self.pane.set_index_progress(done, total, eta_s)
+        self.pane.set_index_progress(done, total, eta_s, self._slow_device())
 
     @Slot(object)
     def _on_index_finished(self, summary: FolderSummary) -> None:

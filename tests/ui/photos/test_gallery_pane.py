@@ -224,6 +224,14 @@ def test_indexing_footer_and_cancel(qtbot, pane) -> None:
     assert pane.cancel_button.isEnabled()
 
 
+def test_a_model_meant_for_a_gpu_shows_its_measured_time_per_photo(pane) -> None:
+    pane.set_index_progress(10, 100, 45.0, "cpu")  # 45 s left for 90 photos
+    assert pane.progress_text == "10 / 100 · 0.5 s/photo on CPU · about 45 s left"
+    assert "expects a GPU" in pane._eta_label.toolTip()
+    pane.set_index_progress(10, 100, 45.0)  # on its GPU, or a model for the CPU
+    assert pane.progress_text == "10 / 100 · about 45 s left"
+
+
 def test_busy_indicator(pane) -> None:
     assert not pane.is_busy
     pane.set_busy(True)

@@ -398,3 +398,27 @@ def test_closing_the_window_during_indexing_exits_with_status_0(tmp_path: Path) 
     assert "Destroyed while thread is still running" not in out.stderr
     assert "closing at" in out.stdout and "indexing finished" not in out.stdout
     assert "thread running after exec: False" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("backbone", "device", "slow"),
+    [
+        ("test-sketchfusion-tiny", "cpu", True),
+        ("test-sketchfusion-tiny", "cuda:0", False),
+        ("test-clip-tiny", "cpu", False),
+    ],
+)
+def test_the_window_says_a_gpu_model_is_slow_on_the_cpu_with_its_time_per_photo(
+    window: Any, backbone: str, device: str, slow: bool
+) -> None:
+    from sketchpad.engine.requests import ModelInfo
+
+    info = ModelInfo(
+        generation=1, backbone_id=backbone, device=device, weights_source="random",
+        weights_sha256="0" * 64, embed_dim=16, has_text=True, seconds=0.5,
+    )  # fmt: skip
+    window.photos._on_model_loaded(info)
+    assert ("expects a GPU" in window.statusBar().currentMessage()) is slow
+    window.photos._on_index_progress(0, 4, 10, 12.0)  # 12 s for the 6 photos left
+    shown = window.photos.pane.progress_text
+    assert ("2.0 s/photo on CPU" in shown) is slow, shown
