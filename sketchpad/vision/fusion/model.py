@@ -54,8 +54,9 @@ class FusionConfig:
         timestep: the diffusion timestep ``t`` the latent is noised to (0 … T−1). The seed's
             text lost its best value (§7 [v]: "we find that t = … produces the best results",
             robust over a wide range). 261 is DIFT's value measured for SD 2.1 semantic
-            correspondence; it was not re-measured here (no pretrained weights offline): sweep
-            it with ``train fusion --timestep`` and ``eval correspondence``.
+            correspondence; it was not re-measured here (no pretrained weights offline): choose
+            it with ``sketchpad bench fusion --timesteps …`` (validation pairs pick, held-out
+            pairs report) once the weights are in place.
         noise_seed: seed of the noise image added to the latent (the same for every image).
         clip_size: CLIP's input side (pixels); the photo is resized to it.
         map_stride: image pixels per cell of the output map (the map is side ÷ stride).
