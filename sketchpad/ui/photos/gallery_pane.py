@@ -32,7 +32,15 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAction, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -83,6 +91,25 @@ def _keep_size_when_hidden(widget: QWidget) -> None:
     policy = widget.sizePolicy()
     policy.setRetainSizeWhenHidden(True)
     widget.setSizePolicy(policy)
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that ends in "…" when its text is wider than the label (a plain QLabel
+    cuts it mid-letter); ``text()`` and the tooltip keep the whole text."""
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt's name)
+        rect = self.contentsRect()
+        painter = QPainter(self)
+        self.style().drawItemText(
+            painter, rect, int(self.alignment()), self.palette(), self.isEnabled(),
+            self.shown_text(),
+            self.foregroundRole(),
+        )  # fmt: skip
+
+    def shown_text(self) -> str:
+        """What the label paints at its present width."""
+        width = self.contentsRect().width()
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, width)
 
 
 def format_eta(seconds: float) -> str:
@@ -289,7 +316,7 @@ class GalleryPane(QWidget):
         self._progress.setTextVisible(False)
         self._progress.setMinimumWidth(0)
         self._progress.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self._eta_label = QLabel(self)
+        self._eta_label = ElidedLabel(self)
         self._eta_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._cancel_button = QPushButton("Cancel", self)
         # A click does not take the focus (tool keys keep working on the canvas); Tab does.

@@ -232,6 +232,19 @@ def test_a_model_meant_for_a_gpu_shows_its_measured_time_per_photo(pane) -> None
     assert pane.progress_text == "10 / 100 · about 45 s left"
 
 
+def test_a_long_footer_text_ends_in_an_ellipsis_at_a_narrow_width(qtbot, pane) -> None:
+    pane.set_index_progress(12, 400, 23_000.0, "cpu")
+    pane.resize(360, 300)
+    qtbot.waitUntil(lambda: pane.width() == 360)
+    label = pane._eta_label
+    assert pane.progress_text == "12 / 400 · 59.3 s/photo on CPU · about 6 h 23 min left"
+    shown = label.shown_text()
+    assert shown.endswith("…") and pane.progress_text.startswith(shown[:-1])
+    pane.resize(900, 300)
+    qtbot.waitUntil(lambda: pane.width() == 900)
+    assert label.shown_text() == pane.progress_text
+
+
 def test_busy_indicator(pane) -> None:
     assert not pane.is_busy
     pane.set_busy(True)
