@@ -176,7 +176,50 @@ class LabelRequest:
         object.__setattr__(self, "labels", tuple(self.labels))
 
 
-Request = LoadModel | OpenFolder | QueryRequest | MaskRequest | LabelRequest
+#: Long side of the heat map sent with a match (the view stretches it over the image).
+DEFAULT_HEAT_SIDE = 256
+
+
+@dataclass(frozen=True)
+class MatchRequest:
+    """Sketch–photo correspondence (seed 003 §6.3) with the photo-search model's dense
+    features: where points of the sketch are on a photo, or (``reverse``) points of the photo
+    on the sketch. The same computation as ``sketchpad correspond``
+    (:mod:`sketchpad.vision.fusion.correspond`); each image's features are cached by the
+    worker (per photo file, sketch key and model), so more clicks on the same pair run no
+    forward. A newer match request replaces a pending one.
+
+    Attributes:
+        generation: request number.
+        photo: the photo's path.
+        sketch: the drawn sketch, matched as
+            :func:`~sketchpad.vision.fusion.correspond.sketch_image` draws it (a square).
+        sketch_key: what identifies the sketch's image (``QuerySpec(sketch).key()``).
+        points: query points, (x, y): on the sketch as fractions of its image's side, on the
+            photo (``reverse``) in photo pixels.
+        reverse: the points are on the photo, the matches on the sketch.
+        heat_side: long side of the heat map sent back.
+    """
+
+    generation: int
+    photo: Path
+    sketch: Sketch
+    sketch_key: str
+    points: tuple[tuple[float, float], ...]
+    reverse: bool = False
+    heat_side: int = DEFAULT_HEAT_SIDE
+
+    def __post_init__(self) -> None:
+        _check_generation(self.generation)
+        if not self.points:
+            raise ValueError("MatchRequest.points is empty")
+        if self.heat_side < 1:
+            raise ValueError(f"MatchRequest.heat_side must be ≥ 1, got {self.heat_side}")
+        pts = tuple((float(x), float(y)) for x, y in self.points)
+        object.__setattr__(self, "points", pts)
+
+
+Request = LoadModel | OpenFolder | QueryRequest | MaskRequest | LabelRequest | MatchRequest
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -296,4 +339,31 @@ class LabelResult:
     labels: SceneLabels
     backbone_id: str
     weights_sha256: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """The answer to a :class:`MatchRequest`.
+
+    Attributes:
+        request: what was asked.
+        targets: each point's match, (x, y) in the request's other image's units (sketch:
+            fractions of its side; photo: pixels).
+        confidences: each match's confidence (0–1).
+        heat: (h, w) float32 in [0, 1] (max 1): the first point's heat map over the target
+            image (the photo, or the sketch's square), ``heat_side`` on its long side.
+        photo_hw: the photo's (H, W) in pixels.
+        backbone_id: the model that matched.
+        forwards: backbone forwards this answer ran (0: both images were cached).
+        seconds: worker time.
+    """
+
+    request: MatchRequest
+    targets: tuple[tuple[float, float], ...]
+    confidences: tuple[float, ...]
+    heat: np.ndarray = field(repr=False)
+    photo_hw: tuple[int, int]
+    backbone_id: str
+    forwards: int
     seconds: float
