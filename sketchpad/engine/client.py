@@ -49,6 +49,8 @@ from sketchpad.engine.requests import (
     QueryRequest,
     QueryResult,
     Request,
+    SuggestRequest,
+    SuggestResult,
 )
 from sketchpad.engine.worker import InferenceWorker, Loader
 from sketchpad.search.model import ModelChoice
@@ -70,6 +72,7 @@ class Engine(QObject):
         indexProgress(int, int, int, float), indexFinished(FolderSummary),
         queryFinished(QueryResult), masksFinished(MaskResult), labelFinished(LabelResult),
         labelFailed(int, str, str), labelStatus(int, str), matchFinished(MatchResult),
+        suggestFinished(SuggestResult),
         failed(int, str), notice(str), busyChanged(bool).
     """
 
@@ -84,6 +87,7 @@ class Engine(QObject):
     labelFailed = Signal(int, str, str)
     labelStatus = Signal(int, str)
     matchFinished = Signal(object)
+    suggestFinished = Signal(object)
     failed = Signal(int, str)
     notice = Signal(str)
     busyChanged = Signal(bool)
@@ -98,6 +102,7 @@ class Engine(QObject):
         self._latest_masks: dict[str, int] = {}
         self._latest_label = -1
         self._latest_match = -1
+        self._latest_suggest = -1
         self._recent_queries: deque[int] = deque(maxlen=1024)
         self._folder_request: OpenFolder | None = None
         self._shut_down = False
@@ -120,6 +125,7 @@ class Engine(QObject):
         w.labelFailed.connect(self._on_label_failed)
         w.labelStatus.connect(self._on_label_status)
         w.matchFinished.connect(self._on_match_finished)
+        w.suggestFinished.connect(self._on_suggest_finished)
         w.failed.connect(self._on_failed)
         w.notice.connect(self.notice)
         w.busyChanged.connect(self.busyChanged)
@@ -147,6 +153,8 @@ class Engine(QObject):
             self._latest_label = gen
         elif isinstance(request, MatchRequest):
             self._latest_match = gen
+        elif isinstance(request, SuggestRequest):
+            self._latest_suggest = gen
         elif isinstance(request, OpenFolder):
             self._latest_folder = gen
             self._folder_request = request
@@ -302,6 +310,27 @@ class Engine(QObject):
     def latest_match_generation(self) -> int:
         return self._latest_match
 
+    def suggest(
+        self,
+        sketch: Sketch,
+        model: ModelChoice,
+        *,
+        recognition_head: Path | None = None,
+        top_k: int = 5,
+    ) -> int:
+        """Label suggestions for a scene sketch: zero-shot with ``model``, or by the
+        recognition head named (see :class:`SuggestRequest`); the newest wins. Failures
+        arrive on ``labelFailed`` and statuses on ``labelStatus`` with its generation."""
+        return self.submit(
+            SuggestRequest(
+                generation=0,
+                sketch=sketch,
+                model=model,
+                recognition_head=None if recognition_head is None else Path(recognition_head),
+                top_k=top_k,
+            )
+        )
+
     def cancel_indexing(self) -> None:
         """Stop indexing the open folder after the batch in flight (what is cached stays)."""
         self.inbox.cancel_indexing(self._latest_folder)
@@ -394,8 +423,13 @@ class Engine(QObject):
 
     @Slot(int, str, str)
     def _on_label_failed(self, generation: int, kind: str, message: str) -> None:
-        if generation == self._latest_label:
+        if generation in (self._latest_label, self._latest_suggest):
             self.labelFailed.emit(generation, kind, message)
+
+    @Slot(object)
+    def _on_suggest_finished(self, result: SuggestResult) -> None:
+        if result.request.generation == self._latest_suggest:
+            self.suggestFinished.emit(result)
 
     @Slot(object)
     def _on_match_finished(self, result: MatchResult) -> None:
@@ -404,7 +438,7 @@ class Engine(QObject):
 
     @Slot(int, str)
     def _on_label_status(self, generation: int, text: str) -> None:
-        if generation == self._latest_label:
+        if generation in (self._latest_label, self._latest_suggest):
             self.labelStatus.emit(generation, text)
 
     @Slot(int, str)

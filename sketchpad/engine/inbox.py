@@ -4,7 +4,8 @@
   pending one, which is never run (the newest query wins).
 - A :class:`~sketchpad.engine.requests.MaskRequest` goes into its channel's slot, likewise; so
   does a :class:`~sketchpad.engine.requests.LabelRequest` (scene labelling), in a slot of its own,
-  and a :class:`~sketchpad.engine.requests.MatchRequest` (sketch–photo correspondence).
+  a :class:`~sketchpad.engine.requests.MatchRequest` (sketch–photo correspondence) and a
+  :class:`~sketchpad.engine.requests.SuggestRequest` (label suggestions).
 - :class:`LoadModel` and :class:`OpenFolder` requests queue in order (each one matters).
 - :meth:`Inbox.take` hands out the pending request of lowest generation, so the worker answers
   in the order things were asked; :meth:`Inbox.take_urgent` hands out only queries and masks
@@ -31,10 +32,11 @@ from sketchpad.engine.requests import (
     OpenFolder,
     QueryRequest,
     Request,
+    SuggestRequest,
 )
 
 #: What can overtake an indexing run: answered between its batches.
-Urgent = QueryRequest | MaskRequest | LabelRequest | MatchRequest
+Urgent = QueryRequest | MaskRequest | LabelRequest | MatchRequest | SuggestRequest
 
 
 class Inbox:
@@ -49,6 +51,8 @@ class Inbox:
         self._latest_label = -1
         self._match: MatchRequest | None = None
         self._latest_match = -1
+        self._suggest: SuggestRequest | None = None
+        self._latest_suggest = -1
         self._latest_query = -1
         self._latest_mask: dict[str, int] = {}
         self._cancel_upto = -1
@@ -72,6 +76,9 @@ class Inbox:
             elif isinstance(request, MatchRequest):
                 self._latest_match = max(self._latest_match, request.generation)
                 self._match = request
+            elif isinstance(request, SuggestRequest):
+                self._latest_suggest = max(self._latest_suggest, request.generation)
+                self._suggest = request
             elif isinstance(request, (LoadModel, OpenFolder)):
                 self._queue.append(request)
             else:
@@ -139,6 +146,8 @@ class Inbox:
             cands.append(self._label)
         if self._match is not None:
             cands.append(self._match)
+        if self._suggest is not None:
+            cands.append(self._suggest)
         if self._queue and not urgent_only:
             cands.append(self._queue[0])
         if not cands:
@@ -152,6 +161,8 @@ class Inbox:
             self._label = None
         elif isinstance(req, MatchRequest):
             self._match = None
+        elif isinstance(req, SuggestRequest):
+            self._suggest = None
         else:
             self._queue.popleft()
         return req
@@ -188,6 +199,11 @@ class Inbox:
         with self._cond:
             return generation < self._latest_match
 
+    def is_stale_suggest(self, generation: int) -> bool:
+        """Whether a newer suggest request than ``generation`` has been asked for."""
+        with self._cond:
+            return generation < self._latest_suggest
+
     @property
     def latest_query_generation(self) -> int:
         """The newest query's generation (−1: none yet)."""
@@ -199,6 +215,7 @@ class Inbox:
         with self._cond:
             return bool(
                 self._queue or self._query or self._masks or self._label or self._match
+                or self._suggest
             )
 
     def idle(self) -> bool:
@@ -209,7 +226,7 @@ class Inbox:
     def _is_idle(self) -> bool:
         return not (
             self._queue or self._query or self._masks or self._label or self._match
-            or self._active
+            or self._suggest or self._active
         )
 
     def wait_idle(self, timeout_s: float) -> bool:

@@ -28,6 +28,7 @@ from sketchpad.sketch.model import Sketch
 
 if TYPE_CHECKING:
     from sketchpad.vision.scene_labels import SceneLabels
+    from sketchpad.vision.scene_suggest import SceneSuggestions
 
 #: Long side (pixels) of the masks sent with a query result unless asked otherwise.
 DEFAULT_MASK_SIDE = 160
@@ -176,6 +177,36 @@ class LabelRequest:
         object.__setattr__(self, "labels", tuple(self.labels))
 
 
+@dataclass(frozen=True)
+class SuggestRequest:
+    """Label suggestions for a scene sketch
+    (:func:`~sketchpad.vision.scene_suggest.suggest_labels`, as ``sketchpad label --suggest``):
+    zero-shot with the labelling CLIP model, or by a trained recognition head when one is
+    named. A newer suggest request replaces a pending one.
+
+    Attributes:
+        generation: request number.
+        sketch: the scene sketch.
+        model: the CLIP backbone of the zero-shot path (the labelling model).
+        recognition_head: a ``train fusion --task recognition`` checkpoint, or None
+            (zero-shot). Its backbone is loaded by the engine's loader (the same device and
+            precision as ``model``); a head that cannot be used leaves a note and the
+            suggestions are zero-shot.
+        top_k: names per sketch and per group.
+    """
+
+    generation: int
+    sketch: Sketch
+    model: ModelChoice
+    recognition_head: Path | None = None
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        _check_generation(self.generation)
+        if self.top_k < 1:
+            raise ValueError(f"SuggestRequest.top_k must be ≥ 1, got {self.top_k}")
+
+
 #: Long side of the heat map sent with a match (the view stretches it over the image).
 DEFAULT_HEAT_SIDE = 256
 
@@ -219,7 +250,15 @@ class MatchRequest:
         object.__setattr__(self, "points", pts)
 
 
-Request = LoadModel | OpenFolder | QueryRequest | MaskRequest | LabelRequest | MatchRequest
+Request = (
+    LoadModel
+    | OpenFolder
+    | QueryRequest
+    | MaskRequest
+    | LabelRequest
+    | MatchRequest
+    | SuggestRequest
+)
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -366,4 +405,23 @@ class MatchResult:
     photo_hw: tuple[int, int]
     backbone_id: str
     forwards: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SuggestResult:
+    """The answer to a :class:`SuggestRequest`.
+
+    Attributes:
+        request: what was asked.
+        suggestions: for the whole sketch and each group; ``suggestions.source`` says who
+            answered (``"zero-shot"`` or the head's path).
+        note: why the recognition head named was not used (the message names the file), or
+            None.
+        seconds: wall time, model loading included.
+    """
+
+    request: SuggestRequest
+    suggestions: SceneSuggestions
+    note: str | None
     seconds: float

@@ -20,6 +20,9 @@ signals. It never touches a widget; results are frozen dataclasses of numpy arra
   (no other model is loaded), with :mod:`sketchpad.vision.fusion.correspond` as
   ``sketchpad correspond`` does; the features of the photo and of the sketch are kept by
   photo file, sketch key and model, so a second click costs no forward.
+- **Label suggestions** (SuggestRequest) use the labelling model (zero-shot), or a trained
+  recognition head whose fused backbone the loader builds (kept while the file is unchanged);
+  a head that cannot be used leaves a note and the suggestions are zero-shot.
 - **Newest wins**: a result is emitted only if no newer query was asked for meanwhile; mask
   loops check between photos and give up early.
 - **Errors**: every exception while handling a request becomes ``failed(generation, message)``
@@ -59,6 +62,8 @@ from sketchpad.engine.requests import (
     QueryRequest,
     QueryResult,
     Request,
+    SuggestRequest,
+    SuggestResult,
 )
 from sketchpad.engine.session import FolderSession
 from sketchpad.gallery.cache import CacheError
@@ -76,6 +81,7 @@ from sketchpad.vision.segmenter import Segmenter
 if TYPE_CHECKING:
     from sketchpad.vision.backbone import Backbone
     from sketchpad.vision.fusion.correspond import FeatureCache
+    from sketchpad.vision.fusion.recognise import Recogniser
     from sketchpad.vision.scene import SceneLabeller
 
 log = logging.getLogger(__name__)
@@ -159,6 +165,8 @@ class InferenceWorker(QObject):
             kind "weights" (no usable weights: the message says how to get them), "input" (a
             sketch or labels the labeller refuses) or "error".
         labelStatus(int, str): (generation, what labelling is doing: loading, downloading).
+        suggestFinished(SuggestResult): a SuggestRequest's suggestions (failures go to
+            ``labelFailed``, statuses to ``labelStatus``, with its generation).
         matchFinished(MatchResult): a MatchRequest's matches (never a stale one; failures go
             to ``failed``).
         failed(int, str): (generation, readable message) of a request that failed.
@@ -178,6 +186,7 @@ class InferenceWorker(QObject):
     labelFailed = Signal(int, str, str)
     labelStatus = Signal(int, str)
     matchFinished = Signal(object)
+    suggestFinished = Signal(object)
     failed = Signal(int, str)
     notice = Signal(str)
     busyChanged = Signal(bool)
@@ -196,6 +205,7 @@ class InferenceWorker(QObject):
         self._last: _Answered | None = None
         self._labeller: tuple[ModelChoice, SceneLabeller] | None = None
         self._matching: FeatureCache | None = None  # correspondence features, this model's
+        self._recogniser: tuple[tuple[object, ...], Recogniser] | None = None  # (file key, …)
         self._busy = False
 
     # -- the loop ----------------------------------------------------------------------------
@@ -236,6 +246,8 @@ class InferenceWorker(QObject):
                 self._label(request)
             elif isinstance(request, MatchRequest):
                 self._match(request)
+            elif isinstance(request, SuggestRequest):
+                self._suggest(request)
             else:
                 raise TypeError(f"unknown request {request!r}")
         except Exception as e:
@@ -289,6 +301,7 @@ class InferenceWorker(QObject):
         self._segmenter = self._core = self._model = None
         self._labeller = None
         self._matching = None
+        self._recogniser = None
         self._last = None
 
     def _close_folder(self) -> None:
@@ -602,7 +615,82 @@ class InferenceWorker(QObject):
             )
         )
 
-    def _labeller_for(self, request: LabelRequest) -> SceneLabeller:
+    def _suggest(self, request: SuggestRequest) -> None:
+        """Label suggestions; failures go to ``labelFailed`` with their kind, as labelling's."""
+        from sketchpad.vision.scene_suggest import suggest_labels
+
+        gen = request.generation
+        try:
+            t0 = time.perf_counter()
+            labeller = self._labeller_for(request)
+            recogniser, note = None, None
+            if request.recognition_head is not None:
+                recogniser, note = self._recogniser_for(request)
+            if self.inbox.is_stale_suggest(gen):
+                return
+            result = suggest_labels(
+                labeller, request.sketch, top_k=request.top_k, recogniser=recogniser
+            )
+        except WeightsError as e:
+            log.warning("suggestion model unavailable: %s", e)
+            self.labelFailed.emit(gen, "weights", str(e))
+            return
+        except (ValueError, KeyError) as e:
+            self.labelFailed.emit(gen, "input", str(e).strip("'\""))
+            return
+        except Exception as e:  # every failure must reach the window
+            log.exception("suggesting labels failed")
+            self.labelFailed.emit(gen, "error", f"{type(e).__name__}: {e}")
+            return
+        if not self.inbox.is_stale_suggest(gen):
+            self.suggestFinished.emit(
+                SuggestResult(request, result, note, time.perf_counter() - t0)
+            )
+
+    def _recogniser_for(self, request: SuggestRequest) -> tuple[Recogniser | None, str | None]:
+        """The recognition head ``request`` names with its fused backbone, built by the
+        engine's loader (kept while the file and the device are the same), or (None, why)."""
+        from sketchpad.search.model import ModelChoice
+        from sketchpad.vision.fusion.backbone import FusionBackbone
+        from sketchpad.vision.fusion.recognise import (
+            Recogniser,
+            not_used_note,
+            read_recognition_head,
+        )
+
+        path = Path(request.recognition_head or "")
+        choice = request.model
+        try:
+            st = path.stat()
+            key = (str(path.resolve()), st.st_mtime_ns, st.st_size, choice.device, choice.fp16,
+                   choice.pretrained)  # fmt: skip
+            if self._recogniser is not None and self._recogniser[0] == key:
+                return self._recogniser[1], None
+            self._recogniser = None
+            head = read_recognition_head(path)
+            self.labelStatus.emit(request.generation, f"Loading the recognition head {path.name}…")
+            fused = ModelChoice(
+                backbone_id=head.backbone_id,
+                weights=path,
+                device=choice.device,
+                fp16=choice.fp16,
+                pretrained=choice.pretrained,
+                offline=choice.offline,
+            )
+            backbone = self._loader(fused, lambda done, total: None).backbone
+            if not isinstance(backbone, FusionBackbone):
+                raise WeightsError(path, f"loads as {backbone.spec.id}, not a fused backbone")
+            recogniser = Recogniser(backbone, head)
+        except FileNotFoundError:
+            return None, not_used_note(path, WeightsError(path, "does not exist"))
+        except (WeightsError, ValueError, KeyError, OSError) as e:
+            log.warning("recognition head %s not used: %s", path, e)
+            return None, not_used_note(path, e)
+        self._recogniser = (key, recogniser)
+        log.info("recognition head %s loaded (%s)", path, head.backbone_id)
+        return recogniser, None
+
+    def _labeller_for(self, request: LabelRequest | SuggestRequest) -> SceneLabeller:
         """The labeller on the backbone ``request.model`` names: the photo-search model's when
         it is the same backbone, the last labeller's when it is, else a new one (loaded with
         progress; the previous labelling backbone is released)."""

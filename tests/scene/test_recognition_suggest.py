@@ -7,7 +7,6 @@ and ``sketchpad label --suggest --recognition-head`` (the one function both use)
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from collections.abc import Iterator
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from scene_planted import SceneBackbone, quadrant_sketch
-from train.test_fusion_train import FixedBatch, synthetic_batch, trainer
+from scene.recognition_head import CLASSES, trained_head
+from scene.scene_planted import SceneBackbone, quadrant_sketch
 
 from sketchpad.cli import main
 from sketchpad.sketch.io import read_sketch, write_sketch
@@ -26,7 +25,6 @@ from sketchpad.vision.scene_suggest import ZERO_SHOT, suggest_labels
 from sketchpad.vision.scene_vocab import Vocabulary
 
 VOCAB = Vocabulary(names=("cat", "dog", "tree", "sun", "car", "boat"))
-CLASSES = ("circle", "square", "triangle")
 
 
 @pytest.fixture(autouse=True)
@@ -40,17 +38,10 @@ def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     torch.set_num_threads(before)
 
 
-@functools.cache
-def _trained_head(folder: str) -> Path:
-    t = trainer("recognition", FixedBatch(synthetic_batch("recognition")), Path(folder), steps=3)
-    t.fit()
-    return Path(folder) / "fusion.safetensors"
-
-
 @pytest.fixture(scope="module")
 def head_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A recognition head of test-sketchfusion-tiny written by FusionTrainer's own saver."""
-    return _trained_head(str(tmp_path_factory.mktemp("head")))
+    return trained_head(str(tmp_path_factory.mktemp("head")))
 
 
 def copy_head(head: Path, folder: Path) -> Path:

@@ -156,16 +156,27 @@ def try_load_recogniser(
     try:
         return load_recogniser(path, **options), None
     except (WeightsError, ValueError, KeyError, OSError) as e:
-        reason = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        if str(path) not in reason:
-            reason = f"{path}: {reason}"
-        return None, f"recognition head not used: {reason}; suggesting zero-shot"
+        return None, not_used_note(path, e)
+
+
+#: What the suggestions do when a recognition head cannot be used.
+FALLBACK = "suggesting zero-shot"
+
+
+def not_used_note(path: str | Path, error: Exception) -> str:
+    """Why the head at ``path`` is not used, naming the file: ``"recognition head not used:
+    <file>: <reason>; suggesting zero-shot"``."""
+    reason = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if str(path) not in reason:
+        reason = f"{path}: {reason}"
+    return f"recognition head not used: {reason}; {FALLBACK}"
 
 
 __all__ = [
     "RecognitionHead",
     "Recogniser",
     "load_recogniser",
+    "not_used_note",
     "read_recognition_head",
     "recognise",
     "try_load_recogniser",
