@@ -189,6 +189,7 @@ def test_a_photo_click_marks_the_sketch_point_and_two_clicks_run_the_backbone_on
     assert second.forwards == 0 and len(backbone.photo_batches) == before + 1
     point, match = viewer.matcher.photo_marks()[0], viewer.matcher.sketch_marks()[1]
     assert point is not None and match is not None
+    assert point == pytest.approx((100.0, 90.0), abs=1.0)  # where the photo was clicked
     assert inside(point, DARK)
     direct = correspond(
         InkStandIn(), load_photo(photo_file), sketch_image(SKETCH, SIDE), [point],
@@ -222,6 +223,13 @@ def test_a_new_sketch_or_photo_clears_the_marks_and_an_empty_sketch_is_refused(
 ) -> None:
     matcher = viewer.matcher
     key(viewer, Qt.Key.Key_K)
+    click_sketch(viewer, qtbot, *ink_fraction())
+    other = photo_file.parent / "other.png"
+    Image.fromarray(photo((96, 128), [])).save(other)
+    viewer.show_photo(other.parent, other.name)  # another photo: the marks go
+    assert matcher.photo_marks() == (None, None) and matcher.result is None
+    assert matcher.sketch_marks() == (None, None) and matcher.photo_heat() is None
+    qtbot.waitUntil(lambda: viewer.photo_size == (128, 96), timeout=WAIT_MS)
     click_sketch(viewer, qtbot, *ink_fraction())
     viewer.set_sketch(Sketch(width=100, height=100))
     assert matcher.photo_marks() == (None, None) and matcher.result is None
