@@ -10,6 +10,8 @@
 #   libegl1 libgl1 libfontconfig1 libdbus-1-3
 #
 # Usage: bash packaging/walkthrough.sh [OUT_DIR]   (default build/walkthrough)
+#        WALKTHROUGH_SCRIPT=packaging/match_walkthrough.py bash packaging/walkthrough.sh [OUT_DIR]
+#        (Match Points in the large view, issue 20 item 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-build/walkthrough}"
@@ -47,4 +49,4 @@ trap 'kill "$XVFB_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [[ -e "/tmp/.X11-unix/X$n" ]] && break; sleep 0.1; done
 
 DISPLAY=":$n" QT_QPA_PLATFORM=xcb PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
-    "$PY" packaging/walkthrough.py "$OUT"
+    "$PY" "${WALKTHROUGH_SCRIPT:-packaging/walkthrough.py}" "$OUT"

@@ -86,6 +86,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "weights; zero-shot: where each label scores above the labels' weighted mean)",
     )
     p.add_argument("--top-k", type=int, default=5, help="suggestions per group (default 5)")
+    p.add_argument(
+        "--recognition-head",
+        metavar="PATH",
+        help="with --suggest: a trained recognition head (`sketchpad train fusion --task "
+        "recognition`, .safetensors + .json) names the sketch and its groups instead of the "
+        "zero-shot vocabulary; a head that cannot be used is named in a warning and the "
+        "suggestions stay zero-shot",
+    )
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -144,6 +152,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         return _err(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.top_k < 1:
         return _err(f"--top-k must be at least 1, got {args.top_k}")
+    if args.recognition_head is not None and not args.suggest:
+        return _err("--recognition-head names the suggestions' model: give --suggest too")
     if out.exists() and not out.is_dir():
         return _err(f"--out {out}: exists and is not a folder")
     labels: tuple[str, ...] = ()
@@ -185,7 +195,20 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         warn_random_weights(args, NAME)
         suggestions = None
         if args.suggest:
-            suggestions = suggest_labels(labeller, sketch, top_k=args.top_k)
+            recogniser = None
+            if args.recognition_head is not None:
+                from sketchpad.vision.fusion.recognise import try_load_recogniser
+
+                recogniser, why = try_load_recogniser(
+                    args.recognition_head,
+                    device=args.device,
+                    pretrained=not args.random_weights,
+                )
+                if why:
+                    print(f"{NAME}: warning: {why}", file=sys.stderr)
+            suggestions = suggest_labels(
+                labeller, sketch, top_k=args.top_k, recogniser=recogniser
+            )
             labels = suggestions.proposed_labels()
         result = labeller.label(sketch, labels)
     except (KeyError, ValueError, WeightsError) as e:
@@ -200,6 +223,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     }
     if suggestions is not None:
         info["suggestions"] = {
+            "source": suggestions.source,
             "whole": [[s.label, round(s.probability, 6)] for s in suggestions.whole],
             "groups": [
                 {
@@ -219,8 +243,10 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         if name is not None:
             counts[name] += 1
     if suggestions is not None:
+        by = "" if suggestions.source == "zero-shot" else f" by {suggestions.source}"
         print(
-            "suggested: " + ", ".join(f"{s.label} ({s.probability:.0%})" for s in suggestions.whole)
+            f"suggested{by}: "
+            + ", ".join(f"{s.label} ({s.probability:.0%})" for s in suggestions.whole)
         )
     for lab, n in counts.items():
         pixels = int((result.pixel_labels == result.labels.index(lab)).sum())

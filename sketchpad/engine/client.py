@@ -34,6 +34,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 from sketchpad.engine import threads
 from sketchpad.engine.inbox import Inbox
 from sketchpad.engine.requests import (
+    DEFAULT_HEAT_SIDE,
     DEFAULT_MASK_SIDE,
     FolderSummary,
     LabelRequest,
@@ -41,11 +42,15 @@ from sketchpad.engine.requests import (
     LoadModel,
     MaskRequest,
     MaskResult,
+    MatchRequest,
+    MatchResult,
     ModelInfo,
     OpenFolder,
     QueryRequest,
     QueryResult,
     Request,
+    SuggestRequest,
+    SuggestResult,
 )
 from sketchpad.engine.worker import InferenceWorker, Loader
 from sketchpad.search.model import ModelChoice
@@ -66,8 +71,9 @@ class Engine(QObject):
         modelLoaded(ModelInfo), downloadProgress(int, int | None), bankChanged(int, int),
         indexProgress(int, int, int, float), indexFinished(FolderSummary),
         queryFinished(QueryResult), masksFinished(MaskResult), labelFinished(LabelResult),
-        labelFailed(int, str, str), labelStatus(int, str), failed(int, str), notice(str),
-        busyChanged(bool).
+        labelFailed(int, str, str), labelStatus(int, str), matchFinished(MatchResult),
+        suggestFinished(SuggestResult),
+        failed(int, str), notice(str), busyChanged(bool).
     """
 
     modelLoaded = Signal(object)
@@ -80,6 +86,8 @@ class Engine(QObject):
     labelFinished = Signal(object)
     labelFailed = Signal(int, str, str)
     labelStatus = Signal(int, str)
+    matchFinished = Signal(object)
+    suggestFinished = Signal(object)
     failed = Signal(int, str)
     notice = Signal(str)
     busyChanged = Signal(bool)
@@ -93,6 +101,8 @@ class Engine(QObject):
         self._latest_folder = -1
         self._latest_masks: dict[str, int] = {}
         self._latest_label = -1
+        self._latest_match = -1
+        self._latest_suggest = -1
         self._recent_queries: deque[int] = deque(maxlen=1024)
         self._folder_request: OpenFolder | None = None
         self._shut_down = False
@@ -114,6 +124,8 @@ class Engine(QObject):
         w.labelFinished.connect(self._on_label_finished)
         w.labelFailed.connect(self._on_label_failed)
         w.labelStatus.connect(self._on_label_status)
+        w.matchFinished.connect(self._on_match_finished)
+        w.suggestFinished.connect(self._on_suggest_finished)
         w.failed.connect(self._on_failed)
         w.notice.connect(self.notice)
         w.busyChanged.connect(self.busyChanged)
@@ -139,6 +151,10 @@ class Engine(QObject):
             self._latest_masks[request.channel] = gen
         elif isinstance(request, LabelRequest):
             self._latest_label = gen
+        elif isinstance(request, MatchRequest):
+            self._latest_match = gen
+        elif isinstance(request, SuggestRequest):
+            self._latest_suggest = gen
         elif isinstance(request, OpenFolder):
             self._latest_folder = gen
             self._folder_request = request
@@ -267,6 +283,54 @@ class Engine(QObject):
     def latest_label_generation(self) -> int:
         return self._latest_label
 
+    def match(
+        self,
+        photo: Path,
+        sketch: Sketch,
+        points: tuple[tuple[float, float], ...],
+        *,
+        reverse: bool = False,
+        heat_side: int = DEFAULT_HEAT_SIDE,
+    ) -> int:
+        """Match points of the sketch on ``photo`` (``reverse``: of the photo on the sketch)
+        with the photo-search model (see :class:`MatchRequest`); the newest match wins."""
+        return self.submit(
+            MatchRequest(
+                generation=0,
+                photo=Path(photo),
+                sketch=sketch,
+                sketch_key=QuerySpec(sketch=sketch).key(),
+                points=tuple(points),
+                reverse=reverse,
+                heat_side=heat_side,
+            )
+        )
+
+    @property
+    def latest_match_generation(self) -> int:
+        return self._latest_match
+
+    def suggest(
+        self,
+        sketch: Sketch,
+        model: ModelChoice,
+        *,
+        recognition_head: Path | None = None,
+        top_k: int = 5,
+    ) -> int:
+        """Label suggestions for a scene sketch: zero-shot with ``model``, or by the
+        recognition head named (see :class:`SuggestRequest`); the newest wins. Failures
+        arrive on ``labelFailed`` and statuses on ``labelStatus`` with its generation."""
+        return self.submit(
+            SuggestRequest(
+                generation=0,
+                sketch=sketch,
+                model=model,
+                recognition_head=None if recognition_head is None else Path(recognition_head),
+                top_k=top_k,
+            )
+        )
+
     def cancel_indexing(self) -> None:
         """Stop indexing the open folder after the batch in flight (what is cached stays)."""
         self.inbox.cancel_indexing(self._latest_folder)
@@ -359,12 +423,22 @@ class Engine(QObject):
 
     @Slot(int, str, str)
     def _on_label_failed(self, generation: int, kind: str, message: str) -> None:
-        if generation == self._latest_label:
+        if generation in (self._latest_label, self._latest_suggest):
             self.labelFailed.emit(generation, kind, message)
+
+    @Slot(object)
+    def _on_suggest_finished(self, result: SuggestResult) -> None:
+        if result.request.generation == self._latest_suggest:
+            self.suggestFinished.emit(result)
+
+    @Slot(object)
+    def _on_match_finished(self, result: MatchResult) -> None:
+        if result.request.generation == self._latest_match:
+            self.matchFinished.emit(result)
 
     @Slot(int, str)
     def _on_label_status(self, generation: int, text: str) -> None:
-        if generation == self._latest_label:
+        if generation in (self._latest_label, self._latest_suggest):
             self.labelStatus.emit(generation, text)
 
     @Slot(int, str)

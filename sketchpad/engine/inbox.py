@@ -3,7 +3,9 @@
 - A :class:`~sketchpad.engine.requests.QueryRequest` goes into one slot: a newer query replaces a
   pending one, which is never run (the newest query wins).
 - A :class:`~sketchpad.engine.requests.MaskRequest` goes into its channel's slot, likewise; so
-  does a :class:`~sketchpad.engine.requests.LabelRequest` (scene labelling), in a slot of its own.
+  does a :class:`~sketchpad.engine.requests.LabelRequest` (scene labelling), in a slot of its own,
+  a :class:`~sketchpad.engine.requests.MatchRequest` (sketch–photo correspondence) and a
+  :class:`~sketchpad.engine.requests.SuggestRequest` (label suggestions).
 - :class:`LoadModel` and :class:`OpenFolder` requests queue in order (each one matters).
 - :meth:`Inbox.take` hands out the pending request of lowest generation, so the worker answers
   in the order things were asked; :meth:`Inbox.take_urgent` hands out only queries and masks
@@ -26,13 +28,15 @@ from sketchpad.engine.requests import (
     LabelRequest,
     LoadModel,
     MaskRequest,
+    MatchRequest,
     OpenFolder,
     QueryRequest,
     Request,
+    SuggestRequest,
 )
 
 #: What can overtake an indexing run: answered between its batches.
-Urgent = QueryRequest | MaskRequest | LabelRequest
+Urgent = QueryRequest | MaskRequest | LabelRequest | MatchRequest | SuggestRequest
 
 
 class Inbox:
@@ -45,6 +49,10 @@ class Inbox:
         self._masks: dict[str, MaskRequest] = {}
         self._label: LabelRequest | None = None
         self._latest_label = -1
+        self._match: MatchRequest | None = None
+        self._latest_match = -1
+        self._suggest: SuggestRequest | None = None
+        self._latest_suggest = -1
         self._latest_query = -1
         self._latest_mask: dict[str, int] = {}
         self._cancel_upto = -1
@@ -65,6 +73,12 @@ class Inbox:
             elif isinstance(request, LabelRequest):
                 self._latest_label = max(self._latest_label, request.generation)
                 self._label = request
+            elif isinstance(request, MatchRequest):
+                self._latest_match = max(self._latest_match, request.generation)
+                self._match = request
+            elif isinstance(request, SuggestRequest):
+                self._latest_suggest = max(self._latest_suggest, request.generation)
+                self._suggest = request
             elif isinstance(request, (LoadModel, OpenFolder)):
                 self._queue.append(request)
             else:
@@ -130,6 +144,10 @@ class Inbox:
         cands += self._masks.values()
         if self._label is not None:
             cands.append(self._label)
+        if self._match is not None:
+            cands.append(self._match)
+        if self._suggest is not None:
+            cands.append(self._suggest)
         if self._queue and not urgent_only:
             cands.append(self._queue[0])
         if not cands:
@@ -141,6 +159,10 @@ class Inbox:
             del self._masks[req.channel]
         elif isinstance(req, LabelRequest):
             self._label = None
+        elif isinstance(req, MatchRequest):
+            self._match = None
+        elif isinstance(req, SuggestRequest):
+            self._suggest = None
         else:
             self._queue.popleft()
         return req
@@ -172,6 +194,16 @@ class Inbox:
         with self._cond:
             return generation < self._latest_label
 
+    def is_stale_match(self, generation: int) -> bool:
+        """Whether a newer match request than ``generation`` has been asked for."""
+        with self._cond:
+            return generation < self._latest_match
+
+    def is_stale_suggest(self, generation: int) -> bool:
+        """Whether a newer suggest request than ``generation`` has been asked for."""
+        with self._cond:
+            return generation < self._latest_suggest
+
     @property
     def latest_query_generation(self) -> int:
         """The newest query's generation (−1: none yet)."""
@@ -181,7 +213,10 @@ class Inbox:
     def pending(self) -> bool:
         """Whether requests are waiting (not counting those being handled)."""
         with self._cond:
-            return bool(self._queue or self._query or self._masks or self._label)
+            return bool(
+                self._queue or self._query or self._masks or self._label or self._match
+                or self._suggest
+            )
 
     def idle(self) -> bool:
         """Nothing pending and nothing being handled."""
@@ -189,7 +224,10 @@ class Inbox:
             return self._is_idle()
 
     def _is_idle(self) -> bool:
-        return not (self._queue or self._query or self._masks or self._label or self._active)
+        return not (
+            self._queue or self._query or self._masks or self._label or self._match
+            or self._suggest or self._active
+        )
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s`` until :meth:`idle`; returns whether it is."""

@@ -15,7 +15,10 @@ exists (``when_ready``), and re-emits the engine's answers for the newest reques
 - ``failed(int generation, str kind, str message)`` — kind "weights" (no usable weights: the
   message says how to get them), "input" (a sketch or labels the labeller refuses) or "error";
 - ``status(str)`` — what the worker is doing (loading, downloading);
-- ``busyChanged(bool)``.
+- ``busyChanged(bool)``;
+- ``suggestionsReady(SuggestResult)`` and ``suggestFailed(str kind, str message)`` — label
+  suggestions (:meth:`LabellingService.suggest`: zero-shot, or by a recognition head), the
+  newest request only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal, Slot
@@ -32,7 +36,7 @@ from sketchpad.sketch.model import Sketch
 
 if TYPE_CHECKING:  # the window imports this at start: no torch, no OpenCV here
     from sketchpad.engine.client import Engine
-    from sketchpad.engine.requests import LabelResult
+    from sketchpad.engine.requests import LabelResult, SuggestResult
     from sketchpad.search.model import ModelChoice
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ class LabellingService(QObject):
     failed = Signal(int, str, str)
     status = Signal(str)
     busyChanged = Signal(bool)  # noqa: N815
+    suggestionsReady = Signal(object)  # noqa: N815
+    suggestFailed = Signal(str, str)  # noqa: N815
 
     def __init__(
         self,
@@ -73,6 +79,8 @@ class LabellingService(QObject):
         self._model = model
         self._latest = 0
         self._engine_gen: dict[int, int] = {}  # the engine's generation → ours
+        self._latest_suggest = 0
+        self._suggest_gen: dict[int, int] = {}  # the engine's generation → our suggest number
         self._connected: Engine | None = None
         self._busy = False
         self._closed = False
@@ -123,9 +131,41 @@ class LabellingService(QObject):
         self._host.when_ready(send)
         return ours
 
+    def suggest(self, sketch: Sketch, recognition_head: Path | None = None) -> int:
+        """Ask for label suggestions for ``sketch`` (zero-shot with the labelling model, or by
+        ``recognition_head``); returns at once with the request's number. The answer comes
+        on ``suggestionsReady`` (or ``suggestFailed``); an earlier request is superseded."""
+        if self._closed:
+            raise RuntimeError("the labelling service has been shut down")
+        self._latest_suggest += 1
+        ours = self._latest_suggest
+
+        def send(engine: Engine) -> None:
+            if ours != self._latest_suggest or self._closed:
+                return
+            self._connect(engine)
+            try:
+                gen = engine.suggest(sketch, self._model(), recognition_head=recognition_head)
+            except (RuntimeError, ValueError) as e:
+                self.suggestFailed.emit("error", str(e))
+                return
+            self._suggest_gen = {gen: ours}
+
+        self._host.when_ready(send)
+        return ours
+
+    @Slot(object)
+    def _on_suggestions(self, result: SuggestResult) -> None:
+        ours = self._suggest_gen.get(result.request.generation)
+        if ours is None or ours != self._latest_suggest:
+            self.dropped += 1
+            return
+        self.suggestionsReady.emit(result)
+
     def _connect(self, engine: Engine) -> None:
         if self._connected is engine:
             return
+        engine.suggestFinished.connect(self._on_suggestions)
         engine.labelFinished.connect(self._on_finished)
         engine.labelFailed.connect(self._on_failed)
         engine.labelStatus.connect(self._on_status)
@@ -144,6 +184,11 @@ class LabellingService(QObject):
 
     @Slot(int, str, str)
     def _on_failed(self, generation: int, kind: str, message: str) -> None:
+        suggest = self._suggest_gen.get(generation)
+        if suggest is not None:
+            if suggest == self._latest_suggest:
+                self.suggestFailed.emit(kind, message)
+            return
         ours = self._engine_gen.get(generation)
         if ours is None:
             self.dropped += 1
@@ -159,7 +204,10 @@ class LabellingService(QObject):
 
     @Slot(int, str)
     def _on_status(self, generation: int, text: str) -> None:
-        if self._engine_gen.get(generation) == self._latest:
+        if (
+            self._engine_gen.get(generation) == self._latest
+            or self._suggest_gen.get(generation, -1) == self._latest_suggest
+        ):
             self.status.emit(text)
 
     def engine_failed(self, message: str) -> None:
@@ -183,6 +231,7 @@ class LabellingService(QObject):
         owner). Always True: this service owns no thread."""
         self._closed = True
         self._latest += 1  # anything still on its way is now stale
+        self._latest_suggest += 1
         self._set_busy(False)
         return True
 

@@ -28,6 +28,7 @@ from sketchpad.sketch.model import Sketch
 
 if TYPE_CHECKING:
     from sketchpad.vision.scene_labels import SceneLabels
+    from sketchpad.vision.scene_suggest import SceneSuggestions
 
 #: Long side (pixels) of the masks sent with a query result unless asked otherwise.
 DEFAULT_MASK_SIDE = 160
@@ -176,7 +177,88 @@ class LabelRequest:
         object.__setattr__(self, "labels", tuple(self.labels))
 
 
-Request = LoadModel | OpenFolder | QueryRequest | MaskRequest | LabelRequest
+@dataclass(frozen=True)
+class SuggestRequest:
+    """Label suggestions for a scene sketch
+    (:func:`~sketchpad.vision.scene_suggest.suggest_labels`, as ``sketchpad label --suggest``):
+    zero-shot with the labelling CLIP model, or by a trained recognition head when one is
+    named. A newer suggest request replaces a pending one.
+
+    Attributes:
+        generation: request number.
+        sketch: the scene sketch.
+        model: the CLIP backbone of the zero-shot path (the labelling model).
+        recognition_head: a ``train fusion --task recognition`` checkpoint, or None
+            (zero-shot). Its backbone is loaded by the engine's loader (the same device and
+            precision as ``model``); a head that cannot be used leaves a note and the
+            suggestions are zero-shot.
+        top_k: names per sketch and per group.
+    """
+
+    generation: int
+    sketch: Sketch
+    model: ModelChoice
+    recognition_head: Path | None = None
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        _check_generation(self.generation)
+        if self.top_k < 1:
+            raise ValueError(f"SuggestRequest.top_k must be ≥ 1, got {self.top_k}")
+
+
+#: Long side of the heat map sent with a match (the view stretches it over the image).
+DEFAULT_HEAT_SIDE = 256
+
+
+@dataclass(frozen=True)
+class MatchRequest:
+    """Sketch–photo correspondence (seed 003 §6.3) with the photo-search model's dense
+    features: where points of the sketch are on a photo, or (``reverse``) points of the photo
+    on the sketch. The same computation as ``sketchpad correspond``
+    (:mod:`sketchpad.vision.fusion.correspond`); each image's features are cached by the
+    worker (per photo file, sketch key and model), so more clicks on the same pair run no
+    forward. A newer match request replaces a pending one.
+
+    Attributes:
+        generation: request number.
+        photo: the photo's path.
+        sketch: the drawn sketch, matched as
+            :func:`~sketchpad.vision.fusion.correspond.sketch_image` draws it (a square).
+        sketch_key: what identifies the sketch's image (``QuerySpec(sketch).key()``).
+        points: query points, (x, y): on the sketch as fractions of its image's side, on the
+            photo (``reverse``) in photo pixels.
+        reverse: the points are on the photo, the matches on the sketch.
+        heat_side: long side of the heat map sent back.
+    """
+
+    generation: int
+    photo: Path
+    sketch: Sketch
+    sketch_key: str
+    points: tuple[tuple[float, float], ...]
+    reverse: bool = False
+    heat_side: int = DEFAULT_HEAT_SIDE
+
+    def __post_init__(self) -> None:
+        _check_generation(self.generation)
+        if not self.points:
+            raise ValueError("MatchRequest.points is empty")
+        if self.heat_side < 1:
+            raise ValueError(f"MatchRequest.heat_side must be ≥ 1, got {self.heat_side}")
+        pts = tuple((float(x), float(y)) for x, y in self.points)
+        object.__setattr__(self, "points", pts)
+
+
+Request = (
+    LoadModel
+    | OpenFolder
+    | QueryRequest
+    | MaskRequest
+    | LabelRequest
+    | MatchRequest
+    | SuggestRequest
+)
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -296,4 +378,50 @@ class LabelResult:
     labels: SceneLabels
     backbone_id: str
     weights_sha256: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """The answer to a :class:`MatchRequest`.
+
+    Attributes:
+        request: what was asked.
+        targets: each point's match, (x, y) in the request's other image's units (sketch:
+            fractions of its side; photo: pixels).
+        confidences: each match's confidence (0–1).
+        heat: (h, w) float32 in [0, 1] (max 1): the first point's heat map over the target
+            image (the photo, or the sketch's square), ``heat_side`` on its long side.
+        photo_hw: the photo's (H, W) in pixels.
+        backbone_id: the model that matched.
+        forwards: backbone forwards this answer ran (0: both images were cached).
+        seconds: worker time.
+    """
+
+    request: MatchRequest
+    targets: tuple[tuple[float, float], ...]
+    confidences: tuple[float, ...]
+    heat: np.ndarray = field(repr=False)
+    photo_hw: tuple[int, int]
+    backbone_id: str
+    forwards: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SuggestResult:
+    """The answer to a :class:`SuggestRequest`.
+
+    Attributes:
+        request: what was asked.
+        suggestions: for the whole sketch and each group; ``suggestions.source`` says who
+            answered (``"zero-shot"`` or the head's path).
+        note: why the recognition head named was not used (the message names the file), or
+            None.
+        seconds: wall time, model loading included.
+    """
+
+    request: SuggestRequest
+    suggestions: SceneSuggestions
+    note: str | None
     seconds: float

@@ -16,6 +16,13 @@ signals. It never touches a widget; results are frozen dataclasses of numpy arra
 - **Scene labelling** (LabelRequest) runs here too, on the same thread: it labels with the CLIP
   backbone the request names, which is the photo-search model itself when that is the same
   backbone (one model in memory, not two).
+- **Sketch–photo correspondence** (MatchRequest) runs on the photo-search model's backbone
+  (no other model is loaded), with :mod:`sketchpad.vision.fusion.correspond` as
+  ``sketchpad correspond`` does; the features of the photo and of the sketch are kept by
+  photo file, sketch key and model, so a second click costs no forward.
+- **Label suggestions** (SuggestRequest) use the labelling model (zero-shot), or a trained
+  recognition head whose fused backbone the loader builds (kept while the file is unchanged);
+  a head that cannot be used leaves a note and the suggestions are zero-shot.
 - **Newest wins**: a result is emitted only if no newer query was asked for meanwhile; mask
   loops check between photos and give up early.
 - **Errors**: every exception while handling a request becomes ``failed(generation, message)``
@@ -48,11 +55,15 @@ from sketchpad.engine.requests import (
     LoadModel,
     MaskRequest,
     MaskResult,
+    MatchRequest,
+    MatchResult,
     ModelInfo,
     OpenFolder,
     QueryRequest,
     QueryResult,
     Request,
+    SuggestRequest,
+    SuggestResult,
 )
 from sketchpad.engine.session import FolderSession
 from sketchpad.gallery.cache import CacheError
@@ -69,6 +80,8 @@ from sketchpad.vision.segmenter import Segmenter
 
 if TYPE_CHECKING:
     from sketchpad.vision.backbone import Backbone
+    from sketchpad.vision.fusion.correspond import FeatureCache
+    from sketchpad.vision.fusion.recognise import Recogniser
     from sketchpad.vision.scene import SceneLabeller
 
 log = logging.getLogger(__name__)
@@ -152,6 +165,10 @@ class InferenceWorker(QObject):
             kind "weights" (no usable weights: the message says how to get them), "input" (a
             sketch or labels the labeller refuses) or "error".
         labelStatus(int, str): (generation, what labelling is doing: loading, downloading).
+        suggestFinished(SuggestResult): a SuggestRequest's suggestions (failures go to
+            ``labelFailed``, statuses to ``labelStatus``, with its generation).
+        matchFinished(MatchResult): a MatchRequest's matches (never a stale one; failures go
+            to ``failed``).
         failed(int, str): (generation, readable message) of a request that failed.
         notice(str): something the user should know (fell back to a smaller batch, the CPU).
         busyChanged(bool): working / waiting for requests.
@@ -168,6 +185,8 @@ class InferenceWorker(QObject):
     labelFinished = Signal(object)
     labelFailed = Signal(int, str, str)
     labelStatus = Signal(int, str)
+    matchFinished = Signal(object)
+    suggestFinished = Signal(object)
     failed = Signal(int, str)
     notice = Signal(str)
     busyChanged = Signal(bool)
@@ -185,6 +204,8 @@ class InferenceWorker(QObject):
         self._batch_cap: int | None = None  # learned from out-of-memory, per model
         self._last: _Answered | None = None
         self._labeller: tuple[ModelChoice, SceneLabeller] | None = None
+        self._matching: FeatureCache | None = None  # correspondence features, this model's
+        self._recogniser: tuple[tuple[object, ...], Recogniser] | None = None  # (file key, …)
         self._busy = False
 
     # -- the loop ----------------------------------------------------------------------------
@@ -223,6 +244,10 @@ class InferenceWorker(QObject):
                 self._make_masks(request)
             elif isinstance(request, LabelRequest):
                 self._label(request)
+            elif isinstance(request, MatchRequest):
+                self._match(request)
+            elif isinstance(request, SuggestRequest):
+                self._suggest(request)
             else:
                 raise TypeError(f"unknown request {request!r}")
         except Exception as e:
@@ -234,6 +259,9 @@ class InferenceWorker(QObject):
             return
         if isinstance(request, MaskRequest) and self.inbox.is_stale_mask(request):
             log.debug("stale mask request %d failed (%s)", request.generation, e)
+            return
+        if isinstance(request, MatchRequest) and self.inbox.is_stale_match(request.generation):
+            log.debug("stale match request %d failed (%s)", request.generation, e)
             return
         message = self.describe(request, e)
         self.failed.emit(request.generation, message)
@@ -247,6 +275,8 @@ class InferenceWorker(QObject):
             context = f"Could not open the folder {request.folder}"
         elif isinstance(request, QueryRequest):
             context = f"The query failed (model {model})"
+        elif isinstance(request, MatchRequest):
+            context = f"Could not match points on {request.photo.name} (model {model})"
         else:
             context = f"Could not make the masks (model {model})"
         if isinstance(e, EngineError):
@@ -270,6 +300,8 @@ class InferenceWorker(QObject):
         self._close_folder()
         self._segmenter = self._core = self._model = None
         self._labeller = None
+        self._matching = None
+        self._recogniser = None
         self._last = None
 
     def _close_folder(self) -> None:
@@ -306,6 +338,7 @@ class InferenceWorker(QObject):
         self._close_folder()  # its features belong to the old model
         self._segmenter, self._model = segmenter, choice
         self._core = SearchCore(segmenter)
+        self._matching = None  # the old model's features
         self._batch_cap = None
         bb = segmenter.backbone
         self.modelLoaded.emit(
@@ -490,6 +523,63 @@ class InferenceWorker(QObject):
             )
         )
 
+    # -- sketch–photo correspondence ---------------------------------------------------------
+    def _match(self, request: MatchRequest) -> None:
+        """Match the request's points (see :class:`MatchRequest`) with the photo-search model."""
+        import numpy as np
+
+        from sketchpad.search.masks import mask_hw
+        from sketchpad.vision.fusion.correspond import FeatureCache, match_features, sketch_image
+
+        t0 = time.perf_counter()
+        segmenter = self._require_model()
+        if request.sketch.bbox() is None:
+            raise ValueError("the sketch is empty: draw something to match")
+        side = segmenter.input_size
+        if self._matching is None or self._matching.backbone is not segmenter.backbone:
+            self._matching = FeatureCache(segmenter.backbone, input_size=side)
+        cache = self._matching
+        path = Path(request.photo)
+        try:
+            st = path.stat()
+        except OSError:
+            load_photo(path)  # raises PhotoError with the reason (missing, permission, …)
+            raise
+        photo_key = ("photo", str(path.resolve()), st.st_mtime_ns, st.st_size)
+        sketch_key = ("sketch", request.sketch_key, side)
+        before = cache.forwards
+        sketch_f, photo_f = cache.features(
+            [
+                (sketch_key, lambda: sketch_image(request.sketch, side)),
+                (photo_key, lambda: load_photo(path)),
+            ]
+        )
+        if self.inbox.is_stale_match(request.generation):
+            return
+        pts = np.asarray(request.points, dtype=np.float64)
+        if request.reverse:
+            source, target = photo_f, sketch_f
+        else:
+            source, target = sketch_f, photo_f
+            pts = pts * side
+        corr = match_features(source, target, pts)
+        targets = np.array([m.target for m in corr.matches], dtype=np.float64)
+        if request.reverse:
+            targets = targets / side
+        heat = corr.heatmap(0, out_hw=mask_hw(target.photo_hw, request.heat_side))
+        self.matchFinished.emit(
+            MatchResult(
+                request=request,
+                targets=tuple((float(x), float(y)) for x, y in targets),
+                confidences=tuple(m.confidence for m in corr.matches),
+                heat=heat,
+                photo_hw=photo_f.photo_hw,
+                backbone_id=segmenter.backbone.spec.id,
+                forwards=cache.forwards - before,
+                seconds=time.perf_counter() - t0,
+            )
+        )
+
     # -- scene labelling ---------------------------------------------------------------------
     def _label(self, request: LabelRequest) -> None:
         """Label a scene sketch; failures go to ``labelFailed`` with their kind."""
@@ -525,7 +615,82 @@ class InferenceWorker(QObject):
             )
         )
 
-    def _labeller_for(self, request: LabelRequest) -> SceneLabeller:
+    def _suggest(self, request: SuggestRequest) -> None:
+        """Label suggestions; failures go to ``labelFailed`` with their kind, as labelling's."""
+        from sketchpad.vision.scene_suggest import suggest_labels
+
+        gen = request.generation
+        try:
+            t0 = time.perf_counter()
+            labeller = self._labeller_for(request)
+            recogniser, note = None, None
+            if request.recognition_head is not None:
+                recogniser, note = self._recogniser_for(request)
+            if self.inbox.is_stale_suggest(gen):
+                return
+            result = suggest_labels(
+                labeller, request.sketch, top_k=request.top_k, recogniser=recogniser
+            )
+        except WeightsError as e:
+            log.warning("suggestion model unavailable: %s", e)
+            self.labelFailed.emit(gen, "weights", str(e))
+            return
+        except (ValueError, KeyError) as e:
+            self.labelFailed.emit(gen, "input", str(e).strip("'\""))
+            return
+        except Exception as e:  # every failure must reach the window
+            log.exception("suggesting labels failed")
+            self.labelFailed.emit(gen, "error", f"{type(e).__name__}: {e}")
+            return
+        if not self.inbox.is_stale_suggest(gen):
+            self.suggestFinished.emit(
+                SuggestResult(request, result, note, time.perf_counter() - t0)
+            )
+
+    def _recogniser_for(self, request: SuggestRequest) -> tuple[Recogniser | None, str | None]:
+        """The recognition head ``request`` names with its fused backbone, built by the
+        engine's loader (kept while the file and the device are the same), or (None, why)."""
+        from sketchpad.search.model import ModelChoice
+        from sketchpad.vision.fusion.backbone import FusionBackbone
+        from sketchpad.vision.fusion.recognise import (
+            Recogniser,
+            not_used_note,
+            read_recognition_head,
+        )
+
+        path = Path(request.recognition_head or "")
+        choice = request.model
+        try:
+            st = path.stat()
+            key = (str(path.resolve()), st.st_mtime_ns, st.st_size, choice.device, choice.fp16,
+                   choice.pretrained)  # fmt: skip
+            if self._recogniser is not None and self._recogniser[0] == key:
+                return self._recogniser[1], None
+            self._recogniser = None
+            head = read_recognition_head(path)
+            self.labelStatus.emit(request.generation, f"Loading the recognition head {path.name}…")
+            fused = ModelChoice(
+                backbone_id=head.backbone_id,
+                weights=path,
+                device=choice.device,
+                fp16=choice.fp16,
+                pretrained=choice.pretrained,
+                offline=choice.offline,
+            )
+            backbone = self._loader(fused, lambda done, total: None).backbone
+            if not isinstance(backbone, FusionBackbone):
+                raise WeightsError(path, f"loads as {backbone.spec.id}, not a fused backbone")
+            recogniser = Recogniser(backbone, head)
+        except FileNotFoundError:
+            return None, not_used_note(path, WeightsError(path, "does not exist"))
+        except (WeightsError, ValueError, KeyError, OSError) as e:
+            log.warning("recognition head %s not used: %s", path, e)
+            return None, not_used_note(path, e)
+        self._recogniser = (key, recogniser)
+        log.info("recognition head %s loaded (%s)", path, head.backbone_id)
+        return recogniser, None
+
+    def _labeller_for(self, request: LabelRequest | SuggestRequest) -> SceneLabeller:
         """The labeller on the backbone ``request.model`` names: the photo-search model's when
         it is the same backbone, the last labeller's when it is, else a new one (loaded with
         progress; the previous labelling backbone is released)."""

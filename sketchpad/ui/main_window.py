@@ -27,6 +27,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
+    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -196,6 +197,7 @@ class MainWindow(QMainWindow):
         self.scene.error.connect(lambda title, text: self._show_error(title, text))
         self.scene.weightsError.connect(self.photos.show_weights_error)  # with buttons
         self.scene.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.scene.recognition_head = self.photos.preferences.recognition_head
 
         self.recent_files = RecentFiles()
         self._autosave_given = autosave_delay_ms is not None
@@ -300,6 +302,15 @@ class MainWindow(QMainWindow):
         sa = self.scene_panel.actions_by_name
         labels_menu = bar.addMenu("&Labels")
         labels_menu.addActions([sa["label"], sa["auto"]])
+        labels_menu.addSeparator()
+        labels_menu.addAction(sa["suggest"])
+        head = self._action("&Recognition Head…", self.choose_recognition_head)
+        describe(head, "suggest labels with a trained recognition head (train fusion)")
+        zero = self._action("&Zero-Shot Suggestions", lambda: self.set_recognition_head(None))
+        describe(zero, "suggest labels zero-shot with the CLIP model (no recognition head)")
+        self.recognition_actions = {"choose": head, "zero_shot": zero}
+        labels_menu.addActions([head, zero])
+        self._show_recognition_head()
         labels_menu.addSeparator()
         labels_menu.addActions([self.canvas.tool_actions()["relabel"], sa["show_all"]])
         labels_menu.addSeparator()
@@ -416,6 +427,57 @@ class MainWindow(QMainWindow):
 
     def _show_error(self, title: str, text: str) -> None:
         show_error(self, title, text)
+
+    # -- label suggestions -------------------------------------------------------------------
+    def _ask_recognition_head(self) -> Path | None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Recognition Head",
+            str(self.scene.recognition_head.parent) if self.scene.recognition_head else "",
+            "Recognition heads (*.safetensors)",
+        )
+        return Path(path) if path else None
+
+    def choose_recognition_head(self) -> bool:
+        """Labels ▸ Recognition Head…: a ``train fusion --task recognition`` checkpoint that
+        Suggest uses from now on (kept in the preferences). A file that is not one is refused
+        with a message naming it; the suggestions stay as they were."""
+        path = self._ask_recognition_head()
+        if path is None:
+            return False
+        from sketchpad.vision.errors import WeightsError
+        from sketchpad.vision.fusion.recognise import read_recognition_head
+
+        try:
+            head = read_recognition_head(path)
+        except WeightsError as e:
+            self._show_error("Not a recognition head", f"{e}\n\nSuggestions stay as they were.")
+            return False
+        self.set_recognition_head(path)
+        self.statusBar().showMessage(
+            f"Suggestions now use {path.name} ({len(head.classes)} classes, {head.backbone_id})",
+            8000,
+        )
+        return True
+
+    def set_recognition_head(self, path: Path | None) -> None:
+        """The recognition head Suggest uses (None: zero-shot), saved in the preferences."""
+        self.scene.recognition_head = path
+        prefs = self.photos.preferences
+        prefs.recognition_head = path
+        try:
+            prefs.save()
+        except SaveError as e:  # the choice still holds for this session
+            log.warning("the preferences were not saved: %s", e)
+        self._show_recognition_head()
+
+    def _show_recognition_head(self) -> None:
+        head = self.scene.recognition_head
+        zero = self.recognition_actions["zero_shot"]
+        zero.setCheckable(True)
+        zero.setChecked(head is None)
+        choose = self.recognition_actions["choose"]
+        choose.setText("&Recognition Head…" if head is None else f"&Recognition Head: {head.name}…")
 
     def shortcut_rows(self) -> list[Shortcut]:
         """Every key, read from the actions: the menus' actions with shortcuts (grouped by

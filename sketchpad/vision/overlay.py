@@ -89,3 +89,24 @@ def mask_tint_argb32(
         raise ValueError(f"group_map {groups.shape} and mask {m.shape} differ in size")
     out[m] = packed[(np.maximum(groups[m].astype(np.int64), 1) - 1) % len(packed)]
     return out
+
+
+#: The colour of correspondence heat maps (as ``sketchpad correspond --overlay`` tints).
+HEAT_COLOUR = (255, 0, 0)
+
+
+def heat_tint_argb32(
+    heat: np.ndarray, *, colour: tuple[int, int, int] = HEAT_COLOUR, alpha: float = 0.5
+) -> np.ndarray:
+    """(H, W) uint32 premultiplied ARGB pixels of a heat map ((H, W) in [0, 1]): ``colour``
+    at opacity ``alpha · heat`` (the correspondence overlay's tint; 0 stays transparent)."""
+    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
+    if h.ndim != 2:
+        raise ValueError(f"heat must be (H, W), got shape {h.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    a = np.round(h * (alpha * 255)).astype(np.uint32)  # (H, W) 0–255
+    out = a << 24
+    for shift, c in zip((16, 8, 0), colour, strict=True):
+        out |= ((a * int(c) + 127) // 255) << shift
+    return out

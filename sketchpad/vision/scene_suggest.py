@@ -6,6 +6,11 @@ drawn where it sits in the whole sketch) against the vocabulary's text embedding
 at CLIP's logit scale. Groups: :func:`sketchpad.sketch.grouping.group_strokes` for a vector
 sketch; for a raster-only sketch the ink components that come within the same gap (5 % of the
 ink's bounding-box diagonal) of each other, found by dilating the ink.
+
+With a trained recognition head loaded (:class:`~sketchpad.vision.fusion.recognise.Recogniser`,
+``sketchpad train fusion --task recognition``), the whole sketch and each group are classified
+by the head instead, over its own classes, in the same form; the zero-shot path stays the
+default. :attr:`SceneSuggestions.source` says which answered.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -24,8 +30,13 @@ from sketchpad.vision.scene import SceneLabeller
 from sketchpad.vision.scene_pixels import StrokePixels, stroke_pixels
 from sketchpad.vision.scene_vocab import Vocabulary, load_vocabulary
 
+if TYPE_CHECKING:
+    from sketchpad.vision.fusion.recognise import Recogniser
+
 #: Softmax scale when the backbone does not carry CLIP's learnt one.
 DEFAULT_LOGIT_SCALE = 100.0
+#: :attr:`SceneSuggestions.source` of the zero-shot path.
+ZERO_SHOT = "zero-shot"
 
 
 @dataclass(frozen=True)
@@ -58,10 +69,17 @@ class GroupSuggestions:
 
 @dataclass(frozen=True)
 class SceneSuggestions:
-    """Suggestions for the whole sketch and for each stroke group."""
+    """Suggestions for the whole sketch and for each stroke group.
+
+    Attributes:
+        whole, groups: the suggestions.
+        source: who answered: ``"zero-shot"`` (CLIP against the vocabulary) or the path of
+            the recognition head.
+    """
 
     whole: tuple[Suggestion, ...]
     groups: tuple[GroupSuggestions, ...]
+    source: str = ZERO_SHOT
 
     def proposed_labels(self) -> tuple[str, ...]:
         """The best name of each group (each once, in group order), or the whole sketch's best
@@ -141,15 +159,20 @@ def suggest_labels(
     vocabulary: Vocabulary | None = None,
     top_k: int = 5,
     gap: float | None = None,
+    recogniser: Recogniser | None = None,
 ) -> SceneSuggestions:
-    """Zero-shot suggestions for the whole sketch and each stroke group.
+    """Suggestions for the whole sketch and each stroke group: zero-shot, or by a trained
+    recognition head.
 
     Args:
-        labeller: supplies the backbone, the model input size and the cached text embeddings.
+        labeller: supplies the backbone, the model input size and the cached text embeddings
+            (the zero-shot path).
         sketch: vector or raster-only, with some ink.
         vocabulary: the names to choose from; default the shipped vocabulary.
         top_k: names per sketch and per group, ≥ 1.
         gap: stroke-grouping distance in canvas pixels; default 5 % of the bbox diagonal.
+        recogniser: a loaded recognition head: it names the sketch and each group, over its
+            classes (``vocabulary`` is then not used); None: zero-shot.
 
     Raises:
         ValueError: the sketch has no ink, or ``top_k`` < 1.
@@ -158,8 +181,6 @@ def suggest_labels(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if sketch.bbox() is None:
         raise ValueError("the sketch has no ink to suggest labels for")
-    vocab = vocabulary or load_vocabulary()
-    vocab_emb = labeller.text_embeddings(vocab.names, disk_cache=True)  # once per model
     if sketch.is_raster:
         pixels = stroke_pixels(sketch)
         found = raster_groups(sketch, pixels, gap)
@@ -174,9 +195,17 @@ def suggest_labels(
         whole = sketch
         ids = list(group_strokes(sketch, gap=gap))
         parts = [sketch.subset(g) for g in ids]
-    emb = labeller.global_embeddings([whole, *parts], whole)
-    tops = _top(emb, vocab_emb, vocab.names, _logit_scale(labeller), top_k)
+    if recogniser is not None:
+        tops = recogniser.suggest([whole, *parts], top_k=top_k)
+        source = str(recogniser.path)
+    else:
+        vocab = vocabulary or load_vocabulary()
+        vocab_emb = labeller.text_embeddings(vocab.names, disk_cache=True)  # once per model
+        emb = labeller.global_embeddings([whole, *parts], whole)
+        tops = _top(emb, vocab_emb, vocab.names, _logit_scale(labeller), top_k)
+        source = ZERO_SHOT
     return SceneSuggestions(
         whole=tops[0],
         groups=tuple(GroupSuggestions(i, t) for i, t in zip(ids, tops[1:], strict=True)),
+        source=source,
     )

@@ -50,6 +50,8 @@ class Preferences:
             start), or None.
         threshold: the mask threshold last used.
         mode: the search mode last used (a ``query_controls.MODES`` key), or None.
+        recognition_head: a trained recognition head (``sketchpad train fusion --task
+            recognition``) that label suggestions use, or None (zero-shot).
         path: the file it was loaded from and is saved to.
     """
 
@@ -63,6 +65,7 @@ class Preferences:
     last_folder: Path | None = None
     threshold: float = 0.5
     mode: str | None = None
+    recognition_head: Path | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
     _unknown: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -116,6 +119,7 @@ class Preferences:
             "last_folder",
             "threshold",
             "mode",
+            "recognition_head",
         }
         self._unknown = {k: v for k, v in data.items() if k not in known}
         if "device" in data:
@@ -176,6 +180,12 @@ class Preferences:
                 self.mode = v
             else:
                 bad("mode", "expected a search mode name")
+        if "recognition_head" in data:
+            v = data["recognition_head"]
+            if v is None or (isinstance(v, str) and v):
+                self.recognition_head = Path(v) if v else None
+            else:
+                bad("recognition_head", "expected a checkpoint path or null")
 
     def to_json(self) -> str:
         """The file's text: the known entries (and any unknown ones kept from the file)."""
@@ -192,6 +202,9 @@ class Preferences:
             "last_folder": None if self.last_folder is None else str(self.last_folder),
             "threshold": self.threshold,
             "mode": self.mode,
+            "recognition_head": (
+                None if self.recognition_head is None else str(self.recognition_head)
+            ),
         }
         return json.dumps(data, indent=2) + "\n"
 

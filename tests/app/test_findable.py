@@ -55,7 +55,8 @@ def test_every_toolbar_action_has_an_icon_and_says_what_it_does_and_its_key(
             if keys:
                 assert tip.endswith(f"({keys[0]})"), f"{where}: {tip!r} does not name {keys[0]}"
             checked += 1
-    assert checked == 7 + 5 + 9 + 10  # canvas tools + undo/redo/zoom; viewer; mask editor
+    assert checked == 7 + 5 + 9 + 10 + 1  # canvas tools + undo/redo/zoom; viewer; mask editor;
+    # Match Points
     panel = window.scene_panel
     for b in (panel.add_button, panel.remove_button, panel.color_button, panel.label_button,
               panel.show_all_button):  # fmt: skip

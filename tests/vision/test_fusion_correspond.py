@@ -128,3 +128,13 @@ def test_eval_correspondence_prints_pck(tmp_path: Path, capsys: pytest.CaptureFi
     doc = json.loads(out.read_text())
     assert doc["pairs"] == 5 and doc["points"] == 40 and 0 <= doc["pck@5"] <= doc["pck@10"] <= 1
     assert "PCK@5" in capsys.readouterr().out
+
+
+def test_the_heat_tint_is_the_overlays_red_at_half_the_heat() -> None:
+    from sketchpad.vision.overlay import heat_tint_argb32
+
+    px = heat_tint_argb32(np.array([[0.0, 0.5, 1.0, 2.0]]))
+    a = px >> 24
+    assert a.tolist() == [[0, 64, 128, 128]]  # opacity 0.5 · heat, clipped at 1
+    assert ((px >> 16) & 0xFF).tolist() == a.tolist()  # premultiplied red
+    assert ((px >> 8) & 0xFF).tolist() == [[0, 0, 0, 0]] and (px & 0xFF).tolist() == [[0] * 4]

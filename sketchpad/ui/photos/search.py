@@ -716,7 +716,9 @@ class PhotoSearch(QObject):
             editor.correctionChanged.connect(self._on_review_changed)
             editor.reviewChanged.connect(self._on_review_changed)
             self.viewer.viewer.set_review(self.review)
+            self.document.sketchChanged.connect(self._sketch_to_viewer)
         v = self.viewer
+        v.viewer.set_sketch(self.document.sketch)  # for Match Points
         v.viewer.set_threshold(self.controls.options().threshold)
         v.viewer.set_sequence(self.pane.ordered_names())
         v.viewer.show_photo(
@@ -727,6 +729,11 @@ class PhotoSearch(QObject):
         )
         v.show()
         v.raise_()
+
+    @Slot()
+    def _sketch_to_viewer(self) -> None:
+        if self.viewer is not None:
+            self.viewer.viewer.set_sketch(self.document.sketch)
 
     def _model_manager(self) -> ModelManagerDialog:
         """The open Model Manager, or a new one: one place for models, however it is reached

@@ -16,6 +16,10 @@ Runs go to a :class:`~sketchpad.engine.labelling.LabellingService` (requests on 
 inference engine, which labels with the CLIP model the user chose). A
 result is applied only if the drawing's geometry and the label names are still those it was
 asked for; otherwise it is dropped (and asked again when re-labelling after edits is on).
+**Suggest** adds the labels :func:`~sketchpad.vision.scene_suggest.suggest_labels` proposes
+(one step), as ``sketchpad label --suggest`` does: zero-shot with the labelling model, or by the
+trained recognition head the user loaded (:attr:`SceneLabelling.recognition_head`, kept in the
+preferences); a head that cannot be used is named in the status and zero-shot answers.
 Re-labelling after edits waits for a pause (``AUTO_DELAY_MS``) after any
 change of the strokes' geometry (a pen-up, an erase, an undo); label-only changes do not
 trigger it, and its result is not applied while Redo is available (a new step would drop the
@@ -49,7 +53,7 @@ from sketchpad.workspace import scene_label_table as T
 from sketchpad.workspace.scene_label_table import GeometryKey, geometry_key
 
 if TYPE_CHECKING:  # the engine's requests import OpenCV: not at start-up
-    from sketchpad.engine.requests import LabelResult
+    from sketchpad.engine.requests import LabelResult, SuggestResult
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,10 @@ class SceneLabelling(QObject):
         self._auto = False
         self._keys: list[tuple[Sketch, GeometryKey]] = []
         self.ask_label: Callable[[str, float, float], str | None] | None = None
+        #: a trained recognition head for Suggest (None: zero-shot)
+        self.recognition_head: Path | None = None
+        self.last_suggestions: SuggestResult | None = None
+        self._suggest_wanted = False  # a suggestion asked for this drawing is on its way
         self._debounce = QTimer(self, singleShot=True, interval=AUTO_DELAY_MS)
         self._debounce.timeout.connect(lambda: self._request("auto"))
         document.sketchChanged.connect(self._on_sketch_changed)
@@ -114,6 +122,8 @@ class SceneLabelling(QObject):
         service.failed.connect(self._on_failed)
         service.status.connect(self.status)
         service.busyChanged.connect(self.busyChanged)
+        service.suggestionsReady.connect(self._on_suggestions)
+        service.suggestFailed.connect(self._on_suggest_failed)
         tool = canvas.tool_object("relabel")
         assert isinstance(tool, RelabelTool)
         tool.on_click = self.stroke_clicked
@@ -229,6 +239,62 @@ class SceneLabelling(QObject):
         if not added:
             self.status.emit(f"Already in the list: {', '.join(found)}.")
         return added
+
+    def suggest(self) -> int | None:
+        """Ask for label suggestions for the drawing (in the background); the request's
+        number, or None when there is nothing to suggest for (``status`` says why). The best
+        name of each stroke group joins the list (one step) when they come."""
+        sketch = self.document.sketch
+        if sketch.bbox() is None:
+            self.status.emit("Nothing to suggest labels for yet: draw or import a sketch.")
+            return None
+        head = self.recognition_head
+        by = f"the recognition head {head.name}" if head is not None else "zero-shot"
+        self.status.emit(f"Suggesting labels ({by})…")
+        try:
+            number = self.service.suggest(sketch, head)
+        except RuntimeError as e:
+            self.status.emit(str(e))
+            return None
+        self._suggest_wanted = True
+        return number
+
+    def _on_suggestions(self, result: SuggestResult) -> None:
+        if not self._suggest_wanted:
+            return  # asked for the drawing that was open before
+        self._suggest_wanted = False
+        self.last_suggestions = result
+        sug = result.suggestions
+        proposed = sug.proposed_labels()
+        added = self.add_labels(proposed, "Suggest labels") if proposed else []
+        by = "" if sug.source == "zero-shot" else f" by {Path(sug.source).name}"
+        best = ", ".join(f"{s.label} ({s.probability:.0%})" for s in sug.whole)
+        text = f"Suggested{by}: {best}."
+        if proposed and not added:
+            text += " Already in the list."
+        if result.note:
+            text += f" ({result.note})"
+        self.status.emit(text)
+
+    def _on_suggest_failed(self, kind: str, message: str) -> None:
+        if not self._suggest_wanted:
+            return
+        self._suggest_wanted = False
+        if kind == "weights":
+            from sketchpad.ui.models.banner import for_window
+
+            title = "Suggestion model not available"
+            text = (
+                "Zero-shot suggestions need the weights of a CLIP model, which could not be "
+                f"used.\n\n{for_window(message)}"
+            )
+            self.status.emit(title)
+            self.weightsError.emit(title, text)
+            return
+        title = "Cannot suggest labels" if kind == "input" else "Suggesting labels failed"
+        self.status.emit(f"{title}: {message}")
+        if kind != "input":
+            self.error.emit(title, message)
 
     def relabel_stroke(self, stroke_id: str, label: str | None) -> bool:
         """Give one stroke ``label`` by hand (None: unlabelled; ``UNPIN``: back to the
@@ -416,6 +482,7 @@ class SceneLabelling(QObject):
 
     def _on_document_reset(self) -> None:
         self._debounce.stop()
+        self._suggest_wanted = False
         self._pending.clear()
         self._epoch_generation = self.service.latest_generation
         self._result = None

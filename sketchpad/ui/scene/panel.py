@@ -4,7 +4,9 @@ action and the display options, over a :class:`~sketchpad.ui.scene.labelling.Sce
 - The list: a colour swatch, the name and its stroke count per label. Click an entry to isolate
   it (the other labels fade; click it again, or Show All, to see everything); double-click or
   F2 renames it; +, − and Colour… add, remove and recolour (each an undoable step).
-- Caption: "Propose" adds the vocabulary names the caption mentions.
+- Caption: "Propose" adds the vocabulary names the caption mentions; "Suggest" adds the best
+  name of each stroke group (zero-shot, or by the recognition head loaded in Labels ▸
+  Recognition Head…).
 - Label (Ctrl+L) labels the drawing in the background; a busy bar shows while it runs.
   "Re-label after edits" runs it again after each pen-up, erase or undo.
 - The Relabel tool (R) relabels a clicked stroke: with the isolated label, or a menu of labels.
@@ -92,7 +94,19 @@ class ScenePanel(QDockWidget):
         export = QAction("Export &Labels…", self)
         export.setShortcut(QKeySequence("Ctrl+Shift+E"))
         export.triggered.connect(self.export_dialog)
-        actions = {"label": label, "auto": auto, "show_all": show_all, "export": export}
+        suggest = QAction("&Suggest Labels", self)
+        suggest.setToolTip(
+            "Suggest Labels — add the best name of each stroke group (zero-shot, or by the "
+            "loaded recognition head)"
+        )
+        suggest.triggered.connect(lambda: c.suggest())
+        actions = {
+            "label": label,
+            "auto": auto,
+            "show_all": show_all,
+            "export": export,
+            "suggest": suggest,
+        }
         for a in actions.values():
             a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         return actions
@@ -109,9 +123,16 @@ class ScenePanel(QDockWidget):
         self.propose_button = QPushButton("Propose", body)
         self.propose_button.setToolTip("Add the categories the caption mentions as labels")
         self.propose_button.clicked.connect(self.propose)
+        self.suggest_button = QPushButton("Suggest", body)
+        self.suggest_button.setToolTip(
+            "Add the best name of each stroke group as labels (zero-shot, or by the trained "
+            "recognition head of Labels ▸ Recognition Head…)"
+        )
+        self.suggest_button.clicked.connect(self.actions_by_name["suggest"].trigger)
         row = QHBoxLayout()
         row.addWidget(self.caption_edit, 1)
         row.addWidget(self.propose_button)
+        row.addWidget(self.suggest_button)
         layout.addLayout(row)
 
         self.list_view = QListView(body)

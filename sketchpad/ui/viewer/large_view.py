@@ -9,6 +9,9 @@ channel ("refining edges…" until it comes). Answers of other channels or of ol
 ignored; a newer query gives the photo a new mask. Errors (the engine's ``failed``, the
 decoder's "cannot open x.jpg: reason") go to the status line, never raised. A mask's overlay
 image is built once, in the pool when the mask is large.
+
+**Match Points** (K, :mod:`sketchpad.ui.viewer.matcher`) shows the sketch being drawn beside
+the photo: a click on either marks the matching point on the other, with a heat map.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sketchpad.engine.requests import MaskResult, QueryResult
 from sketchpad.gallery.images import PhotoError, load_photo
 from sketchpad.gallery.review import FolderReview
 from sketchpad.search.masks import PhotoMask
+from sketchpad.sketch.model import Sketch
 from sketchpad.ui.canvas.actions import ZOOM_STEP
 from sketchpad.ui.shortcuts import Shortcut, action_rows, describe, pair_rows
 from sketchpad.ui.viewer.photo_view import PhotoView, overlay_qimage, photo_qimage
@@ -144,6 +148,14 @@ class PhotoViewer(QWidget):
 
         self.editor = MaskEditor(self)
         self.editor.message.connect(self._on_editor_message)
+        from sketchpad.ui.viewer.matcher import PointMatcher
+
+        self.matcher = PointMatcher(self, engine)
+        self.matcher.message.connect(self._on_editor_message)
+        self.actions_by_name["match"] = self.matcher.action
+        self.editor.toolChanged.connect(
+            lambda tool: self.matcher.set_active(False) if tool != "view" else None
+        )
         self.toolbar = QToolBar("Photo", self)
         for name in ("previous", "next", "|", "overlay", "boxes", "crf", "|", "zoom_out"):
             if name == "|":
@@ -160,6 +172,8 @@ class PhotoViewer(QWidget):
                 self.toolbar.addSeparator()
             else:
                 self.toolbar.addAction(edit[name])
+        self.toolbar.addSeparator()
+        self.toolbar.addAction(self.matcher.action)
         for name in ("accept", "reject"):  # the review verdicts keep their words
             button = self.toolbar.widgetForAction(edit[name])
             if isinstance(button, QToolButton):
@@ -176,7 +190,12 @@ class PhotoViewer(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.toolbar)
-        layout.addWidget(self.view, 1)
+        middle = QHBoxLayout()  # the photo, and the sketch pane while matching points
+        middle.setContentsMargins(0, 0, 0, 0)
+        middle.setSpacing(0)
+        middle.addWidget(self.view, 1)
+        middle.addWidget(self.matcher.pane)
+        layout.addLayout(middle, 1)
         layout.addLayout(status)
         if engine is not None:
             engine.masksFinished.connect(self._on_masks_finished)
@@ -241,6 +260,15 @@ class PhotoViewer(QWidget):
     def name(self) -> str | None:
         """The photo shown (relative to its folder), or None."""
         return self._name
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of the photo shown, or None."""
+        return self._folder
+
+    def set_sketch(self, sketch: Sketch | None) -> None:
+        """The sketch being drawn, for Match Points (:mod:`sketchpad.ui.viewer.matcher`)."""
+        self.matcher.set_sketch(sketch)
 
     @property
     def shown_mask(self) -> PhotoMask | None:
@@ -435,7 +463,10 @@ class PhotoViewer(QWidget):
     def handle_key(self, event: QKeyEvent) -> bool:
         """The viewer's keys: Left/Right step, +/− zoom, 0 fits, 1 is 100 %, M and B toggle
         the overlay and the boxes; the mask editor's (tools, review, undo) first. Returns
-        whether the key was used."""
+        whether the key was used. K (Match Points) and, while matching, Esc are the
+        matcher's."""
+        if self.matcher.handle_key(event):
+            return True
         if self.editor.handle_key(event):
             return True
         K = Qt.Key

@@ -12,13 +12,15 @@ own pixels (x, y).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from sketchpad.sketch.model import Sketch
 from sketchpad.vision.backbone import Backbone
-from sketchpad.vision.features import PhotoFeatures, embed_photos
+from sketchpad.vision.features import PhotoFeatures, embed_photos, sketch_input
 from sketchpad.vision.letterbox import Letterbox
 
 
@@ -47,14 +49,15 @@ class Correspondence:
     target_box: Letterbox
     patch_size: int
 
-    def heatmap(self, i: int) -> np.ndarray:
-        """Point ``i``'s heat map at the target's own size, (H, W) float32, max 1."""
+    def heatmap(self, i: int, out_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """Point ``i``'s heat map over the target, (H, W) float32, max 1: at the target's own
+        size, or at ``out_hw`` (a smaller map for display)."""
         import cv2
 
         x0, y0, x1, y1 = self.target_box.content_xyxy
         s = self.target_box.input_size
         full = cv2.resize(self.heat[i], (s, s), interpolation=cv2.INTER_LINEAR)
-        h, w = self.target_box.photo_hw
+        h, w = self.target_box.photo_hw if out_hw is None else out_hw
         crop = cv2.resize(full[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_LINEAR)
         peak = float(crop.max())
         return (crop / peak if peak > 0 else crop).astype(np.float32)
@@ -132,6 +135,62 @@ def match_features(
     return Correspondence(tuple(matches), heat, target.letterbox, tp)
 
 
+def sketch_image(sketch: Sketch, side: int) -> np.ndarray:
+    """A drawn sketch as an image to match: (side, side, 3) uint8, its ink framed as the
+    model's view of a sketch (:func:`~sketchpad.vision.features.sketch_input`). The window
+    shows it and matches on it; a point on it is a fraction of ``side`` at any side."""
+    return sketch_input(sketch, None, side)
+
+
+def matching_features(
+    backbone: Backbone, images: Sequence[np.ndarray], *, input_size: int | None = None
+) -> list[PhotoFeatures]:
+    """The dense features matching compares: each (H, W, 3) uint8 image letterboxed as a
+    photo, the plain patch path, float32 (one forward for the batch)."""
+    return embed_photos(
+        backbone, list(images), input_size=input_size, path="plain", store_dtype=np.float32
+    )
+
+
+class FeatureCache:
+    """Matching features kept by key (a photo's path and modification time, a sketch's
+    :meth:`~sketchpad.search.spec.QuerySpec.key`), so that clicking again on the same pair
+    runs no forward. The newest ``capacity`` images are kept; one cache per model.
+
+    Attributes:
+        forwards: backbone forwards run (each embeds the images that were missing).
+    """
+
+    def __init__(
+        self, backbone: Backbone, *, input_size: int | None = None, capacity: int = 8
+    ) -> None:
+        self.backbone = backbone
+        self.input_size = input_size
+        self.capacity = max(2, int(capacity))
+        self.forwards = 0
+        self._items: OrderedDict[Hashable, PhotoFeatures] = OrderedDict()
+
+    def features(
+        self, wanted: Sequence[tuple[Hashable, Callable[[], np.ndarray]]]
+    ) -> list[PhotoFeatures]:
+        """The features of each ``(key, image maker)``: cached ones as they are, the missing
+        images made and embedded together (:func:`matching_features`)."""
+        missing = [(k, make) for k, make in dict(wanted).items() if k not in self._items]
+        if missing:
+            images = [make() for _, make in missing]
+            feats = matching_features(self.backbone, images, input_size=self.input_size)
+            self.forwards += 1
+            for (k, _), f in zip(missing, feats, strict=True):
+                self._items[k] = f
+        out = []
+        for k, _ in wanted:
+            self._items.move_to_end(k)
+            out.append(self._items[k])
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return out
+
+
 def correspond(
     backbone: Backbone,
     source: np.ndarray,
@@ -143,9 +202,7 @@ def correspond(
 ) -> Correspondence:
     """Match ``points`` (x, y pixels of the (H, W, 3) uint8 ``source``) on ``target``: one
     forward of both images."""
-    feats = embed_photos(
-        backbone, [source, target], input_size=input_size, path="plain", store_dtype=np.float32
-    )
+    feats = matching_features(backbone, [source, target], input_size=input_size)
     return match_features(feats[0], feats[1], np.asarray(points), temperature=temperature)
 
 

@@ -2,8 +2,10 @@
 of ``sketchpad train fusion --task recognition`` on the fused map's global max pool.
 
 Its answers take the zero-shot suggestions' form
-(:class:`~sketchpad.vision.scene_suggest.Suggestion`), so label suggestions can use a loaded
-head and fall back to the zero-shot path otherwise.
+(:class:`~sketchpad.vision.scene_suggest.Suggestion`), so label suggestions
+(:func:`~sketchpad.vision.scene_suggest.suggest_labels`, ``sketchpad label --suggest
+--recognition-head`` and the window's Suggest) use a loaded head (:class:`Recogniser`) and the
+zero-shot path otherwise.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from sketchpad.sketch.model import Sketch
 from sketchpad.vision.errors import WeightsError
 from sketchpad.vision.fusion.backbone import FusionBackbone, read_head_metadata
+from sketchpad.vision.hub import ProgressFn
 from sketchpad.vision.scene_suggest import Suggestion
 
 
@@ -42,6 +46,8 @@ def read_recognition_head(path: str | Path) -> RecognitionHead:
     from sketchpad.vision.weights import read_state_dict
 
     path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "does not exist (a recognition head is a .safetensors file)")
     meta = read_head_metadata(path)
     if meta is None:
         raise WeightsError(path, "is not a SketchFusion checkpoint (safetensors + JSON)")
@@ -86,4 +92,92 @@ def recognise(
     return out
 
 
-__all__ = ["RecognitionHead", "read_recognition_head", "recognise"]
+@dataclass(frozen=True)
+class Recogniser:
+    """A trained recognition head with the fused backbone it was trained on (its trained parts
+    are read from the same checkpoint)."""
+
+    backbone: FusionBackbone
+    head: RecognitionHead
+
+    @property
+    def path(self) -> Path:
+        return self.head.path
+
+    def suggest(
+        self, sketches: Sequence[Sketch], *, top_k: int = 5
+    ) -> list[tuple[Suggestion, ...]]:
+        """:func:`recognise` on the head's backbone."""
+        return recognise(self.backbone, self.head, sketches, top_k=top_k)
+
+
+def load_recogniser(
+    path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    pretrained: bool = True,
+    offline: bool | None = None,
+    progress: ProgressFn | None = None,
+    fp16: bool = True,
+) -> Recogniser:
+    """The head of a recognition checkpoint and its backbone (Stable Diffusion and CLIP
+    resolved as for any fused backbone; ``pretrained=False``: random frozen weights, tests).
+
+    Raises:
+        WeightsError: the file is not a usable recognition head (the message names it), or
+            the backbone's weights are missing.
+    """
+    from sketchpad.vision.backbone import create_backbone
+
+    head = read_recognition_head(path)
+    try:
+        backbone = create_backbone(
+            head.backbone_id,
+            weights=head.path,
+            device=device,
+            pretrained=pretrained,
+            offline=offline,
+            progress=progress,
+            fp16=fp16,
+        )
+    except KeyError as e:
+        raise WeightsError(head.path, f"names an unknown backbone {head.backbone_id!r}") from e
+    if not isinstance(backbone, FusionBackbone):
+        raise WeightsError(head.path, f"names {head.backbone_id}, not a SketchFusion backbone")
+    return Recogniser(backbone, head)
+
+
+def try_load_recogniser(
+    path: str | Path, **options: Any
+) -> tuple[Recogniser | None, str | None]:
+    """:func:`load_recogniser`, or (None, why) when the head cannot be used: the message names
+    the file and says that suggestions go on zero-shot (the CLI's warning, the window's
+    status)."""
+    try:
+        return load_recogniser(path, **options), None
+    except (WeightsError, ValueError, KeyError, OSError) as e:
+        return None, not_used_note(path, e)
+
+
+#: What the suggestions do when a recognition head cannot be used.
+FALLBACK = "suggesting zero-shot"
+
+
+def not_used_note(path: str | Path, error: Exception) -> str:
+    """Why the head at ``path`` is not used, naming the file: ``"recognition head not used:
+    <file>: <reason>; suggesting zero-shot"``."""
+    reason = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if str(path) not in reason:
+        reason = f"{path}: {reason}"
+    return f"recognition head not used: {reason}; {FALLBACK}"
+
+
+__all__ = [
+    "RecognitionHead",
+    "Recogniser",
+    "load_recogniser",
+    "not_used_note",
+    "read_recognition_head",
+    "recognise",
+    "try_load_recogniser",
+]
