@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -46,6 +46,17 @@ GUI_SWITCH_INTERVAL_S = 0.001
 def tune_interpreter() -> None:
     """Settings for a responsive GUI thread (see :data:`GUI_SWITCH_INTERVAL_S`)."""
     sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+
+
+def keep_every_pointer_event() -> None:
+    """Deliver every pointer move to the canvas. By default Qt merges the mouse moves queued
+    while the GUI thread is busy into the last one (``AA_CompressHighFrequencyEvents``, on
+    X11 and Wayland): a stroke drawn during a short busy spell then arrives as a few chords of
+    what the hand drew (``make walkthrough``, a busy machine: a 10-point zig-zag arrived with 7,
+    10 canvas px off the path). A drawing program keeps them all, as Krita does; repaints are
+    still merged. Call it once the QApplication exists: the xcb plugin turns the merging on
+    while the application is built, whatever was set before."""
+    QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_CompressHighFrequencyEvents, False)
 
 
 def app_icon() -> QIcon:
@@ -131,6 +142,7 @@ def run_app(
         app = QApplication([sys.argv[0] if sys.argv else "sketchpad", *args])
         args = app.arguments()[1:]  # without the options Qt took (-platform, -style, ...)
     assert isinstance(app, QApplication)
+    keep_every_pointer_event()
     app.setWindowIcon(app_icon())
 
     # Imported here so the logging and the QApplication exist first.

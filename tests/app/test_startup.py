@@ -95,3 +95,40 @@ def test_headless_bench_uses_offscreen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     assert startup_bench.probe_environment()["QT_QPA_PLATFORM"] == "offscreen"
+
+
+def test_the_real_start_keeps_every_pointer_move(sketchpad_home: Path) -> None:
+    """run_app turns off Qt's merging of queued mouse moves: a stroke drawn while the GUI
+    thread is busy keeps every point the hand made (merged, it arrives as chords)."""
+    script = (
+        "import sys\n"
+        "from PySide6.QtCore import QCoreApplication, Qt, QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "merge = Qt.ApplicationAttribute.AA_CompressHighFrequencyEvents\n"
+        "class XcbLikeApp(QApplication):  # xcb turns merging on while the app is built\n"
+        "    def __init__(self, *a):\n"
+        "        super().__init__(*a)\n"
+        "        QCoreApplication.setAttribute(merge, True)\n"
+        "import sketchpad.ui.app\n"
+        "sketchpad.ui.app.QApplication = XcbLikeApp\n"
+        "import sketchpad.ui.main_window as mw\n"
+        "class Window(mw.MainWindow):\n"
+        "    def __init__(self, *a, **k):\n"
+        "        super().__init__(*a, **k)\n"
+        "        QTimer.singleShot(0, self.report)\n"
+        "    def report(self):\n"
+        "        print('MERGED', QCoreApplication.testAttribute(merge), flush=True)\n"
+        "        self.document.undo_stack.setClean(); self.close()\n"
+        "mw.MainWindow = Window\n"
+        "from sketchpad.ui.app import run_app\n"
+        "sys.exit(run_app([]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_env(sketchpad_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "MERGED False" in out.stdout.splitlines()
