@@ -174,7 +174,11 @@ def suggest_labels(
         whole = sketch
         ids = list(group_strokes(sketch, gap=gap))
         parts = [sketch.subset(g) for g in ids]
-    emb = labeller.global_embeddings([whole, *parts], whole)
+    # The whole sketch from the v-v forward pass that labelling it runs anyway (remembered by
+    # the labeller: `label --suggest` encodes it once), its groups from the plain path.
+    emb = np.concatenate(
+        [labeller.view_embedding(whole)[None], labeller.global_embeddings(parts, whole)]
+    )
     tops = _top(emb, vocab_emb, vocab.names, _logit_scale(labeller), top_k)
     return SceneSuggestions(
         whole=tops[0],
