@@ -29,6 +29,8 @@ With a single label there is nothing to remove (``S`` would be 0 everywhere): it
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +48,8 @@ from sketchpad.vision.scene_vocab import Vocabulary, load_vocabulary, unique_lab
 FINE_TUNED_THRESHOLD = 0.71
 #: Temperature t of CLIP Surgery's label weights ``softmax(t·cos(CLS, T))``.
 SURGERY_TEMPERATURE = 2.0
+#: Model views whose encodings a labeller remembers (:meth:`SceneLabeller._encode`).
+VIEW_MEMO = 8
 
 
 def feature_surgery(
@@ -172,6 +176,9 @@ class SceneLabeller:
         self.margin = float(margin)
         self.temperature = float(temperature)
         self._text: dict[str, np.ndarray] = {}
+        #: The last few views encoded by :meth:`view_embedding` (digest of the grey image →
+        #: CLS, patches): the whole sketch is encoded once for its suggestions and its labels.
+        self._views: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     @property
     def fine_tuned_threshold(self) -> float | None:
@@ -216,12 +223,45 @@ class SceneLabeller:
         std = torch.tensor(spec.std).view(1, 3, 1, 1)
         return (x - mean) / std
 
-    def _encode(self, greys: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greys (S, S) uint8 → normalised CLS (B, d) and v-v patches (B, gh, gw, d)."""
-        pooled, patches = self.backbone.encode_patches(self._to_input(greys), path="vv")
-        pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-        patches = torch.nn.functional.normalize(patches.float(), dim=-1)
-        return pooled, patches
+    def _encode(
+        self, greys: Sequence[np.ndarray], *, remember: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greys (S, S) uint8 → normalised CLS (B, d) and v-v patches (B, gh, gw, d).
+
+        Views remembered by an earlier call with ``remember`` (the last :data:`VIEW_MEMO`)
+        are not run again; ``remember`` keeps these ones too."""
+        keys = [
+            hashlib.blake2b(np.ascontiguousarray(g).tobytes(), digest_size=16, person=b"view")
+            .digest()
+            + repr(g.shape).encode()
+            for g in greys
+        ]
+        todo = [i for i, k in enumerate(keys) if k not in self._views]
+        got = [self._views.get(k) for k in keys]
+        if todo:
+            x = self._to_input([greys[i] for i in todo])
+            pooled, patches = self.backbone.encode_patches(x, path="vv")
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+            patches = torch.nn.functional.normalize(patches.float(), dim=-1)
+            for j, i in enumerate(todo):
+                got[i] = (pooled[j], patches[j])
+        if remember:
+            for k, g in zip(keys, got, strict=True):
+                if k not in self._views and g is not None:
+                    self._views[k] = (g[0].clone(), g[1].clone())
+                self._views.move_to_end(k)
+            while len(self._views) > VIEW_MEMO:
+                self._views.popitem(last=False)
+        done = [g for g in got if g is not None]
+        return torch.stack([g[0] for g in done]), torch.stack([g[1] for g in done])
+
+    def view_embedding(self, sketch: Sketch) -> np.ndarray:
+        """(d,) float32 L2-normalised global embedding of the sketch's model view
+        (:meth:`model_view`): CLIP's CLS from the original path, from the same forward pass
+        as its labels' patches (remembered: :meth:`label` of this sketch does not run it
+        again)."""
+        pooled, _ = self._encode([self.model_view(sketch)[0]], remember=True)
+        return pooled[0].cpu().numpy()
 
     def global_embeddings(self, parts: Sequence[Sketch], whole: Sketch) -> np.ndarray:
         """(n, d) float32 L2-normalised global embeddings of ``parts`` of ``whole``, each drawn

@@ -201,7 +201,11 @@ def suggest_labels(
     else:
         vocab = vocabulary or load_vocabulary()
         vocab_emb = labeller.text_embeddings(vocab.names, disk_cache=True)  # once per model
-        emb = labeller.global_embeddings([whole, *parts], whole)
+        # The whole sketch from the v-v forward pass that labelling it runs anyway (remembered
+        # by the labeller: `label --suggest` encodes it once), its groups from the plain path.
+        emb = np.concatenate(
+            [labeller.view_embedding(whole)[None], labeller.global_embeddings(parts, whole)]
+        )
         tops = _top(emb, vocab_emb, vocab.names, _logit_scale(labeller), top_k)
         source = ZERO_SHOT
     return SceneSuggestions(

@@ -245,9 +245,24 @@ def _read_memo() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _stat_key(st: os.stat_result) -> dict[str, int]:
+    """What must not have changed for a remembered digest to stand: the file's identity
+    (device, inode: a file replaced by a rename is another file) and its size and times. The
+    change time cannot be set back (``touch -r``, ``cp -p`` and ``rsync -t`` restore the
+    modification time only), so a rewrite in place with the same size and a restored mtime is
+    still noticed."""
+    return {
+        "dev": st.st_dev,
+        "ino": st.st_ino,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+    }
+
+
 def _remember_sha256(real: Path, st: os.stat_result, digest: str) -> None:
     memo = {k: v for k, v in _read_memo().items() if os.path.exists(k)}
-    memo[str(real)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    memo[str(real)] = {**_stat_key(st), "sha256": digest}
     try:
         atomic_write_text(_memo_path(), json.dumps(memo, indent=1, sort_keys=True))
     except SaveError as e:  # only a memo: the next start hashes again
@@ -255,7 +270,9 @@ def _remember_sha256(real: Path, st: os.stat_result, digest: str) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    """The file's SHA-256 (hex), memoised in ``cache_dir()`` by real path, size and mtime.
+    """The file's SHA-256 (hex), memoised in ``cache_dir()`` by real path, device, inode,
+    size, modification and change times (:func:`_stat_key`): a later run does not read the
+    file again, and any change to it is hashed anew.
 
     Raises:
         WeightsError: the file cannot be read.
@@ -266,11 +283,10 @@ def file_sha256(path: Path) -> str:
         entry = _read_memo().get(str(real))
         if (
             isinstance(entry, dict)
-            and entry.get("size") == st.st_size
-            and entry.get("mtime_ns") == st.st_mtime_ns
+            and all(entry.get(k) == v for k, v in _stat_key(st).items())
             and isinstance(entry.get("sha256"), str)
         ):
-            return entry["sha256"]
+            return str(entry["sha256"])
         h = hashlib.sha256()
         with open(real, "rb") as f:
             while chunk := f.read(_CHUNK):

@@ -9,7 +9,7 @@ from scene_planted import QUADRANT_LABEL, SceneBackbone, quadrant_sketch, ring
 
 from sketchpad.sketch.model import Sketch, Stroke
 from sketchpad.sketch.raster import canvas_frame, rasterize
-from sketchpad.vision.scene import FINE_TUNED_THRESHOLD, SceneLabeller
+from sketchpad.vision.scene import FINE_TUNED_THRESHOLD, VIEW_MEMO, SceneLabeller
 from sketchpad.vision.scene_pixels import stroke_pixels
 from sketchpad.vision.scene_suggest import suggest_labels
 from sketchpad.vision.scene_vocab import Vocabulary
@@ -148,6 +148,29 @@ def test_one_label_takes_all_the_ink(labeller: SceneLabeller) -> None:
 
 
 VOCAB = Vocabulary(names=("cat", "dog", "tree", "sun", "car", "boat"))
+
+
+def test_suggest_then_label_encodes_the_whole_sketch_once(labeller: SceneLabeller) -> None:
+    """`label --suggest`: the whole sketch's suggestions come from the forward pass that its
+    labels need (one v-v pass, remembered), its groups from the plain path."""
+    sketch, _ = quadrant_sketch()
+    sug = suggest_labels(labeller, sketch, vocabulary=VOCAB)
+    assert len(labeller.backbone.inputs) == 1
+    first = labeller.label(sketch, sug.proposed_labels())
+    assert len(labeller.backbone.inputs) == 1  # the same view: not run again
+    fresh = SceneLabeller(labeller.backbone).label(sketch, sug.proposed_labels())
+    assert len(labeller.backbone.inputs) == 2
+    np.testing.assert_array_equal(first.pixel_labels, fresh.pixel_labels)
+    np.testing.assert_allclose(first.patch_scores, fresh.patch_scores, atol=1e-6)
+    moved = Sketch(strokes=sketch.strokes[:-1], width=sketch.width, height=sketch.height)
+    labeller.label(moved, ["cat", "dog"])
+    labeller.label(moved, ["cat", "dog"])  # labelling alone remembers nothing
+    assert len(labeller.backbone.inputs) == 4
+    for i in range(12):  # only the last few views are kept
+        two = (Stroke(ring(10, 10, 5), id="a"), Stroke(ring(30 + 7 * i, 10, 5), id="b"))
+        labeller.view_embedding(Sketch(strokes=two))
+    assert len(labeller.backbone.inputs) == 4 + 12
+    assert len(labeller._views) == VIEW_MEMO
 
 
 def test_suggestions_for_the_whole_sketch_and_each_group(labeller: SceneLabeller) -> None:

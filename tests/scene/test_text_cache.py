@@ -13,8 +13,10 @@ from scene_planted import quadrant_sketch
 from sketchpad.cli import main
 from sketchpad.sketch.io import write_sketch
 from sketchpad.vision import features, text_cache
+from sketchpad.vision import weights as W
 from sketchpad.vision.backbone import Backbone, create_backbone
 from sketchpad.vision.features import SKETCH_TEMPLATES, embed_texts
+from sketchpad.vision.registry import build_model, get_spec
 from sketchpad.vision.scene import SceneLabeller
 from sketchpad.vision.scene_suggest import suggest_labels
 from sketchpad.vision.scene_vocab import Vocabulary
@@ -156,4 +158,49 @@ def test_label_suggest_twice_runs_the_text_encoder_once(
     a = (tmp_path / "a" / "labelled.json").read_text()
     b = (tmp_path / "b" / "labelled.json").read_text()
     assert a.replace(str(tmp_path / "a"), "") == b.replace(str(tmp_path / "b"), "")
+    capsys.readouterr()
+
+
+def test_a_second_suggest_with_imported_weights_neither_hashes_nor_encodes_text(
+    tmp_path: Path,
+    text_calls: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As a user runs it: weights imported with ``sketchpad models import``, then ``label
+    --suggest`` twice. The second run reads the weights' SHA-256 from the memo (the file is
+    not hashed again) and the vocabulary's embeddings from the disk cache (the text tower is
+    not run); a changed weights file is hashed again and gets its own text cache."""
+    import safetensors.torch
+    import torch
+
+    def save(path: Path, seed: int) -> None:
+        torch.manual_seed(seed)
+        model = build_model(get_spec(TINY))
+        state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
+        safetensors.torch.save_file(state, str(path))
+
+    hashed: list[Path] = []
+    remember = W._remember_sha256
+    monkeypatch.setattr(
+        W, "_remember_sha256", lambda p, st, d: hashed.append(p) or remember(p, st, d)
+    )
+    save(tmp_path / "mine.safetensors", seed=0)
+    assert main(["models", "import", TINY, str(tmp_path / "mine.safetensors")]) == 0
+    sketch, _ = quadrant_sketch()
+    write_sketch(sketch, tmp_path / "scene.json")
+    argv = ["label", "--sketch", str(tmp_path / "scene.json"), "--backbone", TINY]
+    argv += ["--device", "cpu", "--suggest"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert text_calls
+    hashed.clear()
+    text_calls.clear()
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert hashed == [] and text_calls == []
+
+    imported = W.imported_dir(get_spec(TINY)) / "mine.safetensors"
+    save(imported, seed=1)  # the imported file changes under us
+    assert main([*argv, "--out", str(tmp_path / "c")]) == 0
+    assert hashed == [imported.resolve()] and text_calls
+    assert len(cached_files(tmp_path / "home")) == 2
     capsys.readouterr()

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub.constants as hf_constants
 import pytest
@@ -218,6 +219,44 @@ def test_file_sha256_is_memoised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert file_sha256(path) == digest
     path.write_bytes(b"changed")
     assert file_sha256(path) == hashlib.sha256(b"changed").hexdigest()
+
+
+def test_a_changed_file_is_hashed_again_even_with_its_old_size_and_mtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memo's key is honest: a rewrite in place with the same size and the old mtime put
+    back (``touch -r``), and a same-sized copy moved over it with its mtime (``cp -p``), are
+    both hashed again; an untouched file is not."""
+    hashed: list[int] = []
+    real_sha256 = hashlib.sha256
+
+    def counting(*args: Any) -> Any:
+        hashed.append(1)
+        return real_sha256(*args)
+
+    monkeypatch.setattr(W.hashlib, "sha256", counting)
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"A" * 4096)
+    first = file_sha256(path)
+    assert len(hashed) == 1 and file_sha256(path) == first and len(hashed) == 1
+    st = path.stat()
+    clock = tmp_path / "clock"  # the file-system clock is coarse: wait until it has moved on
+    clock.touch()
+    while clock.stat().st_ctime_ns <= st.st_ctime_ns:
+        clock.touch()
+
+    path.write_bytes(b"B" * 4096)  # same size, the old mtime restored
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert file_sha256(path) == real_sha256(b"B" * 4096).hexdigest()
+    assert len(hashed) == 2
+
+    other = tmp_path / "copy"
+    other.write_bytes(b"C" * 4096)
+    os.utime(other, ns=(st.st_atime_ns, path.stat().st_mtime_ns))
+    os.replace(other, path)  # another inode, same size and mtime
+    assert file_sha256(path) == real_sha256(b"C" * 4096).hexdigest()
+    assert len(hashed) == 3
+    assert file_sha256(path) == real_sha256(b"C" * 4096).hexdigest() and len(hashed) == 3
 
 
 # --- refusing bad files ---------------------------------------------------------------------

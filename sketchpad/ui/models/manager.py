@@ -108,8 +108,16 @@ def status_colour(state: str, palette: QPalette) -> QColor:
     return QColor(dark if base.lightnessF() < 0.5 else light)
 
 
+#: The "For" column per backbone family: what it is for, and what it is.
+KINDS: dict[str, str] = {
+    "open_clip": "Category · CLIP",
+    "timm": "Fine-grained · DINOv2",
+    "sketchfusion": "Dense · SketchFusion",
+}
+
+
 def _kind(spec: BackboneSpec) -> str:
-    return "Category · CLIP" if spec.family == "open_clip" else "Fine-grained · DINOv2"
+    return KINDS.get(spec.family, spec.family)
 
 
 class ModelManagerDialog(QDialog):

@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import huggingface_hub.constants as hf_constants
 import pytest
@@ -33,7 +33,7 @@ from sketchpad.engine import downloads, threads
 from sketchpad.engine.downloads import missing_weights, weights_status
 from sketchpad.ui.models import manager as model_manager
 from sketchpad.ui.models.manager import ModelManagerDialog
-from sketchpad.vision.registry import build_model, get_spec
+from sketchpad.vision.registry import Family, build_model, get_spec
 from sketchpad.vision.weights import imported_dir
 from sketchpad.workspace.preferences import MAX_RECENT_FOLDERS, Preferences
 
@@ -126,6 +126,11 @@ def wait_for_text(qtbot: Any, dialog: Dialog, spec_id: str, column: str, text: s
 # --- the table ---------------------------------------------------------------------------------
 
 
+def test_every_family_has_its_own_kind() -> None:
+    assert set(model_manager.KINDS) == set(get_args(Family))
+    assert len(set(model_manager.KINDS.values())) == len(model_manager.KINDS)
+
+
 def test_test_backbones_are_listed_only_when_asked(
     make_dialog: Callable[..., Dialog], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,6 +142,8 @@ def test_test_backbones_are_listed_only_when_asked(
     row = plain.row_texts("clip-vit-b16")
     assert row["Size"] == "≈ 599 MB" and row["For"] == "Category · CLIP"
     assert plain.row_texts("dinov2-vits14")["For"] == "Fine-grained · DINOv2"
+    for fusion in ("sketchfusion-sd21-l14", "sketchfusion-sd21-b16"):
+        assert plain.row_texts(fusion)["For"] == "Dense · SketchFusion"
     assert plain.download_button.text() == "Download (≈ 599 MB)"
     monkeypatch.setenv(model_manager.SHOW_TEST_MODELS_ENV, "1")
     assert set(TINY) <= {s.id for s in make_dialog(include_testing=None).specs}
