@@ -21,7 +21,12 @@ writer. **Integrity**: every row's metadata is checked when the store is opened,
 codes the first time a query reads them; a row that fails is never served (its patches score −1,
 it is listed in :attr:`StoreBank.damaged`), and a writer removes it so it is encoded again.
 A replaced row leaves its old codes behind as dead space (``meta.dead_rows``); rewriting the
-file to reclaim it is not done yet.
+file to reclaim it is not done yet (a bank reads the live runs of rows between the gaps, each a
+view of the memory map, so dead space costs disk, not memory).
+
+``sketchpad index`` keeps a store beside every folder's feature cache (:func:`store_path`),
+filled and pruned in step with it (:mod:`sketchpad.gallery.index`); a query opens it for large
+folders (:func:`sketchpad.gallery.query.load_bank`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import mmap
 import os
 import sqlite3
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +50,16 @@ from sketchpad.gallery.cache_file import CacheError, CacheLockedError
 from sketchpad.gallery.cache_rows import db_name, py_name
 from sketchpad.vision.bank import FeatureBank, PhotoLayout
 from sketchpad.vision.letterbox import Letterbox
-from sketchpad.vision.quant import Codec, QuantBlock, check_codec, quantize, row_bytes, summarize
+from sketchpad.vision.quant import (
+    CODECS,
+    DEFAULT_CODEC,
+    Codec,
+    QuantBlock,
+    check_codec,
+    quantize,
+    row_bytes,
+    summarize,
+)
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -64,6 +78,22 @@ _COLS = (
     "x0, y0, x1, y1, row0, scales, summary, global_emb, assign, check_meta, check_codes"
 )
 _INTS = struct.Struct("<14q")
+
+
+#: A file a reader leaves in the store when it met a damaged row: the next writer checks every
+#: row (:meth:`PatchStore.verify`) and removes the marker.
+CHECK_MARK = "check"
+
+
+def _mark(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        (folder / CHECK_MARK).touch()
+
+
+def store_path(cache_file: Path) -> Path:
+    """The patch store folder kept beside a feature cache file: ``<name>.store``."""
+    cache_file = Path(cache_file)
+    return cache_file.with_name(cache_file.stem + ".store")
 
 
 def _digest(*parts: bytes | memoryview) -> int:
@@ -108,7 +138,7 @@ class PatchStore:
         folder: Path,
         *,
         writer: bool = True,
-        codec: Codec = "q4",
+        codec: Codec = DEFAULT_CODEC,
         dim: int | None = None,
         summary_k: int = 8,
     ) -> PatchStore:
@@ -159,6 +189,12 @@ class PatchStore:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if meta.get("schema_version") != str(SCHEMA_VERSION):
                 raise CacheError(db, f"a patch store of schema {meta.get('schema_version')!r}")
+            if meta.get("codec") not in CODECS:
+                raise CacheError(
+                    db,
+                    f"patch codes of a kind this version cannot read ({meta.get('codec')!r}); "
+                    "index the folder again to rebuild the store",
+                )
             store = cls(folder, conn, fd, meta)
             if writer:  # cut codes an uncommitted transaction left behind
                 codes = folder / "codes.bin"
@@ -301,6 +337,45 @@ class PatchStore:
         assert self._conn is not None
         return int(self._conn.execute("SELECT count(*) FROM photos").fetchone()[0])
 
+    def paths(self) -> dict[str, tuple[int, int]]:
+        """rel_path → (size, mtime_ns) of every row (the identity the feature cache keeps)."""
+        assert self._conn is not None
+        got = self._conn.execute("SELECT rel_path, size, mtime_ns FROM photos").fetchall()
+        return {py_name(r[0]): (int(r[1]), int(r[2])) for r in got}
+
+    def verify(self) -> dict[str, str]:
+        """Check every row's metadata and codes against their checksums now; a writer removes
+        the rows that fail (name → what failed) so they are stored again."""
+        assert self._conn is not None
+        rows = self._conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0").fetchall()
+        bad: dict[str, str] = {}
+        total = int(self._meta()["next_row"]) * self.row_bytes
+        path = self.folder / "codes.bin"
+        size = path.stat().st_size if path.exists() else 0
+        f = open(path, "rb") if size else None  # noqa: SIM115 (closed below)
+        try:
+            for r in rows:
+                name = py_name(r[0])
+                if _digest(r[0], _INTS.pack(*r[1:15]), r[15], r[16], r[17], r[18]) != r[19]:
+                    bad[name] = "checksum mismatch in its metadata"
+                    continue
+                start, n = int(r[14]) * self.row_bytes, int(r[3]) * int(r[4]) * self.row_bytes
+                if f is None or start + n > min(size, total):
+                    bad[name] = "its patch codes are missing"
+                    continue
+                f.seek(start)
+                if _digest(f.read(n)) != r[20]:
+                    bad[name] = "checksum mismatch in its patch codes"
+        finally:
+            if f is not None:
+                f.close()
+        if self._lock_fd is not None:
+            if bad:
+                self.remove(list(bad))
+            with contextlib.suppress(OSError):
+                (self.folder / CHECK_MARK).unlink(missing_ok=True)
+        return bad
+
     def nbytes(self) -> int:
         """Bytes on disk: codes, metadata and its write-ahead log."""
         names = ("codes.bin", "meta.sqlite", "meta.sqlite-wal")
@@ -323,18 +398,33 @@ class PatchStore:
         self.close()
 
     # -- reading -----------------------------------------------------------------------------
-    def load_bank(self) -> StoreBank:
-        """Every sound row as a bank whose patches stay in ``codes.bin`` (memory-mapped)."""
+    def load_bank(
+        self,
+        bank: StoreBank | None = None,
+        *,
+        only: Mapping[str, tuple[int, int]] | None = None,
+    ) -> StoreBank:
+        """Every sound row as a bank whose patches stay in ``codes.bin`` (memory-mapped).
+
+        Args:
+            bank: an empty bank to fill (e.g. a folder's :class:`~sketchpad.gallery.query.
+                CachedBank`); default a new :class:`StoreBank`.
+            only: rel_path → (size, mtime_ns): keep just the rows of exactly these identities
+                (the feature cache's current rows); rows of other identities are left out.
+        """
         assert self._conn is not None
         rows = self._conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0").fetchall()
-        bank = StoreBank(self.folder)
+        bank = StoreBank(self.folder) if bank is None else bank
         good: list[tuple[Any, ...]] = []
         for r in rows:
             ints = tuple(r[1:15])
             name = r[0]
+            if only is not None and only.get(py_name(name)) != (r[1], r[2]):
+                continue
             check = _digest(name, _INTS.pack(*ints), r[15], r[16], r[17], r[18])
             if check != r[19] or r[5] != self.dim:
                 bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
+                _mark(self.folder)
                 continue
             good.append(r)
         if not good:
@@ -347,37 +437,40 @@ class PatchStore:
         k, d = self.summary_k, self.dim
         starts = np.asarray([r[14] for r in good], np.int64)
         sizes = np.asarray([r[3] * r[4] for r in good], np.int64)
-        # Rows of the bank: each photo's codes, in file order; dead space is skipped by
-        # gathering (photos are contiguous in the file, so this is a view when nothing died).
-        contiguous = bool(
-            starts[0] == 0
-            and np.all(starts[1:] == starts[:-1] + sizes[:-1])
-            and starts[-1] + sizes[-1] == total
-        )
-        if contiguous:
-            block_codes: np.ndarray = codes
-        else:
-            idx = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)])
-            block_codes = codes[idx]  # a copy: reclaiming dead space would avoid it
+        at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # bank row of each photo
         scales = np.concatenate([np.frombuffer(r[15], "<f2") for r in good])
-        block = StoreBlock(
-            block_codes,
-            scales,
-            self.codec,
-            d,
-            photo_starts=np.concatenate([[0], np.cumsum(sizes)]),
-            checks=[int(r[20]) for r in good],
-            names=[py_name(r[0]) for r in good],
-            damaged=bank.damaged,
-            mm=mm,
-        )
         summ = np.stack([np.frombuffer(r[16], "<f2").reshape(k, d) for r in good])
+        base_index: np.ndarray | None = None
         if self.codec == "q4r":
             photo = np.repeat(np.arange(len(good)), sizes)
             assign = np.concatenate([np.frombuffer(r[18], np.uint8) for r in good])
-            block.base_index = photo * k + assign.astype(np.int64)
-            block.base_products = bank.summary_products
-            block.base_vectors = summ.reshape(-1, d)
+            base_index = photo * k + assign.astype(np.int64)
+        names = [py_name(r[0]) for r in good]
+        checks = [int(r[20]) for r in good]
+        # One block per run of photos stored one after another: each a view of the memory
+        # map (dead space of replaced rows, and rows left out, lie between runs).
+        cuts = np.flatnonzero(starts[1:] != starts[:-1] + sizes[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(good)]
+        blocks: list[StoreBlock] = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            lo, hi = int(starts[a]), int(starts[b - 1] + sizes[b - 1])
+            block = StoreBlock(
+                codes[lo:hi],
+                scales[at[a] : at[b]],
+                self.codec,
+                d,
+                photo_starts=at[a : b + 1] - at[a],
+                checks=checks[a:b],
+                names=names[a:b],
+                damaged=bank.damaged,
+                mm=mm,
+                folder=self.folder,
+            )
+            if base_index is not None:
+                block.base_index = base_index[at[a] : at[b]]
+                block.base_products = bank.summary_products
+                block.base_vectors = summ.reshape(-1, d)
+            blocks.append(block)
         layouts = [
             PhotoLayout(
                 (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
@@ -385,7 +478,7 @@ class PatchStore:
             for r in good
         ]
         globs = np.stack([np.frombuffer(r[17], "<f4") for r in good])
-        bank.add_block_rows(layouts, globs, [block], names=block.names, summaries=summ)
+        bank.add_block_rows(layouts, globs, blocks, names=names, summaries=summ)
         return bank
 
 
@@ -405,8 +498,10 @@ class StoreBlock(QuantBlock):
         names: Sequence[str],
         damaged: dict[str, str],
         mm: mmap.mmap | None,
+        folder: Path | None = None,
     ) -> None:
         super().__init__(codes, scales, codec, dim)
+        self.folder = folder
         self.photo_starts = np.asarray(photo_starts, np.int64)
         self.checks = list(checks)
         self.names = list(names)
@@ -423,6 +518,8 @@ class StoreBlock(QuantBlock):
             if _digest(np.ascontiguousarray(self.codes[a:b]).tobytes()) != self.checks[p]:
                 self._bad[p] = True
                 self.damaged[self.names[p]] = "checksum mismatch in its patch codes"
+                if self.folder is not None:
+                    _mark(self.folder)
             self._checked[p] = True
         return self._bad[photo]
 
@@ -458,8 +555,13 @@ class StoreBank(FeatureBank):
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
-        self.folder = folder
+        self.folder = Path(folder)
         self.damaged: dict[str, str] = {}
+
+    @property
+    def from_store(self) -> bool:
+        """Whether the rows are a patch store's (compressed codes, stored summaries)."""
+        return any(isinstance(b, StoreBlock) for b in self.blocks)
 
     def sample_matrix(self) -> torch.Tensor:
         """As :meth:`FeatureBank.sample_matrix`; the codes pages its sample read (all of

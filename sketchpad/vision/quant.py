@@ -35,6 +35,8 @@ import torch
 
 Codec = Literal["q8", "q4", "q4r"]
 CODECS: tuple[Codec, ...] = ("q8", "q4", "q4r")
+#: The codec a new patch store uses (chosen by measurement: docs/large_libraries.md).
+DEFAULT_CODEC: Codec = "q4r"
 _LEVELS = {"q8": 127, "q4": 7, "q4r": 7}
 #: q4 clips each vector at this many RMS of its coordinates (the step that minimises the
 #: squared error of Gaussian-like coordinates at 15 levels; the peak would waste levels).
