@@ -53,6 +53,7 @@ from sketchpad.vision.letterbox import Letterbox
 from sketchpad.vision.quant import (
     CODECS,
     DEFAULT_CODEC,
+    RESIDUAL,
     Codec,
     QuantBlock,
     check_codec,
@@ -61,7 +62,8 @@ from sketchpad.vision.quant import (
     summarize,
 )
 
-SCHEMA_VERSION = 1
+#: 2: codes of valid patches only (``n_codes``), the global embedding as float16.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE photos (
@@ -69,15 +71,18 @@ CREATE TABLE photos (
     gh INTEGER NOT NULL, gw INTEGER NOT NULL, d INTEGER NOT NULL, patch_size INTEGER NOT NULL,
     photo_h INTEGER NOT NULL, photo_w INTEGER NOT NULL, input_size INTEGER NOT NULL,
     x0 INTEGER NOT NULL, y0 INTEGER NOT NULL, x1 INTEGER NOT NULL, y1 INTEGER NOT NULL,
-    row0 INTEGER NOT NULL, scales BLOB NOT NULL, summary BLOB NOT NULL, global_emb BLOB NOT NULL,
-    assign BLOB NOT NULL, check_meta INTEGER NOT NULL, check_codes INTEGER NOT NULL
+    row0 INTEGER NOT NULL, n_codes INTEGER NOT NULL, scales BLOB NOT NULL,
+    summary BLOB NOT NULL, global_emb BLOB NOT NULL, assign BLOB NOT NULL,
+    check_meta INTEGER NOT NULL, check_codes INTEGER NOT NULL
 );
 """
 _COLS = (
     "rel_path, size, mtime_ns, gh, gw, d, patch_size, photo_h, photo_w, input_size, "
-    "x0, y0, x1, y1, row0, scales, summary, global_emb, assign, check_meta, check_codes"
+    "x0, y0, x1, y1, row0, n_codes, scales, summary, global_emb, assign, check_meta, check_codes"
 )
-_INTS = struct.Struct("<14q")
+_INTS = struct.Struct("<15q")
+# Column positions in a row selected with _COLS.
+_ROW0, _NCODES, _SCALES, _SUMM, _GLOB, _ASSIGN, _CMETA, _CCODES = range(14, 22)
 
 
 #: A file a reader leaves in the store when it met a damaged row: the next writer checks every
@@ -94,6 +99,12 @@ def store_path(cache_file: Path) -> Path:
     """The patch store folder kept beside a feature cache file: ``<name>.store``."""
     cache_file = Path(cache_file)
     return cache_file.with_name(cache_file.stem + ".store")
+
+
+def _meta_digest(r: Sequence[Any]) -> int:
+    """The checksum over a selected row's metadata (every column but the codes')."""
+    ints = _INTS.pack(*r[1 : _NCODES + 1])
+    return _digest(r[0], ints, r[_SCALES], r[_SUMM], r[_GLOB], r[_ASSIGN])
 
 
 def _digest(*parts: bytes | memoryview) -> int:
@@ -247,7 +258,12 @@ class PatchStore:
             stack = np.stack([xs[i] for i in idx])
             summ_all[idx] = summarize(stack, valid, self.summary_k).astype("<f2")
         assigns: list[np.ndarray] = []
-        if self.codec == "q4r":  # the residual from each patch's nearest summary vector
+        # codes of valid patches only: letterbox padding is never scored
+        xs = [
+            x[r.letterbox.valid_patches(r.patch_size).ravel()]
+            for r, x in zip(rows, xs, strict=True)
+        ]
+        if self.codec in RESIDUAL:  # the residual from each patch's nearest summary vector
             for i, x in enumerate(xs):
                 c = summ_all[i].astype(np.float32)
                 a = np.argmax(x @ c.T, axis=1).astype(np.uint8)
@@ -261,16 +277,16 @@ class PatchStore:
         row = next_row
         for i, r in enumerate(rows):
             gh, gw = (int(v) for v in r.grid_hw)
-            t = gh * gw
+            t = len(xs[i])
             first = row - next_row
             cb = codes_all[first : first + t].tobytes()
             sb = scales_all[first : first + t].astype("<f2").tobytes()
             mb = summ_all[i].tobytes()
             ab = assigns[i].tobytes()
-            eb = np.ascontiguousarray(r.global_embedding, dtype="<f4").tobytes()
+            eb = np.ascontiguousarray(r.global_embedding, dtype="<f2").tobytes()
             lb = r.letterbox
             ints: tuple[int, ...] = (r.size, r.mtime_ns, gh, gw, self.dim, r.patch_size)
-            ints += (*lb.photo_hw, lb.input_size, *lb.content_xyxy, row)
+            ints += (*lb.photo_hw, lb.input_size, *lb.content_xyxy, row, t)
             name = db_name(r.rel_path)
             meta_check = _digest(name, _INTS.pack(*(int(v) for v in ints)), sb, mb, eb, ab)
             records.append((name, *ints, sb, mb, eb, ab, meta_check, _digest(cb)))
@@ -290,7 +306,7 @@ class PatchStore:
                 old = 0
                 for rec in records:
                     got = conn.execute(
-                        "SELECT gh * gw FROM photos WHERE rel_path = ?", (rec[0],)
+                        "SELECT n_codes FROM photos WHERE rel_path = ?", (rec[0],)
                     ).fetchone()
                     old += int(got[0]) if got else 0
                 marks = ", ".join("?" * len(records[0]))
@@ -320,7 +336,7 @@ class PatchStore:
             n = 0
             for p in rel_paths:
                 got = conn.execute(
-                    "SELECT gh * gw FROM photos WHERE rel_path = ?", (db_name(p),)
+                    "SELECT n_codes FROM photos WHERE rel_path = ?", (db_name(p),)
                 ).fetchone()
                 if got:
                     n += int(got[0])
@@ -356,15 +372,15 @@ class PatchStore:
         try:
             for r in rows:
                 name = py_name(r[0])
-                if _digest(r[0], _INTS.pack(*r[1:15]), r[15], r[16], r[17], r[18]) != r[19]:
+                if _meta_digest(r) != r[_CMETA]:
                     bad[name] = "checksum mismatch in its metadata"
                     continue
-                start, n = int(r[14]) * self.row_bytes, int(r[3]) * int(r[4]) * self.row_bytes
+                start, n = int(r[_ROW0]) * self.row_bytes, int(r[_NCODES]) * self.row_bytes
                 if f is None or start + n > min(size, total):
                     bad[name] = "its patch codes are missing"
                     continue
                 f.seek(start)
-                if _digest(f.read(n)) != r[20]:
+                if _digest(f.read(n)) != r[_CCODES]:
                     bad[name] = "checksum mismatch in its patch codes"
         finally:
             if f is not None:
@@ -417,12 +433,10 @@ class PatchStore:
         bank = StoreBank(self.folder) if bank is None else bank
         good: list[tuple[Any, ...]] = []
         for r in rows:
-            ints = tuple(r[1:15])
             name = r[0]
             if only is not None and only.get(py_name(name)) != (r[1], r[2]):
                 continue
-            check = _digest(name, _INTS.pack(*ints), r[15], r[16], r[17], r[18])
-            if check != r[19] or r[5] != self.dim:
+            if _meta_digest(r) != r[_CMETA] or r[5] != self.dim:
                 bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
                 _mark(self.folder)
                 continue
@@ -435,49 +449,60 @@ class PatchStore:
             mm = mmap.mmap(f.fileno(), total * self.row_bytes, access=mmap.ACCESS_READ)
         codes = np.frombuffer(mm, dtype=np.uint8).reshape(total, self.row_bytes)
         k, d = self.summary_k, self.dim
-        starts = np.asarray([r[14] for r in good], np.int64)
-        sizes = np.asarray([r[3] * r[4] for r in good], np.int64)
-        at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # bank row of each photo
-        scales = np.concatenate([np.frombuffer(r[15], "<f2") for r in good])
-        summ = np.stack([np.frombuffer(r[16], "<f2").reshape(k, d) for r in good])
-        base_index: np.ndarray | None = None
-        if self.codec == "q4r":
-            photo = np.repeat(np.arange(len(good)), sizes)
-            assign = np.concatenate([np.frombuffer(r[18], np.uint8) for r in good])
-            base_index = photo * k + assign.astype(np.int64)
-        names = [py_name(r[0]) for r in good]
-        checks = [int(r[20]) for r in good]
-        # One block per run of photos stored one after another: each a view of the memory
-        # map (dead space of replaced rows, and rows left out, lie between runs).
-        cuts = np.flatnonzero(starts[1:] != starts[:-1] + sizes[:-1]) + 1
-        bounds = [0, *cuts.tolist(), len(good)]
-        blocks: list[StoreBlock] = []
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            lo, hi = int(starts[a]), int(starts[b - 1] + sizes[b - 1])
-            block = StoreBlock(
-                codes[lo:hi],
-                scales[at[a] : at[b]],
-                self.codec,
-                d,
-                photo_starts=at[a : b + 1] - at[a],
-                checks=checks[a:b],
-                names=names[a:b],
-                damaged=bank.damaged,
-                mm=mm,
-                folder=self.folder,
-            )
-            if base_index is not None:
-                block.base_index = base_index[at[a] : at[b]]
-                block.base_products = bank.summary_products
-                block.base_vectors = summ.reshape(-1, d)
-            blocks.append(block)
         layouts = [
             PhotoLayout(
                 (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
             )
             for r in good
         ]
-        globs = np.stack([np.frombuffer(r[17], "<f4") for r in good])
+        valid = [lay.valid_patches().ravel() for lay in layouts]
+        starts = np.asarray([r[_ROW0] for r in good], np.int64)  # in codes.bin
+        n_codes = np.asarray([r[_NCODES] for r in good], np.int64)
+        if any(int(v.sum()) != n for v, n in zip(valid, n_codes.tolist(), strict=True)):
+            why = "rows whose codes do not fit their layout"
+            raise CacheError(self.folder / "meta.sqlite", why)
+        sizes = np.asarray([r[3] * r[4] for r in good], np.int64)  # bank rows
+        at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # first bank row
+        cat = np.concatenate([[0], np.cumsum(n_codes)]).astype(np.int64)  # first code row
+        scales = np.concatenate([np.frombuffer(r[_SCALES], "<f2") for r in good])
+        summ = np.stack([np.frombuffer(r[_SUMM], "<f2").reshape(k, d) for r in good])
+        base_index: np.ndarray | None = None
+        if self.codec in RESIDUAL:
+            photo = np.repeat(np.arange(len(good)), n_codes)
+            assign = np.concatenate([np.frombuffer(r[_ASSIGN], np.uint8) for r in good])
+            base_index = photo * k + assign.astype(np.int64)
+        names = [py_name(r[0]) for r in good]
+        checks = [int(r[_CCODES]) for r in good]
+        # One block per run of photos stored one after another: each a view of the memory
+        # map (dead space of replaced rows, and rows left out, lie between runs).
+        cuts = np.flatnonzero(starts[1:] != starts[:-1] + n_codes[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(good)]
+        blocks: list[StoreBlock] = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            lo, hi = int(starts[a]), int(starts[b - 1] + n_codes[b - 1])
+            v = np.concatenate(valid[a:b])
+            row_map = np.full(len(v), -1, np.int32)  # bank row → code row (−1: padding)
+            row_map[v] = np.arange(hi - lo, dtype=np.int32)
+            block = StoreBlock(
+                codes[lo:hi],
+                scales[cat[a] : cat[b]],
+                self.codec,
+                d,
+                photo_starts=at[a : b + 1] - at[a],
+                code_starts=cat[a : b + 1] - cat[a],
+                checks=checks[a:b],
+                names=names[a:b],
+                damaged=bank.damaged,
+                mm=mm,
+                folder=self.folder,
+                row_map=row_map,
+            )
+            if base_index is not None:
+                block.base_index = base_index[cat[a] : cat[b]]
+                block.base_products = bank.summary_products
+                block.base_vectors = summ.reshape(-1, d)
+            blocks.append(block)
+        globs = np.stack([np.frombuffer(r[_GLOB], "<f2").astype(np.float32) for r in good])
         bank.add_block_rows(layouts, globs, blocks, names=names, summaries=summ)
         return bank
 
@@ -494,15 +519,18 @@ class StoreBlock(QuantBlock):
         dim: int,
         *,
         photo_starts: np.ndarray,
+        code_starts: np.ndarray,
         checks: Sequence[int],
         names: Sequence[str],
         damaged: dict[str, str],
         mm: mmap.mmap | None,
         folder: Path | None = None,
+        row_map: np.ndarray | None = None,
     ) -> None:
-        super().__init__(codes, scales, codec, dim)
+        super().__init__(codes, scales, codec, dim, row_map=row_map)
         self.folder = folder
         self.photo_starts = np.asarray(photo_starts, np.int64)
+        self.code_starts = np.asarray(code_starts, np.int64)
         self.checks = list(checks)
         self.names = list(names)
         self.damaged = damaged
@@ -514,7 +542,7 @@ class StoreBlock(QuantBlock):
         """Check the photos these rows belong to (once each); (len(rows),) bool: row is bad."""
         photo = np.searchsorted(self.photo_starts, rows, side="right") - 1
         for p in np.unique(photo[~self._checked[photo]]).tolist():
-            a, b = self.photo_starts[p], self.photo_starts[p + 1]
+            a, b = self.code_starts[p], self.code_starts[p + 1]
             if _digest(np.ascontiguousarray(self.codes[a:b]).tobytes()) != self.checks[p]:
                 self._bad[p] = True
                 self.damaged[self.names[p]] = "checksum mismatch in its patch codes"

@@ -27,7 +27,7 @@ def _rows(n: int, seed: int = 0) -> list[StoreRow]:
     return out
 
 
-@pytest.mark.parametrize(("codec", "tol"), [("q8", 0.01), ("q4", 0.2)])
+@pytest.mark.parametrize(("codec", "tol"), [("q8", 0.01), ("q4", 0.2), ("q5r", 0.1)])
 def test_codecs_round_trip_within_their_step(codec: str, tol: float) -> None:
     x = np.random.default_rng(1).standard_normal((50, D)).astype(np.float32)
     codes, scales = quantize(x, codec)  # type: ignore[arg-type]
@@ -44,7 +44,7 @@ def test_summaries_give_a_small_object_its_own_vector() -> None:
     assert np.max(s @ np.eye(D, dtype=np.float32)[0]) > 0.99
 
 
-@pytest.mark.parametrize("codec", ["q8", "q4", "q4r"])
+@pytest.mark.parametrize("codec", ["q8", "q4", "q4r", "q5r"])
 def test_store_bank_scores_like_the_features(tmp_path: Path, codec: str) -> None:
     rows = _rows(20)
     with PatchStore.open(tmp_path / "s", codec=codec, dim=D) as store:  # type: ignore[arg-type]
@@ -58,7 +58,7 @@ def test_store_bank_scores_like_the_features(tmp_path: Path, codec: str) -> None
     q /= np.linalg.norm(q)
     want = np.concatenate([r.patches for r in rows]) @ q
     got = bank.correlate(q)
-    tol = {"q8": 0.01, "q4": 0.15, "q4r": 0.1}[codec]
+    tol = {"q8": 0.01, "q4": 0.15, "q4r": 0.1, "q5r": 0.05}[codec]
     np.testing.assert_allclose(got, want, atol=tol)
     rows_idx = np.array([3, 40, 41, 300])
     np.testing.assert_allclose(bank.correlate_rows(q, rows_idx), got[rows_idx], atol=1e-3)
