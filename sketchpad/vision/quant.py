@@ -108,9 +108,13 @@ def quantize(x: np.ndarray, codec: Codec) -> tuple[np.ndarray, np.ndarray]:
         return (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8), scale16
     u = (q + 16).astype(np.uint8)  # 1 … 31
     low = (u[:, 0::2] & 15) | ((u[:, 1::2] & 15) << 4)
-    # the fifth bits in the decoder's order: even dimensions, then odd ones
-    high = np.concatenate([u[:, 0::2], u[:, 1::2]], axis=1) >> 4
-    plane = np.packbits(high.astype(np.uint8), axis=1, bitorder="little")
+    # The fifth bits in the decoder's order (even dimensions, then odd ones: position p), in
+    # d / 8 bytes: bit k of byte j is position k · d / 8 + j, so that a decoder adds each
+    # bit k to one contiguous slice of its output.
+    high = (np.concatenate([u[:, 0::2], u[:, 1::2]], axis=1) >> 4).reshape(len(u), 8, -1)
+    plane = np.zeros((len(u), high.shape[2]), dtype=np.uint8)
+    for k in range(8):
+        plane |= (high[:, k] << k).astype(np.uint8)
     return np.concatenate([low.astype(np.uint8), plane], axis=1), scale16
 
 
@@ -129,7 +133,8 @@ def unpack(codes: np.ndarray, codec: Codec, d: int) -> np.ndarray:
     out = np.empty((len(c), d), dtype=np.int8)
     h = d // 2
     if codec == "q5r":
-        high = np.unpackbits(c[:, h:], axis=1, bitorder="little").astype(np.int8) << 4
+        plane = c[:, h:]
+        high = np.concatenate([(plane >> k) & 1 for k in range(8)], axis=1).astype(np.int8) << 4
         out[:, 0::2] = (c[:, :h] & 0x0F).view(np.int8) + high[:, :h] - 16
         out[:, 1::2] = (c[:, :h] >> 4).view(np.int8) + high[:, h:] - 16
         return out
@@ -256,15 +261,13 @@ class QuantBlock:
             low = c[:, :h]
             out[:, :h].copy_(torch.bitwise_and(low, 15))
             out[:, h:].copy_(torch.bitwise_right_shift(low, 4))
-            if self.codec == "q5r":  # the fifth bits: 16 where set
-                bits = torch.bitwise_and(
-                    torch.bitwise_right_shift(c[:, h:, None], self._shifts), 1
-                ).reshape(len(c), self.dim)
-                out.add_(bits, alpha=16)
+            if self.codec == "q5r":  # the fifth bits: 16 where set, one slice per bit
+                plane, m = c[:, h:], self.dim // 8
+                bit = torch.empty_like(plane)
+                for k in range(8):
+                    torch.bitwise_right_shift(plane, k, out=bit).bitwise_and_(1)
+                    out[:, k * m : (k + 1) * m].add_(bit, alpha=16)
         return out
-
-    #: Bit positions of a bit plane's bytes (q5r).
-    _shifts = torch.arange(8, dtype=torch.uint8)
 
     def _query(self, q: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The query in the levels' layout, and what the q4 offset adds to each product."""
