@@ -19,8 +19,8 @@ the relative error the same for every patch, and a cosine ``q · x`` is then
   of valid patches only (letterbox padding is never scored).
 
 Which one a store uses is chosen by measurement (``sketchpad bench gallery``, docs/
-large_libraries.md): q4r, the q4 rate with about half its error; q8 and q4 are measured side
-by side.
+large_libraries.md): q5r (62.5 KiB per 4:3 photo with the store's valid-patches-only codes:
+the best mask and match recall within 64 KiB); q4r, q4 and q8 are measured side by side.
 
 **Summary.** :func:`summarize` gives each photo ``k`` unit vectors (default 8) that stand for
 its valid patches in the first stage of a query (:mod:`sketchpad.search.shortlist`): the
@@ -40,7 +40,7 @@ import torch
 Codec = Literal["q8", "q4", "q4r", "q5r"]
 CODECS: tuple[Codec, ...] = ("q8", "q4", "q4r", "q5r")
 #: The codec a new patch store uses (chosen by measurement: docs/large_libraries.md).
-DEFAULT_CODEC: Codec = "q4r"
+DEFAULT_CODEC: Codec = "q5r"
 #: Codecs that store the residual from each patch's nearest summary vector.
 RESIDUAL: tuple[Codec, ...] = ("q4r", "q5r")
 _LEVELS = {"q8": 127, "q4": 7, "q4r": 7, "q5r": 15}
