@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,12 @@ def test_a_lost_or_damaged_store_is_refilled_from_the_cache(
         bank.correlate(np.ones(bank.dim or 0, np.float32))
         assert bank.from_store and len(bank) == 5 and not bank.damaged
     assert index_folder(folder, seg, verify=True).repairs[-1] == "patch store verified: sound"
+    with sqlite3.connect(where / "meta.sqlite") as db:  # codes of a kind this version lacks
+        db.execute("UPDATE meta SET value = 'q3x' WHERE key = 'codec'")
+    db.close()
+    s = index_folder(folder, seg)
+    assert "patch store unreadable" in " ".join(s.repairs) and s.indexed == 0
+    assert identities(folder, seg)[1] == want  # rebuilt from the cache
     s = index_folder(folder, seg, rebuild=True)
     assert s.indexed == 5 and identities(folder, seg)[1] == want
 

@@ -106,3 +106,17 @@ def test_damaged_codes_are_never_served(tmp_path: Path) -> None:
     got = bank.correlate_rows(q.numpy(), rows)
     assert np.all(got[2:-2] == -1.0) and np.all(got[:2] > -1.0) and np.all(got[-2:] > -1.0)
     assert list(bank.damaged) == ["p1.jpg"]
+
+
+def test_a_store_of_codes_this_version_cannot_read_is_refused_by_name(tmp_path: Path) -> None:
+    import sqlite3
+
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, dim=D) as store:
+        store.put(_rows(2))
+    with sqlite3.connect(folder / "meta.sqlite") as db:
+        db.execute("UPDATE meta SET value = 'q3x' WHERE key = 'codec'")
+    db.close()
+    for writer in (False, True):
+        with pytest.raises(CacheError, match="q3x.*index the folder again"):
+            PatchStore.open(folder, writer=writer)
