@@ -42,6 +42,7 @@ from sketchpad.gallery.cache import cache_path as default_cache_path
 from sketchpad.gallery.images import PhotoError, load_photo_at, scan_folder
 from sketchpad.gallery.patch_store import CHECK_MARK, PatchStore, StoreRow, store_path
 from sketchpad.vision.letterbox import Letterbox
+from sketchpad.vision.quant import codec_for
 
 if TYPE_CHECKING:
     from sketchpad.vision.features import PhotoFeatures
@@ -384,7 +385,8 @@ class _StoreWriter:
         if not items:
             return
         if self.store is None:
-            self.store = PatchStore.open(self.folder, dim=int(items[0][3].patches.shape[1]))
+            dim = int(items[0][3].patches.shape[1])
+            self.store = PatchStore.open(self.folder, codec=codec_for(dim), dim=dim)
         self.store.put([_store_row(*it) for it in items])
 
     def follow(self, cache: FeatureCache, skip: set[str]) -> None:

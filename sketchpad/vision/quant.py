@@ -75,9 +75,18 @@ def check_codec(codec: str, d: int) -> Codec:
         raise ValueError(f"unknown patch codec {codec!r} (known: {', '.join(CODECS)})")
     if codec != "q8" and d % 2:
         raise ValueError(f"the {codec} codec needs an even feature dimension, got {d}")
-    if codec == "q5r" and d % 16:
-        raise ValueError(f"the {codec} codec needs a feature dimension divisible by 16, got {d}")
+    if codec == "q5r" and d % 8:
+        raise ValueError(f"the {codec} codec needs a feature dimension divisible by 8, got {d}")
     return codec
+
+
+def codec_for(d: int) -> Codec:
+    """The codec a new store of ``d``-dimensional features uses: :data:`DEFAULT_CODEC`, or
+    q8 (any dimension) where the default cannot store them."""
+    try:
+        return check_codec(DEFAULT_CODEC, d)
+    except ValueError:
+        return "q8"
 
 
 def quantize(x: np.ndarray, codec: Codec) -> tuple[np.ndarray, np.ndarray]:

@@ -120,3 +120,10 @@ def test_a_store_of_codes_this_version_cannot_read_is_refused_by_name(tmp_path: 
     for writer in (False, True):
         with pytest.raises(CacheError, match="q3x.*index the folder again"):
             PatchStore.open(folder, writer=writer)
+
+
+def test_a_new_store_takes_the_default_codec_where_it_fits_else_q8() -> None:
+    from sketchpad.vision.quant import DEFAULT_CODEC, codec_for
+
+    assert codec_for(512) == DEFAULT_CODEC == "q5r" and codec_for(8) == "q5r"
+    assert codec_for(12) == "q8"  # q5r's bit plane needs a multiple of 8
