@@ -2,13 +2,14 @@
 
 A store is a folder of three files:
 
-- ``codes.bin``: every photo's patch codes (:mod:`sketchpad.vision.quant`, q4 by default: d / 2
-  bytes per patch), one photo after another, appended, never rewritten in place. A query
+- ``codes.bin``: every photo's patch codes (:mod:`sketchpad.vision.quant`, q5r by default:
+  5 d / 8 bytes per patch), of its *valid* patches only (letterbox padding is never scored; it
+  reads as zero vectors), one photo after another, appended, never rewritten in place. A query
   memory-maps it and touches only the pages of the photos it scores (the shortlist).
 - ``meta.sqlite``: a row per photo (the same identity and layout columns as the feature cache,
-  :mod:`sketchpad.gallery.cache_rows`), where its codes start in ``codes.bin``, its per-patch
-  float16 scales, its compact summary (k float16 unit vectors, the shortlist's first stage), its
-  global embedding and two XXH3 checksums: ``check_meta`` over every column but the codes,
+  :mod:`sketchpad.gallery.cache_rows`), where its codes start in ``codes.bin`` and how many
+  there are, its per-patch float16 scales, its compact summary (k float16 unit vectors, the
+  shortlist's first stage), its global embedding (float16) and two XXH3 checksums: ``check_meta`` over every column but the codes,
   ``check_codes`` over its codes as stored in ``codes.bin``.
 - ``lock``: the writer's advisory lock (:mod:`sketchpad.gallery.filelock`): one writer; readers
   take no lock.
