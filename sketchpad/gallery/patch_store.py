@@ -9,8 +9,9 @@ A store is a folder of three files:
 - ``meta.sqlite``: a row per photo (the same identity and layout columns as the feature cache,
   :mod:`sketchpad.gallery.cache_rows`), where its codes start in ``codes.bin`` and how many
   there are, its per-patch float16 scales, its compact summary (k float16 unit vectors, the
-  shortlist's first stage), its global embedding (float16) and two XXH3 checksums: ``check_meta`` over every column but the codes,
-  ``check_codes`` over its codes as stored in ``codes.bin``.
+  shortlist's first stage), its global embedding (float16) and two XXH3 checksums:
+  ``check_meta`` over every column but the codes, ``check_codes`` over its codes as stored in
+  ``codes.bin``.
 - ``lock``: the writer's advisory lock (:mod:`sketchpad.gallery.filelock`): one writer; readers
   take no lock.
 
