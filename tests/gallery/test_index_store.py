@@ -137,6 +137,10 @@ def test_a_lost_or_damaged_store_is_refilled_from_the_cache(
     s = index_folder(folder, seg)
     assert "patch store unreadable" in " ".join(s.repairs) and s.indexed == 0
     assert identities(folder, seg)[1] == want  # rebuilt from the cache
+    with FeatureCache.open(folder, model_key(seg)) as cache:  # the cache lost a row (damaged)
+        cache.remove(["img3.png"])
+    with load_bank(folder, model_key(seg), min_photos=1) as bank:  # the store serves only
+        assert bank.from_store and sorted(bank.names) == sorted(set(want) - {"img3.png"})
     s = index_folder(folder, seg, rebuild=True)
     assert s.indexed == 5 and identities(folder, seg)[1] == want
 
