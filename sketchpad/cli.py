@@ -249,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--codecs",
         nargs="+",
-        default=["q4r"],
+        default=["q5r"],
         metavar="C",
-        help="gallery: patch codecs of the large libraries (q4r default, q4, q8)",
+        help="gallery: patch codecs of the large libraries (q5r default, q4r, q4, q8)",
     )
     p.add_argument(
         "--large-queries", type=int, default=20, help="gallery: queries per large library"

@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         return INTERRUPTED
     progress.finish()
     for note in summary.repairs:
-        print(f"{NAME}: feature cache: {note}", file=sys.stderr)
+        where = "" if note.startswith("patch store") else "feature cache: "
+        print(f"{NAME}: {where}{note}", file=sys.stderr)
     for path, code, reason in summary.skipped:
         print(f"{NAME}: skipped {display_name(path)}: {reason} [{code}]", file=sys.stderr)
     by_code = ", ".join(f"{n} {c}" for c, n in sorted(summary.skipped_by_code().items()))

@@ -104,6 +104,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "match or reach the top 100, the exact scoring runs on them)",
     )
     p.add_argument(
+        "--shortlist-from",
+        type=int,
+        default=None,
+        metavar="N",
+        help="folders of at least N photos are read from their compressed patch store and "
+        "searched in two stages (default 4000); --exact overrides it",
+    )
+    p.add_argument(
         "--format",
         default="coco",
         metavar="F,F,…",
@@ -292,6 +300,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
         budget = memory_budget(args.memory_budget)
     except ValueError as e:
         return _err(f"--memory-budget: {e}")
+    from sketchpad.search.shortlist import MIN_PHOTOS
+
+    min_photos = MIN_PHOTOS if args.shortlist_from is None else args.shortlist_from
+    if min_photos < 1:
+        return _err(f"--shortlist-from must be at least 1, got {min_photos}")
 
     # Heavy imports only now: `sketchpad segment --help` stays fast.
     from sketchpad.search.core import SearchCore
@@ -303,7 +316,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     try:
         seg = build_segmenter(choice, download)
         download.finish()
-        core = SearchCore(seg, exact=True if args.exact else None)
+        core = SearchCore(seg, exact=True if args.exact else None, min_photos=min_photos)
         core.encode(spec)  # before indexing: a bad part or words fail at once
     except (KeyError, ValueError, WeightsError) as e:
         return _err(str(e).strip("'\""))
@@ -316,7 +329,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 (a linear script of step
     skipped: list[dict[str, str]] = []
     single = len(folders) == 1 and not files
     for folder in folders:
-        got = _cached_folder(folder, seg, args.batch_size, budget)
+        got = _cached_folder(folder, seg, args.batch_size, budget, core)
         if got is None:  # the cache is unusable: encode this folder's photos now
             from sketchpad.gallery.images import expand_photo_args
 
@@ -395,6 +408,8 @@ def _write(
         "compose": bool(args.compose),
         "queries": list(result.labels),
         "label": spec.text or "sketch",
+        # "two-stage": a large folder's patch store, shortlisted (--exact: "exact")
+        "search": "exact" if result.exact else "two-stage",
     }
     roots = list(dict.fromkeys(p.parent if p.is_file() else p for p in map(Path, args.photos)))
     try:
@@ -477,9 +492,10 @@ def _split_photo_args(
 
 
 def _cached_folder(
-    folder: Path, seg: Segmenter, batch_size: int, budget: int
+    folder: Path, seg: Segmenter, batch_size: int, budget: int, core: SearchCore
 ) -> tuple[CachedBank, list[dict[str, str]]] | None:
-    """Index ``folder`` (incrementally) and load its cache; None when the cache cannot be
+    """Index ``folder`` (incrementally) and load its cache — or its patch store, by the
+    search core's rule (``core.exact``, ``core.min_photos``); None when the cache cannot be
     used (locked by another indexer, unwritable), after saying why."""
     from sketchpad.commands.progress import EtaProgress
     from sketchpad.gallery.cache import CacheError, CacheLockedError
@@ -489,10 +505,17 @@ def _cached_folder(
     from sketchpad.names import display_name
 
     bar = EtaProgress(f"photos of {folder} indexed")
+
+    def load() -> CachedBank:  # the search core decides: the patch store or float16 rows
+        key = model_key(seg)
+        return load_bank(
+            folder, key, budget_bytes=budget, exact=core.exact, min_photos=core.min_photos
+        )
+
     try:
         summary = index_folder(folder, seg, batch_size=max(1, batch_size), progress=bar)
         bar.finish()
-        bank = load_bank(folder, model_key(seg), budget_bytes=budget, cache_path=None)
+        bank = load()
         if bank.damaged:  # rows that failed their checksums: re-encoded now, not next time
             print(
                 f"{NAME}: warning: {len(bank.damaged)} cached photos of {display_name(folder)} "
@@ -501,7 +524,7 @@ def _cached_folder(
             )
             bank.close()
             index_folder(folder, seg, batch_size=max(1, batch_size))
-            bank = load_bank(folder, model_key(seg), budget_bytes=budget, cache_path=None)
+            bank = load()
     except CacheLockedError as e:
         print(f"{NAME}: warning: {e}; encoding its photos without the cache", file=sys.stderr)
         return None

@@ -54,6 +54,7 @@ from sketchpad.engine.requests import (
 )
 from sketchpad.engine.worker import InferenceWorker, Loader
 from sketchpad.search.model import ModelChoice
+from sketchpad.search.shortlist import MIN_PHOTOS
 from sketchpad.search.spec import Part, QuerySpec
 from sketchpad.sketch.model import Sketch
 
@@ -65,6 +66,9 @@ class Engine(QObject):
 
     Args:
         loader: builds the segmenter of a LoadModel (default: the backbone registry).
+        shortlist_from: folders of this many photos or more are read from their patch store
+            and searched in two stages (default :data:`~sketchpad.search.shortlist.MIN_PHOTOS`;
+            ``segment --shortlist-from``).
         parent: Qt parent (the thread is never a child: see :meth:`shutdown`).
 
     Signals (on the GUI thread; argument types as in :class:`InferenceWorker`):
@@ -92,7 +96,13 @@ class Engine(QObject):
     notice = Signal(str)
     busyChanged = Signal(bool)
 
-    def __init__(self, *, loader: Loader | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        loader: Loader | None = None,
+        shortlist_from: int = MIN_PHOTOS,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.inbox = Inbox()
         self._lock = threading.Lock()
@@ -110,7 +120,7 @@ class Engine(QObject):
 
         self._thread = QThread()  # no parent: a parent's destructor would destroy it running
         self._thread.setObjectName("sketchpad-inference")
-        self.worker = InferenceWorker(self.inbox, loader)
+        self.worker = InferenceWorker(self.inbox, loader, shortlist_from=shortlist_from)
         self.worker.moveToThread(self._thread)
         self._thread.started.connect(self.worker.run)
         w = self.worker

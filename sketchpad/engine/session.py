@@ -2,13 +2,18 @@
 while the folder is indexed. No Qt; used by the worker thread only.
 
 - :meth:`FolderSession.load` reads every cached photo (``sketchpad.gallery.query.load_bank``,
-  within the memory budget, the rest streamed), in the folder's natural order.
+  within the memory budget, the rest streamed), in the folder's natural order — or, for a
+  large folder, from its patch store (the search core's rule: ``exact`` and ``min_photos``
+  are the worker's :class:`~sketchpad.search.core.SearchCore`'s), which then runs the
+  two-stage query.
 - :meth:`FolderSession.grow` appends the photos an indexing run has just committed, with the
   features ``index_folder`` hands to its ``on_batch`` callback (already in memory: nothing is
   read back, so a batch costs what it adds, not what the cache holds — reading every cached
   path per batch made indexing quadratic and starved the GUI thread of the GIL). Grown photos
   are held in memory; once the budget would be exceeded the session stops growing and asks
-  for a reload.
+  for a reload. A bank read from the patch store does not grow: the photos indexed meanwhile
+  join when indexing ends (a reload); a grown bank that reached the store's size is reloaded
+  then too (:attr:`FolderSession.wants_store`).
 - :attr:`FolderSession.needs_reload`: the bank no longer matches the cache exactly (a changed
   photo was re-indexed while its old features were loaded, or growth stopped at the budget);
   the worker then reloads when indexing ends. Otherwise the grown bank is kept as it is, so a
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from sketchpad.gallery.cache import ModelKey, cache_path
 from sketchpad.gallery.query import CachedBank, load_bank
+from sketchpad.search.shortlist import MIN_PHOTOS
 from sketchpad.vision.features import PhotoFeatures
 
 log = logging.getLogger(__name__)
@@ -36,12 +42,24 @@ class FolderSession:
         folder: the photo folder.
         key: the model key of the features.
         budget_bytes: memory budget for patch features.
+        exact: the search core's ``exact`` (True: never the patch store).
+        min_photos: the search core's ``min_photos`` (the patch store from this size on).
     """
 
-    def __init__(self, folder: Path, key: ModelKey, budget_bytes: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        key: ModelKey,
+        budget_bytes: int,
+        *,
+        exact: bool | None = None,
+        min_photos: int = MIN_PHOTOS,
+    ) -> None:
         self.folder = Path(folder)
         self.key = key
         self.budget_bytes = int(budget_bytes)
+        self.exact = exact
+        self.min_photos = int(min_photos)
         self.bank = CachedBank(self.folder, cache_path(self.folder, key))
         self.loaded = False
         self.needs_reload = False
@@ -55,7 +73,13 @@ class FolderSession:
     def load(self) -> None:
         """(Re)read the gallery from the cache."""
         old = self.bank
-        self.bank = load_bank(self.folder, self.key, budget_bytes=self.budget_bytes)
+        self.bank = load_bank(
+            self.folder,
+            self.key,
+            budget_bytes=self.budget_bytes,
+            exact=self.exact,
+            min_photos=self.min_photos,
+        )
         old.close()
         self._known = set(self.bank.names)
         self.loaded = True
@@ -67,6 +91,9 @@ class FolderSession:
         """Append photos just committed to the cache (``index_folder``'s ``on_batch`` items:
         folder-relative name, features); returns how many joined."""
         if self.needs_reload or not committed:
+            return 0
+        if self.bank.from_store:  # compressed rows with stored summaries: reload at the end
+            self.needs_reload = True
             return 0
         if any(name in self._known for name, _ in committed):
             # re-indexed after a change: its old features stay in the bank until the reload
@@ -85,6 +112,16 @@ class FolderSession:
         self._known.update(names)
         self._changed()
         return len(names)
+
+    @property
+    def wants_store(self) -> bool:
+        """Whether the bank grew (float16, while indexing) past the size from which the
+        folder is read from its patch store: the worker reloads when indexing ends."""
+        return (
+            self.exact is not True
+            and not self.bank.from_store
+            and len(self.bank) >= self.min_photos
+        )
 
     def names(self) -> tuple[str, ...]:
         """The photos' names (relative to the folder) in bank order."""

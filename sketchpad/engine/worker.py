@@ -73,6 +73,7 @@ from sketchpad.gallery.query import memory_budget
 from sketchpad.search.core import SearchCore, SearchResult
 from sketchpad.search.masks import PhotoMask, mask_hw
 from sketchpad.search.model import ModelChoice, build_segmenter
+from sketchpad.search.shortlist import MIN_PHOTOS
 from sketchpad.vision.bank import FeatureBank
 from sketchpad.vision.errors import WeightsError
 from sketchpad.vision.features import PhotoFeatures
@@ -150,6 +151,8 @@ class InferenceWorker(QObject):
     Args:
         inbox: where requests arrive.
         loader: builds segmenters for LoadModel requests (default: :func:`default_loader`).
+        shortlist_from: the search core's ``min_photos`` (large folders: the patch store and
+            the two-stage query).
 
     Signals:
         modelLoaded(ModelInfo): a LoadModel finished.
@@ -192,8 +195,11 @@ class InferenceWorker(QObject):
     busyChanged = Signal(bool)
     stopped = Signal()
 
-    def __init__(self, inbox: Inbox, loader: Loader | None = None) -> None:
+    def __init__(
+        self, inbox: Inbox, loader: Loader | None = None, *, shortlist_from: int = MIN_PHOTOS
+    ) -> None:
         super().__init__()
+        self._shortlist_from = int(shortlist_from)
         self.inbox = inbox
         self._loader: Loader = loader or default_loader
         self._segmenter: Segmenter | None = None
@@ -337,7 +343,7 @@ class InferenceWorker(QObject):
             segmenter = self._loader(choice, progress)  # the old model stays if this fails
         self._close_folder()  # its features belong to the old model
         self._segmenter, self._model = segmenter, choice
-        self._core = SearchCore(segmenter)
+        self._core = SearchCore(segmenter, min_photos=self._shortlist_from)
         self._matching = None  # the old model's features
         self._batch_cap = None
         bb = segmenter.backbone
@@ -368,7 +374,11 @@ class InferenceWorker(QObject):
         budget = memory_budget(request.budget)
         folder = Path(request.folder)
         self._close_folder()
-        session = FolderSession(folder, model_key(segmenter), budget)
+        core = self._core
+        assert core is not None  # set with the segmenter
+        session = FolderSession(
+            folder, model_key(segmenter), budget, exact=core.exact, min_photos=core.min_photos
+        )
         self._session = session
         batch = min(request.batch_size, self._batch_cap or request.batch_size)
         embedder = AdaptiveEmbedder(segmenter, batch, self.notice.emit)
@@ -406,7 +416,7 @@ class InferenceWorker(QObject):
                 self._batch_cap = embedder.batch_size
         if self.inbox.stopped:
             return
-        if not session.loaded or session.needs_reload:
+        if not session.loaded or session.needs_reload or session.wants_store:
             session.load()
         self.bankChanged.emit(request.generation, len(session))
         self.indexFinished.emit(

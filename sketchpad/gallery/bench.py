@@ -289,7 +289,7 @@ def run(
     budget: int | None = None,
     workdir: Path | None = None,
     large_sizes: Sequence[int] = (),
-    codecs: Sequence[str] = ("q4r",),
+    codecs: Sequence[str] = ("q5r",),
     large_queries: int = 20,
     threads: int | None = None,
     only_large: bool = False,

@@ -11,6 +11,14 @@ Encoding is pluggable (``index_folder(encoder=…)``): the default, :func:`encod
 the model in this process; :mod:`sketchpad.gallery.cluster` runs the same function on a pool
 of Ray actors. Either way this module scans, skips, commits each batch, reports progress and
 stops on a cancel, so a cluster run writes the very cache a local run writes.
+
+Beside the feature cache, every run keeps the folder's compressed patch store
+(:mod:`sketchpad.gallery.patch_store`, ``<cache>.store``) in step: each committed batch is
+stored there too (after the cache's commit), rows of deleted or re-encoded photos are removed
+or replaced, and before encoding anything the run makes the store hold exactly the cache's
+current rows, filling any gap from the cache's float16 rows (no model needed): a run killed
+between the two commits, a store deleted or damaged, a cache indexed by an older version.
+Large folders are queried from the store (:func:`sketchpad.gallery.query.load_bank`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,10 +37,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sketchpad.gallery.cache import FeatureCache, ModelKey
+from sketchpad.gallery.cache import CacheError, CacheLockedError, FeatureCache, ModelKey
 from sketchpad.gallery.cache import cache_path as default_cache_path
 from sketchpad.gallery.images import PhotoError, load_photo_at, scan_folder
+from sketchpad.gallery.patch_store import CHECK_MARK, PatchStore, StoreRow, store_path
 from sketchpad.vision.letterbox import Letterbox
+from sketchpad.vision.quant import codec_for
 
 if TYPE_CHECKING:
     from sketchpad.vision.features import PhotoFeatures
@@ -241,12 +252,18 @@ def index_folder(
     scan = scan_folder(folder, recursive=recursive)
     skipped = [(e.path, e.code, e.reason) for e in scan.skipped]
     key = model_key(segmenter)
-    with FeatureCache.open(folder, key, writer=True, path=cache_path, verify=verify) as cache:
-        repairs = tuple(cache.notes)
+    with (
+        FeatureCache.open(folder, key, writer=True, path=cache_path, verify=verify) as cache,
+        _StoreWriter(store_path(cache.path)) as store,
+    ):
+        repairs = tuple(cache.notes) + tuple(store.notes)
+        if verify or store.marked:
+            repairs += store.verify()
         known = cache.paths()
         names = {relative_name(folder, p): p for p in scan.photos}
         if rebuild:
             removed = cache.remove(list(known))
+            store.reset()  # rather than marking every row dead
             known = {}
         else:
             removed = cache.remove([r for r in known if r not in names])
@@ -262,6 +279,7 @@ def index_folder(
                 up_to_date += 1
             else:
                 todo.append(p)
+        store.follow(cache, skip={relative_name(folder, p) for p in todo})
         done = indexed = 0
         if progress is not None:
             progress(0, len(todo))
@@ -279,6 +297,7 @@ def index_folder(
                 ]
                 if good:
                     cache.put(good)
+                    store.put(good)  # after the cache's commit: a kill between is followed up
                     indexed += len(good)
                     if on_batch is not None:
                         on_batch([(rel, f) for rel, _, _, f in good])
@@ -311,3 +330,91 @@ def _decode_side(segmenter: object) -> int | None:
     every photo to fit it whole); None (full size) when the segmenter does not say."""
     size = getattr(segmenter, "input_size", None)
     return int(size) if isinstance(size, int) and size > 0 else None
+
+
+#: Rows copied from the cache into the store per transaction when it follows the cache.
+_FOLLOW_CHUNK = 64
+
+
+def _store_row(rel: str, size: int, mtime_ns: int, f: PhotoFeatures) -> StoreRow:
+    return StoreRow(
+        rel, size, mtime_ns, f.patches, f.grid_hw, f.global_embedding, f.letterbox, f.patch_size
+    )
+
+
+class _StoreWriter:
+    """The patch store beside a feature cache, written by the indexing run that holds the
+    cache's lock (the store takes its own lock too). Created with the first rows stored (its
+    dimension is theirs). A store that cannot be opened (damaged, of a format this version
+    does not read) is deleted and rebuilt from the cache: it holds nothing the cache lacks."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.store: PatchStore | None = None
+        self.notes: list[str] = []
+        if (folder / "meta.sqlite").exists():
+            try:
+                self.store = PatchStore.open(folder)
+            except CacheLockedError:
+                raise
+            except CacheError as e:
+                log.warning("%s; rebuilding it from the feature cache", e)
+                shutil.rmtree(folder, ignore_errors=True)
+                self.notes.append(f"patch store unreadable ({e.reason}): rebuilt from the cache")
+
+    @property
+    def marked(self) -> bool:
+        """Whether a reader met a damaged row (the store should be checked now)."""
+        return (self.folder / CHECK_MARK).exists()
+
+    def reset(self) -> None:
+        """Delete the store (a rebuild writes it afresh)."""
+        self.close()
+        self.store = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def verify(self) -> tuple[str, ...]:
+        if self.store is None:
+            return ()
+        bad = self.store.verify()
+        if not bad:
+            return ("patch store verified: sound",)
+        return (f"patch store: {len(bad)} damaged rows removed, stored again from the cache",)
+
+    def put(self, items: Sequence[tuple[str, int, int, PhotoFeatures]]) -> None:
+        if not items:
+            return
+        if self.store is None:
+            dim = int(items[0][3].patches.shape[1])
+            self.store = PatchStore.open(self.folder, codec=codec_for(dim), dim=dim)
+        self.store.put([_store_row(*it) for it in items])
+
+    def follow(self, cache: FeatureCache, skip: set[str]) -> None:
+        """Make the store hold exactly the cache's current rows: rows the cache no longer has
+        are removed, rows it has that the store lacks (or holds of another identity) are
+        copied from it — except ``skip``, the photos about to be encoded anyway."""
+        want = cache.paths()
+        have = self.store.paths() if self.store is not None else {}
+        gone = [r for r in have if r not in want]
+        if gone and self.store is not None:
+            self.store.remove(gone)
+        todo = [r for r, ident in want.items() if have.get(r) != ident and r not in skip]
+        if todo:
+            log.info("%s: %d photos copied from the feature cache", self.folder, len(todo))
+        for i in range(0, len(todo), _FOLLOW_CHUNK):
+            items = []
+            for rel in todo[i : i + _FOLLOW_CHUNK]:
+                f = cache.get(rel)
+                if f is not None:
+                    items.append((rel, *want[rel], f))
+            self.put(items)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> _StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -2,14 +2,16 @@
 
 A store is a folder of three files:
 
-- ``codes.bin``: every photo's patch codes (:mod:`sketchpad.vision.quant`, q4 by default: d / 2
-  bytes per patch), one photo after another, appended, never rewritten in place. A query
+- ``codes.bin``: every photo's patch codes (:mod:`sketchpad.vision.quant`, q5r by default:
+  5 d / 8 bytes per patch), of its *valid* patches only (letterbox padding is never scored; it
+  reads as zero vectors), one photo after another, appended, never rewritten in place. A query
   memory-maps it and touches only the pages of the photos it scores (the shortlist).
 - ``meta.sqlite``: a row per photo (the same identity and layout columns as the feature cache,
-  :mod:`sketchpad.gallery.cache_rows`), where its codes start in ``codes.bin``, its per-patch
-  float16 scales, its compact summary (k float16 unit vectors, the shortlist's first stage), its
-  global embedding and two XXH3 checksums: ``check_meta`` over every column but the codes,
-  ``check_codes`` over its codes as stored in ``codes.bin``.
+  :mod:`sketchpad.gallery.cache_rows`), where its codes start in ``codes.bin`` and how many
+  there are, its per-patch float16 scales, its compact summary (k float16 unit vectors, the
+  shortlist's first stage), its global embedding (float16) and two XXH3 checksums:
+  ``check_meta`` over every column but the codes, ``check_codes`` over its codes as stored in
+  ``codes.bin``.
 - ``lock``: the writer's advisory lock (:mod:`sketchpad.gallery.filelock`): one writer; readers
   take no lock.
 
@@ -21,7 +23,12 @@ writer. **Integrity**: every row's metadata is checked when the store is opened,
 codes the first time a query reads them; a row that fails is never served (its patches score −1,
 it is listed in :attr:`StoreBank.damaged`), and a writer removes it so it is encoded again.
 A replaced row leaves its old codes behind as dead space (``meta.dead_rows``); rewriting the
-file to reclaim it is not done yet.
+file to reclaim it is not done yet (a bank reads the live runs of rows between the gaps, each a
+view of the memory map, so dead space costs disk, not memory).
+
+``sketchpad index`` keeps a store beside every folder's feature cache (:func:`store_path`),
+filled and pruned in step with it (:mod:`sketchpad.gallery.index`); a query opens it for large
+folders (:func:`sketchpad.gallery.query.load_bank`).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import mmap
 import os
 import sqlite3
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +52,20 @@ from sketchpad.gallery.cache_file import CacheError, CacheLockedError
 from sketchpad.gallery.cache_rows import db_name, py_name
 from sketchpad.vision.bank import FeatureBank, PhotoLayout
 from sketchpad.vision.letterbox import Letterbox
-from sketchpad.vision.quant import Codec, QuantBlock, check_codec, quantize, row_bytes, summarize
+from sketchpad.vision.quant import (
+    CODECS,
+    DEFAULT_CODEC,
+    RESIDUAL,
+    Codec,
+    QuantBlock,
+    check_codec,
+    quantize,
+    row_bytes,
+    summarize,
+)
 
-SCHEMA_VERSION = 1
+#: 2: codes of valid patches only (``n_codes``), the global embedding as float16.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE photos (
@@ -55,15 +73,40 @@ CREATE TABLE photos (
     gh INTEGER NOT NULL, gw INTEGER NOT NULL, d INTEGER NOT NULL, patch_size INTEGER NOT NULL,
     photo_h INTEGER NOT NULL, photo_w INTEGER NOT NULL, input_size INTEGER NOT NULL,
     x0 INTEGER NOT NULL, y0 INTEGER NOT NULL, x1 INTEGER NOT NULL, y1 INTEGER NOT NULL,
-    row0 INTEGER NOT NULL, scales BLOB NOT NULL, summary BLOB NOT NULL, global_emb BLOB NOT NULL,
-    assign BLOB NOT NULL, check_meta INTEGER NOT NULL, check_codes INTEGER NOT NULL
+    row0 INTEGER NOT NULL, n_codes INTEGER NOT NULL, scales BLOB NOT NULL,
+    summary BLOB NOT NULL, global_emb BLOB NOT NULL, assign BLOB NOT NULL,
+    check_meta INTEGER NOT NULL, check_codes INTEGER NOT NULL
 );
 """
 _COLS = (
     "rel_path, size, mtime_ns, gh, gw, d, patch_size, photo_h, photo_w, input_size, "
-    "x0, y0, x1, y1, row0, scales, summary, global_emb, assign, check_meta, check_codes"
+    "x0, y0, x1, y1, row0, n_codes, scales, summary, global_emb, assign, check_meta, check_codes"
 )
-_INTS = struct.Struct("<14q")
+_INTS = struct.Struct("<15q")
+# Column positions in a row selected with _COLS.
+_ROW0, _NCODES, _SCALES, _SUMM, _GLOB, _ASSIGN, _CMETA, _CCODES = range(14, 22)
+
+
+#: A file a reader leaves in the store when it met a damaged row: the next writer checks every
+#: row (:meth:`PatchStore.verify`) and removes the marker.
+CHECK_MARK = "check"
+
+
+def _mark(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        (folder / CHECK_MARK).touch()
+
+
+def store_path(cache_file: Path) -> Path:
+    """The patch store folder kept beside a feature cache file: ``<name>.store``."""
+    cache_file = Path(cache_file)
+    return cache_file.with_name(cache_file.stem + ".store")
+
+
+def _meta_digest(r: Sequence[Any]) -> int:
+    """The checksum over a selected row's metadata (every column but the codes')."""
+    ints = _INTS.pack(*r[1 : _NCODES + 1])
+    return _digest(r[0], ints, r[_SCALES], r[_SUMM], r[_GLOB], r[_ASSIGN])
 
 
 def _digest(*parts: bytes | memoryview) -> int:
@@ -108,7 +151,7 @@ class PatchStore:
         folder: Path,
         *,
         writer: bool = True,
-        codec: Codec = "q4",
+        codec: Codec = DEFAULT_CODEC,
         dim: int | None = None,
         summary_k: int = 8,
     ) -> PatchStore:
@@ -159,6 +202,12 @@ class PatchStore:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if meta.get("schema_version") != str(SCHEMA_VERSION):
                 raise CacheError(db, f"a patch store of schema {meta.get('schema_version')!r}")
+            if meta.get("codec") not in CODECS:
+                raise CacheError(
+                    db,
+                    f"patch codes of a kind this version cannot read ({meta.get('codec')!r}); "
+                    "index the folder again to rebuild the store",
+                )
             store = cls(folder, conn, fd, meta)
             if writer:  # cut codes an uncommitted transaction left behind
                 codes = folder / "codes.bin"
@@ -211,7 +260,12 @@ class PatchStore:
             stack = np.stack([xs[i] for i in idx])
             summ_all[idx] = summarize(stack, valid, self.summary_k).astype("<f2")
         assigns: list[np.ndarray] = []
-        if self.codec == "q4r":  # the residual from each patch's nearest summary vector
+        # codes of valid patches only: letterbox padding is never scored
+        xs = [
+            x[r.letterbox.valid_patches(r.patch_size).ravel()]
+            for r, x in zip(rows, xs, strict=True)
+        ]
+        if self.codec in RESIDUAL:  # the residual from each patch's nearest summary vector
             for i, x in enumerate(xs):
                 c = summ_all[i].astype(np.float32)
                 a = np.argmax(x @ c.T, axis=1).astype(np.uint8)
@@ -225,16 +279,16 @@ class PatchStore:
         row = next_row
         for i, r in enumerate(rows):
             gh, gw = (int(v) for v in r.grid_hw)
-            t = gh * gw
+            t = len(xs[i])
             first = row - next_row
             cb = codes_all[first : first + t].tobytes()
             sb = scales_all[first : first + t].astype("<f2").tobytes()
             mb = summ_all[i].tobytes()
             ab = assigns[i].tobytes()
-            eb = np.ascontiguousarray(r.global_embedding, dtype="<f4").tobytes()
+            eb = np.ascontiguousarray(r.global_embedding, dtype="<f2").tobytes()
             lb = r.letterbox
             ints: tuple[int, ...] = (r.size, r.mtime_ns, gh, gw, self.dim, r.patch_size)
-            ints += (*lb.photo_hw, lb.input_size, *lb.content_xyxy, row)
+            ints += (*lb.photo_hw, lb.input_size, *lb.content_xyxy, row, t)
             name = db_name(r.rel_path)
             meta_check = _digest(name, _INTS.pack(*(int(v) for v in ints)), sb, mb, eb, ab)
             records.append((name, *ints, sb, mb, eb, ab, meta_check, _digest(cb)))
@@ -254,7 +308,7 @@ class PatchStore:
                 old = 0
                 for rec in records:
                     got = conn.execute(
-                        "SELECT gh * gw FROM photos WHERE rel_path = ?", (rec[0],)
+                        "SELECT n_codes FROM photos WHERE rel_path = ?", (rec[0],)
                     ).fetchone()
                     old += int(got[0]) if got else 0
                 marks = ", ".join("?" * len(records[0]))
@@ -284,7 +338,7 @@ class PatchStore:
             n = 0
             for p in rel_paths:
                 got = conn.execute(
-                    "SELECT gh * gw FROM photos WHERE rel_path = ?", (db_name(p),)
+                    "SELECT n_codes FROM photos WHERE rel_path = ?", (db_name(p),)
                 ).fetchone()
                 if got:
                     n += int(got[0])
@@ -300,6 +354,45 @@ class PatchStore:
     def __len__(self) -> int:
         assert self._conn is not None
         return int(self._conn.execute("SELECT count(*) FROM photos").fetchone()[0])
+
+    def paths(self) -> dict[str, tuple[int, int]]:
+        """rel_path → (size, mtime_ns) of every row (the identity the feature cache keeps)."""
+        assert self._conn is not None
+        got = self._conn.execute("SELECT rel_path, size, mtime_ns FROM photos").fetchall()
+        return {py_name(r[0]): (int(r[1]), int(r[2])) for r in got}
+
+    def verify(self) -> dict[str, str]:
+        """Check every row's metadata and codes against their checksums now; a writer removes
+        the rows that fail (name → what failed) so they are stored again."""
+        assert self._conn is not None
+        rows = self._conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0").fetchall()
+        bad: dict[str, str] = {}
+        total = int(self._meta()["next_row"]) * self.row_bytes
+        path = self.folder / "codes.bin"
+        size = path.stat().st_size if path.exists() else 0
+        f = open(path, "rb") if size else None  # noqa: SIM115 (closed below)
+        try:
+            for r in rows:
+                name = py_name(r[0])
+                if _meta_digest(r) != r[_CMETA]:
+                    bad[name] = "checksum mismatch in its metadata"
+                    continue
+                start, n = int(r[_ROW0]) * self.row_bytes, int(r[_NCODES]) * self.row_bytes
+                if f is None or start + n > min(size, total):
+                    bad[name] = "its patch codes are missing"
+                    continue
+                f.seek(start)
+                if _digest(f.read(n)) != r[_CCODES]:
+                    bad[name] = "checksum mismatch in its patch codes"
+        finally:
+            if f is not None:
+                f.close()
+        if self._lock_fd is not None:
+            if bad:
+                self.remove(list(bad))
+            with contextlib.suppress(OSError):
+                (self.folder / CHECK_MARK).unlink(missing_ok=True)
+        return bad
 
     def nbytes(self) -> int:
         """Bytes on disk: codes, metadata and its write-ahead log."""
@@ -323,18 +416,31 @@ class PatchStore:
         self.close()
 
     # -- reading -----------------------------------------------------------------------------
-    def load_bank(self) -> StoreBank:
-        """Every sound row as a bank whose patches stay in ``codes.bin`` (memory-mapped)."""
+    def load_bank(
+        self,
+        bank: StoreBank | None = None,
+        *,
+        only: Mapping[str, tuple[int, int]] | None = None,
+    ) -> StoreBank:
+        """Every sound row as a bank whose patches stay in ``codes.bin`` (memory-mapped).
+
+        Args:
+            bank: an empty bank to fill (e.g. a folder's :class:`~sketchpad.gallery.query.
+                CachedBank`); default a new :class:`StoreBank`.
+            only: rel_path → (size, mtime_ns): keep just the rows of exactly these identities
+                (the feature cache's current rows); rows of other identities are left out.
+        """
         assert self._conn is not None
         rows = self._conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0").fetchall()
-        bank = StoreBank(self.folder)
+        bank = StoreBank(self.folder) if bank is None else bank
         good: list[tuple[Any, ...]] = []
         for r in rows:
-            ints = tuple(r[1:15])
             name = r[0]
-            check = _digest(name, _INTS.pack(*ints), r[15], r[16], r[17], r[18])
-            if check != r[19] or r[5] != self.dim:
+            if only is not None and only.get(py_name(name)) != (r[1], r[2]):
+                continue
+            if _meta_digest(r) != r[_CMETA] or r[5] != self.dim:
                 bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
+                _mark(self.folder)
                 continue
             good.append(r)
         if not good:
@@ -345,47 +451,61 @@ class PatchStore:
             mm = mmap.mmap(f.fileno(), total * self.row_bytes, access=mmap.ACCESS_READ)
         codes = np.frombuffer(mm, dtype=np.uint8).reshape(total, self.row_bytes)
         k, d = self.summary_k, self.dim
-        starts = np.asarray([r[14] for r in good], np.int64)
-        sizes = np.asarray([r[3] * r[4] for r in good], np.int64)
-        # Rows of the bank: each photo's codes, in file order; dead space is skipped by
-        # gathering (photos are contiguous in the file, so this is a view when nothing died).
-        contiguous = bool(
-            starts[0] == 0
-            and np.all(starts[1:] == starts[:-1] + sizes[:-1])
-            and starts[-1] + sizes[-1] == total
-        )
-        if contiguous:
-            block_codes: np.ndarray = codes
-        else:
-            idx = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)])
-            block_codes = codes[idx]  # a copy: reclaiming dead space would avoid it
-        scales = np.concatenate([np.frombuffer(r[15], "<f2") for r in good])
-        block = StoreBlock(
-            block_codes,
-            scales,
-            self.codec,
-            d,
-            photo_starts=np.concatenate([[0], np.cumsum(sizes)]),
-            checks=[int(r[20]) for r in good],
-            names=[py_name(r[0]) for r in good],
-            damaged=bank.damaged,
-            mm=mm,
-        )
-        summ = np.stack([np.frombuffer(r[16], "<f2").reshape(k, d) for r in good])
-        if self.codec == "q4r":
-            photo = np.repeat(np.arange(len(good)), sizes)
-            assign = np.concatenate([np.frombuffer(r[18], np.uint8) for r in good])
-            block.base_index = photo * k + assign.astype(np.int64)
-            block.base_products = bank.summary_products
-            block.base_vectors = summ.reshape(-1, d)
         layouts = [
             PhotoLayout(
                 (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
             )
             for r in good
         ]
-        globs = np.stack([np.frombuffer(r[17], "<f4") for r in good])
-        bank.add_block_rows(layouts, globs, [block], names=block.names, summaries=summ)
+        valid = [lay.valid_patches().ravel() for lay in layouts]
+        starts = np.asarray([r[_ROW0] for r in good], np.int64)  # in codes.bin
+        n_codes = np.asarray([r[_NCODES] for r in good], np.int64)
+        if any(int(v.sum()) != n for v, n in zip(valid, n_codes.tolist(), strict=True)):
+            why = "rows whose codes do not fit their layout"
+            raise CacheError(self.folder / "meta.sqlite", why)
+        sizes = np.asarray([r[3] * r[4] for r in good], np.int64)  # bank rows
+        at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # first bank row
+        cat = np.concatenate([[0], np.cumsum(n_codes)]).astype(np.int64)  # first code row
+        scales = np.concatenate([np.frombuffer(r[_SCALES], "<f2") for r in good])
+        summ = np.stack([np.frombuffer(r[_SUMM], "<f2").reshape(k, d) for r in good])
+        base_index: np.ndarray | None = None
+        if self.codec in RESIDUAL:
+            photo = np.repeat(np.arange(len(good)), n_codes)
+            assign = np.concatenate([np.frombuffer(r[_ASSIGN], np.uint8) for r in good])
+            base_index = photo * k + assign.astype(np.int64)
+        names = [py_name(r[0]) for r in good]
+        checks = [int(r[_CCODES]) for r in good]
+        # One block per run of photos stored one after another: each a view of the memory
+        # map (dead space of replaced rows, and rows left out, lie between runs).
+        cuts = np.flatnonzero(starts[1:] != starts[:-1] + n_codes[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(good)]
+        blocks: list[StoreBlock] = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            lo, hi = int(starts[a]), int(starts[b - 1] + n_codes[b - 1])
+            v = np.concatenate(valid[a:b])
+            row_map = np.full(len(v), -1, np.int32)  # bank row → code row (−1: padding)
+            row_map[v] = np.arange(hi - lo, dtype=np.int32)
+            block = StoreBlock(
+                codes[lo:hi],
+                scales[cat[a] : cat[b]],
+                self.codec,
+                d,
+                photo_starts=at[a : b + 1] - at[a],
+                code_starts=cat[a : b + 1] - cat[a],
+                checks=checks[a:b],
+                names=names[a:b],
+                damaged=bank.damaged,
+                mm=mm,
+                folder=self.folder,
+                row_map=row_map,
+            )
+            if base_index is not None:
+                block.base_index = base_index[cat[a] : cat[b]]
+                block.base_products = bank.summary_products
+                block.base_vectors = summ.reshape(-1, d)
+            blocks.append(block)
+        globs = np.stack([np.frombuffer(r[_GLOB], "<f2").astype(np.float32) for r in good])
+        bank.add_block_rows(layouts, globs, blocks, names=names, summaries=summ)
         return bank
 
 
@@ -401,13 +521,18 @@ class StoreBlock(QuantBlock):
         dim: int,
         *,
         photo_starts: np.ndarray,
+        code_starts: np.ndarray,
         checks: Sequence[int],
         names: Sequence[str],
         damaged: dict[str, str],
         mm: mmap.mmap | None,
+        folder: Path | None = None,
+        row_map: np.ndarray | None = None,
     ) -> None:
-        super().__init__(codes, scales, codec, dim)
+        super().__init__(codes, scales, codec, dim, row_map=row_map)
+        self.folder = folder
         self.photo_starts = np.asarray(photo_starts, np.int64)
+        self.code_starts = np.asarray(code_starts, np.int64)
         self.checks = list(checks)
         self.names = list(names)
         self.damaged = damaged
@@ -419,10 +544,12 @@ class StoreBlock(QuantBlock):
         """Check the photos these rows belong to (once each); (len(rows),) bool: row is bad."""
         photo = np.searchsorted(self.photo_starts, rows, side="right") - 1
         for p in np.unique(photo[~self._checked[photo]]).tolist():
-            a, b = self.photo_starts[p], self.photo_starts[p + 1]
+            a, b = self.code_starts[p], self.code_starts[p + 1]
             if _digest(np.ascontiguousarray(self.codes[a:b]).tobytes()) != self.checks[p]:
                 self._bad[p] = True
                 self.damaged[self.names[p]] = "checksum mismatch in its patch codes"
+                if self.folder is not None:
+                    _mark(self.folder)
             self._checked[p] = True
         return self._bad[photo]
 
@@ -458,8 +585,13 @@ class StoreBank(FeatureBank):
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
-        self.folder = folder
+        self.folder = Path(folder)
         self.damaged: dict[str, str] = {}
+
+    @property
+    def from_store(self) -> bool:
+        """Whether the rows are a patch store's (compressed codes, stored summaries)."""
+        return any(isinstance(b, StoreBlock) for b in self.blocks)
 
     def sample_matrix(self) -> torch.Tensor:
         """As :meth:`FeatureBank.sample_matrix`; the codes pages its sample read (all of

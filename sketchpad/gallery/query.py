@@ -6,6 +6,14 @@ the ``budget_bytes`` argument change it). Beyond the budget the remaining rows a
 from the cache for each query in chunks, so memory stays bounded whatever the folder's size,
 at the price of reading those rows from disk every time.
 
+**Large folders.** From :data:`~sketchpad.search.shortlist.MIN_PHOTOS` photos on (the
+``min_photos`` argument; the search core's own rule), and unless the exact method is asked for
+(``exact=True``, ``segment --exact``), the bank is read from the folder's compressed patch store
+instead (:mod:`sketchpad.gallery.patch_store`, kept in step by indexing): its codes stay in a
+memory-mapped file, its stored summaries let :class:`~sketchpad.search.core.SearchCore` run
+the two-stage query. A store that lags the cache (a photo of the cache missing from it) is
+not used: the float16 bank is read instead, which is always exact.
+
 A query is then ``SearchCore.search(spec, bank)`` (:mod:`sketchpad.search.core`: one matrix
 product over every photo, all photos ranked) and masks are made only for the photos asked for.
 """
@@ -21,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchpad.gallery.cache import FeatureCache, ModelKey, RowLayout
+from sketchpad.gallery.cache import CacheError, FeatureCache, ModelKey, RowLayout
+from sketchpad.gallery.patch_store import PatchStore, StoreBank, store_path
 from sketchpad.names import display_name
+from sketchpad.search.shortlist import MIN_PHOTOS
 from sketchpad.vision.bank import BLOCK_ROWS, FeatureBank, PhotoLayout, TensorBlock
 
 log = logging.getLogger(__name__)
@@ -165,20 +175,20 @@ class CacheStreamBlock:
         self.cache.close()
 
 
-class CachedBank(FeatureBank):
-    """A :class:`FeatureBank` read from a folder's cache; ``names`` are paths relative to
-    ``folder``. Close it (or use it as a context manager) to release a streaming reader.
+class CachedBank(StoreBank):
+    """A :class:`FeatureBank` read from a folder's cache, or from its patch store
+    (:attr:`from_store`); ``names`` are paths relative to ``folder``. Close it (or use it as a
+    context manager) to release a streaming reader.
 
     Attributes:
-        damaged: rows the cache held damaged (name → what failed its check), left out of the
-            bank; the cache is marked so the next indexing run re-encodes them.
+        damaged: rows the cache or store held damaged (name → what failed its check), left out
+            of the bank; the file is marked so the next indexing run re-encodes or re-stores
+            them.
     """
 
     def __init__(self, folder: Path, cache_path: Path) -> None:
-        super().__init__()
-        self.folder = Path(folder)
+        super().__init__(Path(folder))
         self.cache_path = Path(cache_path)
-        self.damaged: dict[str, str] = {}
 
     def paths(self) -> list[Path]:
         """The photos' paths, in bank order."""
@@ -203,12 +213,16 @@ def load_bank(
     budget_bytes: int | str | None = None,
     cache_path: Path | None = None,
     progress: ProgressFn | None = None,
+    exact: bool | None = None,
+    min_photos: int = MIN_PHOTOS,
 ) -> CachedBank:
     """Every photo cached for ``folder`` under ``key``, ready to query.
 
     Patch rows are held in memory (float16) while they fit ``budget_bytes`` (see
     :func:`memory_budget`); the rest are streamed from the cache per query. An absent cache
-    gives an empty bank.
+    gives an empty bank. A folder of ``min_photos`` or more (any size when ``exact`` is False)
+    is read from its patch store instead, unless ``exact`` is True (see the module docstring):
+    pass the search core's ``exact`` and ``min_photos``.
 
     Raises:
         ValueError: a bad budget.
@@ -216,6 +230,17 @@ def load_bank(
     """
     budget = memory_budget(budget_bytes)
     cache = FeatureCache.open(folder, key, writer=False, path=cache_path)
+    if exact is not True:
+        try:
+            stored = _store_bank(folder, cache, exact, min_photos)
+        except BaseException:
+            cache.close()
+            raise
+        if stored is not None:
+            cache.close()
+            if progress is not None:
+                progress(len(stored), len(stored))
+            return stored
     bank = CachedBank(folder, cache.path)
     keep_open = False
     try:
@@ -259,6 +284,39 @@ def load_bank(
         bank.damaged = cache.damaged
         if not keep_open:
             cache.close()
+
+
+def _store_bank(
+    folder: Path, cache: FeatureCache, exact: bool | None, min_photos: int
+) -> CachedBank | None:
+    """The folder's bank read from its patch store, or None: a small folder (under
+    ``min_photos``, unless ``exact`` is False), no store, or one that lacks some of the
+    cache's current rows (it is brought in step by the next indexing run)."""
+    where = store_path(cache.path)
+    if not (where / "meta.sqlite").exists():
+        return None
+    current = cache.paths()
+    if exact is None and len(current) < min_photos:
+        return None
+    try:
+        with PatchStore.open(where, writer=False) as store:
+            bank = CachedBank(folder, cache.path)
+            store.load_bank(bank, only=current)
+    except CacheError as e:
+        log.warning("%s; the float16 features are read instead", e)
+        return None
+    lacking = len(current) - len(bank) - len(bank.damaged)
+    if lacking:
+        log.info(
+            "%s: the patch store lacks %d of %d photos (index the folder): float16 features "
+            "read instead",
+            folder,
+            lacking,
+            len(current),
+        )
+        return None
+    log.info("%s: %d photos read from the patch store (%s)", folder, len(bank), store.codec)
+    return bank
 
 
 def _load_resident(

@@ -107,19 +107,30 @@ class SearchCore:
             bank carries stored summaries (a patch store's), the exact method otherwise (a
             feature cache's float16 bank: computing its summaries would stall the first query).
         top_n: the exact top N a shortlist keeps.
+        min_photos: the gallery size from which ``exact=None`` goes two-stage (and from which
+            :func:`sketchpad.gallery.query.load_bank`, given this core's ``exact`` and
+            ``min_photos``, reads a folder's patch store).
 
     Attributes:
         encodes: how many times a query was encoded (a model forward); for logs and tests.
     """
 
     def __init__(
-        self, segmenter: Segmenter, *, exact: bool | None = None, top_n: int = TOP_N
+        self,
+        segmenter: Segmenter,
+        *,
+        exact: bool | None = None,
+        top_n: int = TOP_N,
+        min_photos: int = MIN_PHOTOS,
     ) -> None:
         if top_n < 1:
             raise ValueError(f"top_n must be ≥ 1, got {top_n}")
+        if min_photos < 1:
+            raise ValueError(f"min_photos must be ≥ 1, got {min_photos}")
         self.segmenter = segmenter
         self.exact = exact
         self.top_n = int(top_n)
+        self.min_photos = int(min_photos)
         self.encodes = 0
         self._vectors: tuple[str, tuple[Query, ...]] | None = None
         self._result: tuple[FeatureBank, int, SearchResult] | None = None
@@ -189,7 +200,7 @@ class SearchCore:
         """Whether :meth:`search` runs the two-stage query on ``bank``."""
         if self.exact is not None:
             return not self.exact
-        return len(bank) >= MIN_PHOTOS and bank.has_summaries
+        return len(bank) >= self.min_photos and bank.has_summaries
 
     # -- step 3: masks -----------------------------------------------------------------------
     def mask(

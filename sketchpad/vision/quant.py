@@ -13,10 +13,14 @@ the relative error the same for every patch, and a cosine ``q · x`` is then
   ``c`` (below; stored anyway), plus that vector's index (1 byte per patch): the same bytes as
   q4 but the residual is about half as long as ``x``, so the error is about half as large.
   The product adds ``q · c``, which the first stage of a query has computed already.
+- ``"q5r"``: the same residual in 5 bits (levels [−15, 15]): the low four bits as q4 stores
+  them, the fifth bit of every coordinate in a bit plane after them, d · 5 / 8 bytes + 2 per
+  patch; half q4r's error for a quarter more bytes, which the store pays for by keeping codes
+  of valid patches only (letterbox padding is never scored).
 
 Which one a store uses is chosen by measurement (``sketchpad bench gallery``, docs/
-large_libraries.md): q4r, the q4 rate with about half its error; q8 and q4 are measured side
-by side.
+large_libraries.md): q5r (62.5 KiB per 4:3 photo with the store's valid-patches-only codes:
+the best mask and match recall within 64 KiB); q4r, q4 and q8 are measured side by side.
 
 **Summary.** :func:`summarize` gives each photo ``k`` unit vectors (default 8) that stand for
 its valid patches in the first stage of a query (:mod:`sketchpad.search.shortlist`): the
@@ -33,12 +37,18 @@ from typing import Literal
 import numpy as np
 import torch
 
-Codec = Literal["q8", "q4", "q4r"]
-CODECS: tuple[Codec, ...] = ("q8", "q4", "q4r")
-_LEVELS = {"q8": 127, "q4": 7, "q4r": 7}
+Codec = Literal["q8", "q4", "q4r", "q5r"]
+CODECS: tuple[Codec, ...] = ("q8", "q4", "q4r", "q5r")
+#: The codec a new patch store uses (chosen by measurement: docs/large_libraries.md).
+DEFAULT_CODEC: Codec = "q5r"
+#: Codecs that store the residual from each patch's nearest summary vector.
+RESIDUAL: tuple[Codec, ...] = ("q4r", "q5r")
+_LEVELS = {"q8": 127, "q4": 7, "q4r": 7, "q5r": 15}
 #: q4 clips each vector at this many RMS of its coordinates (the step that minimises the
 #: squared error of Gaussian-like coordinates at 15 levels; the peak would waste levels).
 CLIP_SIGMAS = 2.5
+#: The same for the 31 levels of q5r (measured on the synthetic library's residuals: 2.9).
+CLIP_SIGMAS_Q5 = 2.9
 #: Summary vectors per photo.
 SUMMARY_K = 8
 #: Whether the summary vectors are the clusters' means (True) or their unit directions.
@@ -50,7 +60,9 @@ SUMMARY_ROUNDS = 3
 def row_bytes(codec: Codec, d: int) -> int:
     """Bytes of one patch's codes (its scale not counted)."""
     check_codec(codec, d)
-    return d if codec == "q8" else d // 2
+    if codec == "q8":
+        return d
+    return d // 2 + d // 8 if codec == "q5r" else d // 2
 
 
 def check_codec(codec: str, d: int) -> Codec:
@@ -63,7 +75,18 @@ def check_codec(codec: str, d: int) -> Codec:
         raise ValueError(f"unknown patch codec {codec!r} (known: {', '.join(CODECS)})")
     if codec != "q8" and d % 2:
         raise ValueError(f"the {codec} codec needs an even feature dimension, got {d}")
+    if codec == "q5r" and d % 8:
+        raise ValueError(f"the {codec} codec needs a feature dimension divisible by 8, got {d}")
     return codec
+
+
+def codec_for(d: int) -> Codec:
+    """The codec a new store of ``d``-dimensional features uses: :data:`DEFAULT_CODEC`, or
+    q8 (any dimension) where the default cannot store them."""
+    try:
+        return check_codec(DEFAULT_CODEC, d)
+    except ValueError:
+        return "q8"
 
 
 def quantize(x: np.ndarray, codec: Codec) -> tuple[np.ndarray, np.ndarray]:
@@ -82,15 +105,26 @@ def quantize(x: np.ndarray, codec: Codec) -> tuple[np.ndarray, np.ndarray]:
     peak = np.abs(a).max(axis=1) if a.size else np.zeros(len(a), np.float32)
     if codec != "q8":  # clip the rare tail: a finer step for every other coordinate
         rms = np.sqrt(np.mean(a * a, axis=1)) if a.size else peak
-        peak = np.minimum(peak, CLIP_SIGMAS * rms)
+        peak = np.minimum(peak, (CLIP_SIGMAS_Q5 if codec == "q5r" else CLIP_SIGMAS) * rms)
     scale16 = (peak / levels).astype(np.float16)
     scale = scale16.astype(np.float32)
     safe = np.where(scale > 0, scale, 1.0)[:, None]
     q = np.clip(np.rint(a / safe), -levels, levels).astype(np.int8)
     if codec == "q8":
         return q.view(np.uint8), scale16
-    u = (q + 8).astype(np.uint8)  # 1 … 15
-    return (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8), scale16
+    if codec == "q4" or codec == "q4r":
+        u = (q + 8).astype(np.uint8)  # 1 … 15
+        return (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8), scale16
+    u = (q + 16).astype(np.uint8)  # 1 … 31
+    low = (u[:, 0::2] & 15) | ((u[:, 1::2] & 15) << 4)
+    # The fifth bits in the decoder's order (even dimensions, then odd ones: position p), in
+    # d / 8 bytes: bit k of byte j is position k · d / 8 + j, so that a decoder adds each
+    # bit k to one contiguous slice of its output.
+    high = (np.concatenate([u[:, 0::2], u[:, 1::2]], axis=1) >> 4).reshape(len(u), 8, -1)
+    plane = np.zeros((len(u), high.shape[2]), dtype=np.uint8)
+    for k in range(8):
+        plane |= (high[:, k] << k).astype(np.uint8)
+    return np.concatenate([low.astype(np.uint8), plane], axis=1), scale16
 
 
 def dequantize(codes: np.ndarray, scales: np.ndarray, codec: Codec, d: int) -> np.ndarray:
@@ -106,6 +140,13 @@ def unpack(codes: np.ndarray, codec: Codec, d: int) -> np.ndarray:
     if codec == "q8":
         return c.view(np.int8)
     out = np.empty((len(c), d), dtype=np.int8)
+    h = d // 2
+    if codec == "q5r":
+        plane = c[:, h:]
+        high = np.concatenate([(plane >> k) & 1 for k in range(8)], axis=1).astype(np.int8) << 4
+        out[:, 0::2] = (c[:, :h] & 0x0F).view(np.int8) + high[:, :h] - 16
+        out[:, 1::2] = (c[:, :h] >> 4).view(np.int8) + high[:, h:] - 16
+        return out
     out[:, 0::2] = (c & 0x0F).view(np.int8) - 8
     out[:, 1::2] = (c >> 4).view(np.int8) - 8
     return out
@@ -177,8 +218,10 @@ class QuantBlock:
     Args:
         codes: (rows, row_bytes) uint8.
         scales: (rows,) float16 per-vector scales.
-        codec: "q8" or "q4".
+        codec: the codec.
         dim: the feature dimension d.
+        row_map: (rows,) int32, the code row of each block row, −1 for rows without codes
+            (letterbox padding: they read as zero vectors); None: code row = block row.
     """
 
     #: Rows decoded per step (4 MiB of float32 at d = 512).
@@ -193,8 +236,10 @@ class QuantBlock:
         *,
         base_index: np.ndarray | None = None,
         base_products: Callable[[torch.Tensor], np.ndarray] | None = None,
+        row_map: np.ndarray | None = None,
     ) -> None:
         self.codec = check_codec(codec, dim)
+        self.row_map = None if row_map is None else np.asarray(row_map, np.int32)
         self.base_index = base_index
         self.base_products = base_products
         self.dim = int(dim)
@@ -207,11 +252,11 @@ class QuantBlock:
 
     @property
     def rows(self) -> int:
-        return int(len(self.codes))
+        return int(len(self.codes) if self.row_map is None else len(self.row_map))
 
     @property
     def resident_bytes(self) -> int:
-        return int(self.scales.nbytes)
+        return int(self.scales.nbytes + (0 if self.row_map is None else self.row_map.nbytes))
 
     def _levels(self, codes: np.ndarray, buf: torch.Tensor) -> torch.Tensor:
         """Codes → float32 integer levels in ``buf``; for q4 the even dimensions first, then
@@ -222,8 +267,15 @@ class QuantBlock:
             out.copy_(c.view(torch.int8))
         else:
             h = self.dim // 2
-            out[:, :h].copy_(torch.bitwise_and(c, 15))
-            out[:, h:].copy_(torch.bitwise_right_shift(c, 4))
+            low = c[:, :h]
+            out[:, :h].copy_(torch.bitwise_and(low, 15))
+            out[:, h:].copy_(torch.bitwise_right_shift(low, 4))
+            if self.codec == "q5r":  # the fifth bits: 16 where set, one slice per bit
+                plane, m = c[:, h:], self.dim // 8
+                bit = torch.empty_like(plane)
+                for k in range(8):
+                    torch.bitwise_right_shift(plane, k, out=bit).bitwise_and_(1)
+                    out[:, k * m : (k + 1) * m].add_(bit, alpha=16)
         return out
 
     def _query(self, q: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -231,7 +283,8 @@ class QuantBlock:
         q = q.to(torch.float32)
         if self.codec == "q8":
             return q, 0.0
-        return torch.cat([q[0::2], q[1::2]]).contiguous(), 8.0 * float(q.sum())
+        offset = 16.0 if self.codec == "q5r" else 8.0
+        return torch.cat([q[0::2], q[1::2]]).contiguous(), offset * float(q.sum())
 
     def _products(
         self,
@@ -241,8 +294,8 @@ class QuantBlock:
         scales: np.ndarray,
         rows: np.ndarray | None = None,
     ) -> np.ndarray:
-        if self.codec == "q4r" and (self.base_index is None or self.base_products is None):
-            raise ValueError("q4r codes need their base vectors (base_index, base_products)")
+        if self.codec in RESIDUAL and (self.base_index is None or self.base_products is None):
+            raise ValueError(f"{self.codec} codes need their base vectors (base_index, …)")
         qq, offset = self._query(q)
         buf = torch.empty((min(n, self.STEP), self.dim), dtype=torch.float32)
         out = np.empty(n, dtype=np.float32)
@@ -257,20 +310,40 @@ class QuantBlock:
         return out
 
     def matvec(self, q16: torch.Tensor, out: torch.Tensor) -> None:
-        got = self._products(q16, lambda s, e: self.codes[s:e], self.rows, self.scales)
+        got = self._products(q16, lambda s, e: self.codes[s:e], len(self.codes), self.scales)
+        if self.row_map is not None:
+            full = np.zeros(self.rows, dtype=np.float32)
+            full[self.row_map >= 0] = got  # code rows ascend with block rows
+            got = full
         out.copy_(torch.from_numpy(got))
 
-    def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+    def _code_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(code rows of ``rows`` that have codes, which of ``rows`` they are or None: all)."""
         rows = np.asarray(rows, dtype=np.int64)
-        return self._products(
-            q, lambda s, e: self.codes[rows[s:e]], len(rows), self.scales[rows], rows
-        )
+        if self.row_map is None:
+            return rows, None
+        c = self.row_map[rows].astype(np.int64)
+        has = c >= 0
+        return c[has], has
+
+    def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        c, has = self._code_rows(rows)
+        got = self._products(q, lambda s, e: self.codes[c[s:e]], len(c), self.scales[c], c)
+        if has is None:
+            return got
+        out = np.zeros(len(has), dtype=np.float32)
+        out[has] = got
+        return out
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        out = dequantize(self.codes[rows], self.scales[rows], self.codec, self.dim)
+        c, has = self._code_rows(rows)
+        got = dequantize(self.codes[c], self.scales[c], self.codec, self.dim)
         if self.base_index is not None and self.base_vectors is not None:
-            out += self.base_vectors[self.base_index[rows]].astype(np.float32)
+            got += self.base_vectors[self.base_index[c]].astype(np.float32)
+        if has is None:
+            return got
+        out = np.zeros((len(has), self.dim), dtype=np.float32)
+        out[has] = got
         return out
 
     #: (N·k, d) the base vectors themselves (q4r), for :meth:`take`.

@@ -56,12 +56,12 @@ def photos(tmp_path: Path) -> Callable[[int], Path]:
 
 @pytest.fixture
 def make_engine(qapp: Any) -> Iterator[Callable[..., Engine]]:
-    """make_engine(loader=None) → an Engine; every one is shut down and must join (a test
-    that leaks a running thread fails)."""
+    """make_engine(loader=None, **engine_options) → an Engine; every one is shut down and
+    must join (a test that leaks a running thread fails)."""
     engines: list[Engine] = []
 
-    def make(loader: Any = None) -> Engine:
-        e = Engine(loader=loader)
+    def make(loader: Any = None, **kw: Any) -> Engine:
+        e = Engine(loader=loader, **kw)
         engines.append(e)
         return e
 

@@ -150,6 +150,7 @@ def test_verify_finds_flipped_bytes_without_a_read_first(tmp_path: Path, seg: Se
     assert same_features(snapshot(folder, seg), clean)
     assert index_folder(folder, seg, verify=True).repairs == (
         "verified: the file and all 6 rows' checksums are sound",
+        "patch store verified: sound",  # the store beside the cache is checked too
     )
 
 

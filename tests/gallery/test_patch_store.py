@@ -27,7 +27,7 @@ def _rows(n: int, seed: int = 0) -> list[StoreRow]:
     return out
 
 
-@pytest.mark.parametrize(("codec", "tol"), [("q8", 0.01), ("q4", 0.2)])
+@pytest.mark.parametrize(("codec", "tol"), [("q8", 0.01), ("q4", 0.2), ("q5r", 0.1)])
 def test_codecs_round_trip_within_their_step(codec: str, tol: float) -> None:
     x = np.random.default_rng(1).standard_normal((50, D)).astype(np.float32)
     codes, scales = quantize(x, codec)  # type: ignore[arg-type]
@@ -44,7 +44,7 @@ def test_summaries_give_a_small_object_its_own_vector() -> None:
     assert np.max(s @ np.eye(D, dtype=np.float32)[0]) > 0.99
 
 
-@pytest.mark.parametrize("codec", ["q8", "q4", "q4r"])
+@pytest.mark.parametrize("codec", ["q8", "q4", "q4r", "q5r"])
 def test_store_bank_scores_like_the_features(tmp_path: Path, codec: str) -> None:
     rows = _rows(20)
     with PatchStore.open(tmp_path / "s", codec=codec, dim=D) as store:  # type: ignore[arg-type]
@@ -58,7 +58,7 @@ def test_store_bank_scores_like_the_features(tmp_path: Path, codec: str) -> None
     q /= np.linalg.norm(q)
     want = np.concatenate([r.patches for r in rows]) @ q
     got = bank.correlate(q)
-    tol = {"q8": 0.01, "q4": 0.15, "q4r": 0.1}[codec]
+    tol = {"q8": 0.01, "q4": 0.15, "q4r": 0.1, "q5r": 0.05}[codec]
     np.testing.assert_allclose(got, want, atol=tol)
     rows_idx = np.array([3, 40, 41, 300])
     np.testing.assert_allclose(bank.correlate_rows(q, rows_idx), got[rows_idx], atol=1e-3)
@@ -106,3 +106,24 @@ def test_damaged_codes_are_never_served(tmp_path: Path) -> None:
     got = bank.correlate_rows(q.numpy(), rows)
     assert np.all(got[2:-2] == -1.0) and np.all(got[:2] > -1.0) and np.all(got[-2:] > -1.0)
     assert list(bank.damaged) == ["p1.jpg"]
+
+
+def test_a_store_of_codes_this_version_cannot_read_is_refused_by_name(tmp_path: Path) -> None:
+    import sqlite3
+
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, dim=D) as store:
+        store.put(_rows(2))
+    with sqlite3.connect(folder / "meta.sqlite") as db:
+        db.execute("UPDATE meta SET value = 'q3x' WHERE key = 'codec'")
+    db.close()
+    for writer in (False, True):
+        with pytest.raises(CacheError, match="q3x.*index the folder again"):
+            PatchStore.open(folder, writer=writer)
+
+
+def test_a_new_store_takes_the_default_codec_where_it_fits_else_q8() -> None:
+    from sketchpad.vision.quant import DEFAULT_CODEC, codec_for
+
+    assert codec_for(512) == DEFAULT_CODEC == "q5r" and codec_for(8) == "q5r"
+    assert codec_for(12) == "q8"  # q5r's bit plane needs a multiple of 8

@@ -172,7 +172,8 @@ def test_segment_uses_and_fills_the_folder_cache(
     caches = root / "home"
 
     def cache_files() -> list[Path]:
-        return sorted(caches.rglob("*.sqlite"))
+        # the feature cache files (each folder's patch store beside its cache has its own)
+        return sorted(p for p in caches.rglob("*.sqlite") if p.parent.suffix != ".store")
 
     assert run(env, root / "nocache", "--no-cache") == 0
     assert cache_files() == []  # --no-cache neither reads nor writes a cache
@@ -245,3 +246,46 @@ def test_damaged_cache_rows_are_encoded_again_in_the_same_run(
     assert run(env, out) == 0
     assert "were damaged: encoding them again" in capsys.readouterr().err
     assert len(json.loads((out / "results.json").read_text())["photos"]) == 3
+
+
+def test_a_large_folder_is_searched_in_two_stages_with_the_exact_matches(
+    env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above --shortlist-from the folder is read from its patch store and searched in two
+    stages; on a planted gallery (the stand-in backbone's features are known) it finds the
+    same photos and masks as --exact over the float16 features."""
+    from planted import GALLERY, PlantedBackbone, box_mask, photo
+
+    import sketchpad.vision.backbone as backbone
+
+    monkeypatch.setattr(backbone, "create_backbone", lambda *a, **k: PlantedBackbone(True))
+    folder = env["root"] / "planted"
+    folder.mkdir()
+    for i, (hw, boxes) in enumerate(GALLERY * 2):
+        Image.fromarray(photo(hw, boxes)).save(folder / f"p{i:02d}.png")
+    answers = {}
+    for how, extra in [("two-stage", ()), ("exact", ("--exact",)), ("small", ())]:
+        out = env["root"] / how
+        limit = "100" if how == "small" else "4"
+        argv = ["--photos", str(folder), "--shortlist-from", limit, *extra]
+        assert _run_on(env, out, argv) == 0
+        res = json.loads((out / "results.json").read_text())
+        assert res["options"]["search"] == ("two-stage" if how == "two-stage" else "exact")
+        answers[how] = {
+            Path(r["photo"]).name: (r["score"], np.asarray(Image.open(out / r["mask"])) > 0)
+            for r in res["photos"]
+        }
+    for i, (hw, boxes) in enumerate(GALLERY * 2):
+        name = f"p{i:02d}.png"
+        two, exact = answers["two-stage"][name], answers["exact"][name]
+        assert abs(two[0] - exact[0]) < 1e-3
+        assert np.array_equal(two[1], exact[1])
+        assert two[1].any() == bool(boxes)  # the planted objects are what is found
+        assert not (two[1] & ~box_mask(hw, boxes)).any()
+
+
+def _run_on(env: dict[str, Path], out: Path, argv: list[str]) -> int:
+    return main(
+        ["segment", "--sketch", str(env["sketch"]), "--out", str(out),
+         "--backbone", "test-clip-tiny", "--weights", str(env["weights"]), *argv]  # fmt: skip
+    )
