@@ -288,10 +288,11 @@ def main(argv: list[str]) -> int:
         return 2
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, HOME)
-    from sketchpad.ui.app import set_application_names
+    from sketchpad.ui.app import set_application_names, tune_interpreter
 
     app = QApplication(["sketchpad-walkthrough"])
     set_application_names()
+    tune_interpreter()  # as the window has it (sketchpad.ui.app.run_app)
     print(f"Qt platform {app.platformName()}, display {os.environ.get('DISPLAY')}")
     walk = Walk(out)
     try:
