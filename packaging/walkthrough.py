@@ -328,11 +328,12 @@ def main(argv: list[str]) -> int:
         return 2
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, HOME)
-    from sketchpad.ui.app import keep_every_pointer_event, set_application_names
+    from sketchpad.ui.app import keep_every_pointer_event, set_application_names, tune_interpreter
 
     app = QApplication(["sketchpad-walkthrough"])
     keep_every_pointer_event()  # as the app's own start does (run_app), once it exists
     set_application_names()
+    tune_interpreter()  # as the window has it (sketchpad.ui.app.run_app)
     print(f"Qt platform {app.platformName()}, display {os.environ.get('DISPLAY')}")
     walk = Walk(out)
     try:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from sketchpad.engine.heap import long_lived
 from sketchpad.engine.inbox import Inbox
 from sketchpad.engine.oom import AdaptiveEmbedder, retry_on_cpu
 from sketchpad.engine.requests import (
@@ -340,7 +341,8 @@ class InferenceWorker(QObject):
         if shared is not None and _same_backbone(choice, shared[0]):  # one model, not two
             segmenter = self._segmenter_on(shared[1].backbone, choice)
         else:
-            segmenter = self._loader(choice, progress)  # the old model stays if this fails
+            with long_lived(f"loading {choice.backbone_id}"):  # see sketchpad.engine.heap
+                segmenter = self._loader(choice, progress)  # the old model stays if this fails
         self._close_folder()  # its features belong to the old model
         self._segmenter, self._model = segmenter, choice
         self._core = SearchCore(segmenter, min_photos=self._shortlist_from)
@@ -722,7 +724,8 @@ class InferenceWorker(QObject):
             size = f" of {total / 2**20:.0f}" if total else ""
             self.labelStatus.emit(gen, f"Downloading weights: {done / 2**20:.0f}{size} MB")
 
-        backbone = self._loader(choice, progress).backbone
+        with long_lived(f"loading {choice.backbone_id} for labelling"):
+            backbone = self._loader(choice, progress).backbone
         labeller = SceneLabeller(backbone)
         self._labeller = (choice, labeller)
         log.info("labelling model %s loaded", backbone.spec.id)

@@ -44,8 +44,14 @@ GUI_SWITCH_INTERVAL_S = 0.001
 
 
 def tune_interpreter() -> None:
-    """Settings for a responsive GUI thread (see :data:`GUI_SWITCH_INTERVAL_S`)."""
+    """Settings for a responsive GUI thread: the switch interval (see
+    :data:`GUI_SWITCH_INTERVAL_S`), and the cyclic garbage collector's full passes kept off
+    the long-lived objects (imports, models; :mod:`sketchpad.engine.heap`): with them a full
+    pass held the GIL for 150–220 ms in whichever thread allocated, the GUI thread waiting."""
+    from sketchpad.engine.heap import keep_long_lived
+
     sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+    keep_long_lived()
 
 
 def keep_every_pointer_event() -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
+from PySide6.QtCore import QLockFile, QObject, QThreadPool, QTimer, Signal
 
 from sketchpad.atomic import SaveError, atomic_write_bytes
 from sketchpad.paths import PRIVATE_FILE_MODE, autosave_dir, autosave_location, private_dir
@@ -209,12 +209,19 @@ class Autosaver(QObject):
     when a write fails; ``unavailable(str)`` when autosave stops working (the lock cannot be
     taken, or a write failed), with the reason, and ``available()`` when it works again.
     While it does not work it is retried every :data:`RETRY_MS` and at the next edit.
+
+    The timer's writes run off the GUI thread (an atomic write ends in fsync: tens to hundreds
+    of milliseconds on a busy disk, sampled on the GUI thread during ``bench ui`` stalls): the
+    bytes are made on the GUI thread (the document as it is then), one writer thread writes
+    them in order, and ``saved`` / ``failed`` come back on the GUI thread. :meth:`save_now`
+    and :meth:`discard` first wait for a write in flight, so the newest state always wins.
     """
 
     saved = Signal(Path)
     failed = Signal(str)
     unavailable = Signal(str)
     available = Signal()
+    _written = Signal(object)  # from the writer thread: None, or the write's SaveError
 
     def __init__(
         self,
@@ -245,6 +252,9 @@ class Autosaver(QObject):
         self._timer.timeout.connect(self._on_timeout)
         self._max_wait_s = (max_wait_ms if max_wait_ms is not None else 10 * delay_ms) / 1000
         self._waiting_since = 0.0  # time.monotonic() of the first change not yet written
+        self._writer = QThreadPool(self)  # the timer's writes, in order, off the GUI thread
+        self._writer.setMaxThreadCount(1)
+        self._written.connect(self._on_written)  # queued: emitted on the writer thread
         stack = document.undo_stack
         stack.indexChanged.connect(self._schedule)
         stack.cleanChanged.connect(self._schedule)
@@ -329,28 +339,67 @@ class Autosaver(QObject):
 
     def _on_timeout(self) -> None:
         if self._document.is_modified:
-            self.save_now()
+            self._save_in_background()
         else:
             self._remove_file()
 
-    def save_now(self) -> bool:
-        """Write the autosave now (also when the document is clean); True on success."""
-        self._timer.stop()
-        if not self.active:
-            return False
-        data = encode_autosave(
+    def _encode(self) -> bytes:
+        return encode_autosave(
             self._document.sketch, self._document.path, datetime.now().astimezone()
         )
-        try:
-            atomic_write_bytes(self.file, data, mode=PRIVATE_FILE_MODE)
-        except SaveError as e:
-            log.warning("autosave failed: %s", e)
-            self.failed.emit(e.reason)
-            self._set_problem(f"could not write {self.file}: {e.reason}")
-            return False
+
+    def _save_in_background(self) -> None:
+        """Write the document as it is now, on the writer thread (see the class docstring)."""
+        if not self.active:
+            return
+        data, file, written = self._encode(), self.file, self._written
+
+        def write() -> None:
+            try:
+                atomic_write_bytes(file, data, mode=PRIVATE_FILE_MODE)
+            except SaveError as e:
+                written.emit(e)
+                return
+            written.emit(None)
+
+        self._writer.start(write)
+
+    def wait_for_writes(self, timeout_ms: int = -1) -> bool:
+        """Wait until no background write is in flight (its result is still queued for the
+        GUI thread); True unless the timeout passed first."""
+        return self._writer.waitForDone(timeout_ms)
+
+    def _on_written(self, error: SaveError | None) -> None:
+        if not self.active:  # closed meanwhile
+            return
+        if error is None:
+            self._wrote()
+        else:
+            self._write_failed(error)
+
+    def _wrote(self) -> None:
         log.debug("autosaved to %s", self.file)
         self._clear_problem()
         self.saved.emit(self.file)
+
+    def _write_failed(self, e: SaveError) -> None:
+        log.warning("autosave failed: %s", e)
+        self.failed.emit(e.reason)
+        self._set_problem(f"could not write {self.file}: {e.reason}")
+
+    def save_now(self) -> bool:
+        """Write the autosave now, on this thread, after any background write in flight
+        (also when the document is clean); True on success."""
+        self._timer.stop()
+        if not self.active:
+            return False
+        self.wait_for_writes()
+        try:
+            atomic_write_bytes(self.file, self._encode(), mode=PRIVATE_FILE_MODE)
+        except SaveError as e:
+            self._write_failed(e)
+            return False
+        self._wrote()
         return True
 
     def discard(self) -> None:
@@ -368,6 +417,7 @@ class Autosaver(QObject):
             self.active = False
 
     def _remove_file(self) -> None:
+        self.wait_for_writes()  # a write in flight would bring the file back
         try:
             os.remove(self.file)
         except FileNotFoundError:

@@ -14,14 +14,20 @@ on a generated gallery (10,000 photos by default), offscreen unless a display is
 3. **Scrolling** the whole gallery (the pane's own measurement, for reference).
 
 Figures are measured side by side in one run and printed; nothing is asserted. Every stall
-over 100 ms is listed (target: none, opening the folder included), and what the GUI thread was
-running during the stalls is sampled (its Python stack every 5 ms while no tick came for
-``TRACE_AFTER_MS``) and the most frequent places are printed: where to look first.
+over 100 ms is listed (target: none, opening the folder included), with the cyclic garbage
+collector's passes that overlapped it (a full pass holds the GIL: every thread waits, the GUI
+thread included; see :mod:`sketchpad.engine.heap`), and what the threads were running during
+the stalls is sampled (every thread's Python stack every 5 ms while no tick came for
+``TRACE_AFTER_MS``) and the most frequent places are printed: where to look first. A stall in
+which the GUI thread used little CPU and the sampler got no sample was a wait for the GIL held
+in one long C call (the sampler needs the GIL too); ``py-spy dump --native`` or ``py-spy record
+--gil --format chrometrace`` names the holder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import statistics
@@ -47,12 +53,23 @@ TRACE_AFTER_MS = 40.0  # the sampler looks at the GUI thread once no tick came f
 TRACE_EVERY_S = 0.005
 
 
+def _place(frame: Any, depth: int = 3) -> str:  # noqa: ANN401 (a frame object)
+    """The innermost ``depth`` frames of our code in ``frame``'s stack (else the top two)."""
+    stack = traceback.extract_stack(frame)
+    ours = [f for f in stack if "sketchpad" in f.filename and "bench_ui" not in f.filename]
+    where = ours[-depth:] if ours else stack[-2:]
+    return " ← ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(where))
+
+
 class StallSampler(threading.Thread):
-    """Samples the GUI thread's Python stack while it is stalled (see the module docstring).
+    """Samples every thread's Python stack while the GUI thread is stalled (see the module
+    docstring).
 
     ``last_tick`` is the ``time.perf_counter()`` of the GUI timer's last tick, set by the GUI
-    thread; ``places`` counts samples per stack (the innermost frames of our code and the
-    caller that Qt or the event loop entered it from)."""
+    thread; ``places`` counts the GUI thread's samples per stack (the innermost frames of our
+    code and the caller that Qt or the event loop entered it from); ``others`` the other
+    threads' (``thread name: place``): who holds the GIL or the lock the GUI thread waits for
+    is among them."""
 
     def __init__(self, last_tick: Callable[[], float]) -> None:
         super().__init__(name="stall-sampler", daemon=True)
@@ -60,30 +77,92 @@ class StallSampler(threading.Thread):
         self._gui = threading.main_thread().ident
         self._done = threading.Event()
         self.places: dict[str, int] = {}
+        self.others: dict[str, int] = {}
 
     def run(self) -> None:
         while not self._done.wait(TRACE_EVERY_S):
             if (time.perf_counter() - self._last_tick()) * 1000 < TRACE_AFTER_MS:
                 continue
-            frame = sys._current_frames().get(self._gui or 0)
-            if frame is None:
+            self.sample()
+
+    def sample(self) -> None:
+        """Count where each thread is now (the GUI thread in ``places``)."""
+        names = {t.ident: t.name for t in threading.enumerate()}
+        me = threading.get_ident()
+        for ident, frame in sys._current_frames().items():
+            if ident == me:
                 continue
-            stack = traceback.extract_stack(frame)
-            ours = [f for f in stack if "sketchpad" in f.filename and "bench_ui" not in f.filename]
-            where = ours[-3:] if ours else stack[-2:]
-            key = " ← ".join(
-                f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(where)
-            )
-            self.places[key] = self.places.get(key, 0) + 1
+            if ident == self._gui:
+                key = _place(frame)
+                self.places[key] = self.places.get(key, 0) + 1
+            else:
+                key = f"{names.get(ident, f'thread {ident}')}: {_place(frame, 2)}"
+                self.others[key] = self.others.get(key, 0) + 1
 
     def stop(self) -> None:
         self._done.set()
         self.join(1.0)
 
-    def top(self, n: int = 8) -> list[tuple[str, float]]:
-        """The ``n`` most sampled places and their sampled time (ms)."""
-        ranked = sorted(self.places.items(), key=lambda kv: -kv[1])[:n]
+    def top(self, n: int = 8, *, others: bool = False) -> list[tuple[str, float]]:
+        """The ``n`` most sampled places of the GUI thread (``others``: of the other threads)
+        and their sampled time (ms)."""
+        counts = self.others if others else self.places
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:n]
         return [(k, c * TRACE_EVERY_S * 1000) for k, c in ranked]
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectorPass:
+    """One pass of the cyclic garbage collector: it held the GIL from ``start`` (``perf_counter``
+    seconds) for ``ms``, in ``thread`` (whichever allocated when the pass was due)."""
+
+    start: float
+    ms: float
+    generation: int
+    thread: str
+
+
+class CollectorPasses:
+    """Times the cyclic collector's passes (``gc.callbacks``) between :meth:`start` and
+    :meth:`stop`; ``passes`` in order. Passes run one at a time (each holds the GIL)."""
+
+    def __init__(self) -> None:
+        self.passes: list[CollectorPass] = []
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._began) * 1000
+        name = threading.current_thread().name
+        self.passes.append(CollectorPass(self._began, ms, info["generation"], name))
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def during(self, start: float, end: float, min_ms: float = 5.0) -> list[CollectorPass]:
+        """The passes of ``min_ms`` or more that overlapped ``start``..``end`` (seconds)."""
+        return [
+            p
+            for p in self.passes
+            if p.ms >= min_ms and p.start < end and p.start + p.ms / 1000 > start
+        ]
+
+    def summary(self) -> str:
+        full = [p for p in self.passes if p.generation == 2]
+        if not self.passes:
+            return "no passes"
+        worst = max(self.passes, key=lambda p: p.ms)
+        return (
+            f"{len(self.passes)} passes ({len(full)} full), "
+            f"{sum(p.ms for p in self.passes):.0f} ms in all; longest {worst.ms:.0f} ms "
+            f"(generation {worst.generation}, thread {worst.thread})"
+        )
 
 
 def make_gallery(folder: Path, n: int, *, seed: int = 0, size: tuple[int, int] = (96, 72)) -> None:
@@ -122,12 +201,23 @@ def _report_stalls(
     stalls: list[float],
     long: list[tuple[int, int, int]],
     t0_ms: float,
+    collector: CollectorPasses | None = None,
+    clock_zero: float = 0.0,
 ) -> None:
-    when = (
-        ", ".join(f"{d} ms at +{(t - t0_ms) / 1000:.2f} s (GUI CPU {c} ms)" for t, d, c in long)
-        or "none"
-    )
+    """``long``: (start ms, stall ms, GUI CPU ms) on the tick clock, whose zero is
+    ``clock_zero`` (``perf_counter`` seconds); ``t0_ms``: the folder's opening on that clock."""
+
+    def one(t: int, d: int, c: int) -> str:
+        text = f"{d} ms at +{(t - t0_ms) / 1000:.2f} s (GUI CPU {c} ms"
+        start = clock_zero + t / 1000
+        for p in collector.during(start, start + d / 1000) if collector else []:
+            text += f"; collector pass {p.ms:.0f} ms, generation {p.generation}, in {p.thread}"
+        return text + ")"
+
+    when = ", ".join(one(*s) for s in long) or "none"
     report(f"  stalls over 100 ms (time after opening the folder; the GUI thread's CPU): {when}")
+    if collector is not None:
+        report(f"  cyclic garbage collector: {collector.summary()}")
     longest = max(stalls, default=0.0)
     verdict = "PASS" if longest <= TARGET_LONGEST_STALL_MS else "FAIL"
     report(
@@ -137,12 +227,13 @@ def _report_stalls(
 
 
 def _report_places(report: Callable[[str], None], sampler: StallSampler) -> None:
-    top = sampler.top()
-    if not top:
-        return
-    report(f"  the GUI thread during stalls (sampled every {TRACE_EVERY_S * 1000:.0f} ms):")
-    for place, ms in top:
-        report(f"    {ms:7.0f} ms  {place}")
+    every = f"sampled every {TRACE_EVERY_S * 1000:.0f} ms"
+    for others, who in ((False, "the GUI thread"), (True, "the other threads")):
+        top = sampler.top(others=others)
+        if top:
+            report(f"  {who} during stalls ({every}):")
+            for place, ms in top:
+                report(f"    {ms:7.0f} ms  {place}")
 
 
 def run(
@@ -333,6 +424,8 @@ def _run(
     ticks.start()
     sampler = StallSampler(lambda: ticks.last_wall)
     sampler.start()
+    collector = CollectorPasses()
+    collector.start()
     t_index = time.perf_counter()
     photos.open_folder(folder)
     next_draw = time.perf_counter() + 0.5
@@ -341,7 +434,9 @@ def _run(
         if opening_only_s is not None and time.perf_counter() - t_index > opening_only_s:
             ticks.stop()
             sampler.stop()
-            _report_stalls(report, ticks.stalls, ticks.long, (t_index - clock_zero) * 1000)
+            collector.stop()
+            t_open_ms = (t_index - clock_zero) * 1000
+            _report_stalls(report, ticks.stalls, ticks.long, t_open_ms, collector, clock_zero)
             _report_places(report, sampler)
             photos.cancel_indexing()
             spin_until(lambda: bool(finished), 120)
@@ -404,6 +499,7 @@ def _run(
     stalls_querying = list(ticks.stalls)
     ticks.stop()
     sampler.stop()
+    collector.stop()
 
     scroll_stats = measure_scroll(pane, 200)
     all_stalls = stalls_indexing + stalls_querying
@@ -419,7 +515,7 @@ def _run(
             f"  {label:32s} n={len(values):6d}  p50 {_percentile(values, 50):6.1f} ms  "
             f"p99 {_percentile(values, 99):6.1f} ms  max {max(values, default=0.0):6.1f} ms"
         )
-    _report_stalls(report, all_stalls, ticks.long, t_index_ms)
+    _report_stalls(report, all_stalls, ticks.long, t_index_ms, collector, clock_zero)
     verdict = "PASS" if p99 <= TARGET_STALL_P99_MS else "FAIL"
     report(f"  longest stalls p99 {p99:.1f} ms (target ≤ {TARGET_STALL_P99_MS:.0f} ms: {verdict})")
     _report_places(report, sampler)

@@ -84,8 +84,11 @@ class EngineHost(QObject):
         self.start()
 
     def _import(self) -> None:
+        from sketchpad.engine.heap import long_lived  # no torch: this module imports gc only
+
         try:
-            importlib.import_module(ENGINE_MODULE)
+            with long_lived("importing the engine"):
+                importlib.import_module(ENGINE_MODULE)
         except Exception as e:  # a broken install: say so, keep drawing
             log.exception("cannot import the inference engine")
             self._imported.emit(f"{type(e).__name__}: {e}")

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,86 @@ def test_autosave_failure_is_reported_and_retried(
     monkeypatch.undo()
     draw(window.document, 1, seed=2)
     qtbot.waitUntil(window.autosaver.file.exists, timeout=2000)
+
+
+def test_the_timers_write_runs_off_the_gui_thread(
+    window: Any, draw: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An atomic write ends in fsync (bench ui sampled the GUI thread there in its stalls)."""
+    from sketchpad.ui import autosave
+
+    real = autosave.atomic_write_bytes
+    threads: list[bool] = []
+
+    def recording(*args: Any, **kwargs: Any) -> None:
+        threads.append(threading.current_thread() is threading.main_thread())
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(autosave, "atomic_write_bytes", recording)
+    with qtbot.waitSignal(window.autosaver.saved, timeout=5000) as blocker:
+        draw(window.document, 2)
+    assert threads == [False] and blocker.args == [window.autosaver.file]
+    assert read_autosave(window.autosaver.file).sketch == window.document.sketch
+
+
+def test_discarding_waits_for_a_write_in_flight(
+    window: Any, draw: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background write that ended after the discard would bring the autosave back."""
+    from sketchpad.ui import autosave
+
+    saver = window.autosaver
+    real = autosave.atomic_write_bytes
+    started, gate = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def held(*args: Any, **kwargs: Any) -> None:
+        started.set()
+        assert gate.wait(30)
+        real(*args, **kwargs)
+        order.append("written")
+
+    def open_gate_once_the_gui_thread_waits() -> None:
+        main = threading.main_thread().ident
+        while not gate.is_set():  # until the GUI thread waits for the write (or removes)
+            frame = sys._current_frames().get(main or 0)
+            if frame is not None and frame.f_code.co_name == "wait_for_writes":
+                gate.set()
+            time.sleep(0.001)
+
+    real_remove = autosave.os.remove
+
+    def remove(path: Any) -> None:
+        order.append("removed")
+        gate.set()
+        real_remove(path)
+
+    monkeypatch.setattr(autosave, "atomic_write_bytes", held)
+    monkeypatch.setattr(autosave.os, "remove", remove)
+    draw(window.document, 1)
+    qtbot.waitUntil(started.is_set, timeout=5000)
+    opener = threading.Thread(target=open_gate_once_the_gui_thread_waits)
+    opener.start()
+    saver.discard()
+    opener.join(30)
+    assert saver.wait_for_writes(30_000)
+    assert order == ["written", "removed"] and not saver.file.exists()
+
+
+def test_a_write_that_ends_after_close_reports_nothing(window: Any, draw: Any) -> None:
+    """close() waits for the write in flight; its result, queued for the GUI thread, arrives
+    after the session ended and is dropped (no "Autosaved" for a closed session)."""
+    from PySide6.QtCore import QCoreApplication
+
+    saver = window.autosaver
+    saved: list[object] = []
+    saver.saved.connect(saved.append)
+    draw(window.document, 1)
+    saver._timer.stop()
+    saver._save_in_background()
+    saver.close()  # waits for the write, then removes the file
+    QCoreApplication.processEvents()  # the write's result was queued before close returned
+    assert saved == [] and not saver.file.exists() and saver.problem is None
 
 
 def test_a_running_session_is_not_offered(make_window: Any, draw: Any, qtbot: Any) -> None:
@@ -210,6 +291,7 @@ def test_continuous_edits_are_still_autosaved(
         assert timer.active and not saver.file.exists()
         timer.active = False
         saver._on_timeout()  # the timer fires
+        assert saver.wait_for_writes(10_000)  # the write runs off the GUI thread
         assert saver.file.exists()
     finally:
         saver.close()
