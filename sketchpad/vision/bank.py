@@ -8,11 +8,15 @@ product into one (ΣT,) float32 vector, so a query over 10,000 photos is one pas
 
 Layouts (grid, letterbox, patch size) and global embeddings stay in memory for every photo;
 they are small (≈ 2 kB per photo).
+
+A bank whose rows are an approximation (a patch store's compressed codes) may carry
+:attr:`FeatureBank.exact_patches`, a source of each photo's exact float16 rows (the folder's
+feature cache): masks are made from those (:func:`sketchpad.search.shortlist.score_photo`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +25,10 @@ import torch
 
 from sketchpad.vision.features import PhotoFeatures, normalize
 from sketchpad.vision.letterbox import Letterbox
+
+#: Photo index → its (T, d) float16 patch features exactly as encoded, or None where they are
+#: not at hand (missing or damaged): see :attr:`FeatureBank.exact_patches`.
+ExactPatches = Callable[[int], "np.ndarray | None"]
 
 #: Rows per resident block (16 MiB of float16 at d = 512): small enough to append cheaply.
 BLOCK_ROWS = 16384
@@ -141,6 +149,10 @@ class FeatureBank:
         self._summary: torch.Tensor | None = None
         self._summary_products: tuple[bytes, np.ndarray] | None = None
         self._sample_matrix: torch.Tensor | None = None
+        #: Where the rows are an approximation (a patch store's codes): a source of each
+        #: photo's exact float16 rows, which masks are made from; None: the rows are exact
+        #: (or nothing better is at hand). Not carried over by :meth:`concat`.
+        self.exact_patches: ExactPatches | None = None
         self.extend(features, names=names)
 
     # -- building ----------------------------------------------------------------------------
