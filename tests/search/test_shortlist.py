@@ -116,3 +116,24 @@ def test_probe_photos_are_fixed() -> None:
     assert np.array_equal(probe_photos(10), np.arange(10))
     a, b = probe_photos(5000), probe_photos(5000)
     assert np.array_equal(a, b) and len(a) == 256 and np.all(np.diff(a) > 0)
+
+
+def test_masks_come_from_the_banks_exact_rows_where_it_has_them(seg: Segmenter) -> None:
+    """A bank's ``exact_patches`` source is what masks are made from (its scores, the badge's,
+    stay); a row it lacks or of the wrong shape falls back to the bank's own rows."""
+    bank, planted = planted_bank()
+    spec = QuerySpec(sketch=SKETCH)
+    core = SearchCore(seg, exact=False, top_n=10)
+    two = core.search(spec, bank)
+    i = int(planted[0])
+    own = core.mask(two, bank, i, threshold=0.5, out_hw=(32, 32))
+    rows, _ = bank.photo_rows(np.array([i]))
+    flipped = -bank.take_rows(rows).astype(np.float16)  # "exact" rows unlike the bank's own
+    bank.exact_patches = lambda j: flipped if j == i else None
+    other = core.mask(two, bank, i, threshold=0.5, out_hw=(32, 32))
+    assert other.score == own.score == float(two.photo_scores[i])
+    assert other.prob.max() < 0.5 <= own.prob.max()  # the concept's patches flipped away
+    for bad in (None, flipped[:3]):
+        bank.exact_patches = lambda j, bad=bad: bad
+        back = core.mask(two, bank, i, threshold=0.5, out_hw=(32, 32))
+        np.testing.assert_array_equal(back.prob, own.prob)
