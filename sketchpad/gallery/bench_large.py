@@ -20,6 +20,8 @@ Masks are measured the way the product makes them: from each photo's exact float
 (``FeatureBank.exact_patches``; the app's store bank reads them from the folder's feature
 cache, here they are the generator's own float16 features, regenerated per photo) with the
 two-stage query's statistics — and, for comparison, from the store's decoded codes alone.
+The reference mask is the exact method's, laid out as the store (and the exact top-100 and
+matches) lay the photo out.
 """
 
 from __future__ import annotations
