@@ -262,8 +262,9 @@ def large(
         if len(picks) > MASKS_PER_QUERY:
             picks = np.random.default_rng(j).choice(picks, MASKS_PER_QUERY, replace=False)
         for i in picks.tolist():
-            glob = bank.globals[i]
-            want = _exact_mask(seg, qs[j], source(i), bank.layouts[i], glob, stats)
+            start = i - i % sl.BATCH  # the reference regenerates its own, apart from the bank
+            patches = sl.make_batch(world, start, min(sl.BATCH, n - start)).patches[i - start]
+            want = _exact_mask(seg, qs[j], patches, bank.layouts[i], bank.globals[i], stats)
             hw = (want.shape[0], want.shape[1])
             got = prob_hw(score_photo(seg, r, bank, i), bank, i, hw) >= THRESHOLD
             union = np.count_nonzero(want | got)
