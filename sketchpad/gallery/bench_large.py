@@ -75,6 +75,7 @@ class LargeRow:
     code_mask_iou: float = 1.0
     code_pixel_iou: float = 1.0
     cache_bytes_per_photo: float = 0.0
+    split: int = 0
 
 
 def _rss_peak_mb() -> float | None:
@@ -248,6 +249,7 @@ def large(
         bank.release()
     peak = _rss_peak_mb()
     tops, mrec, ious, code_ious = [], [], [], []
+    split = 0
     inter = union_px = code_inter = code_union = 0
     # the exact rows masks are made from: here the generator's, as the app's feature cache's
     source = _ExactRows(world, n)
@@ -255,6 +257,10 @@ def large(
     for j, r in enumerate(results, start=1):
         exact, stats = truth[j]
         tops.append(_top_kept(exact, r.photo_scores))
+        if r.photos is not None:  # shortlisted photos whose badge (codes) and exact-row mask
+            # grid (its best patch, with this query's statistics) fall on either side of 0.5
+            grid = maps.sigmoid(calibrated(seg, best[r.photos, j], r.stats)) >= THRESHOLD
+            split += int(np.count_nonzero(grid != (r.photo_scores[r.photos] >= THRESHOLD)))
         m = exact >= THRESHOLD
         if m.any():
             mrec.append(float(np.mean(r.photo_scores[m] >= THRESHOLD)))
@@ -297,6 +303,7 @@ def large(
         code_mask_iou=float(np.mean(code_ious)) if code_ious else 1.0,
         code_pixel_iou=code_inter / code_union if code_union else 1.0,
         cache_bytes_per_photo=cache_per_photo,
+        split=split,
     )
 
 
@@ -334,7 +341,8 @@ def run_large(
     report(
         f"{'photos':>7} {'codec':>5} {'p50':>8} {'p95':>8} {'exact p50':>9} {'exact p95':>9} "
         f"{'peak RSS':>9} {'KiB/photo':>9} {'cache KiB':>9} {'shortlist':>9} {'top-100':>7} "
-        f"{'matches':>7} {'mask IoU':>8} {'pixel IoU':>9} {'codes: mask':>11} {'pixel':>6}"
+        f"{'matches':>7} {'mask IoU':>8} {'pixel IoU':>9} {'codes: mask':>11} {'pixel':>6} "
+        f"{'split':>5}"
     )
     for r in rows:
         e50 = f"{r.exact_p50:.0f}ms" if r.exact_p50 is not None else "—"
@@ -345,7 +353,7 @@ def run_large(
             f"{peak:>9} {r.bytes_per_photo / 1024:>9.1f} {r.cache_bytes_per_photo / 1024:>9.1f} "
             f"{r.shortlist:>9.0f} {r.top_recall:>7.3f} {r.match_recall:>7.3f} "
             f"{r.mask_iou:>8.3f} {r.pixel_iou:>9.3f} {r.code_mask_iou:>11.3f} "
-            f"{r.code_pixel_iou:>6.3f}"
+            f"{r.code_pixel_iou:>6.3f} {r.split:>5d}"
         )
     report(
         "p50/p95: query vector → every photo scored and ranked (two-stage, store); exact: the "
@@ -356,7 +364,9 @@ def run_large(
         "matches: exact matches at 0.5 still matches; mask IoU: their masks (from the exact "
         "float16 rows, as the app makes them) against the exact method's, the mean per match; "
         "pixel IoU: all their mask pixels together (intersection over union summed over the "
-        "matches); codes: the same two with masks from the store's decoded codes alone."
+        "matches); codes: the same two with masks from the store's decoded codes alone; split: "
+        "shortlisted photos (all queries) whose score (from the codes: the badge) and exact-row "
+        "mask (its best patch) fall on either side of 0.5."
     )
     for r in rows:
         checks = [f"store ≤ 64 KiB/photo: {'PASS' if r.bytes_per_photo <= 65536 else 'FAIL'}"]

@@ -33,7 +33,7 @@ def test_bench_gallery_reports_every_figure(
     large = [
         r for r in map(str.split, out.splitlines()) if r[:1] == ["300"] and r[1] in ("q4r", "q8")
     ]
-    assert [r[1] for r in large] == ["q4r", "q8"] and all(len(r) == 16 for r in large)
+    assert [r[1] for r in large] == ["q4r", "q8"] and all(len(r) == 17 for r in large)
     assert all(r[8] == "196.0" for r in large)  # the float16 cache kept beside the store
     assert "from the exact float16 rows" in out
     assert out.count("store ≤ 64 KiB/photo") == 2 and "recall ≥ 0.95" in out
