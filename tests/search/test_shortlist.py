@@ -137,3 +137,20 @@ def test_masks_come_from_the_banks_exact_rows_where_it_has_them(seg: Segmenter) 
         bank.exact_patches = lambda j, bad=bad: bad
         back = core.mask(two, bank, i, threshold=0.5, out_hw=(32, 32))
         np.testing.assert_array_equal(back.prob, own.prob)
+
+
+def test_a_concatenated_bank_keeps_each_parts_exact_rows(seg: Segmenter) -> None:
+    """``segment`` concatenates its folders' banks: a store bank's exact rows stay the source
+    of its photos' masks, a float16 bank's photos keep their own rows."""
+    store, planted = planted_bank()
+    plain, _ = planted_bank(seed=1)
+    i = int(planted[0])
+    rows, _ = store.photo_rows(np.array([i]))
+    flipped = -store.take_rows(rows).astype(np.float16)
+    store.exact_patches = lambda j: flipped if j == i else None
+    both = FeatureBank.concat([plain, store])
+    assert both.exact_patches is not None
+    assert np.array_equal(both.exact_patches(len(plain) + i), flipped)
+    rows, _ = plain.photo_rows(np.array([i]))
+    assert np.array_equal(both.exact_patches(i), plain.take_rows(rows).astype(np.float16))
+    assert FeatureBank.concat([plain, plain]).exact_patches is None
