@@ -14,6 +14,14 @@ memory-mapped file, its stored summaries let :class:`~sketchpad.search.core.Sear
 the two-stage query. A store that lags the cache (a photo of the cache missing from it) is
 not used: the float16 bank is read instead, which is always exact.
 
+Such a bank keeps the feature cache open: the masks of the photos the user gets (thumbnails'
+overlays, the large view, exports, ``segment``) are made from their exact float16 rows, one
+cache row read per mask (:attr:`~sketchpad.vision.bank.FeatureBank.exact_patches`; a row
+missing or damaged falls back to the store's codes, logged once). Scores and ranking stay on
+the store: a photo's score is one number — the gallery badge, the large view and every
+export show the shortlist's — even where its exact-row mask would put the maximum a hair
+above or below it (see docs/large_libraries.md).
+
 A query is then ``SearchCore.search(spec, bank)`` (:mod:`sketchpad.search.core`: one matrix
 product over every photo, all photos ranked) and masks are made only for the photos asked for.
 """
@@ -165,6 +173,14 @@ class CacheStreamBlock:
     def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:
         return self.take(rows) @ q.numpy()
 
+    def photo(self, i: int) -> np.ndarray | None:
+        """Photo ``i``'s (T, d) float16 rows read from the cache; None when its row is gone or
+        damaged (a damaged row is reported by the cache, which marks it for repair)."""
+        for _, patches in self.cache.patch_rows([self.names[i]]):
+            if patches is not None and patches.shape == (self.sizes[i], self.dim):
+                return patches
+        return None
+
     def _log_missing(self, name: str) -> None:
         if not self._missing_logged:
             shown = display_name(name)
@@ -189,6 +205,15 @@ class CachedBank(StoreBank):
     def __init__(self, folder: Path, cache_path: Path) -> None:
         super().__init__(Path(folder))
         self.cache_path = Path(cache_path)
+        self._exact_reader: CacheStreamBlock | None = None
+
+    def read_exact_from(self, cache: FeatureCache) -> None:
+        """Make masks from ``cache``'s exact float16 rows (:attr:`exact_patches`; this bank's
+        rows being a patch store's codes); the bank keeps ``cache`` open until closed."""
+        sizes = [lay.grid_hw[0] * lay.grid_hw[1] for lay in self.layouts]
+        reader = CacheStreamBlock(cache, self.names, sizes, self.dim or 0, 2 * (self.dim or 1))
+        self._exact_reader = reader
+        self.exact_patches = reader.photo
 
     def paths(self) -> list[Path]:
         """The photos' paths, in bank order."""
@@ -198,6 +223,10 @@ class CachedBank(StoreBank):
         for b in self.blocks:
             if isinstance(b, CacheStreamBlock):
                 b.close()
+        if self._exact_reader is not None:
+            self._exact_reader.close()
+            self._exact_reader = None
+            self.exact_patches = None
 
     def __enter__(self) -> CachedBank:
         return self
@@ -237,7 +266,7 @@ def load_bank(
             cache.close()
             raise
         if stored is not None:
-            cache.close()
+            stored.read_exact_from(cache)  # masks from the exact rows; the cache stays open
             if progress is not None:
                 progress(len(stored), len(stored))
             return stored

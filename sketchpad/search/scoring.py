@@ -12,8 +12,11 @@ the photo's patches that overlap it (letterbox padding excluded), on the patch g
 any upsampling, thresholding or CRF. It does not depend on the threshold, so moving the slider
 never changes a score or the ranking; a photo *matches* at threshold ``t`` when its score is
 ≥ ``t`` (then at least one of its patches passes ``t``). The gallery badge, the large view,
-``results.json`` and the COCO ``score`` all show this number. Instances (connected regions of a
-mask) carry their own scores, the mean probability of their pixels.
+``results.json`` and the COCO ``score`` all show this number. In the two-stage query over a
+patch store (:mod:`sketchpad.search.shortlist`) it is computed from the store's codes while
+masks come from the exact float16 rows: the number shown stays this one everywhere, and the
+mask's patches can sit a hair (the codec's error) on the other side of it. Instances
+(connected regions of a mask) carry their own scores, the mean probability of their pixels.
 """
 
 from __future__ import annotations

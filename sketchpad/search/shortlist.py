@@ -28,12 +28,20 @@ rare photo whose error exceeds δ (the benchmark reports the recall this gives).
 shortlist (:meth:`sketchpad.search.core.SearchCore.search`).
 
 Unscored photos get their stage-1 estimate as score (always below the floor), so the whole
-gallery still ranks; their masks are computed exactly on demand
-(:func:`score_photo`).
+gallery still ranks; their masks are computed on demand (:func:`score_photo`).
+
+**Masks** come from the photo's *exact* float16 rows where the bank carries a source of them
+(:attr:`FeatureBank.exact_patches`: a patch store's bank reads the folder's feature cache, one
+row per mask), with the query's statistics: the same mask the exact method makes, up to the
+statistics sample being read from the codes. Scores and ranking stay on the codes: a photo's
+score — the one number the gallery badge, the large view and every export show — is the
+shortlist's (see :mod:`sketchpad.gallery.query`).
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,6 +54,8 @@ from sketchpad.vision.features import normalize
 if TYPE_CHECKING:
     from sketchpad.vision.bank import FeatureBank
     from sketchpad.vision.segmenter import Query, Segmenter
+
+log = logging.getLogger(__name__)
 
 #: The exact top N a shortlist keeps by default.
 TOP_N = 100
@@ -211,12 +221,22 @@ def _assemble(
 def score_photo(
     segmenter: Segmenter, scores: GalleryScores, bank: FeatureBank, i: int
 ) -> GalleryScores:
-    """``scores`` with photo ``i`` scored exactly (for its mask), with the same statistics and
-    photo scores; ``scores`` itself when it already holds photo ``i``."""
-    if scores.photo_logits(bank, i) is not None:
+    """``scores`` with photo ``i``'s patch logits for its mask, with the same statistics and
+    photo scores (so the mask's score is the number the gallery shows).
+
+    The logits come from photo ``i``'s exact float16 rows where the bank's own rows are an
+    approximation and it carries a source of them (:attr:`FeatureBank.exact_patches`: a patch
+    store's bank reads the folder's feature cache); where that source lacks the photo (its row
+    missing or damaged: logged once per bank), or there is none, from the bank's own rows —
+    ``scores`` itself when it already holds photo ``i``."""
+    exact = _exact_cosines(bank, scores.query.embedding, i)
+    if exact is None and scores.photo_logits(bank, i) is not None:
         return scores
-    rows, offsets = bank.photo_rows(np.array([i], np.int64))
-    cos = bank.correlate_rows(scores.query.embedding, rows)
+    if exact is None:
+        rows, offsets = bank.photo_rows(np.array([i], np.int64))
+        cos = bank.correlate_rows(scores.query.embedding, rows)
+    else:
+        cos, offsets = exact, np.array([0, len(exact)], np.int64)
     logits = calibrated(segmenter, cos, scores.stats).astype(np.float32, copy=False)
     return GalleryScores(
         scores.query,
@@ -228,3 +248,29 @@ def score_photo(
         offsets,
         scores.floor,
     )
+
+
+_fallback_logged: weakref.WeakSet[FeatureBank] = weakref.WeakSet()
+
+
+def _exact_cosines(bank: FeatureBank, query: np.ndarray, i: int) -> np.ndarray | None:
+    """(T,) float32 cosines of photo ``i``'s exact rows with ``query`` — the numbers the exact
+    method's product gives (a float16 product) — or None: no source, or it lacks the photo."""
+    source = bank.exact_patches
+    if source is None:
+        return None
+    patches = source(i)
+    t = bank.layouts[i].grid_hw[0] * bank.layouts[i].grid_hw[1]
+    if patches is None or patches.shape != (t, bank.dim):
+        if bank not in _fallback_logged:
+            _fallback_logged.add(bank)
+            log.warning(
+                "the exact features of %s are missing or damaged: its mask (and any other "
+                "such photo's) is made from the compressed patch store",
+                bank.names[i],
+            )
+        return None
+    m = torch.from_numpy(np.array(patches, dtype=np.float16))  # a writable copy
+    q16 = torch.from_numpy(normalize(np.asarray(query, dtype=np.float32))).to(torch.float16)
+    with torch.inference_mode():
+        return torch.mv(m, q16).float().numpy()

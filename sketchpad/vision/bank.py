@@ -8,11 +8,15 @@ product into one (ΣT,) float32 vector, so a query over 10,000 photos is one pas
 
 Layouts (grid, letterbox, patch size) and global embeddings stay in memory for every photo;
 they are small (≈ 2 kB per photo).
+
+A bank whose rows are an approximation (a patch store's compressed codes) may carry
+:attr:`FeatureBank.exact_patches`, a source of each photo's exact float16 rows (the folder's
+feature cache): masks are made from those (:func:`sketchpad.search.shortlist.score_photo`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +25,10 @@ import torch
 
 from sketchpad.vision.features import PhotoFeatures, normalize
 from sketchpad.vision.letterbox import Letterbox
+
+#: Photo index → its (T, d) float16 patch features exactly as encoded, or None where they are
+#: not at hand (missing or damaged): see :attr:`FeatureBank.exact_patches`.
+ExactPatches = Callable[[int], "np.ndarray | None"]
 
 #: Rows per resident block (16 MiB of float16 at d = 512): small enough to append cheaply.
 BLOCK_ROWS = 16384
@@ -141,6 +149,10 @@ class FeatureBank:
         self._summary: torch.Tensor | None = None
         self._summary_products: tuple[bytes, np.ndarray] | None = None
         self._sample_matrix: torch.Tensor | None = None
+        #: Where the rows are an approximation (a patch store's codes): a source of each
+        #: photo's exact float16 rows, which masks are made from; None: the rows are exact
+        #: (or nothing better is at hand). Not carried over by :meth:`concat`.
+        self.exact_patches: ExactPatches | None = None
         self.extend(features, names=names)
 
     # -- building ----------------------------------------------------------------------------
@@ -221,14 +233,18 @@ class FeatureBank:
 
     @classmethod
     def concat(cls, banks: Sequence[FeatureBank]) -> FeatureBank:
-        """One bank over several (blocks are shared, not copied)."""
+        """One bank over several (blocks are shared, not copied). Where any of them carries
+        :attr:`exact_patches`, so does the result: photo by photo, its bank's source, or the
+        bank's own rows where it has none (they are exact)."""
         out = cls()
-        for b in banks:
-            if len(b):
-                known = [p for p in b._summary_parts if p is not None]
-                whole = len(known) == len(b._summary_parts)
-                summ = np.concatenate(known) if whole else None
-                out.add_block_rows(b.layouts, b.globals, b.blocks, names=b.names, summaries=summ)
+        parts = [b for b in banks if len(b)]
+        for b in parts:
+            known = [p for p in b._summary_parts if p is not None]
+            whole = len(known) == len(b._summary_parts)
+            summ = np.concatenate(known) if whole else None
+            out.add_block_rows(b.layouts, b.globals, b.blocks, names=b.names, summaries=summ)
+        if any(b.exact_patches is not None for b in parts):
+            out.exact_patches = _ConcatExact(parts)
         return out
 
     # -- views -------------------------------------------------------------------------------
@@ -411,6 +427,22 @@ class FeatureBank:
                 mat[s : s + _ROWS_PER_STEP] = self.take_rows(rows[s : s + _ROWS_PER_STEP])
             self._sample_matrix = torch.from_numpy(mat)
         return self._sample_matrix
+
+
+class _ConcatExact:
+    """:attr:`FeatureBank.exact_patches` of banks put one after another."""
+
+    def __init__(self, banks: Sequence[FeatureBank]) -> None:
+        self.banks = list(banks)
+        self.starts = np.cumsum([0, *(len(b) for b in self.banks)])
+
+    def __call__(self, i: int) -> np.ndarray | None:
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        bank, j = self.banks[k], i - int(self.starts[k])
+        if bank.exact_patches is not None:
+            return bank.exact_patches(j)
+        rows, _ = bank.photo_rows(np.array([j], np.int64))
+        return bank.take_rows(rows).astype(np.float16)  # float16 rows: exact
 
 
 def sample_rows(valid: np.ndarray) -> np.ndarray:

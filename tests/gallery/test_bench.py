@@ -33,7 +33,9 @@ def test_bench_gallery_reports_every_figure(
     large = [
         r for r in map(str.split, out.splitlines()) if r[:1] == ["300"] and r[1] in ("q4r", "q8")
     ]
-    assert [r[1] for r in large] == ["q4r", "q8"] and all(len(r) == 13 for r in large)
+    assert [r[1] for r in large] == ["q4r", "q8"] and all(len(r) == 17 for r in large)
+    assert all(r[8] == "196.0" for r in large)  # the float16 cache kept beside the store
+    assert "from the exact float16 rows" in out
     assert out.count("store ≤ 64 KiB/photo") == 2 and "recall ≥ 0.95" in out
     assert not list(tmp_path.glob("sketchpad-large-*"))
     # It measured without gradients but gave them back: later training in the same process
@@ -75,3 +77,19 @@ def test_bench_library_accounts_for_every_file(
     assert "peak resident memory" in out and "the library's photos add" in out
     assert "this bench process's own peak, the floor of those figures" in out
     assert not list(tmp_path.glob("sketchpad-bench-*"))
+
+
+def test_large_bench_measures_masks_from_the_exact_rows(tmp_path: Path) -> None:
+    """With the fixed calibration (no statistics sample) the product's masks — from the exact
+    float16 rows — are the exact method's pixel for pixel; the codes' are not (which shows that
+    masks were compared at all)."""
+    from sketchpad.gallery.bench_large import large
+    from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.segmenter import Segmenter
+
+    bb = create_backbone("test-clip-tiny", pretrained=False, device="cpu")
+    seg = Segmenter(bb, calibration="fixed")
+    r = large(seg, 300, tmp_path, queries=2, codec="q5r", exact_max=0, report=lambda _: None)
+    assert r.pixel_iou == 1.0 and r.mask_iou == 1.0
+    assert r.code_pixel_iou < 1.0
+    assert r.cache_bytes_per_photo == 196 * 512 * 2

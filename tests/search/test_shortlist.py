@@ -116,3 +116,41 @@ def test_probe_photos_are_fixed() -> None:
     assert np.array_equal(probe_photos(10), np.arange(10))
     a, b = probe_photos(5000), probe_photos(5000)
     assert np.array_equal(a, b) and len(a) == 256 and np.all(np.diff(a) > 0)
+
+
+def test_masks_come_from_the_banks_exact_rows_where_it_has_them(seg: Segmenter) -> None:
+    """A bank's ``exact_patches`` source is what masks are made from (its scores, the badge's,
+    stay); a row it lacks or of the wrong shape falls back to the bank's own rows."""
+    bank, planted = planted_bank()
+    spec = QuerySpec(sketch=SKETCH)
+    core = SearchCore(seg, exact=False, top_n=10)
+    two = core.search(spec, bank)
+    i = int(planted[0])
+    own = core.mask(two, bank, i, threshold=0.5, out_hw=(32, 32))
+    rows, _ = bank.photo_rows(np.array([i]))
+    flipped = -bank.take_rows(rows).astype(np.float16)  # "exact" rows unlike the bank's own
+    bank.exact_patches = lambda j: flipped if j == i else None
+    other = core.mask(two, bank, i, threshold=0.5, out_hw=(32, 32))
+    assert other.score == own.score == float(two.photo_scores[i])
+    assert other.prob.max() < 0.5 <= own.prob.max()  # the concept's patches flipped away
+    for bad in (None, flipped[:3]):
+        bank.exact_patches = lambda j, bad=bad: bad
+        back = core.mask(two, bank, i, threshold=0.5, out_hw=(32, 32))
+        np.testing.assert_array_equal(back.prob, own.prob)
+
+
+def test_a_concatenated_bank_keeps_each_parts_exact_rows(seg: Segmenter) -> None:
+    """``segment`` concatenates its folders' banks: a store bank's exact rows stay the source
+    of its photos' masks, a float16 bank's photos keep their own rows."""
+    store, planted = planted_bank()
+    plain, _ = planted_bank(seed=1)
+    i = int(planted[0])
+    rows, _ = store.photo_rows(np.array([i]))
+    flipped = -store.take_rows(rows).astype(np.float16)
+    store.exact_patches = lambda j: flipped if j == i else None
+    both = FeatureBank.concat([plain, store])
+    assert both.exact_patches is not None
+    assert np.array_equal(both.exact_patches(len(plain) + i), flipped)
+    rows, _ = plain.photo_rows(np.array([i]))
+    assert np.array_equal(both.exact_patches(i), plain.take_rows(rows).astype(np.float16))
+    assert FeatureBank.concat([plain, plain]).exact_patches is None

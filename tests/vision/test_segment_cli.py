@@ -289,3 +289,25 @@ def _run_on(env: dict[str, Path], out: Path, argv: list[str]) -> int:
         ["segment", "--sketch", str(env["sketch"]), "--out", str(out),
          "--backbone", "test-clip-tiny", "--weights", str(env["weights"]), *argv]  # fmt: skip
     )
+
+
+def test_a_large_folders_masks_come_from_the_exact_rows(env: dict[str, Path]) -> None:
+    """``segment`` over a folder read from its patch store makes its masks from the feature
+    cache's exact float16 rows: the same mask files as --exact (with the fixed calibration:
+    no statistics sample, which the store reads from its codes, to differ)."""
+    rng = np.random.default_rng(5)
+    folder = env["root"] / "noisy"
+    folder.mkdir()
+    for i in range(8):
+        hw = (int(rng.integers(40, 90)), int(rng.integers(40, 90)))
+        Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(folder / f"n{i}.png")
+    masks = {}
+    for how, extra in [("two-stage", ()), ("exact", ("--exact",))]:
+        out = env["root"] / f"noisy-{how}"
+        argv = ["--photos", str(folder), "--shortlist-from", "1", "--calibration", "fixed"]
+        argv += ["--threshold", "0.05", *extra]
+        assert _run_on(env, out, argv) == 0
+        res = json.loads((out / "results.json").read_text())
+        assert res["options"]["search"] == how
+        masks[how] = {r["photo"]: (out / r["mask"]).read_bytes() for r in res["photos"]}
+    assert masks["two-stage"] == masks["exact"]
