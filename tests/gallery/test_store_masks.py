@@ -97,7 +97,7 @@ def test_a_missing_or_damaged_cache_row_falls_back_to_the_codes(
         coded = probs(core, result, bank)
         bank.exact_patches = source
         exact = probs(core, result, bank)
-        assert not caplog.records
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # (INFO: index)
         # two photos whose masks from the codes differ from those from the exact rows
         gone, bad = [n for n in bank.names if not np.array_equal(coded[n][0], exact[n][0])][:2]
         # a row removed from the cache (as if damaged and dropped) and one damaged in place
