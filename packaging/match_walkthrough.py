@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "packaging"))
 
 # walkthrough sets SKETCHPAD_HOME to a temporary folder (HOME) before anything asks for it
-from PySide6.QtCore import QPoint, QPointF, QRect, QSettings  # noqa: E402
+from PySide6.QtCore import QPointF, QRect, QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
-from walkthrough import HOME, pump, until, xdo  # noqa: E402
+from walkthrough import HOME, pen_stroke, pump, until, xdo  # noqa: E402
 
 BACKBONE = "test-sketchfusion-tiny"
 INPUT_SIZE = 256
@@ -95,14 +94,7 @@ class Walk:
 
     def draw(self, points: list[tuple[float, float]]) -> None:
         """A pen stroke through canvas view points, with the X pointer."""
-        n = len(self.window.document.sketch.strokes)
-        pts = [self.canvas.mapToGlobal(QPoint(round(x), round(y))) for x, y in points]
-        cmd: list[object] = ["mousemove", pts[0].x(), pts[0].y(), "mousedown", "1"]
-        for p in pts[1:]:  # a pause per move, read as it comes: Qt's xcb merges queued motion
-            cmd += ["sleep", "0.02", "mousemove", p.x(), p.y()]
-        proc = subprocess.Popen(["xdotool", *map(str, cmd), "sleep", "0.05", "mouseup", "1"])
-        until(lambda: proc.poll() is not None, 30)
-        until(lambda: len(self.window.document.sketch.strokes) > n, 5)
+        pen_stroke(self.window, points)
 
     def run(self) -> None:
         photos = self.window.photos

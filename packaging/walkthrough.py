@@ -69,6 +69,21 @@ def xdo(*args: object) -> None:
     subprocess.run(["xdotool", *map(str, args)], check=True)
 
 
+def pen_stroke(window: Any, view_points: list[tuple[float, float]]) -> None:  # noqa: ANN401
+    """A pen stroke with the X pointer through points of ``window``'s canvas view, as a hand
+    draws it: xdotool runs in the background, a short pause per move, while Qt reads the
+    events; returns once the stroke is in the document."""
+    canvas = window.canvas
+    n = len(window.document.sketch.strokes)
+    pts = [canvas.mapToGlobal(QPoint(round(x), round(y))) for x, y in view_points]
+    cmd: list[object] = ["mousemove", pts[0].x(), pts[0].y(), "mousedown", "1"]
+    for p in pts[1:]:
+        cmd += ["sleep", "0.02", "mousemove", p.x(), p.y()]
+    proc = subprocess.Popen(["xdotool", *map(str, cmd), "sleep", "0.05", "mouseup", "1"])
+    until(lambda: proc.poll() is not None, 30)
+    until(lambda: len(window.document.sketch.strokes) > n, 5)
+
+
 class Walk:
     def __init__(self, out: Path) -> None:
         from sketchpad.engine.worker import default_loader
@@ -114,19 +129,11 @@ class Walk:
 
     def stroke(self, k: int) -> None:
         """A pen stroke with the X pointer through 10 view points of the canvas; remembers the
-        canvas points under the pointer (as the view was before the press). xdotool runs in the
-        background with a pause per move while Qt reads the events: Qt's xcb backend merges
-        queued motion, so a stroke sent in one burst would arrive as its two end points."""
+        canvas points under the pointer (as the view was before the press)."""
         vx, vy = 140 + (k % 5) * 110, 140 + (k // 5) * 90
         view = [(vx + 9 * i, vy + 4 * ((i * 7) % 5)) for i in range(10)]
-        pts = [self.screen_point(x, y) for x, y in view]
         self.strokes_aimed.append([self.canvas.view.to_canvas(x, y) for x, y in view])
-        cmd: list[object] = ["mousemove", pts[0].x(), pts[0].y(), "mousedown", "1"]
-        for p in pts[1:]:
-            cmd += ["sleep", "0.02", "mousemove", p.x(), p.y()]
-        proc = subprocess.Popen(["xdotool", *map(str, cmd), "sleep", "0.05", "mouseup", "1"])
-        until(lambda: proc.poll() is not None, 30)
-        until(lambda: len(self.window.document.sketch.strokes) > k, 5)
+        pen_stroke(self.window, view)
 
     def view_text(self) -> str:
         v = self.canvas.view
