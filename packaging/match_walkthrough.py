@@ -17,7 +17,6 @@ Usage: python packaging/match_walkthrough.py OUT_DIR
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT / "packaging"))
 # walkthrough sets SKETCHPAD_HOME to a temporary folder (HOME) before anything asks for it
 from PySide6.QtCore import QPointF, QRect, QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
-from walkthrough import HOME, pen_stroke, pump, until, xdo  # noqa: E402
+from walkthrough import HOME, open_window, pen_stroke, pump, until, xdo  # noqa: E402
 
 BACKBONE = "test-sketchfusion-tiny"
 INPUT_SIZE = 256
@@ -56,27 +55,9 @@ def make_photos(folder: Path) -> None:
 
 class Walk:
     def __init__(self, out: Path) -> None:
-        from sketchpad.engine.worker import default_loader
-        from sketchpad.ui.main_window import MainWindow
-        from sketchpad.workspace.preferences import Preferences
-
-        def loader(request: Any, progress: Any) -> Any:  # noqa: ANN401
-            choice = dataclasses.replace(request, pretrained=False, input_size=INPUT_SIZE)
-            return default_loader(choice, progress)
-
-        prefs = Preferences.load(Path(HOME) / "prefs.json")
-        prefs.backbone = BACKBONE
         self.out = out
         self.failures: list[str] = []
-        self.window = MainWindow(
-            autosave_dir=Path(HOME) / "autosave",
-            photo_loader=loader,
-            photo_backbones=([BACKBONE], []),
-            preferences=prefs,
-        )
-        self.window.move(0, 0)
-        self.window.resize(1360, 860)
-        self.window.show()
+        self.window = open_window(BACKBONE, input_size=INPUT_SIZE)
         self.canvas = self.window.canvas
 
     def check(self, ok: bool, what: str) -> None:

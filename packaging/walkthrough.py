@@ -84,29 +84,36 @@ def pen_stroke(window: Any, view_points: list[tuple[float, float]]) -> None:  # 
     until(lambda: len(window.document.sketch.strokes) > n, 5)
 
 
+def open_window(backbone: str, **choice: object) -> Any:  # noqa: ANN401
+    """The main window at (0, 0), 1360×860, shown, with ``backbone`` as its photo model built
+    from random weights (``choice``: further LoadModel fields, e.g. ``input_size``)."""
+    from sketchpad.engine.worker import default_loader
+    from sketchpad.ui.main_window import MainWindow
+    from sketchpad.workspace.preferences import Preferences
+
+    def loader(request: Any, progress: Any) -> Any:  # noqa: ANN401
+        return default_loader(dataclasses.replace(request, pretrained=False, **choice), progress)
+
+    prefs = Preferences.load(Path(HOME) / "prefs.json")
+    prefs.backbone = backbone
+    window = MainWindow(
+        autosave_dir=Path(HOME) / "autosave",
+        photo_loader=loader,
+        photo_backbones=([backbone], []),
+        preferences=prefs,
+    )
+    window.move(0, 0)
+    window.resize(1360, 860)
+    window.show()
+    return window
+
+
 class Walk:
     def __init__(self, out: Path) -> None:
-        from sketchpad.engine.worker import default_loader
-        from sketchpad.ui.main_window import MainWindow
-        from sketchpad.workspace.preferences import Preferences
-
-        def loader(request: Any, progress: Any) -> Any:  # noqa: ANN401
-            return default_loader(dataclasses.replace(request, pretrained=False), progress)
-
-        prefs = Preferences.load(Path(HOME) / "prefs.json")
-        prefs.backbone = BACKBONE
         self.out = out
         self.failures: list[str] = []
         self.shot_no = 0
-        self.window = MainWindow(
-            autosave_dir=Path(HOME) / "autosave",
-            photo_loader=loader,
-            photo_backbones=([BACKBONE], []),
-            preferences=prefs,
-        )
-        self.window.move(0, 0)
-        self.window.resize(1360, 860)
-        self.window.show()
+        self.window = open_window(BACKBONE)
         self.canvas = self.window.canvas
         self.strokes_aimed: list[list[tuple[float, float]]] = []  # canvas points under the pointer
 
