@@ -22,31 +22,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "engine"))
 
 from standins import StandInLoader  # noqa: E402
+from windows import planted_window  # noqa: E402
 
 from sketchpad.engine.requests import QueryRequest  # noqa: E402
 from sketchpad.gallery.export import ExportOptions  # noqa: E402
 from sketchpad.sketch.edit import SketchEdit  # noqa: E402
-from sketchpad.ui.main_window import MainWindow  # noqa: E402
 from sketchpad.ui.photos.gallery_model import CellRole  # noqa: E402
 from sketchpad.ui.photos.mask_export import start_export  # noqa: E402
-from sketchpad.workspace.preferences import Preferences  # noqa: E402
 
 WAIT_MS = 15_000
 #: Red squares of different sizes inside one photo patch (32 photo pixels): each photo's best
 #: patch is covered by a different fraction, so their scores differ.
 SIDES = {"a.png": 30, "b.png": 24, "c.png": 21, "d.png": 17, "e.png": 0}
-
-
-class Window(MainWindow):
-    def __init__(self, **kw: Any) -> None:
-        self.errors: list[tuple[str, str]] = []
-        super().__init__(**kw)
-
-    def _show_error(self, title: str, text: str) -> None:
-        self.errors.append((title, text))
-
-    def _ask_save_changes(self) -> Any:
-        return "discard"
 
 
 @pytest.fixture
@@ -56,17 +43,7 @@ def loader() -> StandInLoader:
 
 @pytest.fixture
 def window(qtbot: Any, tmp_path: Path, loader: StandInLoader) -> Any:
-    prefs = Preferences.load(tmp_path / "prefs.json")
-    prefs.backbone = "planted"
-    w = Window(
-        autosave_dir=tmp_path / "autosave",
-        photo_loader=loader,
-        photo_backbones=(["planted"], []),
-        preferences=prefs,
-    )
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
+    w = planted_window(qtbot, tmp_path, loader)
     folder = tmp_path / "photos"
     folder.mkdir()
     for name, side in SIDES.items():

@@ -22,32 +22,19 @@ ENGINE_TESTS = HERE.parents[1] / "engine"
 sys.path.insert(0, str(ENGINE_TESTS))
 
 from standins import StandInLoader, has_object, make_photos  # noqa: E402
+from windows import RecordingWindow as Window  # noqa: E402
+from windows import planted_window  # noqa: E402
 
 from sketchpad.engine.requests import QueryRequest  # noqa: E402
 from sketchpad.gallery.export import ExportOptions  # noqa: E402
 from sketchpad.search.spec import StrokesPart  # noqa: E402
 from sketchpad.sketch.edit import SketchEdit  # noqa: E402
 from sketchpad.sketch.model import Stroke  # noqa: E402
-from sketchpad.ui.main_window import MainWindow  # noqa: E402
 from sketchpad.ui.photos.mask_export import start_export  # noqa: E402
 from sketchpad.workspace.preferences import Preferences  # noqa: E402
 
 WAIT_MS = 15_000
 N = len(GALLERY)
-
-
-class Window(MainWindow):
-    """The main window with its questions answered and errors recorded."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.errors: list[tuple[str, str]] = []
-        super().__init__(**kw)
-
-    def _show_error(self, title: str, text: str) -> None:
-        self.errors.append((title, text))
-
-    def _ask_save_changes(self) -> Any:
-        return "discard"
 
 
 @pytest.fixture
@@ -57,17 +44,7 @@ def loader() -> StandInLoader:
 
 @pytest.fixture
 def window(qtbot: Any, tmp_path: Path, loader: StandInLoader) -> Any:
-    prefs = Preferences.load(tmp_path / "prefs.json")
-    prefs.backbone = "planted"
-    w = Window(
-        autosave_dir=tmp_path / "autosave",
-        photo_loader=loader,
-        photo_backbones=(["planted"], []),
-        preferences=prefs,
-    )
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
+    w = planted_window(qtbot, tmp_path, loader)
     yield w
     assert w.photos.shutdown(), "the inference thread did not join"
 

@@ -27,29 +27,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "engine"))
 
 from standins import StandInLoader  # noqa: E402
+from windows import planted_window  # noqa: E402
 
 from sketchpad.gallery.export import ExportOptions  # noqa: E402
 from sketchpad.gallery.review import FolderReview  # noqa: E402
-from sketchpad.ui.main_window import MainWindow  # noqa: E402
 from sketchpad.ui.photos.gallery_model import CellRole  # noqa: E402
 from sketchpad.ui.photos.mask_export import start_export  # noqa: E402
-from sketchpad.workspace.preferences import Preferences  # noqa: E402
 
 WAIT_MS = 15_000
 #: name → red square (x0, y0, x1, y1) in a 128 × 128 photo (None: no object).
 BOXES = {"a.png": (8, 8, 40, 40), "b.png": (60, 60, 100, 100), "c.png": None}
-
-
-class Window(MainWindow):
-    def __init__(self, **kw: Any) -> None:
-        self.errors: list[tuple[str, str]] = []
-        super().__init__(**kw)
-
-    def _show_error(self, title: str, text: str) -> None:
-        self.errors.append((title, text))
-
-    def _ask_save_changes(self) -> Any:
-        return "discard"
 
 
 @pytest.fixture
@@ -62,17 +49,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 def make_window(qtbot: Any, tmp_path: Path, folder: Path) -> Any:
-    prefs = Preferences.load(tmp_path / "prefs.json")
-    prefs.backbone = "planted"
-    w = Window(
-        autosave_dir=tmp_path / "autosave",
-        photo_loader=StandInLoader(),
-        photo_backbones=(["planted"], []),
-        preferences=prefs,
-    )
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
+    w = planted_window(qtbot, tmp_path, StandInLoader())
     w.photos.start()
     qtbot.waitUntil(lambda: w.photos.model is not None, timeout=WAIT_MS)
     with qtbot.waitSignal(w.photos.engine.indexFinished, timeout=WAIT_MS):
