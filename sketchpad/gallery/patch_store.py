@@ -431,10 +431,26 @@ class PatchStore:
                 (the feature cache's current rows); rows of other identities are left out.
         """
         assert self._conn is not None
-        rows = self._conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0").fetchall()
+        conn = self._conn
         bank = StoreBank(self.folder) if bank is None else bank
-        good: list[tuple[Any, ...]] = []
-        for r in rows:
+        k, d = self.summary_k, self.dim
+        # Rows are read one at a time from the cursor into arrays sized for the whole store
+        # (and trimmed to the rows kept): holding every row's blobs at once would double the
+        # memory the bank needs (≈ 10 KiB per photo) while loading.
+        n_all, codes_all = conn.execute("SELECT count(*), total(n_codes) FROM photos").fetchone()
+        n_all, codes_all = int(n_all), int(codes_all)
+        summ = np.empty((n_all, k, d), dtype="<f2")
+        globs = np.empty((n_all, d), dtype="<f2")
+        scales = np.empty(codes_all, dtype="<f2")
+        assign = np.empty(codes_all, dtype=np.uint8)
+        starts = np.empty(n_all, np.int64)  # in codes.bin
+        n_codes = np.empty(n_all, np.int64)
+        layouts: list[PhotoLayout] = []
+        names: list[str] = []
+        checks: list[int] = []
+        shared: dict[tuple[int, ...], PhotoLayout] = {}  # one object per distinct layout
+        j = c = 0
+        for r in conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0"):
             name = r[0]
             if only is not None and only.get(py_name(name)) != (r[1], r[2]):
                 continue
@@ -442,49 +458,57 @@ class PatchStore:
                 bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
                 _mark(self.folder)
                 continue
-            good.append(r)
-        if not good:
+            key = tuple(r[3:14])
+            lay = shared.get(key)
+            if lay is None:
+                lay = PhotoLayout(
+                    (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
+                )
+                shared[key] = lay
+            t = int(r[_NCODES])
+            if int(np.count_nonzero(lay.valid_patches())) != t:
+                why = "rows whose codes do not fit their layout"
+                raise CacheError(self.folder / "meta.sqlite", why)
+            layouts.append(lay)
+            names.append(py_name(name))
+            checks.append(int(r[_CCODES]))
+            summ[j] = np.frombuffer(r[_SUMM], "<f2").reshape(k, d)
+            globs[j] = np.frombuffer(r[_GLOB], "<f2")
+            scales[c : c + t] = np.frombuffer(r[_SCALES], "<f2")
+            assign[c : c + t] = np.frombuffer(r[_ASSIGN], np.uint8)
+            starts[j], n_codes[j] = int(r[_ROW0]), t
+            j, c = j + 1, c + t
+        if not j:
             return bank
+        if j < n_all:  # rows left out: keep only what was read
+            summ, globs = summ[:j].copy(), globs[:j].copy()
+            starts, n_codes = starts[:j], n_codes[:j]
+            scales, assign = scales[:c].copy(), assign[:c].copy()
         total = int(self._meta()["next_row"])
         path = self.folder / "codes.bin"
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), total * self.row_bytes, access=mmap.ACCESS_READ)
         codes = np.frombuffer(mm, dtype=np.uint8).reshape(total, self.row_bytes)
-        k, d = self.summary_k, self.dim
-        layouts = [
-            PhotoLayout(
-                (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
-            )
-            for r in good
-        ]
-        valid = [lay.valid_patches().ravel() for lay in layouts]
-        starts = np.asarray([r[_ROW0] for r in good], np.int64)  # in codes.bin
-        n_codes = np.asarray([r[_NCODES] for r in good], np.int64)
-        if any(int(v.sum()) != n for v, n in zip(valid, n_codes.tolist(), strict=True)):
-            why = "rows whose codes do not fit their layout"
-            raise CacheError(self.folder / "meta.sqlite", why)
-        sizes = np.asarray([r[3] * r[4] for r in good], np.int64)  # bank rows
+        valid_of = {id(lay): lay.valid_patches().ravel() for lay in shared.values()}
+        sizes = np.asarray([lay.grid_hw[0] * lay.grid_hw[1] for lay in layouts], np.int64)
         at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # first bank row
         cat = np.concatenate([[0], np.cumsum(n_codes)]).astype(np.int64)  # first code row
-        scales = np.concatenate([np.frombuffer(r[_SCALES], "<f2") for r in good])
-        summ = np.stack([np.frombuffer(r[_SUMM], "<f2").reshape(k, d) for r in good])
         base_index: np.ndarray | None = None
-        if self.codec in RESIDUAL:
-            photo = np.repeat(np.arange(len(good)), n_codes)
-            assign = np.concatenate([np.frombuffer(r[_ASSIGN], np.uint8) for r in good])
-            base_index = photo * k + assign.astype(np.int64)
-        names = [py_name(r[0]) for r in good]
-        checks = [int(r[_CCODES]) for r in good]
+        if self.codec in RESIDUAL:  # the summary vector each code is the residual from
+            photo = np.repeat(np.arange(j, dtype=np.int32), n_codes)
+            base_index = photo * np.int32(k) + assign.astype(np.int32)
+            del photo
         # One block per run of photos stored one after another: each a view of the memory
         # map (dead space of replaced rows, and rows left out, lie between runs).
         cuts = np.flatnonzero(starts[1:] != starts[:-1] + n_codes[:-1]) + 1
-        bounds = [0, *cuts.tolist(), len(good)]
+        bounds = [0, *cuts.tolist(), j]
         blocks: list[StoreBlock] = []
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             lo, hi = int(starts[a]), int(starts[b - 1] + n_codes[b - 1])
-            v = np.concatenate(valid[a:b])
+            v = np.concatenate([valid_of[id(lay)] for lay in layouts[a:b]])
             row_map = np.full(len(v), -1, np.int32)  # bank row → code row (−1: padding)
             row_map[v] = np.arange(hi - lo, dtype=np.int32)
+            del v
             block = StoreBlock(
                 codes[lo:hi],
                 scales[cat[a] : cat[b]],
@@ -504,7 +528,6 @@ class PatchStore:
                 block.base_products = bank.summary_products
                 block.base_vectors = summ.reshape(-1, d)
             blocks.append(block)
-        globs = np.stack([np.frombuffer(r[_GLOB], "<f2").astype(np.float32) for r in good])
         bank.add_block_rows(layouts, globs, blocks, names=names, summaries=summ)
         return bank
 
@@ -539,6 +562,11 @@ class StoreBlock(QuantBlock):
         self._checked = np.zeros(len(self.names), dtype=bool)
         self._bad = np.zeros(len(self.names), dtype=bool)
         self._mm = mm
+        # this block's bytes in the memory map (release drops only those pages)
+        first = 0
+        if mm is not None and len(codes):
+            first = codes.__array_interface__["data"][0] - np.frombuffer(mm, np.uint8).ctypes.data
+        self._byte_range = (int(first), int(first) + int(codes.nbytes))
 
     def _verify(self, rows: np.ndarray) -> np.ndarray:
         """Check the photos these rows belong to (once each); (len(rows),) bool: row is bad."""
@@ -576,8 +604,10 @@ class StoreBlock(QuantBlock):
         """Let the kernel take back the pages read so far (they stay in the page cache): the
         process's resident memory does not grow with every photo ever scored."""
         if self._mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            start, end = self._byte_range
+            start -= start % mmap.PAGESIZE
             with contextlib.suppress(OSError, ValueError):
-                self._mm.madvise(mmap.MADV_DONTNEED)
+                self._mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 class StoreBank(FeatureBank):
@@ -593,17 +623,3 @@ class StoreBank(FeatureBank):
         """Whether the rows are a patch store's (compressed codes, stored summaries)."""
         return any(isinstance(b, StoreBlock) for b in self.blocks)
 
-    def sample_matrix(self) -> torch.Tensor:
-        """As :meth:`FeatureBank.sample_matrix`; the codes pages its sample read (all of
-        ``codes.bin``, the sample being spread over the whole library) are released after."""
-        built = self._sample_matrix is None
-        out = super().sample_matrix()
-        if built:
-            self.release()
-        return out
-
-    def release(self) -> None:
-        """Drop the memory-mapped pages this process has touched (see StoreBlock.release)."""
-        for b in self.blocks:
-            if isinstance(b, StoreBlock):
-                b.release()

@@ -190,7 +190,9 @@ def score_query_shortlist(
         if needed <= taken:
             break
         taken = min(n, max(needed, 2 * taken))  # grow geometrically: few rounds
-    return _assemble(segmenter, query, bank, exact, approx, stats, floor_logit)
+    out = _assemble(segmenter, query, bank, exact, approx, stats, floor_logit)
+    bank.release()  # the codes' pages this query read: memory does not grow query by query
+    return out
 
 
 def _assemble(

@@ -188,7 +188,9 @@ class FeatureBank:
         implementation, e.g. one that streams from disk). ``summaries`` ((n, k, d), see
         :func:`sketchpad.vision.quant.summarize`) when they were stored; otherwise they are
         computed from the patches the first time a shortlist needs them."""
-        globals_ = np.asarray(globals_, dtype=np.float32)
+        globals_ = np.asarray(globals_)
+        if globals_.dtype != np.float16:  # float16 (a store's) is kept as it is
+            globals_ = globals_.astype(np.float32, copy=False)
         if globals_.ndim != 2 or len(globals_) != len(layouts):
             raise ValueError(f"{len(layouts)} layouts but globals of shape {globals_.shape}")
         self._check_dim({globals_.shape[1]})
@@ -253,7 +255,12 @@ class FeatureBank:
             d = self.dim or 0
             offsets = np.concatenate([[0], np.cumsum(self._sizes, dtype=np.int64)])
             valid = np.concatenate(self._valid) if self._valid else np.zeros(0, dtype=bool)
-            globs = np.concatenate(self._globals) if self._globals else np.zeros((0, d), np.float32)
+            if len(self._globals) == 1:
+                globs = self._globals[0]
+            elif self._globals:
+                globs = np.concatenate(self._globals)
+            else:
+                globs = np.zeros((0, d), np.float32)
             self._cache = (offsets.astype(np.int64), valid, globs)
         return self._cache
 
@@ -269,7 +276,8 @@ class FeatureBank:
 
     @property
     def globals(self) -> np.ndarray:
-        """(N, d) float32 global embeddings."""
+        """(N, d) global embeddings: float32, or float16 where every photo's was given so (a
+        patch store's)."""
         return self._arrays()[2]
 
     def stats_rows(self) -> np.ndarray:
@@ -425,8 +433,18 @@ class FeatureBank:
             mat = np.empty((len(rows), self.dim or 0), dtype=np.float16)
             for s in range(0, len(rows), _ROWS_PER_STEP):
                 mat[s : s + _ROWS_PER_STEP] = self.take_rows(rows[s : s + _ROWS_PER_STEP])
+                self.release()  # the sample spans the whole library: pages read, step by step
             self._sample_matrix = torch.from_numpy(mat)
         return self._sample_matrix
+
+    def release(self) -> None:
+        """Let go of what reading rows brought into this process's memory beyond the bank
+        itself: a patch store's memory-mapped pages (``release`` of each block that has one,
+        :meth:`sketchpad.gallery.patch_store.StoreBlock.release`)."""
+        for b in self.blocks:
+            release = getattr(b, "release", None)
+            if release is not None:
+                release()
 
 
 class _ConcatExact:

@@ -127,3 +127,63 @@ def test_a_new_store_takes_the_default_codec_where_it_fits_else_q8() -> None:
 
     assert codec_for(512) == DEFAULT_CODEC == "q5r" and codec_for(8) == "q5r"
     assert codec_for(12) == "q8"  # q5r's bit plane needs a multiple of 8
+
+
+def _mapped_kib(path: Path) -> int:
+    """KiB of ``path``'s memory-mapped pages resident in this process (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isalnum() and "-" in line.split(" ", 1)[0]:  # a mapping's header
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc")
+def test_a_query_leaves_none_of_the_codes_it_read_in_memory(tmp_path: Path) -> None:
+    from planted import PlantedBackbone
+
+    from sketchpad.search.shortlist import score_query_shortlist
+    from sketchpad.vision.segmenter import Query, Segmenter
+
+    rows = _rows(400, seed=5)  # 400 × 16 patches × 10 B of codes: many pages
+    with PatchStore.open(tmp_path / "s", dim=D) as store:
+        store.put(rows)
+    with PatchStore.open(tmp_path / "s", writer=False) as store:
+        bank = store.load_bank()
+    codes = (tmp_path / "s" / "codes.bin").resolve()
+    bank.sample_matrix()  # reads a sample spread over the whole file
+    assert _mapped_kib(codes) == 0
+    seg = Segmenter(PlantedBackbone())
+    q = np.random.default_rng(6).standard_normal(D).astype(np.float32)
+    got = score_query_shortlist(seg, Query(q / np.linalg.norm(q), "q"), bank, top_n=50)
+    assert got.photos is not None and len(got.photos) >= 50  # it read codes
+    assert _mapped_kib(codes) == 0
+
+
+@pytest.mark.parametrize("codec", ["q8", "q4", "q5r"])
+@pytest.mark.parametrize("dim", [8, 16, 64, 512])
+def test_products_on_the_codes_equal_the_decoded_vectors(codec: str, dim: int) -> None:
+    """Every decoder (a byte at a time, or eight as int64 words where the dimension allows)
+    gives the products of the vectors :func:`dequantize` gives, level for level."""
+    from sketchpad.vision.quant import QuantBlock
+
+    rng = np.random.default_rng(dim)
+    x = rng.standard_normal((300, dim)).astype(np.float32)
+    x[:, : dim // 4] *= 3.0  # some coordinates past the clip: extreme levels
+    codes, scales = quantize(x, codec)  # type: ignore[arg-type]
+    base = {}  # q5r: residuals from a zero base vector
+    if codec == "q5r":
+        base = {"base_index": np.zeros(300, np.int64), "base_products": lambda q: np.zeros(1)}
+    block = QuantBlock(codes, scales, codec, dim, **base)  # type: ignore[arg-type]
+    block.STEP = 128  # several steps, the last one short
+    q = rng.standard_normal(dim).astype(np.float32)
+    want = dequantize(codes, scales, codec, dim) @ q  # type: ignore[arg-type]
+    rows = np.array([0, 5, 6, 127, 128, 299])
+    np.testing.assert_allclose(block.matvec_rows(torch.from_numpy(q), rows), want[rows], atol=1e-4)
+    out = torch.empty(300)
+    q16 = q.astype(np.float16)
+    block.matvec(torch.from_numpy(q16), out)
+    want16 = dequantize(codes, scales, codec, dim) @ q16.astype(np.float32)  # type: ignore[arg-type]
+    np.testing.assert_allclose(out.numpy(), want16, atol=1e-4)
