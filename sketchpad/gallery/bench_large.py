@@ -27,9 +27,12 @@ matches) lay the photo out.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -76,6 +79,8 @@ class LargeRow:
     code_pixel_iou: float = 1.0
     cache_bytes_per_photo: float = 0.0
     split: int = 0
+    model_mb: float | None = None
+    loaded_mb: float | None = None
 
 
 def _rss_peak_mb() -> float | None:
@@ -88,11 +93,74 @@ def _rss_peak_mb() -> float | None:
     return None
 
 
-def _reset_peak() -> None:
+def query_process(folder: Path, setup: dict[str, object]) -> dict[str, float | None]:
+    """What a process querying the store holds, measured in a fresh process of its own (run by
+    :func:`_query_process_in_child`): the segmenter's model with random weights (as the app
+    holds one), then the store opened as the app opens it, then the benchmark's queries.
+    Returns MiB: resident after the model (``model``), after the bank and its in-memory
+    matrices (``loaded``), and the process's peak over its whole life (``peak``, VmHWM: per
+    process image, not carried over from the parent as ``ru_maxrss`` is)."""
+    from sketchpad.vision.backbone import create_backbone
+
+    threads = setup.get("threads")
+    if isinstance(threads, int):
+        torch.set_num_threads(threads)
+    seg = Segmenter(
+        create_backbone(str(setup["backbone"]), pretrained=False, device="cpu"),
+        calibration=setup["calibration"],  # type: ignore[arg-type]
+        tau=float(setup["tau"]),  # type: ignore[arg-type]
+        z_offset=float(setup["z_offset"]),  # type: ignore[arg-type]
+        z_temperature=float(setup["z_temperature"]),  # type: ignore[arg-type]
+    )
+    gc.collect()
+    model = _rss_now_mb()
+    with PatchStore.open(folder, writer=False) as store:
+        bank = store.load_bank()
+    bank.summary_matrix()
+    bank.sample_matrix()
+    loaded = _rss_now_mb()
+    for q in np.load(folder.parent / f"{folder.name}-queries.npy"):
+        score_query_shortlist(seg, Query(q, "q"), bank, top_n=TOP, threshold=THRESHOLD)
+    return {"model": model, "loaded": loaded, "peak": _rss_peak_mb()}
+
+
+def _query_process_in_child(
+    seg: Segmenter, folder: Path, qs: np.ndarray, threads: int | None
+) -> dict[str, float | None] | None:
+    """:func:`query_process` in a child process; None where it could not run (reported)."""
+    np.save(folder.parent / f"{folder.name}-queries.npy", qs)
+    setup = {
+        "backbone": seg.backbone.spec.id,
+        "calibration": seg.calibration,
+        "tau": seg.tau,
+        "z_offset": seg.z_offset,
+        "z_temperature": seg.z_temperature,
+        "threads": threads if threads is not None else torch.get_num_threads(),
+    }
+    code = (
+        "import json, sys; from pathlib import Path; "
+        "from sketchpad.gallery.bench_large import query_process; "
+        "print(json.dumps(query_process(Path(sys.argv[1]), json.loads(sys.argv[2]))))"
+    )
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    argv = [sys.executable, "-c", code, str(folder), json.dumps(setup)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    got: dict[str, float | None] = json.loads(done.stdout.splitlines()[-1])
+    return got
+
+
+def _rss_now_mb() -> float | None:
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
     except OSError:
-        pass
+        return None
+    return None
 
 
 def _layouts(world: sl.World, lb: np.ndarray) -> list[PhotoLayout]:
@@ -234,7 +302,6 @@ def large(
         t = time.perf_counter()
         r = score_query_shortlist(seg, q, bank, top_n=TOP, threshold=THRESHOLD)
         two.append((time.perf_counter() - t) * 1000)
-        bank.release()
         results.append(r)
         sizes.append(len(r.photos) if r.photos is not None else n)
         if exact_bank is not None:
@@ -243,11 +310,10 @@ def large(
             ex.append((time.perf_counter() - t) * 1000)
     del exact_bank
     gc.collect()
-    _reset_peak()
-    for j in range(1, queries + 1):  # memory alone, with the float16 bank gone
-        score_query_shortlist(seg, Query(qs[j], "q"), bank, top_n=TOP, threshold=THRESHOLD)
-        bank.release()
-    peak = _rss_peak_mb()
+    # memory: a fresh process that opens the store and runs the same queries, as the app does
+    mem = _query_process_in_child(seg, folder, qs[1 : queries + 1], None)
+    if mem is None:
+        report("  (the query process could not be measured: peak memory not reported)")
     tops, mrec, ious, code_ious = [], [], [], []
     split = 0
     inter = union_px = code_inter = code_union = 0
@@ -292,7 +358,9 @@ def large(
         p95=float(np.percentile(two, 95)),
         exact_p50=float(np.percentile(ex, 50)) if ex else None,
         exact_p95=float(np.percentile(ex, 95)) if ex else None,
-        peak_mb=peak,
+        peak_mb=mem["peak"] if mem else None,
+        model_mb=mem["model"] if mem else None,
+        loaded_mb=mem["loaded"] if mem else None,
         bytes_per_photo=per_photo,
         shortlist=float(statistics.median(sizes)),
         top_recall=float(np.mean(tops)),
@@ -340,7 +408,8 @@ def run_large(
     report("")
     report(
         f"{'photos':>7} {'codec':>5} {'p50':>8} {'p95':>8} {'exact p50':>9} {'exact p95':>9} "
-        f"{'peak RSS':>9} {'KiB/photo':>9} {'cache KiB':>9} {'shortlist':>9} {'top-100':>7} "
+        f"{'peak RSS':>9} {'model':>6} {'bank':>6} {'KiB/photo':>9} {'cache KiB':>9} "
+        f"{'shortlist':>9} {'top-100':>7} "
         f"{'matches':>7} {'mask IoU':>8} {'pixel IoU':>9} {'codes: mask':>11} {'pixel':>6} "
         f"{'split':>5}"
     )
@@ -348,9 +417,16 @@ def run_large(
         e50 = f"{r.exact_p50:.0f}ms" if r.exact_p50 is not None else "—"
         e95 = f"{r.exact_p95:.0f}ms" if r.exact_p95 is not None else "—"
         peak = f"{r.peak_mb:.0f}MiB" if r.peak_mb is not None else "n/a"
+        model = f"{r.model_mb:.0f}" if r.model_mb is not None else "n/a"
+        held = (
+            f"{r.loaded_mb - r.model_mb:.0f}"
+            if r.loaded_mb is not None and r.model_mb is not None
+            else "n/a"
+        )
         report(
             f"{r.n:>7} {r.codec:>5} {r.p50:>6.0f}ms {r.p95:>6.0f}ms {e50:>9} {e95:>9} "
-            f"{peak:>9} {r.bytes_per_photo / 1024:>9.1f} {r.cache_bytes_per_photo / 1024:>9.1f} "
+            f"{peak:>9} {model:>6} {held:>6} {r.bytes_per_photo / 1024:>9.1f} "
+            f"{r.cache_bytes_per_photo / 1024:>9.1f} "
             f"{r.shortlist:>9.0f} {r.top_recall:>7.3f} {r.match_recall:>7.3f} "
             f"{r.mask_iou:>8.3f} {r.pixel_iou:>9.3f} {r.code_mask_iou:>11.3f} "
             f"{r.code_pixel_iou:>6.3f} {r.split:>5d}"
@@ -358,9 +434,13 @@ def run_large(
     report(
         "p50/p95: query vector → every photo scored and ranked (two-stage, store); exact: the "
         "float16 in-memory product of today, same queries, alternating (— : not run, its "
-        "float16 matrix would be 200 KiB per photo); peak RSS: the process while querying "
-        "the store; KiB/photo: the store on disk; cache KiB: the float16 feature cache kept beside "
-        "it (its patch rows, computed; on disk ≈ 3 % more); top-100: exact top-100 photos kept; "
+        "float16 matrix would be 200 KiB per photo); peak RSS: a fresh process that holds the "
+        "model (random weights, as the app holds one), opens the store as the app does and runs "
+        "the same queries — its peak over its whole life (MiB); model: its resident size with "
+        "the model loaded, before the store; bank: what opening the store added (the bank, its "
+        "summaries and statistics sample in memory); KiB/photo: the store on disk; cache KiB: "
+        "the float16 feature cache kept beside it (its patch rows, computed; on disk ≈ 3 % "
+        "more); top-100: exact top-100 photos kept; "
         "matches: exact matches at 0.5 still matches; mask IoU: their masks (from the exact "
         "float16 rows, as the app makes them) against the exact method's, the mean per match; "
         "pixel IoU: all their mask pixels together (intersection over union summed over the "

@@ -38,7 +38,8 @@ import mmap
 import os
 import sqlite3
 import struct
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -488,6 +489,7 @@ class PatchStore:
         path = self.folder / "codes.bin"
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), total * self.row_bytes, access=mmap.ACCESS_READ)
+            reader = _CodesFile(os.dup(f.fileno()))  # the same file as the map, for pread
         codes = np.frombuffer(mm, dtype=np.uint8).reshape(total, self.row_bytes)
         valid_of = {id(lay): lay.valid_patches().ravel() for lay in shared.values()}
         sizes = np.asarray([lay.grid_hw[0] * lay.grid_hw[1] for lay in layouts], np.int64)
@@ -522,6 +524,7 @@ class PatchStore:
                 mm=mm,
                 folder=self.folder,
                 row_map=row_map,
+                reader=reader,
             )
             if base_index is not None:
                 block.base_index = base_index[cat[a] : cat[b]]
@@ -530,6 +533,31 @@ class PatchStore:
             blocks.append(block)
         bank.add_block_rows(layouts, globs, blocks, names=names, summaries=summ)
         return bank
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch's intra-op threads set to one meanwhile: the second stage's operations on a few
+    thousand rows each ran 2.5 times slower on two threads than on one (measured on this
+    project's 2-core machine: handing each small operation to a second thread costs more than
+    it saves)."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _CodesFile:
+    """An open file descriptor of a store's ``codes.bin``, closed when no block holds it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        weakref.finalize(self, os.close, fd)
 
 
 class StoreBlock(QuantBlock):
@@ -551,8 +579,10 @@ class StoreBlock(QuantBlock):
         mm: mmap.mmap | None,
         folder: Path | None = None,
         row_map: np.ndarray | None = None,
+        reader: _CodesFile | None = None,
     ) -> None:
         super().__init__(codes, scales, codec, dim, row_map=row_map)
+        self._reader = reader
         self.folder = folder
         self.photo_starts = np.asarray(photo_starts, np.int64)
         self.code_starts = np.asarray(code_starts, np.int64)
@@ -568,17 +598,114 @@ class StoreBlock(QuantBlock):
             first = codes.__array_interface__["data"][0] - np.frombuffer(mm, np.uint8).ctypes.data
         self._byte_range = (int(first), int(first) + int(codes.nbytes))
 
+    @property
+    def photo_count(self) -> int:
+        """Photos whose rows this block holds (whole photos, in bank order)."""
+        return len(self.names)
+
+    def _check(self, p: int, codes: np.ndarray) -> None:
+        """Check photo ``p``'s codes (the first time), marking it bad when they fail."""
+        if _digest(np.ascontiguousarray(codes).data.cast("B")) != self.checks[p]:
+            self._bad[p] = True
+            self.damaged[self.names[p]] = "checksum mismatch in its patch codes"
+            if self.folder is not None:
+                _mark(self.folder)
+        self._checked[p] = True
+
+    def photo_products(self, q: torch.Tensor, photos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cosines of these photos' rows with ``q`` (normalised, float32), for the second
+        stage of a shortlist query: the codes are read with one ``pread`` per run of adjacent
+        photos into a reused buffer, a few thousand rows at a time (no page of the memory map
+        is touched, so nothing stays resident), checked the first time, decoded and multiplied.
+
+        Args:
+            photos: ascending indices of photos of this block.
+
+        Returns:
+            (their bank rows' cosines, photo after photo: letterbox padding 0, a damaged
+            photo's rows −1; (len(photos),) each photo's best cosine over its valid patches,
+            −inf where it has none).
+        """
+        if self._reader is None:
+            raise ValueError("this block has no codes file to read from")
+        photos = np.asarray(photos, np.int64)
+        if self.codec in RESIDUAL and (self.base_index is None or self.base_products is None):
+            raise ValueError(f"{self.codec} codes need their base vectors (base_index, …)")
+        cs, ce = self.code_starts[photos], self.code_starts[photos + 1]
+        bs, be = self.photo_starts[photos], self.photo_starts[photos + 1]
+        cum = np.concatenate([[0], np.cumsum(ce - cs)]).astype(np.int64)
+        out_at = np.concatenate([[0], np.cumsum(be - bs)]).astype(np.int64)
+        out = np.zeros(int(out_at[-1]), dtype=np.float32)
+        best = np.full(len(photos), -np.inf, dtype=np.float32)
+        if not len(photos):
+            return out, best
+        rb = self.codes.shape[1]
+        step = max(self.STEP, int((ce - cs).max()))
+        raw = np.empty((step, rb), dtype=np.uint8)
+        flat = raw.data.cast("B")
+        buf = torch.empty((step, self.dim), dtype=torch.float32)
+        scratch = self._scratch(step)
+        qq, offset = self._query(q)
+        base = self.base_products(q) if self.base_products is not None else None
+        # chunks of whole photos of up to `step` rows; within a chunk, each run of photos
+        # stored one after another is read with one call (offsets worked out beforehand)
+        chunks = [0]
+        while chunks[-1] < len(photos):
+            c0 = chunks[-1]
+            chunks.append(max(c0 + 1, int(np.searchsorted(cum, cum[c0] + step, "right")) - 1))
+        breaks = np.ones(len(photos), dtype=bool)
+        breaks[1:] = cs[1:] != ce[:-1]
+        breaks[chunks[:-1]] = True
+        runs = np.flatnonzero(breaks)
+        run_ends = np.append(runs[1:], len(photos))
+        run_chunk = np.searchsorted(np.asarray(chunks), runs, "right") - 1
+        run_lo = ((cum[runs] - cum[np.asarray(chunks)[run_chunk]]) * rb).tolist()
+        run_len = ((cum[run_ends] - cum[runs]) * rb).tolist()
+        run_at = (self._byte_range[0] + cs[runs] * rb).tolist()
+        per_chunk = np.searchsorted(runs, chunks).tolist()
+        fd = self._reader.fd
+        with torch.inference_mode(), _one_thread():
+            for c, (a, b) in enumerate(zip(chunks[:-1], chunks[1:], strict=True)):
+                n = int(cum[b] - cum[a])
+                for r in range(per_chunk[c], per_chunk[c + 1]):
+                    lo, length = run_lo[r], run_len[r]
+                    if os.preadv(fd, [flat[lo : lo + length]], run_at[r]) != length:
+                        raise CacheError(
+                            self.folder / "codes.bin" if self.folder else Path("codes.bin"),
+                            "the patch codes file is shorter than its rows say",
+                        )
+                chunk = raw[:n]
+                for k in np.flatnonzero(~self._checked[photos[a:b]]).tolist():
+                    i = a + k
+                    self._check(int(photos[i]), chunk[cum[i] - cum[a] : cum[i + 1] - cum[a]])
+                cos = torch.mv(self._levels(chunk, buf, scratch), qq).numpy() - offset
+                sizes = (ce - cs)[a:b]
+                code_rows = np.repeat(cs[a:b] - (cum[a:b] - cum[a]), sizes) + np.arange(n)
+                cos *= self.scales[code_rows].astype(np.float32)
+                if base is not None and self.base_index is not None:
+                    cos += base[self.base_index[code_rows]]
+                bad = self._bad[photos[a:b]]
+                if bad.any():
+                    cos[np.repeat(bad, sizes)] = -1.0
+                has = sizes > 0
+                best[a:b][has] = np.maximum.reduceat(cos, (cum[a:b] - cum[a])[has])
+                seg = out[out_at[a] : out_at[b]]
+                if self.row_map is None:
+                    seg[:] = cos
+                else:
+                    width = (be - bs)[a:b]
+                    bank_rows = np.repeat(bs[a:b] - (out_at[a:b] - out_at[a]), width)
+                    bank_rows += np.arange(len(seg))
+                    seg[self.row_map[bank_rows] >= 0] = cos
+                    if bad.any():
+                        seg[np.repeat(bad, width)] = -1.0
+        return out, best
+
     def _verify(self, rows: np.ndarray) -> np.ndarray:
         """Check the photos these rows belong to (once each); (len(rows),) bool: row is bad."""
         photo = np.searchsorted(self.photo_starts, rows, side="right") - 1
         for p in np.unique(photo[~self._checked[photo]]).tolist():
-            a, b = self.code_starts[p], self.code_starts[p + 1]
-            if _digest(np.ascontiguousarray(self.codes[a:b]).tobytes()) != self.checks[p]:
-                self._bad[p] = True
-                self.damaged[self.names[p]] = "checksum mismatch in its patch codes"
-                if self.folder is not None:
-                    _mark(self.folder)
-            self._checked[p] = True
+            self._check(p, self.codes[self.code_starts[p] : self.code_starts[p + 1]])
         return self._bad[photo]
 
     def matvec_rows(self, q: torch.Tensor, rows: np.ndarray) -> np.ndarray:

@@ -116,13 +116,8 @@ class _Exact:
         todo = todo[~self.scored[todo]]
         if not len(todo):
             return
-        rows, offs = self.bank.photo_rows(todo)
-        cos = self.bank.correlate_rows(self.q, rows)
-        masked = np.where(self.bank.valid[rows], cos, -np.inf).astype(np.float32)
+        cos, offs, best = self.bank.correlate_photos(self.q, todo)
         sizes = np.diff(offs)
-        nonempty = sizes > 0
-        best = np.full(len(todo), -np.inf, dtype=np.float32)
-        best[nonempty] = np.maximum.reduceat(masked, offs[:-1][nonempty])
         self.best[todo] = best
         self.scored[todo] = True
         self.photos.append(todo)
@@ -209,13 +204,12 @@ def _assemble(
     photo_scores = maps.sigmoid(calibrated(segmenter, approx.astype(np.float32), stats))
     photo_scores = np.asarray(photo_scores, dtype=np.float32)
     if len(photos):
-        rows, _ = bank.photo_rows(photos)
-        masked = np.where(bank.valid[rows], logits, -np.inf).astype(np.float32)
-        sizes = np.diff(offsets)
-        best = np.full(len(photos), -np.inf, dtype=np.float32)
-        nonempty = sizes > 0
-        best[nonempty] = np.maximum.reduceat(masked, offsets[:-1][nonempty])
-        photo_scores[photos] = maps.sigmoid(best)
+        # the calibration is monotone: the best patch's logit is the best cosine's, calibrated
+        best = exact.best[photos]
+        found = np.isfinite(best)
+        best_logits = np.full(len(photos), -np.inf, dtype=np.float32)
+        best_logits[found] = calibrated(segmenter, best[found], stats)
+        photo_scores[photos] = maps.sigmoid(best_logits)
     floor = float(maps.sigmoid(np.array([floor_logit], np.float32))[0])
     return GalleryScores(query, cos, logits, stats, photo_scores, photos, offsets, floor)
 

@@ -347,6 +347,55 @@ class FeatureBank:
                     out[s:e] = b.matvec_rows(qt, rows[s:e] - starts[k])
         return out
 
+    def correlate_photos(
+        self, query: np.ndarray, photos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """These photos' cosines with ``query``: (their rows' cosines photo after photo, as
+        :meth:`correlate_rows` gives them at :meth:`photo_rows`, the offsets of each photo's,
+        (len(photos),) each photo's best cosine over its valid patches, −inf where none).
+
+        Where every block holds whole photos and reads them itself (``photo_products``: a
+        patch store's, :meth:`sketchpad.gallery.patch_store.StoreBlock.photo_products`),
+        each block reads its photos' codes directly; otherwise through :meth:`correlate_rows`.
+
+        Args:
+            photos: ascending photo indices.
+        """
+        photos = np.asarray(photos, dtype=np.int64)
+        firsts = self._photo_block_starts()
+        if firsts is None:
+            rows, offsets = self.photo_rows(photos)
+            cos = self.correlate_rows(query, rows)
+            masked = np.where(self.valid[rows], cos, -np.inf).astype(np.float32)
+            best = np.full(len(photos), -np.inf, dtype=np.float32)
+            nonempty = np.diff(offsets) > 0
+            best[nonempty] = np.maximum.reduceat(masked, offsets[:-1][nonempty])
+            return cos, offsets, best
+        o = self.offsets
+        offsets = np.concatenate([[0], np.cumsum(o[photos + 1] - o[photos])]).astype(np.int64)
+        q = torch.from_numpy(normalize(np.asarray(query, dtype=np.float32)))
+        cos = np.empty(int(offsets[-1]), dtype=np.float32)
+        best = np.empty(len(photos), dtype=np.float32)
+        cuts = np.searchsorted(photos, firsts)
+        for k, b in enumerate(self.blocks):
+            lo, hi = int(cuts[k]), int(cuts[k + 1])
+            if hi > lo:
+                got, best[lo:hi] = b.photo_products(q, photos[lo:hi] - firsts[k])  # type: ignore[attr-defined]
+                cos[offsets[lo] : offsets[hi]] = got
+        return cos, offsets, best
+
+    def _photo_block_starts(self) -> np.ndarray | None:
+        """(blocks + 1,) the first photo of each block, where every block holds whole photos
+        and reads them itself (``photo_count``, ``photo_products``); else None."""
+        counts = [getattr(b, "photo_count", None) for b in self.blocks]
+        if not self.blocks or any(c is None for c in counts):
+            return None
+        if not all(hasattr(b, "photo_products") for b in self.blocks):
+            return None
+        return np.concatenate([[0], np.cumsum([int(c) for c in counts if c is not None])]).astype(
+            np.int64
+        )
+
     def take_rows(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), d) float32 patch vectors at these bank rows (ascending)."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -187,3 +187,83 @@ def test_products_on_the_codes_equal_the_decoded_vectors(codec: str, dim: int) -
     block.matvec(torch.from_numpy(q16), out)
     want16 = dequantize(codes, scales, codec, dim) @ q16.astype(np.float32)  # type: ignore[arg-type]
     np.testing.assert_allclose(out.numpy(), want16, atol=1e-4)
+
+
+def _mixed_rows(n: int, dim: int, seed: int) -> list[StoreRow]:
+    """Photos of three shapes: square (no padding), wide (half the grid padding), tall."""
+    rng = np.random.default_rng(seed)
+    boxes = [fit_letterbox((64, 64), 64), fit_letterbox((16, 64), 64), fit_letterbox((64, 24), 64)]
+    out = []
+    for i in range(n):
+        x = rng.standard_normal((G * G, dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out.append(StoreRow(f"m{i}.jpg", 10 + i, 3, x, (G, G), x.mean(0), boxes[i % 3], 16))
+    return out
+
+
+@pytest.mark.parametrize("dim", [16, 64])  # a byte at a time; eight bytes at a time
+def test_photos_read_from_the_codes_file_score_as_their_rows(tmp_path: Path, dim: int) -> None:
+    """The shortlist's photo reads (pread, chunk by chunk, runs of adjacent photos) give the
+    cosines the row-by-row path gives, across chunk borders and the gaps replaced rows leave."""
+    from sketchpad.gallery.patch_store import StoreBlock
+
+    with PatchStore.open(tmp_path / "s", dim=dim) as store:
+        store.put(_mixed_rows(30, dim, seed=1))
+        store.put(_mixed_rows(4, dim, seed=2)[1:3])  # m1, m2 replaced: a gap after m0
+    with PatchStore.open(tmp_path / "s", writer=False) as store:
+        bank = store.load_bank()
+    assert len([b for b in bank.blocks if isinstance(b, StoreBlock)]) == 2  # m0 | m3 … m2
+    assert any(not v for v in bank.valid)  # letterbox padding is among the rows
+    q = np.random.default_rng(4).standard_normal(dim).astype(np.float32)
+    q /= np.linalg.norm(q)
+    photos = np.array([0, 1, 2, 3, 4, 5, 9, 10, 11, 20, 28, 29])  # runs, across the gaps
+    for step in (8, 20, 2048):  # chunks of one photo … every photo in one chunk
+        StoreBlock.STEP = step
+        try:
+            cos, offsets, best = bank.correlate_photos(q, photos)
+        finally:
+            StoreBlock.STEP = 2048
+        rows, want_offsets = bank.photo_rows(photos)
+        want = bank.correlate_rows(q, rows)
+        np.testing.assert_array_equal(offsets, want_offsets)
+        np.testing.assert_allclose(cos, want, atol=1e-5)
+        masked = np.where(bank.valid[rows], want, -np.inf)
+        want_best = np.maximum.reduceat(masked, want_offsets[:-1])
+        np.testing.assert_allclose(best, want_best, atol=1e-5)
+        assert not bank.damaged  # every photo's codes read where they are
+
+
+def test_a_damaged_photo_read_from_the_codes_file_is_never_served(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, dim=64) as store:
+        store.put(_mixed_rows(6, 64, seed=3))
+    with PatchStore.open(folder, writer=False) as store:
+        bank = store.load_bank()
+    block = bank.blocks[0]
+    at = int(block.code_starts[2]) * block.codes.shape[1] + 3  # type: ignore[attr-defined]
+    data = bytearray((folder / "codes.bin").read_bytes())
+    data[at] ^= 0x10  # one bit of photo 2's codes
+    (folder / "codes.bin").write_bytes(bytes(data))
+    with PatchStore.open(folder, writer=False) as store:
+        bank = store.load_bank()
+    q = np.zeros(64, np.float32)
+    q[0] = 1.0
+    cos, offsets, best = bank.correlate_photos(q, np.array([1, 2, 3]))
+    assert np.all(cos[offsets[1] : offsets[2]] == -1.0) and best[1] == -1.0
+    assert np.all(cos[: offsets[1]] > -1.0) and np.all(best[[0, 2]] > -1.0)
+    assert list(bank.damaged) == ["m2.jpg"]
+    assert (folder / "check").exists()  # the next index run checks every row
+
+
+def test_reading_photos_leaves_torchs_threads_as_they_were(tmp_path: Path) -> None:
+    with PatchStore.open(tmp_path / "s", dim=64) as store:
+        store.put(_mixed_rows(4, 64, seed=5))
+    with PatchStore.open(tmp_path / "s", writer=False) as store:
+        bank = store.load_bank()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bank.correlate_photos(np.ones(64, np.float32), np.arange(4))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
