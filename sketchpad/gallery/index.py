@@ -304,6 +304,7 @@ def index_folder(
                 done += len(batch)
                 if progress is not None:
                     progress(done, len(todo))
+        store.compact_if_worth_it()
         path = cache_path or default_cache_path(folder, key)
     log.info(
         "indexed %s: %d new, %d current, %d removed, %d skipped",
@@ -332,6 +333,9 @@ def _decode_side(segmenter: object) -> int | None:
     return int(size) if isinstance(size, int) and size > 0 else None
 
 
+#: The share of dead codes (replaced or removed photos') at which an indexing run compacts
+#: the patch store.
+COMPACT_AT = 0.25
 #: Rows copied from the cache into the store per transaction when it follows the cache.
 _FOLLOW_CHUNK = 64
 
@@ -408,6 +412,19 @@ class _StoreWriter:
                 if f is not None:
                     items.append((rel, *want[rel], f))
             self.put(items)
+
+    def compact_if_worth_it(self) -> None:
+        """Give back the codes of replaced and removed rows once they are a quarter of the
+        codes file or more (:meth:`PatchStore.compact`); a failure is logged, the store stays
+        as it was and readable."""
+        if self.store is None or self.store.dead_fraction() < COMPACT_AT:
+            return
+        try:
+            freed = self.store.compact()
+        except CacheError as e:
+            log.warning("%s; the codes of replaced photos stay until the next run", e)
+            return
+        log.info("%s: patch store compacted, %.1f MiB given back", self.folder, freed / 2**20)
 
     def close(self) -> None:
         if self.store is not None:

@@ -2,10 +2,12 @@
 
 A store is a folder of three files:
 
-- ``codes.bin``: every photo's patch codes (:mod:`sketchpad.vision.quant`, q5r by default:
+- ``codes.bin`` (``codes.<n>.bin`` after a compaction; ``meta.codes_file`` names it): every
+  photo's patch codes (:mod:`sketchpad.vision.quant`, q5r by default:
   5 d / 8 bytes per patch), of its *valid* patches only (letterbox padding is never scored; it
   reads as zero vectors), one photo after another, appended, never rewritten in place. A query
-  memory-maps it and touches only the pages of the photos it scores (the shortlist).
+  reads only the codes of the photos it scores (the shortlist), with ``pread`` into a buffer
+  of its own (:meth:`StoreBlock.photo_products`), or through a memory map of the file.
 - ``meta.sqlite``: a row per photo (the same identity and layout columns as the feature cache,
   :mod:`sketchpad.gallery.cache_rows`), where its codes start in ``codes.bin`` and how many
   there are, its per-patch float16 scales, its compact summary (k float16 unit vectors, the
@@ -22,9 +24,9 @@ by a transaction that never committed lie past ``meta.next_row`` and are cut off
 writer. **Integrity**: every row's metadata is checked when the store is opened, every photo's
 codes the first time a query reads them; a row that fails is never served (its patches score −1,
 it is listed in :attr:`StoreBank.damaged`), and a writer removes it so it is encoded again.
-A replaced row leaves its old codes behind as dead space (``meta.dead_rows``); rewriting the
-file to reclaim it is not done yet (a bank reads the live runs of rows between the gaps, each a
-view of the memory map, so dead space costs disk, not memory).
+A replaced or removed row leaves its old codes behind as dead space (``meta.dead_rows``); once
+it is a quarter of the file, the indexing run rewrites the live codes into a new file
+(:meth:`PatchStore.compact`, crash-safe: the rows move to it in one transaction).
 
 ``sketchpad index`` keeps a store beside every folder's feature cache (:func:`store_path`),
 filled and pruned in step with it (:mod:`sketchpad.gallery.index`); a query opens it for large
@@ -145,6 +147,13 @@ class PatchStore:
         self.dim = int(meta["dim"])
         self.summary_k = int(meta["summary_k"])
         self.row_bytes = row_bytes(self.codec, self.dim)
+        #: The codes file the metadata points into (a compaction writes a new one).
+        self.codes_name = meta.get("codes_file", "codes.bin")
+
+    @property
+    def codes_path(self) -> Path:
+        """The codes file of this store (``codes.bin``, or ``codes.<n>.bin`` once compacted)."""
+        return self.folder / self.codes_name
 
     @classmethod
     def open(
@@ -211,12 +220,14 @@ class PatchStore:
                 )
             store = cls(folder, conn, fd, meta)
             if writer:  # cut codes an uncommitted transaction left behind
-                codes = folder / "codes.bin"
                 end = int(meta["next_row"]) * store.row_bytes
-                with open(codes, "ab") as f:
+                with open(store.codes_path, "ab") as f:
                     if f.tell() > end:
                         f.truncate(end)
                         os.fsync(f.fileno())
+                for other in folder.glob("codes*.bin"):  # a compaction cut short, either side
+                    if other.name != store.codes_name:
+                        other.unlink(missing_ok=True)
             return store
         except sqlite3.Error as e:
             if fd is not None:
@@ -295,7 +306,7 @@ class PatchStore:
             records.append((name, *ints, sb, mb, eb, ab, meta_check, _digest(cb)))
             blobs.append(cb)
             row += t
-        path = self.folder / "codes.bin"
+        path = self.codes_path
         try:
             with open(path, "r+b" if path.exists() else "wb") as f:
                 f.seek(next_row * self.row_bytes)
@@ -369,7 +380,7 @@ class PatchStore:
         rows = self._conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0").fetchall()
         bad: dict[str, str] = {}
         total = int(self._meta()["next_row"]) * self.row_bytes
-        path = self.folder / "codes.bin"
+        path = self.codes_path
         size = path.stat().st_size if path.exists() else 0
         f = open(path, "rb") if size else None  # noqa: SIM115 (closed below)
         try:
@@ -397,8 +408,94 @@ class PatchStore:
 
     def nbytes(self) -> int:
         """Bytes on disk: codes, metadata and its write-ahead log."""
-        names = ("codes.bin", "meta.sqlite", "meta.sqlite-wal")
+        names = (self.codes_name, "meta.sqlite", "meta.sqlite-wal")
         return sum((self.folder / n).stat().st_size for n in names if (self.folder / n).exists())
+
+    def dead_fraction(self) -> float:
+        """The share of the codes file that replaced or removed rows left behind."""
+        meta = self._meta()
+        total = int(meta["next_row"])
+        return int(meta["dead_rows"]) / total if total else 0.0
+
+    def compact(self) -> int:
+        """Rewrite the codes without the dead space of replaced and removed rows; returns the
+        bytes given back.
+
+        Crash-safe like every write here: the live codes are copied, row after row, into a
+        new file (``codes.<n>.bin``), fsync'd, and only then one SQLite transaction moves
+        every row to it (new ``row0`` and metadata checksum; the codes and their checksum are
+        the same bytes) and names it in ``meta.codes_file``; the old file is deleted after.
+        Killed before the commit, the store still reads the old file and the next writer
+        deletes the half-written one; after it, the next writer deletes the old one. A reader
+        that opened the store before keeps reading the old file (its map holds it). Rows
+        whose metadata fail their checksum are not copied but removed (stored again from the
+        feature cache by the next indexing run), never given a new checksum.
+
+        Raises:
+            CacheError: opened read-only, or the copy or the commit failed (nothing changed).
+        """
+        if self._lock_fd is None or self._conn is None:
+            raise CacheError(self.folder / "meta.sqlite", "cannot compact: opened read-only")
+        conn = self._conn
+        meta = self._meta()
+        dead = int(meta["dead_rows"])
+        if not dead:
+            return 0
+        gen = int(meta.get("codes_generation", "0")) + 1
+        new_name = f"codes.{gen}.bin"
+        new_path, old_path = self.folder / new_name, self.codes_path
+        before = old_path.stat().st_size if old_path.exists() else 0
+        moves: list[tuple[int, int, bytes]] = []
+        damaged: list[str] = []
+        at = 0
+        rb = self.row_bytes
+        try:
+            with open(old_path, "rb") as src, open(new_path, "wb") as dst:
+                for r in conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0"):
+                    if _meta_digest(r) != r[_CMETA]:
+                        damaged.append(py_name(r[0]))
+                        continue
+                    n = int(r[_NCODES]) * rb
+                    src.seek(int(r[_ROW0]) * rb)
+                    data = src.read(n)
+                    if len(data) != n:
+                        damaged.append(py_name(r[0]))
+                        continue
+                    dst.write(data)
+                    moved = list(r)
+                    moved[_ROW0] = at
+                    moves.append((at, _meta_digest(moved), r[0]))
+                    at += int(r[_NCODES])
+                dst.flush()
+                os.fsync(dst.fileno())
+            _fsync_dir(self.folder)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE photos SET row0 = ?, check_meta = ? WHERE rel_path = ?", moves
+                )
+                for name in damaged:
+                    conn.execute("DELETE FROM photos WHERE rel_path = ?", (db_name(name),))
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [
+                        ("next_row", str(at)),
+                        ("dead_rows", "0"),
+                        ("codes_file", new_name),
+                        ("codes_generation", str(gen)),
+                    ],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except (OSError, sqlite3.Error) as e:
+            new_path.unlink(missing_ok=True)
+            raise CacheError(self.folder / "meta.sqlite", f"cannot compact the codes ({e})") from e
+        self.codes_name = new_name
+        old_path.unlink(missing_ok=True)
+        return max(0, before - at * rb)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -438,59 +535,66 @@ class PatchStore:
         # Rows are read one at a time from the cursor into arrays sized for the whole store
         # (and trimmed to the rows kept): holding every row's blobs at once would double the
         # memory the bank needs (≈ 10 KiB per photo) while loading.
-        n_all, codes_all = conn.execute("SELECT count(*), total(n_codes) FROM photos").fetchone()
-        n_all, codes_all = int(n_all), int(codes_all)
-        summ = np.empty((n_all, k, d), dtype="<f2")
-        globs = np.empty((n_all, d), dtype="<f2")
-        scales = np.empty(codes_all, dtype="<f2")
-        assign = np.empty(codes_all, dtype=np.uint8)
-        starts = np.empty(n_all, np.int64)  # in codes.bin
-        n_codes = np.empty(n_all, np.int64)
-        layouts: list[PhotoLayout] = []
-        names: list[str] = []
-        checks: list[int] = []
-        shared: dict[tuple[int, ...], PhotoLayout] = {}  # one object per distinct layout
-        j = c = 0
-        for r in conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0"):
-            name = r[0]
-            if only is not None and only.get(py_name(name)) != (r[1], r[2]):
-                continue
-            if _meta_digest(r) != r[_CMETA] or r[5] != self.dim:
-                bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
-                _mark(self.folder)
-                continue
-            key = tuple(r[3:14])
-            lay = shared.get(key)
-            if lay is None:
-                lay = PhotoLayout(
-                    (r[3], r[4]), Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13])), r[6]
-                )
-                shared[key] = lay
-            t = int(r[_NCODES])
-            if int(np.count_nonzero(lay.valid_patches())) != t:
-                why = "rows whose codes do not fit their layout"
-                raise CacheError(self.folder / "meta.sqlite", why)
-            layouts.append(lay)
-            names.append(py_name(name))
-            checks.append(int(r[_CCODES]))
-            summ[j] = np.frombuffer(r[_SUMM], "<f2").reshape(k, d)
-            globs[j] = np.frombuffer(r[_GLOB], "<f2")
-            scales[c : c + t] = np.frombuffer(r[_SCALES], "<f2")
-            assign[c : c + t] = np.frombuffer(r[_ASSIGN], np.uint8)
-            starts[j], n_codes[j] = int(r[_ROW0]), t
-            j, c = j + 1, c + t
-        if not j:
-            return bank
-        if j < n_all:  # rows left out: keep only what was read
-            summ, globs = summ[:j].copy(), globs[:j].copy()
-            starts, n_codes = starts[:j], n_codes[:j]
-            scales, assign = scales[:c].copy(), assign[:c].copy()
-        total = int(self._meta()["next_row"])
-        path = self.folder / "codes.bin"
-        with open(path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), total * self.row_bytes, access=mmap.ACCESS_READ)
-            reader = _CodesFile(os.dup(f.fileno()))  # the same file as the map, for pread
-        codes = np.frombuffer(mm, dtype=np.uint8).reshape(total, self.row_bytes)
+        # one read transaction: the rows, the end of the codes and the file they are in are
+        # read as of one commit (a compaction between them would move the rows)
+        conn.execute("BEGIN")
+        try:
+            got = conn.execute("SELECT count(*), total(n_codes) FROM photos").fetchone()
+            n_all, codes_all = got
+            n_all, codes_all = int(n_all), int(codes_all)
+            summ = np.empty((n_all, k, d), dtype="<f2")
+            globs = np.empty((n_all, d), dtype="<f2")
+            scales = np.empty(codes_all, dtype="<f2")
+            assign = np.empty(codes_all, dtype=np.uint8)
+            starts = np.empty(n_all, np.int64)  # in codes.bin
+            n_codes = np.empty(n_all, np.int64)
+            layouts: list[PhotoLayout] = []
+            names: list[str] = []
+            checks: list[int] = []
+            shared: dict[tuple[int, ...], PhotoLayout] = {}  # one object per distinct layout
+            j = c = 0
+            for r in conn.execute(f"SELECT {_COLS} FROM photos ORDER BY row0"):
+                name = r[0]
+                if only is not None and only.get(py_name(name)) != (r[1], r[2]):
+                    continue
+                if _meta_digest(r) != r[_CMETA] or r[5] != self.dim:
+                    bank.damaged[py_name(name)] = "checksum mismatch in its metadata"
+                    _mark(self.folder)
+                    continue
+                key = tuple(r[3:14])
+                lay = shared.get(key)
+                if lay is None:
+                    box = Letterbox((r[7], r[8]), r[9], (r[10], r[11], r[12], r[13]))
+                    lay = PhotoLayout((r[3], r[4]), box, r[6])
+                    shared[key] = lay
+                t = int(r[_NCODES])
+                if int(np.count_nonzero(lay.valid_patches())) != t:
+                    why = "rows whose codes do not fit their layout"
+                    raise CacheError(self.folder / "meta.sqlite", why)
+                layouts.append(lay)
+                names.append(py_name(name))
+                checks.append(int(r[_CCODES]))
+                summ[j] = np.frombuffer(r[_SUMM], "<f2").reshape(k, d)
+                globs[j] = np.frombuffer(r[_GLOB], "<f2")
+                scales[c : c + t] = np.frombuffer(r[_SCALES], "<f2")
+                assign[c : c + t] = np.frombuffer(r[_ASSIGN], np.uint8)
+                starts[j], n_codes[j] = int(r[_ROW0]), t
+                j, c = j + 1, c + t
+            if not j:
+                return bank
+            if j < n_all:  # rows left out: keep only what was read
+                summ, globs = summ[:j].copy(), globs[:j].copy()
+                starts, n_codes = starts[:j], n_codes[:j]
+                scales, assign = scales[:c].copy(), assign[:c].copy()
+            meta = self._meta()
+            total = int(meta["next_row"])
+            path = self.folder / meta.get("codes_file", "codes.bin")
+            with open(path, "rb") as f:
+                mm = mmap.mmap(f.fileno(), total * self.row_bytes, access=mmap.ACCESS_READ)
+                reader = _CodesFile(os.dup(f.fileno()), path)  # the file of the map, for pread
+            codes = np.frombuffer(mm, dtype=np.uint8).reshape(total, self.row_bytes)
+        finally:
+            conn.execute("COMMIT")
         valid_of = {id(lay): lay.valid_patches().ravel() for lay in shared.values()}
         sizes = np.asarray([lay.grid_hw[0] * lay.grid_hw[1] for lay in layouts], np.int64)
         at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # first bank row
@@ -552,11 +656,22 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class _CodesFile:
-    """An open file descriptor of a store's ``codes.bin``, closed when no block holds it."""
+def _fsync_dir(folder: Path) -> None:
+    """Make a file created in ``folder`` durable (its directory entry), where the OS can."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
-    def __init__(self, fd: int) -> None:
+
+class _CodesFile:
+    """An open file descriptor of a store's codes file, closed when no block holds it."""
+
+    def __init__(self, fd: int, path: Path) -> None:
         self.fd = fd
+        self.path = path
         weakref.finalize(self, os.close, fd)
 
 
@@ -671,7 +786,7 @@ class StoreBlock(QuantBlock):
                     lo, length = run_lo[r], run_len[r]
                     if os.preadv(fd, [flat[lo : lo + length]], run_at[r]) != length:
                         raise CacheError(
-                            self.folder / "codes.bin" if self.folder else Path("codes.bin"),
+                            self._reader.path,
                             "the patch codes file is shorter than its rows say",
                         )
                 chunk = raw[:n]

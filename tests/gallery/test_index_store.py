@@ -98,6 +98,11 @@ def test_deleted_and_replaced_photos_update_both(tmp_path: Path, seg: Segmenter)
     want, have = identities(folder, seg)
     assert "img2.png" not in have and have == want
     stored_close_to_cached(folder, seg)  # img4.png: the new features, not the old
+    # two of seven rows' codes were dead (≥ a quarter): the run compacted the store
+    with PatchStore.open(store_path(s.cache_path), writer=False) as store:
+        assert store.dead_fraction() == 0.0 and store.codes_name != "codes.bin"
+        live = sum(store.load_bank().valid)
+        assert store.codes_path.stat().st_size == live * store.row_bytes
 
 
 def test_a_lost_or_damaged_store_is_refilled_from_the_cache(

@@ -267,3 +267,98 @@ def test_reading_photos_leaves_torchs_threads_as_they_were(tmp_path: Path) -> No
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_compaction_gives_back_dead_space_and_keeps_every_row(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, dim=64) as store:
+        store.put(_mixed_rows(12, 64, seed=7))
+        store.put(_mixed_rows(6, 64, seed=8))  # m0 … m5 replaced: their old codes are dead
+        store.remove(["m11.jpg"])
+        assert store.dead_fraction() > 0.25
+    with PatchStore.open(folder, writer=False) as store:
+        before = store.load_bank()  # a reader opened before the compaction
+    q = np.random.default_rng(9).standard_normal(64).astype(np.float32)
+    q /= np.linalg.norm(q)
+    best = before.correlate_photos(q, np.arange(len(before)))[2]
+    want = dict(zip(before.names, best.tolist(), strict=True))
+    with PatchStore.open(folder) as store:
+        freed = store.compact()
+        assert store.dead_fraction() == 0.0 and store.codes_name != "codes.bin"
+        kept = _mixed_rows(11, 64, 7)
+        live = sum(int(np.count_nonzero(r.letterbox.valid_patches(16))) for r in kept)
+        assert store.codes_path.stat().st_size == live * store.row_bytes
+        assert freed > 0 and not (folder / "codes.bin").exists()
+        assert store.verify() == {}
+    with PatchStore.open(folder, writer=False) as store:
+        after = store.load_bank()
+    assert sorted(after.names) == sorted(want) and not after.damaged
+    for i, n in enumerate(after.names):
+        assert after.correlate_photos(q, np.array([i]))[2][0] == pytest.approx(want[n], abs=1e-6)
+    # the reader opened before still reads its rows: its map holds the old file
+    got = before.correlate_photos(q, np.arange(len(before)))[2]
+    np.testing.assert_allclose(got, [want[n] for n in before.names], atol=1e-6)
+    assert not before.damaged
+
+
+def test_a_compaction_cut_short_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, dim=64) as store:
+        store.put(_mixed_rows(8, 64, seed=10))
+        store.put(_mixed_rows(4, 64, seed=11))
+        paths = store.paths()
+        real = store._conn
+        assert real is not None
+
+        class Failing:  # the commit's first statement fails, as a full disk would
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def executemany(self, sql: str, *args: object) -> object:
+                if sql.startswith("UPDATE photos"):
+                    raise sqlite3.OperationalError("disk I/O error")
+                return real.executemany(sql, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "_conn", Failing())
+        with pytest.raises(CacheError, match="cannot compact"):
+            store.compact()
+        monkeypatch.setattr(store, "_conn", real)
+        assert store.codes_name == "codes.bin" and store.paths() == paths
+        assert sorted(p.name for p in folder.glob("codes*.bin")) == ["codes.bin"]
+        assert store.verify() == {}
+    # a copy killed before its commit leaves a half-written file: the next writer deletes it
+    (folder / "codes.9.bin").write_bytes(b"\x00" * 100)
+    with PatchStore.open(folder) as store:
+        assert sorted(p.name for p in folder.glob("codes*.bin")) == ["codes.bin"]
+        store.compact()
+        name = store.codes_name
+    # killed after its commit, before the old file went: the next writer deletes that one
+    (folder / "codes.bin").write_bytes(b"\x00" * 100)
+    with PatchStore.open(folder) as store:
+        assert sorted(p.name for p in folder.glob("codes*.bin")) == [name]
+        assert store.verify() == {} and store.paths() == paths
+
+
+def test_a_row_with_damaged_metadata_is_dropped_by_a_compaction_never_resealed(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    folder = tmp_path / "s"
+    with PatchStore.open(folder, dim=64) as store:
+        store.put(_mixed_rows(6, 64, seed=12))
+        store.put(_mixed_rows(3, 64, seed=13))
+    with sqlite3.connect(folder / "meta.sqlite") as db:  # a flipped byte in m4's scales
+        sql = "SELECT scales FROM photos WHERE rel_path = ?"
+        blob = bytearray(db.execute(sql, (b"m4.jpg",)).fetchone()[0])
+        blob[0] ^= 1
+        db.execute("UPDATE photos SET scales = ? WHERE rel_path = ?", (bytes(blob), b"m4.jpg"))
+    db.close()
+    with PatchStore.open(folder) as store:
+        store.compact()
+        assert "m4.jpg" not in store.paths() and len(store) == 5
+        assert store.verify() == {}
