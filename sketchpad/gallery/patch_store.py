@@ -762,6 +762,7 @@ class StoreBlock(QuantBlock):
         scratch = self._scratch(step)
         qq, offset = self._query(q)
         base = self.base_products(q) if self.base_products is not None else None
+        cos = np.empty(int(cum[-1]), dtype=np.float32)  # each code row's product
         # chunks of whole photos of up to `step` rows; within a chunk, each run of photos
         # stored one after another is read with one call (offsets worked out beforehand)
         chunks = [0]
@@ -793,27 +794,29 @@ class StoreBlock(QuantBlock):
                 for k in np.flatnonzero(~self._checked[photos[a:b]]).tolist():
                     i = a + k
                     self._check(int(photos[i]), chunk[cum[i] - cum[a] : cum[i + 1] - cum[a]])
-                cos = torch.mv(self._levels(chunk, buf, scratch), qq).numpy() - offset
-                sizes = (ce - cs)[a:b]
-                code_rows = np.repeat(cs[a:b] - (cum[a:b] - cum[a]), sizes) + np.arange(n)
-                cos *= self.scales[code_rows].astype(np.float32)
-                if base is not None and self.base_index is not None:
-                    cos += base[self.base_index[code_rows]]
-                bad = self._bad[photos[a:b]]
-                if bad.any():
-                    cos[np.repeat(bad, sizes)] = -1.0
-                has = sizes > 0
-                best[a:b][has] = np.maximum.reduceat(cos, (cum[a:b] - cum[a])[has])
-                seg = out[out_at[a] : out_at[b]]
-                if self.row_map is None:
-                    seg[:] = cos
-                else:
-                    width = (be - bs)[a:b]
-                    bank_rows = np.repeat(bs[a:b] - (out_at[a:b] - out_at[a]), width)
-                    bank_rows += np.arange(len(seg))
-                    seg[self.row_map[bank_rows] >= 0] = cos
-                    if bad.any():
-                        seg[np.repeat(bad, width)] = -1.0
+                got = torch.mv(self._levels(chunk, buf, scratch), qq)
+                cos[cum[a] : cum[b]] = got.numpy()
+        # the rest once over all the photos' codes: scales, base vectors, damage, best, layout
+        cos -= offset
+        sizes = ce - cs
+        code_rows = np.repeat(cs - cum[:-1], sizes) + np.arange(len(cos))
+        cos *= self.scales[code_rows].astype(np.float32)
+        if base is not None and self.base_index is not None:
+            cos += base[self.base_index[code_rows]]
+        del code_rows
+        bad = self._bad[photos]
+        if bad.any():
+            cos[np.repeat(bad, sizes)] = -1.0
+        has = sizes > 0
+        best[has] = np.maximum.reduceat(cos, cum[:-1][has])
+        if self.row_map is None:
+            out[:] = cos
+        else:
+            width = be - bs
+            bank_rows = np.repeat(bs - out_at[:-1], width) + np.arange(len(out))
+            out[self.row_map[bank_rows] >= 0] = cos
+            if bad.any():
+                out[np.repeat(bad, width)] = -1.0
         return out, best
 
     def _verify(self, rows: np.ndarray) -> np.ndarray:

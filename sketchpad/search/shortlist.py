@@ -129,12 +129,18 @@ class _Exact:
         photos = np.concatenate(self.photos) if self.photos else np.zeros(0, np.int64)
         cos = np.concatenate(self.cos) if self.cos else np.zeros(0, np.float32)
         sizes = np.concatenate(self.sizes) if self.sizes else np.zeros(0, np.int64)
-        starts = np.concatenate([[0], np.cumsum(sizes)])[:-1]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         order = np.argsort(photos, kind="stable")
         sizes_sorted = sizes[order]
         offsets = np.concatenate([[0], np.cumsum(sizes_sorted)]).astype(np.int64)
-        idx = np.repeat(starts[order] - offsets[:-1], sizes_sorted) + np.arange(offsets[-1])
-        return photos[order], cos[idx.astype(np.int64)], offsets
+        # photos next to each other in both orders are copied as one slice
+        cut = np.flatnonzero(np.diff(order) != 1) + 1
+        first = np.concatenate([[0], cut]).astype(np.int64)
+        last = np.concatenate([cut, [len(order)]]).astype(np.int64)
+        lo, hi = starts[order[first]].tolist(), (starts[order[last - 1] + 1]).tolist()
+        parts = [cos[a:b] for a, b in zip(lo, hi, strict=True)]
+        merged = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return photos[order], merged, offsets
 
 
 def score_query_shortlist(
