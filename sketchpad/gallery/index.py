@@ -40,7 +40,8 @@ import numpy as np
 from sketchpad.gallery.cache import CacheError, CacheLockedError, FeatureCache, ModelKey
 from sketchpad.gallery.cache import cache_path as default_cache_path
 from sketchpad.gallery.images import PhotoError, load_photo_at, scan_folder
-from sketchpad.gallery.patch_store import CHECK_MARK, PatchStore, StoreRow, store_path
+from sketchpad.gallery.patch_store import PatchStore, StoreRow, store_path
+from sketchpad.gallery.store_bank import CHECK_MARK
 from sketchpad.vision.letterbox import Letterbox
 from sketchpad.vision.quant import codec_for
 

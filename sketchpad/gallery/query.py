@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from sketchpad.gallery.cache import CacheError, FeatureCache, ModelKey, RowLayout
-from sketchpad.gallery.patch_store import PatchStore, StoreBank, store_path
+from sketchpad.gallery.patch_store import PatchStore, store_path
+from sketchpad.gallery.store_bank import StoreBank
 from sketchpad.names import display_name
 from sketchpad.search.shortlist import MIN_PHOTOS
 from sketchpad.vision.bank import BLOCK_ROWS, FeatureBank, PhotoLayout, TensorBlock

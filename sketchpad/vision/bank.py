@@ -355,7 +355,7 @@ class FeatureBank:
         (len(photos),) each photo's best cosine over its valid patches, −inf where none).
 
         Where every block holds whole photos and reads them itself (``photo_products``: a
-        patch store's, :meth:`sketchpad.gallery.patch_store.StoreBlock.photo_products`),
+        patch store's, :meth:`sketchpad.gallery.store_bank.StoreBlock.photo_products`),
         each block reads its photos' codes directly; otherwise through :meth:`correlate_rows`.
 
         Args:
@@ -489,7 +489,7 @@ class FeatureBank:
     def release(self) -> None:
         """Let go of what reading rows brought into this process's memory beyond the bank
         itself: a patch store's memory-mapped pages (``release`` of each block that has one,
-        :meth:`sketchpad.gallery.patch_store.StoreBlock.release`)."""
+        :meth:`sketchpad.gallery.store_bank.StoreBlock.release`)."""
         for b in self.blocks:
             release = getattr(b, "release", None)
             if release is not None:

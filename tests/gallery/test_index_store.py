@@ -18,8 +18,9 @@ from test_index import ROOT, make_photos
 
 from sketchpad.gallery.cache import FeatureCache
 from sketchpad.gallery.index import index_folder, model_key
-from sketchpad.gallery.patch_store import CHECK_MARK, PatchStore, store_path
+from sketchpad.gallery.patch_store import PatchStore, store_path
 from sketchpad.gallery.query import load_bank
+from sketchpad.gallery.store_bank import CHECK_MARK
 from sketchpad.vision.backbone import create_backbone
 from sketchpad.vision.segmenter import Segmenter
 

@@ -205,7 +205,7 @@ def _mixed_rows(n: int, dim: int, seed: int) -> list[StoreRow]:
 def test_photos_read_from_the_codes_file_score_as_their_rows(tmp_path: Path, dim: int) -> None:
     """The shortlist's photo reads (pread, chunk by chunk, runs of adjacent photos) give the
     cosines the row-by-row path gives, across chunk borders and the gaps replaced rows leave."""
-    from sketchpad.gallery.patch_store import StoreBlock
+    from sketchpad.gallery.store_bank import StoreBlock
 
     with PatchStore.open(tmp_path / "s", dim=dim) as store:
         store.put(_mixed_rows(30, dim, seed=1))
