@@ -95,3 +95,16 @@ def test_large_bench_measures_masks_from_the_exact_rows(tmp_path: Path) -> None:
     assert r.pixel_iou == 1.0 and r.mask_iou == 1.0
     assert r.code_pixel_iou < 1.0
     assert r.cache_bytes_per_photo == 196 * 512 * 2
+
+
+def test_the_query_process_says_why_it_could_not_be_measured(tmp_path: Path) -> None:
+    import numpy as np
+
+    from sketchpad.gallery.bench_large import _query_process_in_child
+    from sketchpad.vision.backbone import create_backbone
+    from sketchpad.vision.segmenter import Segmenter
+
+    seg = Segmenter(create_backbone("test-clip-tiny", pretrained=False, device="cpu"))
+    qs = np.ones((1, seg.backbone.embed_dim), np.float32)
+    with pytest.raises(RuntimeError, match="no patch store here"):
+        _query_process_in_child(seg, tmp_path / "missing", qs, 1)
