@@ -81,7 +81,7 @@ def query_sketch(k: int) -> Sketch:
     return Sketch(strokes=(Stroke(loop), Stroke(line)), width=640, height=480)
 
 
-def _rss_mb() -> tuple[float, float] | None:
+def rss_mb() -> tuple[float, float] | None:
     """(current, peak) resident memory of this process in MiB (Linux), else None."""
     try:
         text = Path("/proc/self/status").read_text()
@@ -157,7 +157,7 @@ def latency(
     try:
         SearchCore(seg).search(QuerySpec(sketch=query_sketch(0)), bank)  # warm-up
         full, sk, prod = [], [], []
-        before = _rss_mb()
+        before = rss_mb()
         peak_ok = _reset_peak()
         for k in range(1, queries + 1):
             sketch = query_sketch(k)
@@ -172,7 +172,7 @@ def latency(
             t0 = _clock()
             bank.correlate(q.embedding)
             prod.append(_clock() - t0)
-        after = _rss_mb()
+        after = rss_mb()
         peak = after[1] - before[0] if (before and after and peak_ok) else None
         return LatencyRow(
             n=n,

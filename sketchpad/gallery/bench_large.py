@@ -43,6 +43,8 @@ import numpy as np
 import torch
 
 from sketchpad.gallery import synthetic_library as sl
+from sketchpad.gallery.bench import rss_mb
+from sketchpad.gallery.bench_library import child_env
 from sketchpad.gallery.patch_store import PatchStore, StoreRow
 from sketchpad.search.masks import prob_hw
 from sketchpad.search.scoring import GalleryScores, score_query
@@ -83,16 +85,6 @@ class LargeRow:
     loaded_mb: float | None = None
 
 
-def _rss_peak_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
 def query_process(folder: Path, setup: dict[str, object]) -> dict[str, float | None]:
     """What a process querying the store holds, measured in a fresh process of its own (run by
     :func:`_query_process_in_child`): the segmenter's model with random weights (as the app
@@ -113,15 +105,20 @@ def query_process(folder: Path, setup: dict[str, object]) -> dict[str, float | N
         z_temperature=float(setup["z_temperature"]),  # type: ignore[arg-type]
     )
     gc.collect()
-    model = _rss_now_mb()
+    model = rss_mb()
     with PatchStore.open(folder, writer=False) as store:
         bank = store.load_bank()
     bank.summary_matrix()
     bank.sample_matrix()
-    loaded = _rss_now_mb()
+    loaded = rss_mb()
     for q in np.load(folder.parent / f"{folder.name}-queries.npy"):
         score_query_shortlist(seg, Query(q, "q"), bank, top_n=TOP, threshold=THRESHOLD)
-    return {"model": model, "loaded": loaded, "peak": _rss_peak_mb()}
+    end = rss_mb()
+    return {
+        "model": model[0] if model else None,
+        "loaded": loaded[0] if loaded else None,
+        "peak": end[1] if end else None,
+    }
 
 
 def _query_process_in_child(
@@ -146,26 +143,13 @@ def _query_process_in_child(
         "from sketchpad.gallery.bench_large import query_process; "
         "print(json.dumps(query_process(Path(sys.argv[1]), json.loads(sys.argv[2]))))"
     )
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     argv = [sys.executable, "-c", code, str(folder), json.dumps(setup)]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    done = subprocess.run(argv, env=child_env(), capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise RuntimeError(f"the query process failed (exit {done.returncode}): {last}")
     got: dict[str, float | None] = json.loads(done.stdout.splitlines()[-1])
     return got
-
-
-def _rss_now_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def _layouts(world: sl.World, lb: np.ndarray) -> list[PhotoLayout]:

@@ -37,6 +37,15 @@ Report = Callable[[str], None]
 PEAK_TARGET_BYTES = 1.5e9
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child Python that imports this source tree (put
+    first on ``PYTHONPATH``), with ``extra`` variables set."""
+    env = {**os.environ, **extra}
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def _index(cmd: list[str], env: dict[str, str]) -> tuple[int, str, str, float, int | None]:
     """Run ``sketchpad index``; (exit status, stdout, stderr, seconds, peak RSS in bytes of
     that process alone, None where the platform cannot say)."""
@@ -116,9 +125,7 @@ def run(backbone_id: str, report: Report, *, big: bool = True, workdir: Path | N
         work = Path(tmp)
         folder = work / "library"
         weights = work / "weights.safetensors"
-        env = {**os.environ, "SKETCHPAD_HOME": str(work / "home"), "PYTHONUNBUFFERED": "1"}
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        env = child_env(SKETCHPAD_HOME=str(work / "home"), PYTHONUNBUFFERED="1")
         report("sketchpad bench library: generating the folder …")
         t0 = time.perf_counter()
         expect = _prepare_in_child(folder, weights, backbone_id, big, env)
